@@ -1,0 +1,1 @@
+"""Subcommands of the ``ensemble`` CLI that are not LightningCLI's own."""

@@ -1,0 +1,48 @@
+"""Atomic file writes: a killed run never leaves a half file that looks complete."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _finite_or_none(value: Any) -> Any:
+    # JSON has no NaN/inf: an undefined number is written as null, never as a fake result
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    clean = {k: _finite_or_none(v) for k, v in data.items()}
+    return atomic_write(path, lambda p: p.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n"))
+
+
+def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+
+
+def write_figure(path: str | Path, fig: Any) -> Path:
+    return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))

@@ -1,0 +1,31 @@
+"""Metrics shared by every model family: torchmetrics `Metric`s that sync under DDP."""
+
+from ensemble.metrics.classification import CLASS_NAMES, LogLoss, classification_metrics
+from ensemble.metrics.suite import MetricSuite
+from ensemble.metrics.trading import (
+    Exposure,
+    MaxDrawdown,
+    NumTrades,
+    ProfitFactor,
+    SharpeRatio,
+    WinRate,
+    equity_curve,
+    portfolio_returns,
+    trading_metrics,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "Exposure",
+    "LogLoss",
+    "MaxDrawdown",
+    "MetricSuite",
+    "NumTrades",
+    "ProfitFactor",
+    "SharpeRatio",
+    "WinRate",
+    "classification_metrics",
+    "equity_curve",
+    "portfolio_returns",
+    "trading_metrics",
+]

@@ -1,0 +1,88 @@
+"""The metric suite under real DDP: 2 CPU processes on gloo must agree with one process on all rows."""
+
+from __future__ import annotations
+
+import json
+import socket
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ensemble.metrics import MetricSuite, SharpeRatio
+
+HORIZON, BARS_PER_YEAR = 3, 252.0
+
+
+def panel() -> tuple[torch.Tensor, ...]:
+    """4 symbols x 30 timestamps, time-major, some NaN returns: (probs, target, time, fwd_return)."""
+    g = torch.Generator().manual_seed(0)
+    n_time, n_sym = 30, 4
+    time = (torch.arange(n_time) * 3_600 * 10**9).repeat_interleave(n_sym)
+    n = len(time)
+    probs = torch.softmax(torch.randn(n, 3, generator=g), dim=1)
+    target = torch.randint(0, 3, (n,), generator=g)
+    ret = torch.randn(n, generator=g) * 0.01
+    ret[torch.rand(n, generator=g) < 0.1] = float("nan")
+    return probs, target, time, ret
+
+
+def rank_rows(rank: int) -> torch.Tensor:
+    # Contiguous cut at an odd row (timestamp 10's symbols land on both ranks), then every other row of the
+    # rest: most timestamps are split across ranks, and the ranks get different row counts.
+    n = len(panel()[2])
+    head, tail = torch.arange(41), torch.arange(41, n)
+    return torch.cat([head, tail[0::2]]) if rank == 0 else tail[1::2]
+
+
+def single_process() -> tuple[dict[str, float], list[list[int]], float]:
+    probs, target, time, ret = panel()
+    suite = MetricSuite("val", HORIZON, BARS_PER_YEAR)
+    suite.update(probs, target, time, ret)
+    sharpe = SharpeRatio(HORIZON, BARS_PER_YEAR)
+    sharpe.update(time, probs.argmax(1) - 1, ret)
+    return suite.compute(), suite.confusion_matrix().tolist(), float(sharpe.compute())
+
+
+def worker(rank: int, port: int, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        probs, target, time, ret = panel()
+        idx = rank_rows(rank)
+        suite = MetricSuite("val", HORIZON, BARS_PER_YEAR)
+        for part in idx.chunk(3):  # several batches per rank
+            suite.update(probs[part], target[part], time[part], ret[part])
+        # A rank that saw no rows at all must still sync (int64 time state on every rank).
+        sharpe = SharpeRatio(HORIZON, BARS_PER_YEAR)
+        if rank == 0:
+            sharpe.update(time, probs.argmax(1) - 1, ret)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rank 1's compute-before-update warning
+            result = {
+                "metrics": suite.compute(),
+                "confmat": suite.confusion_matrix().tolist(),
+                "sharpe_one_rank": float(sharpe.compute()),
+            }
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_two_process_gloo_matches_single_process(tmp_path):
+    mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    metrics, confmat, sharpe = single_process()
+    for rank in range(2):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["metrics"] == pytest.approx(metrics, rel=1e-6)
+        assert result["confmat"] == confmat
+        assert result["sharpe_one_rank"] == pytest.approx(sharpe, rel=1e-6)
