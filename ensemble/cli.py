@@ -8,16 +8,17 @@ import sys
 from ensemble.data import DataContractError
 from ensemble.models.checks import CheckpointMismatchError
 
-USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError)
+USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError, argparse.ArgumentError, KeyError)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ensemble.commands import data
+    from ensemble.commands import data, models
 
     parser = argparse.ArgumentParser(prog="ensemble", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     data.add_parser(sub)
+    models.add_parser(sub)
     return parser
 
 
@@ -34,14 +35,26 @@ def main(argv: list[str] | None = None) -> int:
             run_lightning([a for a in argv if a != "--debug"])
             return 0
         args = _parser().parse_args(argv)
-        from ensemble.commands import data
+        from ensemble.commands import data, models
 
-        return {"data": data.run}[args.command](args)
+        return {"data": data.run, "models": models.run}[args.command](args)
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"ensemble: error: {err}", file=sys.stderr)
+        print(f"ensemble: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """jsonargparse explains a bad config as a nested tree; keep the path and the innermost reason."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = [ln.strip(" -") for ln in text.splitlines() if ln.strip()]
+    if len(lines) == 1:
+        return lines[0]
+    skip = ("Does not validate", "Subtypes:", "Errors:", "Expected a", "Given value")
+    useful = [ln for ln in lines if not ln.startswith(skip)]
+    where = [ln.rstrip(":") for ln in useful[:-1]]
+    return f"{useful[-1]} ({' > '.join(where)})" if where else useful[-1]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,10 @@
+"""Models: backbones, the classification module, tree adapters, and the registry.
+
+Imports are explicit so registration is predictable.
+"""
+
+from ensemble.models import backbones  # noqa: F401  (registers lstm, gru, transformer)
+from ensemble.models.classifier import Classifier
+from ensemble.models.registry import create_model, get_model, list_models, register
+
+__all__ = ["Classifier", "create_model", "get_model", "list_models", "register"]

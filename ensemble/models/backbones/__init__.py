@@ -1,0 +1,10 @@
+"""Backbones: plain ``nn.Module``s mapping (B, L, F) windows to (B, num_classes) logits.
+
+Each takes ``num_features``, ``num_classes`` and ``seq_len`` first (linked from the data by the CLI).
+"""
+
+from ensemble.models.backbones.gru import GRUNet
+from ensemble.models.backbones.lstm import LSTMNet
+from ensemble.models.backbones.transformer import TransformerNet
+
+__all__ = ["GRUNet", "LSTMNet", "TransformerNet"]

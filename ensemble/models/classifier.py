@@ -1,0 +1,143 @@
+"""``Classifier``: one LightningModule for every neural backbone.
+
+It owns the loss, the optimizer and scheduler, and the metric suite; the backbone only maps
+(B, L, F) windows to (B, 3) logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MeanMetric
+
+from ensemble.metrics import MetricSuite
+from ensemble.models.checks import check_checkpoint_matches
+
+EVAL_STAGES = ("val", "test")
+
+
+class Classifier(pl.LightningModule):
+    """3-class (short/flat/long) classifier over symbol windows.
+
+    Args:
+        net: the backbone, (B, L, F) -> (B, 3) logits.
+        horizon, bars_per_year, feature_names: linked from the data; stored in every checkpoint.
+        class_weights: optional cross-entropy weights for short/flat/long.
+        label_smoothing: cross-entropy label smoothing.
+        use_sample_weights: weight each sample's loss by ``sample_weight_h{H}``.
+        optimizer, scheduler: LightningCLI-style callables (``class_path`` + ``init_args`` in config).
+        monitor: the metric a plateau scheduler watches.
+    """
+
+    is_gradient = True
+
+    def __init__(
+        self,
+        net: nn.Module,
+        horizon: int = 5,
+        bars_per_year: float = 252.0,
+        feature_names: list[str] | None = None,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        use_sample_weights: bool = False,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = None,
+        monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        if class_weights is not None and len(class_weights) != 3:
+            raise ValueError(f"model.class_weights needs 3 values (short, flat, long), got {class_weights}")
+        self.register_buffer(
+            "class_weights", None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        )
+        self.metrics = nn.ModuleDict({s: MetricSuite(s, horizon, bars_per_year) for s in EVAL_STAGES})
+        self.losses = nn.ModuleDict({s: MeanMetric() for s in EVAL_STAGES})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, L, F) -> (B, 3)
+
+    def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = F.cross_entropy(
+            logits.float(),
+            batch["y"],
+            weight=self.class_weights,
+            label_smoothing=self.hparams.label_smoothing,
+            reduction="none",
+        )
+        if self.hparams.use_sample_weights:
+            w = batch["weight"]
+            return (loss * w).sum() / w.sum().clamp_min(1e-12)
+        return loss.mean()
+
+    def _common_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        logits = self(batch["x"])
+        loss = self._loss(logits, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite {stage} loss ({loss.item()}) at epoch {self.current_epoch}, "
+                f"global step {self.global_step}; lower the learning rate or check the features"
+            )
+        probs = logits.float().softmax(dim=-1)
+        if stage in EVAL_STAGES:
+            self.losses[stage].update(loss.detach(), weight=batch["y"].shape[0])
+            self.metrics[stage].update(probs, batch["y"], batch["time"], batch["fwd_return"])
+        return {"loss": loss, "probs": probs.detach()}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self._common_step(batch, "train")
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch["y"].shape[0])
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._common_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._common_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"probs": self(batch["x"]).float().softmax(dim=-1)}
+
+    def _log_epoch(self, stage: str) -> None:
+        # torchmetrics has already synced the states across ranks: every rank logs the same values
+        values = {f"{stage}/loss": self.losses[stage].compute().item(), **self.metrics[stage].compute()}
+        headline = f"{stage}/f1_macro"
+        self.log(headline, values.pop(headline), prog_bar=True, sync_dist=False)
+        self.log_dict(values, prog_bar=False, sync_dist=False)
+        self.losses[stage].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self.metrics["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.metrics["test"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # dropout draws from the global generator: keep it so a resumed run matches an uninterrupted one
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_matches(checkpoint.get("hyper_parameters", {}), self.hparams)
+        if "torch_rng_state" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+            torch.set_rng_state(checkpoint["torch_rng_state"])
