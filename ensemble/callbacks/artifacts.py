@@ -139,9 +139,9 @@ class ArtifactWriter(Callback):
         if split == "predict":
             split = dm.predict_split
         parts = self._gathered(trainer)
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank asks
         if not trainer.is_global_zero or not parts:
             return
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         prefix = f"{split}/"
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
         stage_name = "predict" if trainer.state.fn.value == "predict" else split

@@ -67,8 +67,11 @@ class EnsembleCLI(LightningCLI):
         for name in ("horizon", "bars_per_year", "feature_names"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 
+    def _subcommand_config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        cfg = self.config[self.subcommand]
+        cfg = self._subcommand_config()
         tracking = cfg.tracking
         tracking.name = tracking.name or model_short_name(cfg.model)
         self._run_dir: Path | None = None
@@ -79,7 +82,7 @@ class EnsembleCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         if config.get("logger") in (None, True):
-            config["logger"] = self._default_loggers(self.config[self.subcommand].tracking)
+            config["logger"] = self._default_loggers(self._subcommand_config().tracking)
         return super()._instantiate_trainer(config, callbacks)
 
     def _default_loggers(self, tracking: Tracking) -> list[Any]:
@@ -111,8 +114,9 @@ class EnsembleCLI(LightningCLI):
         for run in (trainer.validate, trainer.test):
             for out in run(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False):
                 results.update(out)
+        run_dir = Path(trainer.log_dir)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
-            print_metrics(results, Path(trainer.log_dir), best)
+            print_metrics(results, run_dir, best)
 
 
 def run_lightning(argv: list[str]) -> None:

@@ -107,11 +107,12 @@ class Classifier(pl.LightningModule):
         return {"probs": self(batch["x"]).float().softmax(dim=-1)}
 
     def _log_epoch(self, stage: str) -> None:
-        # torchmetrics has already synced the states across ranks: every rank logs the same values
+        # torchmetrics has already synced the states, so every rank holds the same values; sync_dist
+        # then only averages identical numbers (and keeps Lightning from warning under DDP)
         values = {f"{stage}/loss": self.losses[stage].compute().item(), **self.metrics[stage].compute()}
         headline = f"{stage}/f1_macro"
-        self.log(headline, values.pop(headline), prog_bar=True, sync_dist=False)
-        self.log_dict(values, prog_bar=False, sync_dist=False)
+        self.log(headline, values.pop(headline), prog_bar=True, sync_dist=True)
+        self.log_dict(values, prog_bar=False, sync_dist=True)
         self.losses[stage].reset()
 
     def on_validation_epoch_start(self) -> None:
