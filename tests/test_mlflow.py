@@ -9,8 +9,8 @@ from ensemble.cli import main
 
 def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, fit_args):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = fit_args(epochs=1) + ["--tracking.mlflow", "true", "--tracking.mlflow_uri", uri,
-                                 "--tracking.experiment", "unit"]
+    args = [*fit_args(epochs=1), "--tracking.mlflow", "true", "--tracking.mlflow_uri", uri,
+            "--tracking.experiment", "unit"]
     assert main(["fit", *args]) == 0
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("unit")

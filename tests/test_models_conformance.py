@@ -56,7 +56,7 @@ def test_backbone_tiny_fit_lowers_the_loss(name):
 
 
 def test_registry_rejects_unknown_and_duplicate_names():
-    with pytest.raises(KeyError, match="unknown model 'nope'; known models: .*lstm"):
+    with pytest.raises(KeyError, match=r"unknown model 'nope'; known models: .*lstm"):
         get_model("nope")
     with pytest.raises(ValueError, match="already registered"):
         register("lstm")(type("Other", (), {}))

@@ -73,7 +73,8 @@ def main() -> None:
           f"threads={torch.get_num_threads()}")
     print(f"{'plain PyTorch loop':<22}{p:>8.2f} s  {samples / p:>9,.0f} samples/s")
     print(f"{'ensemble (Lightning)':<22}{lt:>8.2f} s  {samples / lt:>9,.0f} samples/s")
-    print(f"ratio ensemble/plain: {lt / p:.3f}   peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"ratio ensemble/plain: {lt / p:.3f}   peak RSS: {rss:.0f} MiB")
 
 
 if __name__ == "__main__":
