@@ -8,7 +8,8 @@ import sys
 from ensemble.data import DataContractError
 from ensemble.models.checks import CheckpointMismatchError
 
-USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError, argparse.ArgumentError, KeyError)
+USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError, argparse.ArgumentError, KeyError,
+               FloatingPointError)
 
 
 def _parser() -> argparse.ArgumentParser:

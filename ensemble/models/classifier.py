@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -50,7 +51,11 @@ class Classifier(pl.LightningModule):
         monitor: str = "val/loss",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        # Under the CLI the hyperparameters are the config (net, optimizer as class_path dicts), which
+        # lets load_from_checkpoint rebuild the model with weights_only=True; built by hand, the net is
+        # a module object that the state dict already holds.
+        from_config = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if from_config else ["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -140,5 +145,6 @@ class Classifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint_matches(checkpoint.get("hyper_parameters", {}), self.hparams)
-        if "torch_rng_state" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+        trainer = self._trainer  # None when loaded outside a Trainer (load_from_checkpoint)
+        if "torch_rng_state" in checkpoint and trainer is not None and trainer.state.fn == "fit":
             torch.set_rng_state(checkpoint["torch_rng_state"])
