@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ensemble.cli_errors import one_line
 from ensemble.data import DataContractError
 from ensemble.models.checks import CheckpointMismatchError
+from ensemble.tuning.space import SearchSpaceError
+from ensemble.tuning.study import StorageError
 
 USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError, argparse.ArgumentError, KeyError,
-               FloatingPointError)
+               FloatingPointError, SearchSpaceError, StorageError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data.add_parser(sub)
     models.add_parser(sub)
+    sub.add_parser("fit", help="train a model (LightningCLI; see ensemble fit --help)")
+    sub.add_parser("validate", help="evaluate a checkpoint on val")
+    sub.add_parser("test", help="evaluate a checkpoint on test")
+    sub.add_parser("predict", help="write predictions of a checkpoint")
+    sub.add_parser("tune", help="Optuna study over a config (see ensemble tune --help)")
     return parser
 
 
@@ -30,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        if argv and argv[0] == "tune":
+            from ensemble.commands import tune
+
+            return tune.run([a for a in argv[1:] if a != "--debug"])
         if argv and argv[0] in LIGHTNING_COMMANDS:
             from ensemble.commands.lightning import run_lightning
 
@@ -44,21 +56,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ensemble: error: {one_line(err)}", file=sys.stderr)
         return 2
-
-
-def one_line(err: BaseException) -> str:
-    """jsonargparse explains a bad config as a nested tree; keep the path and the innermost reason."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(lines) == 1:
-        return lines[0].strip()
-    noise = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class", "Given value")
-    useful = [ln for ln in lines if not ln.strip(" -").startswith(noise)]
-    depth = [len(ln) - len(ln.lstrip(" -")) for ln in useful]
-    deepest = max(range(len(useful)), key=lambda i: (depth[i], i))
-    reason = useful[deepest].strip(" -")
-    where = [ln.strip(" -").rstrip(":") for ln in useful[:deepest]]
-    return f"{reason} ({' > '.join(where)})" if where else reason
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""``ensemble tune``: an Optuna study over any ``ensemble fit`` config.
+
+    ensemble tune --config configs/lstm.yaml --tune.n_trials 50 [--tune.storage postgresql://...] [fit flags]
+
+Every flag that is not ``--tune.*`` is passed to each trial's ``fit`` (data root, horizon, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ensemble.tuning.study import TuneConfig
+
+HELP = {
+    "n_trials": "trials this process runs (several processes on one storage share the study)",
+    "search_space": "YAML of config keys -> distributions (default: search_spaces/<model>.yaml beside the config)",
+    "study_name": "study name; re-running the same name on the same storage resumes it (default: the model)",
+    "storage": "sqlite:///optuna.db (default), journal:PATH, or any RDB URL such as postgresql://user@host/db",
+    "metric": "the val metric to optimise, e.g. val/f1_macro or val/loss",
+    "direction": "maximize or minimize",
+    "pruner": "median (default), hyperband or none",
+    "seed": "sampler seed (give each parallel worker its own, or none)",
+    "out": "folder for best.yaml, trials.csv and plots (default: tune/<study_name>)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ensemble tune", description=__doc__, add_help=True,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TuneConfig()
+    for f in fields(TuneConfig):
+        if f.name == "extra":
+            continue
+        kind = int if f.name in ("n_trials", "seed") else str
+        p.add_argument(f"--tune.{f.name}", dest=f.name, type=kind, default=getattr(defaults, f.name),
+                       help=f"{HELP[f.name]} (default: %(default)s)")
+    return p
+
+
+def run(argv: list[str]) -> int:
+    from ensemble.tuning.study import tune
+
+    known, base_args = parser().parse_known_args(argv)
+    study = tune(TuneConfig(**vars(known)), base_args)
+    done = [t for t in study.trials if t.value is not None]
+    print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
+    if done:
+        print(f"best trial {study.best_trial.number}: {study.best_value:.5f}  params {study.best_params}")
+    return 0

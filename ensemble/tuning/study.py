@@ -1,0 +1,128 @@
+"""Create or resume a study on shared storage, run trials, and write the study's outputs."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from ensemble.cli_errors import one_line
+from ensemble.commands.configs import configured_model_family, configured_short_name
+from ensemble.io import atomic_write
+from ensemble.tuning.objective import build_cli, check_keys, run_trial, trial_args
+from ensemble.tuning.report import write_report
+from ensemble.tuning.space import SearchSpace
+
+
+class StorageError(ValueError):
+    """The study storage cannot be reached or opened."""
+
+
+@dataclass
+class TuneConfig:
+    """``--tune.*`` flags. ``storage``: an RDB URL (sqlite:///optuna.db, postgresql://...) or
+    ``journal:PATH`` for Optuna's journal file."""
+
+    n_trials: int = 20
+    search_space: str | None = None
+    study_name: str | None = None
+    storage: str = "sqlite:///optuna.db"
+    metric: str = "val/f1_macro"
+    direction: str = "maximize"
+    pruner: str = "median"
+    seed: int | None = None
+    out: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        except (IntegrityError, ProgrammingError):
+            # workers starting together on a fresh database race to create Optuna's tables;
+            # the loser retries once the winner has created them
+            if attempt == 2:
+                raise
+            time.sleep(1.0 + attempt)
+        except Exception as err:  # sqlalchemy raises many kinds; re-raise one clear error with the cause
+            raise StorageError(f"storage '{url}' cannot be opened: {str(err).splitlines()[0]}") from err
+    raise AssertionError("unreachable")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "none": optuna.pruners.NopPruner,
+    }
+    if name not in pruners:
+        raise ValueError(f"--tune.pruner must be one of {', '.join(pruners)}, got '{name}'")
+    return pruners[name]()
+
+
+def objective(trial: optuna.Trial, base_args: list[str], space: SearchSpace, cfg: TuneConfig, family: str) -> float:
+    params = space.suggest(trial)
+    args = [*trial_args(base_args, params, cfg.metric, cfg.direction),
+            "--tracking.name", f"{cfg.study_name}/trial_{trial.number}"]
+    try:
+        return run_trial(trial, build_cli(args, family), cfg.metric, family)
+    except optuna.TrialPruned:
+        raise
+    except Exception as err:
+        trial.set_user_attr("error", f"{type(err).__name__}: {one_line(err)}")  # kept in trials.csv
+        raise
+
+
+def default_space(base_args: list[str]) -> str:
+    """``search_spaces/<model>.yaml`` beside the --config file (or under ./configs)."""
+    name = f"{configured_short_name(base_args)}.yaml"
+    configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
+               for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]
+    for folder in [*(c.parent for c in configs), Path("configs")]:
+        if (folder / "search_spaces" / name).is_file():
+            return str(folder / "search_spaces" / name)
+    return str(Path("configs/search_spaces") / name)
+
+
+def tune(cfg: TuneConfig, base_args: list[str]) -> optuna.Study:
+    if cfg.direction not in ("maximize", "minimize"):
+        raise ValueError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
+    family = configured_model_family(base_args)
+    space = SearchSpace.from_yaml(cfg.search_space or default_space(base_args))
+    check_keys(base_args, space, family)  # before trial 1: a bad key fails now, named
+    storage = open_storage(cfg.storage)
+    cfg.study_name = cfg.study_name or Path(space.source).stem
+    study = optuna.create_study(
+        study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=make_pruner(cfg.pruner),
+    )
+    # a raising trial is recorded as failed with its error, and the study goes on
+    study.optimize(functools.partial(objective, base_args=base_args, space=space, cfg=cfg, family=family),
+                   n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True)
+    out = Path(cfg.out or Path("tune") / cfg.study_name)
+    write_report(study, out)
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        write_best_config(study, out / "best.yaml")
+    return study
+
+
+def write_best_config(study: optuna.Study, path: Path) -> Path:
+    """The best trial's full run config, renamed so refitting it lands beside the study."""
+    run_dir = Path(study.best_trial.user_attrs["run_dir"])
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg.setdefault("tracking", {})["name"] = f"{study.study_name}/best"
+    cfg.pop("ckpt_path", None)
+    header = f"# best of study '{study.study_name}': trial {study.best_trial.number}, value {study.best_value}\n"
+    return atomic_write(path, lambda p: p.write_text(header + yaml.safe_dump(cfg, sort_keys=False)))
