@@ -7,12 +7,15 @@ import sys
 
 from ensemble.cli_errors import one_line
 from ensemble.data import DataContractError
+from ensemble.ensembling.blend import BlendError
+from ensemble.export import ExportError
 from ensemble.models.checks import CheckpointMismatchError
 from ensemble.tuning.space import SearchSpaceError
 from ensemble.tuning.study import StorageError
 
 USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError, argparse.ArgumentError, KeyError,
-               FloatingPointError, SearchSpaceError, StorageError)
+               FloatingPointError, SearchSpaceError, StorageError, BlendError,
+               ExportError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("test", help="evaluate a checkpoint on test")
     sub.add_parser("predict", help="write predictions of a checkpoint")
     sub.add_parser("tune", help="Optuna study over a config (see ensemble tune --help)")
+    sub.add_parser("experiment", help="models x horizons, leaderboard and blends (see ensemble experiment --help)")
+    sub.add_parser("blend", help="blend finished runs into an ensemble run (see ensemble blend --help)")
+    sub.add_parser("export", help="export a finished run as a self-contained folder")
+    sub.add_parser("register", help="export a run and register it in the MLflow Model Registry")
     return parser
 
 
@@ -38,10 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        if argv and argv[0] == "tune":
-            from ensemble.commands import tune
+        rest = [a for a in argv[1:] if a != "--debug"]
+        if argv and argv[0] in ("tune", "experiment", "blend", "export", "register"):
+            from ensemble.commands import blend, experiment, registry, tune
 
-            return tune.run([a for a in argv[1:] if a != "--debug"])
+            command = {"tune": tune.run, "experiment": experiment.run, "blend": blend.run,
+                       "export": registry.run_export, "register": registry.run_register}[argv[0]]
+            return command(rest)
+        if argv and argv[0] == "predict" and any(a.split("=")[0] == "--from" for a in rest):
+            from ensemble.commands import registry
+
+            return registry.run_predict(rest)
         if argv and argv[0] in LIGHTNING_COMMANDS:
             from ensemble.commands.lightning import run_lightning
 

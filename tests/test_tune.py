@@ -124,3 +124,16 @@ def test_parallel_workers_share_one_study(tmp_path, fit_args):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     run_dirs = {t.user_attrs["run_dir"] for t in study.trials}
     assert len(run_dirs) == 4
+
+
+def test_trials_are_mlflow_children_of_the_study_run(tmp_path, fit_args):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*_tune_args(tmp_path, fit_args, trials=2), "--tracking.mlflow", "true", "--tracking.mlflow_uri", uri]
+    assert main(["tune", *args]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ensemble").experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "tune:s"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and all("val/f1_macro" in r.data.metrics for r in children)

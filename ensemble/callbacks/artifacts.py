@@ -26,12 +26,15 @@ _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
 
 def predictions_frame(parts: dict[str, np.ndarray], symbols: list[str]) -> pd.DataFrame:
     """Columns: datetime, symbol, label, class probabilities, prediction, fwd_return."""
-    probs = parts["probs"]
+    probs, y = parts["probs"], parts["y"]
+    label = (y - 1).astype(np.int8)
+    if (y < 0).any():  # predicting new data: unknown labels stay missing, never a fake class
+        label = pd.Series(y - 1, dtype="Int8").mask(y < 0)
     df = pd.DataFrame(
         {
             "datetime": parts["time"].astype("datetime64[ns]"),
             "symbol": np.asarray(symbols, dtype=object)[parts["symbol"]],
-            "label": parts["y"].astype(np.int8) - 1,
+            "label": label,
             **{c: probs[:, i].astype(np.float32) for i, c in enumerate(PROB_COLUMNS)},
             "prediction": probs.argmax(axis=1).astype(np.int8) - 1,
             "fwd_return": parts["fwd_return"].astype(np.float32),

@@ -4,6 +4,8 @@ a run directory per run (reused on resume), and the best checkpoint evaluated af
 from __future__ import annotations
 
 import os
+import resource
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
 from ensemble.callbacks import ArtifactWriter
+from ensemble.callbacks.artifacts import update_metrics_json
+from ensemble.callbacks.importance import FeatureImportance
 from ensemble.data import WindowDataModule
 from ensemble.models.registry import list_models
 from ensemble.runs import claim_run_dir, find_run_checkpoint, print_metrics
@@ -29,6 +33,7 @@ class Tracking:
     mlflow: bool = False
     mlflow_uri: str = "sqlite:///mlflow.db"
     experiment: str = "ensemble"
+    parent_run_id: str | None = None  # nests this run under a study's or experiment's MLflow run
 
 
 def model_short_name(model_cfg: Any) -> str:
@@ -62,6 +67,7 @@ class EnsembleCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(ArtifactWriter, "artifacts")
+        parser.add_lightning_class_args(FeatureImportance, "importance")
         for name in ("num_features", "num_classes", "seq_len"):
             parser.link_arguments(f"data.{name}", f"model.init_args.net.init_args.{name}", apply_on="instantiate")
         for name in ("horizon", "bars_per_year", "feature_names"):
@@ -99,15 +105,21 @@ class EnsembleCLI(LightningCLI):
                     run_name=f"{tracking.name}/{version}",
                     tracking_uri=tracking.mlflow_uri,
                     log_model=False,
+                    tags={"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None,
                 )
             )
         return loggers
+
+    def before_fit(self) -> None:
+        self._fit_started = time.perf_counter()
 
     def after_fit(self) -> None:
         """Evaluate the best checkpoint on val and test: artifacts, metrics.json and a printed summary."""
         trainer = self.trainer
         if trainer.interrupted:
             return
+        cost = {"fit/train_time_s": time.perf_counter() - getattr(self, "_fit_started", time.perf_counter()),
+                "fit/peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None
         results = {}
@@ -116,6 +128,7 @@ class EnsembleCLI(LightningCLI):
                 results.update(out)
         run_dir = Path(trainer.log_dir)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
+            update_metrics_json(run_dir, cost)  # the leaderboard's cost columns
             print_metrics(results, run_dir, best)
 
 

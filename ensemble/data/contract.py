@@ -60,8 +60,10 @@ def detect_roles(
     datetime_col: str = "datetime",
     symbol_col: str = "symbol",
     exclude: Sequence[str] = (),
+    require_label: bool = True,
 ) -> ColumnRoles:
-    """Assign a role to every column of ``schema`` (the schema of the file at ``path``)."""
+    """Assign a role to every column of ``schema`` (the schema of the file at ``path``).
+    ``require_label=False`` accepts unlabelled data, for prediction."""
     names = schema.names
     for role, col in (("datetime", datetime_col), ("symbol", symbol_col)):
         if col not in names:
@@ -104,7 +106,7 @@ def detect_roles(
         features.append(name)
     if not features:
         raise DataContractError(f"{path}: no feature columns left after assigning roles")
-    if not labels:
+    if not labels and require_label:
         raise DataContractError(f"{path}: no label column (expected 'label_h{{H}}', e.g. label_h5)")
     return ColumnRoles(
         datetime=datetime_col,

@@ -143,15 +143,23 @@ def read_features(
     return out
 
 
-def load_split(path: Path, roles: ColumnRoles, horizon: int) -> SplitPanel:
-    """Read and validate one split for one horizon."""
+def load_split(path: Path, roles: ColumnRoles, horizon: int, require_labels: bool = True) -> SplitPanel:
+    """Read and validate one split for one horizon. Without ``require_labels`` (predicting new data)
+    a missing label or forward-return column reads as all-missing."""
     pf = open_parquet(path)
-    file_roles = detect_roles(pf.schema_arrow, path, roles.datetime, roles.symbol, ())
-    file_roles.require_horizon(horizon, path)
+    file_roles = detect_roles(pf.schema_arrow, path, roles.datetime, roles.symbol, (), require_labels)
+    if require_labels:
+        file_roles.require_horizon(horizon, path)
     codes, times, names = read_keys(pf, path, roles)
     order = sort_and_check_order(path, codes, times, names)
-    label = read_labels(pf, path, roles.labels.get(horizon, f"label_h{horizon}"), order, codes, names)
-    fwd = _column(pf, file_roles.fwd_returns[horizon])[order].astype(np.float32)
+    if horizon in file_roles.labels:
+        label = read_labels(pf, path, file_roles.labels[horizon], order, codes, names)
+    else:
+        label = np.full(len(order), -1, dtype=np.int64)
+    if horizon in file_roles.fwd_returns:
+        fwd = _column(pf, file_roles.fwd_returns[horizon])[order].astype(np.float32)
+    else:
+        fwd = np.full(len(order), np.nan, dtype=np.float32)
     if horizon in file_roles.weights:
         weight = _column(pf, file_roles.weights[horizon])[order].astype(np.float32)
         bad = (label >= 0) & ~(np.isfinite(weight) & (weight >= 0))

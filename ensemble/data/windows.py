@@ -13,15 +13,17 @@ import torch
 from ensemble.data.panel import SplitPanel
 
 
-def valid_ends(panel: SplitPanel, seq_len: int) -> torch.Tensor:
-    """Rows that can end a window: a label exists, it is not borrowed context, and the symbol
-    has at least ``seq_len - 1`` earlier rows in this panel."""
+def valid_ends(panel: SplitPanel, seq_len: int, require_label: bool = True) -> torch.Tensor:
+    """Rows that can end a window: a label exists (unless predicting), it is not borrowed context,
+    and the symbol has at least ``seq_len - 1`` earlier rows in this panel."""
     n = len(panel)
     starts = torch.from_numpy(panel.block_starts())
     block_len = torch.diff(torch.cat([starts, torch.tensor([n])]))
     first_row = torch.repeat_interleave(starts, block_len)  # (N,) start of each row's block
     position = torch.arange(n) - first_row
-    ok = (position >= seq_len - 1) & (panel.label >= 0) & ~panel.is_context
+    ok = (position >= seq_len - 1) & ~panel.is_context
+    if require_label:
+        ok &= panel.label >= 0
     return torch.nonzero(ok).squeeze(1)
 
 

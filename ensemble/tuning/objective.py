@@ -52,6 +52,8 @@ def run_trial(trial: optuna.Trial, cli: Any, metric: str, family: str) -> float:
         from optuna_integration import PyTorchLightningPruningCallback as Pruning
     pruning = Pruning(trial, monitor=metric)
     cli.trainer.callbacks.append(pruning)
+    if hasattr(cli, "before_fit"):
+        cli.before_fit()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     cli.trainer.callbacks.remove(pruning)  # the best-checkpoint evaluation below is not a pruning step
     score = cli.trainer.checkpoint_callback.best_model_score

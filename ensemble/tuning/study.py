@@ -14,6 +14,7 @@ import yaml
 from ensemble.cli_errors import one_line
 from ensemble.commands.configs import configured_model_family, configured_short_name
 from ensemble.io import atomic_write
+from ensemble.tracking import finish_run, parent_run
 from ensemble.tuning.objective import build_cli, check_keys, run_trial, trial_args
 from ensemble.tuning.report import write_report
 from ensemble.tuning.space import SearchSpace
@@ -108,9 +109,19 @@ def tune(cfg: TuneConfig, base_args: list[str]) -> optuna.Study:
         study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=make_pruner(cfg.pruner),
     )
+    tracking = build_cli([*base_args, "--trainer.logger", "false"], family).config["tracking"]
+    trial_base = list(base_args)
+    if tracking["mlflow"]:  # trials become child runs of the study's run, shared by all workers
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent is None:
+            parent = parent_run(tracking, f"tune:{cfg.study_name}")
+            study.set_user_attr("mlflow_parent_run_id", parent)
+        trial_base += ["--tracking.parent_run_id", parent]
     # a raising trial is recorded as failed with its error, and the study goes on
-    study.optimize(functools.partial(objective, base_args=base_args, space=space, cfg=cfg, family=family),
+    study.optimize(functools.partial(objective, base_args=trial_base, space=space, cfg=cfg, family=family),
                    n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True)
+    if tracking["mlflow"]:
+        finish_run(tracking, study.user_attrs["mlflow_parent_run_id"])
     out = Path(cfg.out or Path("tune") / cfg.study_name)
     write_report(study, out)
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

@@ -1,0 +1,25 @@
+"""``ensemble blend --runs RUN RUN ... --method stacked``: an ensemble run over chosen finished runs.
+
+The blend is fitted on the runs' val predictions only and judged on test; the result is an
+ordinary run folder (predictions, metrics.json, plots)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ensemble.ensembling.blend import blend
+from ensemble.ensembling.methods import METHODS
+
+
+def run(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ensemble blend", description=__doc__)
+    p.add_argument("--runs", nargs="+", required=True, help="finished run folders (lightning_logs/<name>/version_N)")
+    p.add_argument("--method", choices=sorted(METHODS), default="stacked")
+    p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")
+    p.add_argument("--name", default=None, help="run name (default: ensemble_<method>)")
+    args = p.parse_args(argv)
+    run_dir = blend([Path(r) for r in args.runs], args.method, Path(args.out), args.name)
+    print(f"blend run: {run_dir}")
+    print((run_dir / "metrics.json").read_text())
+    return 0

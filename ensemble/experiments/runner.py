@@ -1,0 +1,99 @@
+"""Run a grid of models x horizons; each cell is an ordinary ``ensemble fit`` in its own process
+(isolated memory and failures), skipped on a re-run once it has finished."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ensemble.ensembling.blend import blend
+from ensemble.experiments.leaderboard import row, write_leaderboard
+from ensemble.models.registry import get_model, list_models
+from ensemble.tracking import finish_run, parent_run
+
+
+@dataclass
+class Experiment:
+    """An experiment: ``models`` (registry names; default every registered model) x ``horizons``.
+
+    Args:
+        fit_args: extra ``ensemble fit`` flags for every cell, e.g. ["--trainer.max_epochs", "3"].
+        model_args: extra flags per model name.
+        blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
+        configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
+    """
+
+    name: str = "baseline"
+    models: list[str] | None = None
+    horizons: list[int] = field(default_factory=lambda: [5, 20])
+    data_root: str = "data/demo"
+    configs_dir: str = "configs"
+    fit_args: list[str] = field(default_factory=list)
+    model_args: dict[str, list[str]] = field(default_factory=dict)
+    blends: list[str] = field(default_factory=lambda: ["mean", "weighted", "stacked"])
+    out: str | None = None
+    mlflow: bool = False
+    mlflow_uri: str = "sqlite:///mlflow.db"
+    mlflow_experiment: str = "ensemble"
+
+
+def finished_run(base: Path) -> Path | None:
+    """The newest run under ``base`` whose metrics.json holds test results."""
+    done = [p.parent for p in sorted(base.glob("version_*/metrics.json"))
+            if "test/f1_macro" in json.loads(p.read_text())]
+    return done[-1] if done else None
+
+
+def cell_command(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> list[str]:
+    config = Path(exp.configs_dir) / Path(get_model(model).config).name
+    cmd = [sys.executable, "-m", "ensemble.cli", "fit", "--config", str(config), "--data.root", exp.data_root,
+           "--data.horizon", str(horizon), "--tracking.save_dir", str(runs), "--tracking.name", f"{model}_h{horizon}",
+           "--trainer.enable_progress_bar", "false", *exp.fit_args, *exp.model_args.get(model, [])]
+    if parent:
+        cmd += ["--tracking.mlflow", "true", "--tracking.mlflow_uri", exp.mlflow_uri,
+                "--tracking.experiment", exp.mlflow_experiment, "--tracking.parent_run_id", parent]
+    return cmd
+
+
+def run_experiment(exp: Experiment) -> list[dict]:
+    import ensemble.models  # noqa: F401  (registers the bundled models)
+
+    models = exp.models or [e.name for e in list_models()]
+    for m in models:
+        get_model(m)  # unknown names fail before any cell runs
+    out = Path(exp.out or Path("experiments") / exp.name)
+    runs = out / "runs"
+    tracking = {"mlflow_uri": exp.mlflow_uri, "experiment": exp.mlflow_experiment}
+    parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
+    rows, cells = [], [(m, h) for h in exp.horizons for m in models]
+    for i, (model, horizon) in enumerate(cells, 1):
+        cell = f"{model}_h{horizon}"
+        done = finished_run(runs / cell)
+        if done is not None:
+            print(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({done})", flush=True)
+            rows.append(row(model, horizon, "member", done, "done"))
+            continue
+        start = time.perf_counter()
+        proc = subprocess.run(cell_command(exp, model, horizon, runs, parent), capture_output=True, text=True)
+        done = finished_run(runs / cell)
+        if proc.returncode != 0 or done is None:  # reported and recorded; the other cells go on
+            error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"[{i}/{len(cells)}] {cell}: FAILED ({error})", flush=True)
+            rows.append(row(model, horizon, "member", None, "failed", error))
+            continue
+        print(f"[{i}/{len(cells)}] {cell}: done in {time.perf_counter() - start:.0f}s ({done})", flush=True)
+        rows.append(row(model, horizon, "member", done, "done"))
+    for horizon in exp.horizons:
+        members = [Path(r["run_dir"]) for r in rows if r["horizon"] == horizon and r["status"] == "done"]
+        for method in exp.blends if len(members) >= 2 else []:
+            run_dir = blend(members, method, runs, name=f"ensemble_{method}_h{horizon}")
+            rows.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
+    board = write_leaderboard(rows, out)
+    if parent:
+        finish_run(tracking, parent)
+    print(f"leaderboard: {out / 'leaderboard.md'}")
+    return board.to_dict("records")

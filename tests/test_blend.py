@@ -1,0 +1,116 @@
+"""Blends: fitted on val only (a planted test-set oracle must not sway them), judged on test."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ensemble.cli import main
+from ensemble.ensembling.blend import BlendError, blend
+from ensemble.ensembling.methods import MeanBlend, StackedBlend, WeightedBlend
+
+N = 400
+
+
+def _probs(labels: np.ndarray, skill: float, rng) -> np.ndarray:
+    noise = rng.dirichlet(np.ones(3), size=len(labels))
+    onehot = np.eye(3)[labels]
+    return (skill * onehot + (1 - skill) * noise).astype(np.float32)
+
+
+def _member(root, name, val_probs, test_probs, labels, horizon=5):
+    run = root / name / "version_0"
+    (run / "predictions").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"horizon": horizon, "bars_per_year": 252}}))
+    times = pd.date_range("2022-01-01", periods=N // 2, freq="h").repeat(2)
+    for split, probs in (("val", val_probs), ("test", test_probs)):
+        y = labels[split]
+        pd.DataFrame(
+            {
+                "datetime": times,
+                "symbol": ["A", "B"] * (N // 2),
+                "label": (y - 1).astype(np.int8),
+                "prob_short": probs[:, 0],
+                "prob_flat": probs[:, 1],
+                "prob_long": probs[:, 2],
+                "prediction": (probs.argmax(1) - 1).astype(np.int8),
+                "fwd_return": np.where(y == 2, 0.01, np.where(y == 0, -0.01, 0.0)).astype(np.float32),
+            }
+        ).to_parquet(run / "predictions" / f"{split}.parquet")
+    return run
+
+
+@pytest.fixture
+def members(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = {s: rng.integers(0, 3, N) for s in ("val", "test")}
+    good = _member(tmp_path, "good", _probs(labels["val"], 0.5, rng), _probs(labels["test"], 0.5, rng), labels)
+    weak = _member(tmp_path, "weak", _probs(labels["val"], 0.1, rng), _probs(labels["test"], 0.1, rng), labels)
+    # an oracle on TEST only, random on val: a blend that peeked at test would lean on it
+    oracle = _member(
+        tmp_path,
+        "oracle",
+        rng.dirichlet(np.ones(3), N).astype(np.float32),
+        np.eye(3, dtype=np.float32)[labels["test"]] * 0.98 + 0.0066,
+        labels,
+    )
+    return tmp_path, [good, weak, oracle], labels
+
+
+def test_methods_on_arrays():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 500)
+    probs = np.stack([_probs(y, 0.6, rng), _probs(y, 0.05, rng)])
+    assert np.allclose(MeanBlend().fit(probs, y).predict_proba(probs), probs.mean(0))
+    w = WeightedBlend().fit(probs, y).weights_
+    assert w.sum() == pytest.approx(1.0) and w[0] > 0.8
+    stacked = StackedBlend().fit(probs, y).predict_proba(probs)
+    assert np.allclose(stacked.sum(1), 1.0)
+
+
+def test_blend_writes_an_ordinary_run_and_ignores_a_test_oracle(members):
+    root, runs, _ = members
+    for method in ("weighted", "stacked"):
+        run = blend(runs, method, root / "blends")
+        for rel in (
+            "predictions/val.parquet",
+            "predictions/test.parquet",
+            "metrics.json",
+            "config.yaml",
+            "plots/test_confusion_matrix.png",
+        ):
+            assert (run / rel).is_file()
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert {"val/log_loss", "test/log_loss", "test/sharpe", "test/f1_macro"} <= set(metrics)
+        if method == "weighted":
+            weights = json.loads((run / "blend.json").read_text())["weights"]
+            assert weights[2] < 0.05, weights  # the test-only oracle gets (almost) nothing
+
+
+def test_test_predictions_never_reach_the_fit(members):
+    root, runs, labels = members
+    first = blend(runs, "stacked", root / "a")
+    for run in runs:  # scramble every member's test predictions
+        path = run / "predictions" / "test.parquet"
+        df = pd.read_parquet(path)
+        df[["prob_short", "prob_flat", "prob_long"]] = df[["prob_long", "prob_short", "prob_flat"]].to_numpy()
+        df.to_parquet(path)
+    second = blend(runs, "stacked", root / "b")
+    val_a = pd.read_parquet(first / "predictions" / "val.parquet")
+    val_b = pd.read_parquet(second / "predictions" / "val.parquet")
+    pd.testing.assert_frame_equal(val_a, val_b)  # same fitted model: val predictions identical
+
+
+def test_bad_blends_are_named(members, capsys):
+    root, runs, _ = members
+    with pytest.raises(BlendError, match="at least two runs"):
+        blend(runs[:1], "mean", root / "x")
+    with pytest.raises(BlendError, match="unknown blend method 'median'"):
+        blend(runs, "median", root / "x")
+    cfg = yaml.safe_load((runs[1] / "config.yaml").read_text())
+    cfg["data"]["horizon"] = 20
+    (runs[1] / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["blend", "--runs", *map(str, runs), "--out", str(root / "x")]) == 2
+    assert "different horizons [5, 20]" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""`ensemble experiment`: a tiny grid end to end, the leaderboard, resume, and a failing cell."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from ensemble.cli import main
+
+CONFIGS = str(Path(__file__).parents[1] / "configs")
+TINY = (
+    '[--trainer.max_epochs, "1", --data.seq_len, "5", --data.batch_size, "64", '
+    '--model.init_args.net.init_args.hidden_size, "8"]'
+)
+
+
+def _experiment(splits, out, models, horizons="[5, 20]", extra=()):
+    return [
+        "experiment",
+        "--name",
+        "tiny",
+        "--models",
+        models,
+        "--horizons",
+        horizons,
+        "--data_root",
+        str(splits),
+        "--configs_dir",
+        CONFIGS,
+        "--out",
+        str(out),
+        "--fit_args",
+        TINY,
+        "--blends",
+        "[mean, stacked]",
+        *extra,
+    ]
+
+
+def test_tiny_experiment_runs_writes_leaderboard_and_resumes(tmp_path, splits, capsys):
+    out = tmp_path / "exp"
+    assert main(_experiment(splits, out, "[lstm, gru]")) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    members = board[board.kind == "member"]
+    assert len(members) == 4 and (members.status == "done").all()
+    assert set(board[board.kind == "blend"].model) == {"ensemble_mean", "ensemble_stacked"}
+    assert len(board[board.kind == "blend"]) == 4  # 2 methods x 2 horizons
+    for col in (
+        "val_f1_macro",
+        "test_f1_macro",
+        "test_log_loss",
+        "test_sharpe",
+        "test_max_drawdown",
+        "train_time_s",
+        "peak_rss_mib",
+    ):
+        assert members[col].notna().all(), col
+    assert (out / "leaderboard.md").read_text().startswith("| model |")
+    assert (out / "leaderboard.png").is_file()
+    for run in members.run_dir:
+        assert (Path(run) / "predictions" / "test.parquet").is_file()  # each cell is an ordinary run
+
+    capsys.readouterr()
+    assert main(_experiment(splits, out, "[lstm, gru]")) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+    assert sorted(p.name for p in (out / "runs" / "lstm_h5").iterdir()) == ["version_0"]
+
+
+def test_failed_cell_is_reported_and_others_go_on(tmp_path, splits, capsys):
+    out = tmp_path / "exp"
+    bad = ["--model_args", '{gru: [--model.init_args.net.init_args.no_such_arg, "1"]}']
+    assert main(_experiment(splits, out, "[lstm, gru]", horizons="[5]", extra=bad)) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    gru = board[board.model == "gru"].iloc[0]
+    assert gru.status == "failed" and "no_such_arg" in gru.error
+    assert board[board.model == "lstm"].iloc[0].status == "done"
+    assert "gru_h5: FAILED" in capsys.readouterr().out
+
+
+def test_unknown_model_fails_before_any_cell(tmp_path, splits, capsys):
+    assert main(_experiment(splits, tmp_path / "exp", "[lstm, nosuch]")) == 2
+    assert "unknown model 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "exp" / "runs").exists()
