@@ -64,8 +64,9 @@ def export_run(run_dir: Path, out: Path) -> Path:
     if family == "neural":
         hparams = torch.load(out / "model" / "model.ckpt", weights_only=True)["hyper_parameters"]
         features, horizon = hparams["feature_names"], hparams["horizon"]
-    else:
-        features, horizon = config["model"]["init_args"]["feature_names"], config["data"]["horizon"]
+    else:  # the native model's sidecar holds what the data linked into it
+        meta = json.loads((run_dir / "checkpoints" / "best.meta.json").read_text())
+        features, horizon = meta["feature_names"], meta["horizon"]
     write_json(out / "metadata.json", {
         "family": family,
         "model_class": config["model"]["class_path"],
@@ -140,11 +141,15 @@ def _tree_probs(export: Path, config: dict, panel, ends: torch.Tensor) -> np.nda
     from ensemble.trees import TreeModel
     from ensemble.trees.checkpoint import read_checkpoint
 
+    meta = json.loads((export / "metadata.json").read_text())
+    spec = {"class_path": config["model"]["class_path"], "init_args": {
+        **(config["model"].get("init_args") or {}), "feature_names": meta["feature_names"],
+        "horizon": meta["horizon"], "seq_len": meta["seq_len"]}}
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(TreeModel, "model")
-    model = parser.instantiate_classes(parser.parse_object({"model": config["model"]})).model
+    model = parser.instantiate_classes(parser.parse_object({"model": spec})).model
     (native,) = [p for p in (export / "model").iterdir() if not p.name.endswith(".meta.json")]
-    read_checkpoint(native, model)
+    model.load(read_checkpoint(native, model)[0])  # checks class, features and windowing first
     return model.predict_proba(model.split(panel, ends).X)
 
 

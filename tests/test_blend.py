@@ -90,7 +90,7 @@ def test_blend_writes_an_ordinary_run_and_ignores_a_test_oracle(members):
 
 
 def test_test_predictions_never_reach_the_fit(members):
-    root, runs, labels = members
+    root, runs, _ = members
     first = blend(runs, "stacked", root / "a")
     for run in runs:  # scramble every member's test predictions
         path = run / "predictions" / "test.parquet"

@@ -76,3 +76,18 @@ def test_export_folder_and_feature_mismatch(tmp_path, finished_run, capsys):
     assert main([*argv[:3], "--input", str(tmp_path / "new.parquet"), "--out", str(tmp_path / "p.parquet")]) == 0
     pred = pd.read_parquet(tmp_path / "p.parquet")
     assert pred["label"].isna().all() and pred["prob_long"].notna().all()
+
+
+def test_tree_export_predicts_like_its_run(tmp_path, splits):
+    argv = ["fit", "--config", "configs/lightgbm.yaml", "--data.root", str(splits), "--trainer.max_epochs", "2",
+            "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"]
+    assert main(argv) == 0
+    run = tmp_path / "runs" / "lightgbm" / "version_0"
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
+    assert any(p.suffix == ".txt" for p in (tmp_path / "export" / "model").iterdir())  # LightGBM's native text
+    out = tmp_path / "pred.parquet"
+    assert main(["predict", "--from", str(tmp_path / "export"), "--input", str(splits / "test_scaled.parquet"),
+                 "--out", str(out)]) == 0
+    merged = pd.read_parquet(run / "predictions" / "test.parquet").merge(
+        pd.read_parquet(out), on=["datetime", "symbol"], suffixes=("", "_new"))
+    assert (merged.prob_long - merged.prob_long_new).abs().max() < 1e-6

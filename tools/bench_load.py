@@ -22,6 +22,7 @@ def _rss_mib() -> float:
 
 
 def measure(root: str, seq_len: int) -> dict[str, float]:
+    import pyarrow.parquet  # noqa: F401  (the baseline: interpreter, torch, Lightning, pyarrow)
     import torch
 
     from ensemble.data import WindowDataModule
@@ -32,6 +33,7 @@ def measure(root: str, seq_len: int) -> dict[str, float]:
     dm.setup("fit")
     dm.setup("test")
     load_s = time.perf_counter() - start
+    load_peak = _rss_mib()
     feature_mib = sum(p.features.numel() * 4 for p in dm.panels.values()) / 2**20
     rows = sum(len(p) for p in dm.panels.values())
     start = time.perf_counter()
@@ -40,8 +42,10 @@ def measure(root: str, seq_len: int) -> dict[str, float]:
         n += batch["x"].shape[0]
     epoch_s = time.perf_counter() - start
     del torch
-    return {"root": root, "rows": rows, "features_mib": feature_mib, "baseline_mib": baseline,
-            "peak_mib": _rss_mib(), "load_s": load_s, "window_epoch_s": epoch_s, "windows": n}
+    return {"root": root, "rows": rows, "features_mib": feature_mib,
+            "baseline_mib": baseline,
+            "load_peak_mib": load_peak, "peak_mib": _rss_mib(), "load_s": load_s,
+            "window_epoch_s": epoch_s, "windows": n}
 
 
 def main() -> None:
@@ -53,15 +57,16 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.seq_len)))
         return
-    print(f"{'root':<18}{'rows':>10}{'feat MiB':>10}{'base MiB':>10}{'peak MiB':>10}{'extra/feat':>11}"
-          f"{'load s':>8}{'epoch s':>9}")
+    print(f"{'root':<18}{'rows':>11}{'feat MiB':>10}{'base MiB':>10}{'load peak':>10}{'extra/feat':>11}"
+          f"{'epoch peak':>11}{'load s':>8}{'epoch s':>9}")
     for root in args.roots:
         out = subprocess.run([sys.executable, __file__, "--child", root, "--seq_len", str(args.seq_len)],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        extra = (r["peak_mib"] - r["baseline_mib"]) / r["features_mib"]
-        print(f"{root:<18}{r['rows']:>10,}{r['features_mib']:>10.0f}{r['baseline_mib']:>10.0f}{r['peak_mib']:>10.0f}"
-              f"{extra:>10.2f}x{r['load_s']:>8.1f}{r['window_epoch_s']:>9.1f}")
+        extra = (r["load_peak_mib"] - r["baseline_mib"]) / r["features_mib"]
+        print(f"{root:<18}{r['rows']:>11,}{r['features_mib']:>10.0f}{r['baseline_mib']:>10.0f}"
+              f"{r['load_peak_mib']:>10.0f}{extra:>10.2f}x{r['peak_mib']:>11.0f}{r['load_s']:>8.1f}"
+              f"{r['window_epoch_s']:>9.1f}")
 
 
 if __name__ == "__main__":

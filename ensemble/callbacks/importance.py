@@ -68,7 +68,7 @@ class FeatureImportance(Callback):
     def _finish(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._applies(trainer, pl_module):
             return
-        names = list(trainer.datamodule.feature_names)
+        names = list(getattr(trainer.datamodule, "feature_names", None) or pl_module.hparams["feature_names"])
         local = torch.zeros(len(names) + 1, device=pl_module.device)  # every rank joins the reduce
         if self._sum is not None:
             local[:-1] += self._sum.to(local.device)

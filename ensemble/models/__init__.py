@@ -3,7 +3,8 @@
 Imports are explicit so registration is predictable.
 """
 
-from ensemble.models import backbones  # noqa: F401  (registers lstm, gru, transformer)
+from ensemble import trees  # noqa: F401  (registers xgboost, lightgbm, catboost; imports the registry)
+from ensemble.models import backbones  # noqa: F401  (registers lstm, gru, transformer, tft, nhits, patchtst)
 from ensemble.models.classifier import Classifier
 from ensemble.models.registry import create_model, get_model, list_models, register
 

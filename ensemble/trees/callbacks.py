@@ -1,0 +1,139 @@
+"""Callbacks of ``TreeTrainer``, with the settings (and meaning) of Lightning's namesakes.
+
+The trainer calls a callback's method when the event of that name fires; state that must survive a
+resume goes through ``state_dict``/``load_state_dict`` into the checkpoint sidecar.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ensemble.callbacks.artifacts import log_figure, log_file, predictions_frame, write_stage
+from ensemble.callbacks.importance import CSV, PNG
+from ensemble.io import atomic_write, write_figure
+from ensemble.plots import feature_importance_figure
+from ensemble.trees.base import TreeModel, TreeSplit
+from ensemble.trees.checkpoint import write_checkpoint
+
+if TYPE_CHECKING:
+    from ensemble.trees.trainer import TreeTrainer
+
+
+class TreeCallback:
+    """Events: ``on_fit_start``, ``on_epoch_end``, ``on_fit_end`` (trainer, model) and
+    ``on_evaluate_end`` (trainer, model, stage, data, probs, metrics)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _improves(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    if not math.isfinite(current):
+        return False
+    if best is None:
+        return True
+    return current - min_delta > best if mode == "max" else current + min_delta < best
+
+
+class EarlyStopping(TreeCallback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs (chunks).
+
+    With ``rounds_per_epoch: 1`` and ``monitor: val/log_loss`` it stops on the same round as the library's
+    own ``early_stopping_rounds=patience`` (tested). Otherwise it differs on purpose: it watches any suite
+    metric (``val/f1_macro``, ``val/sharpe``, ...) and only at chunk ends.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val/f1_macro",
+        min_delta: float = 0.0,
+        patience: int = 3,
+        mode: Literal["min", "max"] = "max",
+    ) -> None:
+        self.monitor, self.min_delta, self.patience, self.mode = monitor, abs(min_delta), patience, mode
+        self.wait_count, self.best_score, self.stopped_epoch = 0, None, None
+
+    def on_epoch_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
+        current = trainer.callback_metrics[self.monitor]
+        if _improves(current, self.best_score, self.mode, self.min_delta):
+            self.best_score, self.wait_count = current, 0
+            return
+        self.wait_count += 1
+        if self.wait_count >= self.patience or not math.isfinite(current):
+            trainer.should_stop, self.stopped_epoch = True, trainer.current_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"wait_count": self.wait_count, "best_score": self.best_score, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait_count, self.best_score = state["wait_count"], state["best_score"]
+        self.stopped_epoch = state["stopped_epoch"]
+
+
+class ModelCheckpoint(TreeCallback):
+    """``checkpoints/best.*`` when ``monitor`` improves, ``checkpoints/last.*`` after every epoch.
+
+    Boosting is additive, so at an improving epoch the best model is the current one: it is serialised
+    once (as ``last``) and copied to ``best``.
+    """
+
+    def __init__(
+        self, monitor: str | None = "val/f1_macro", mode: Literal["min", "max"] = "max", save_last: bool = True
+    ) -> None:
+        self.monitor, self.mode, self.save_last = monitor, mode, save_last
+        self.best_model_score: float | None = None
+        self.best_round: int | None = None
+        self.best_model_path = ""
+
+    def on_epoch_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
+        ckpt_dir = trainer.log_dir / "checkpoints"
+        current = trainer.callback_metrics[self.monitor] if self.monitor else None
+        improved = current is None or _improves(current, self.best_model_score, self.mode)
+        if improved:
+            self.best_model_score, self.best_round = current, model.num_rounds
+        last = write_checkpoint(model, ckpt_dir, "last", trainer.checkpoint_state()) if self.save_last else None
+        if improved:
+            self.best_model_path = str(write_checkpoint(model, ckpt_dir, "best", trainer.checkpoint_state(), last))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_model_score": self.best_model_score, "best_round": self.best_round, "monitor": self.monitor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_model_score, self.best_round = state["best_model_score"], state["best_round"]
+
+
+class ArtifactWriter(TreeCallback):
+    """After every evaluation: predictions, metrics.json and plots via the nets' ``write_stage``;
+    plus the evaluated model's feature importance as CSV and PNG, once per model."""
+
+    def __init__(self) -> None:
+        self._importance_of: tuple[int, int] | None = None
+
+    def on_evaluate_end(
+        self, trainer: TreeTrainer, model: TreeModel, stage: str, data: TreeSplit, probs: np.ndarray, metrics: dict
+    ) -> None:
+        parts = {"probs": probs, "y": data.y, "time": data.time, "symbol": data.symbol, "fwd_return": data.fwd_return}
+        df = predictions_frame(parts, data.symbols)
+        write_stage(trainer.log_dir, stage, df, metrics, model.horizon, trainer.loggers, trainer.global_step)
+        if self._importance_of != (id(model), model.num_rounds):
+            self._importance_of = (id(model), model.num_rounds)
+            write_importance(trainer, model)
+
+
+def write_importance(trainer: TreeTrainer, model: TreeModel) -> None:
+    importance = model.feature_importance().sort_values(ascending=False)
+    plots: Path = trainer.log_dir / "plots"  # beside the nets' FeatureImportance output, same names
+    csv = atomic_write(plots / CSV, lambda p: importance.to_csv(p, index_label="feature"))
+    log_file(trainer.loggers, csv, "plots")
+    fig = feature_importance_figure(importance, f"{model.name} feature importance ({model.num_rounds} rounds)")
+    path = write_figure(plots / PNG, fig)
+    log_figure(trainer.loggers, fig, "feature_importance", path, trainer.global_step)
+    plt.close(fig)
