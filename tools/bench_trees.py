@@ -78,7 +78,8 @@ def bench(name: str, dm: WindowDataModule, data: dict, epochs: int, repeats: int
         with tempfile.TemporaryDirectory() as tmp:
             model = MODELS[name](**init_args, **linked, n_jobs=threads)
             trainer = TreeTrainer(max_epochs=epochs, rounds_per_epoch=rounds_per_epoch, enable_progress_bar=False,
-                                  logger=[TensorBoardLogger(tmp, name="bench")], default_root_dir=tmp)  # fmt: skip
+                                  enable_model_summary=False, logger=[TensorBoardLogger(tmp, name="bench")],
+                                  default_root_dir=tmp)  # fmt: skip
             *fit_ens, _ = timed(trainer.fit, model, dm)
             *fit_raw, raw_model = timed(raw_fit, name, model.library_params(), data, rounds)
             *pred_ens, p_ours = timed(ours_predict, model, dm)

@@ -1,4 +1,4 @@
 from ensemble.callbacks.artifacts import ArtifactWriter, write_stage
-from ensemble.callbacks.importance import FeatureImportance  # noqa: F401  (add to __all__)
+from ensemble.callbacks.importance import FeatureImportance
 
-__all__ = ["ArtifactWriter", "write_stage"]
+__all__ = ["ArtifactWriter", "FeatureImportance", "write_stage"]

@@ -5,9 +5,9 @@ Each takes ``num_features``, ``num_classes`` and ``seq_len`` first (linked from 
 
 from ensemble.models.backbones.gru import GRUNet
 from ensemble.models.backbones.lstm import LSTMNet
-from ensemble.models.backbones.nhits import NHiTSNet  # noqa: F401  (add to __all__)
-from ensemble.models.backbones.patchtst import PatchTSTNet  # noqa: F401  (add to __all__)
-from ensemble.models.backbones.tft import TFTNet  # noqa: F401  (add to __all__)
+from ensemble.models.backbones.nhits import NHiTSNet
+from ensemble.models.backbones.patchtst import PatchTSTNet
+from ensemble.models.backbones.tft import TFTNet
 from ensemble.models.backbones.transformer import TransformerNet
 
-__all__ = ["GRUNet", "LSTMNet", "TransformerNet"]
+__all__ = ["GRUNet", "LSTMNet", "NHiTSNet", "PatchTSTNet", "TFTNet", "TransformerNet"]
