@@ -47,6 +47,23 @@ def model_short_name(model_cfg: Any) -> str:
     return class_path.rsplit(".", 1)[-1].lower()
 
 
+def run_loggers(tracking: Tracking, version: str | None) -> list[Any]:
+    """TensorBoard first (Lightning takes the run folder from it), then MLflow when asked for;
+    shared by nets and trees so both log alike."""
+    loggers: list[Any] = [TensorBoardLogger(save_dir=tracking.save_dir, name=tracking.name, version=version)]
+    if tracking.mlflow:
+        loggers.append(
+            MLFlowLogger(
+                experiment_name=tracking.experiment,
+                run_name=f"{tracking.name}/{version}",
+                tracking_uri=tracking.mlflow_uri,
+                log_model=False,
+                tags={"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None,
+            )
+        )
+    return loggers
+
+
 class EnsembleCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # resume rewrites the same run's config
@@ -96,19 +113,7 @@ class EnsembleCLI(LightningCLI):
         run_dir = self._run_dir
         if run_dir is None and is_rank_zero:
             run_dir = claim_run_dir(Path(tracking.save_dir) / tracking.name)
-        version = run_dir.name if run_dir is not None else None
-        loggers: list[Any] = [TensorBoardLogger(save_dir=tracking.save_dir, name=tracking.name, version=version)]
-        if tracking.mlflow:
-            loggers.append(
-                MLFlowLogger(
-                    experiment_name=tracking.experiment,
-                    run_name=f"{tracking.name}/{version}",
-                    tracking_uri=tracking.mlflow_uri,
-                    log_model=False,
-                    tags={"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None,
-                )
-            )
-        return loggers
+        return run_loggers(tracking, run_dir.name if run_dir is not None else None)
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()

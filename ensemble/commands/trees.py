@@ -11,11 +11,10 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.fabric.utilities.seed import seed_everything
-from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 
 import ensemble.trees  # noqa: F401  (registers the tree models)
 from ensemble.callbacks.artifacts import update_metrics_json
-from ensemble.commands.lightning import Tracking, model_short_name
+from ensemble.commands.lightning import Tracking, model_short_name, run_loggers
 from ensemble.data import WindowDataModule
 from ensemble.io import atomic_write
 from ensemble.runs import claim_run_dir, print_metrics
@@ -43,23 +42,6 @@ def tree_parser(subcommand: str) -> ArgumentParser:
     for name in LINKED_FROM_DATA:
         parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
     return parser
-
-
-def default_loggers(tracking: Tracking, run_dir: Path) -> list[Logger]:
-    """TensorBoard first (its folder is the run dir), MLflow when ``tracking.mlflow`` (as for nets)."""
-    loggers: list[Logger] = [TensorBoardLogger(save_dir=tracking.save_dir, name=tracking.name, version=run_dir.name)]
-    if tracking.mlflow:
-        parent = {"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None
-        loggers.append(
-            MLFlowLogger(
-                experiment_name=tracking.experiment,
-                run_name=f"{tracking.name}/{run_dir.name}",
-                tracking_uri=tracking.mlflow_uri,
-                log_model=False,
-                tags=parent,
-            )
-        )
-    return loggers
 
 
 class TreeCLI:
@@ -101,7 +83,7 @@ class TreeCLI:
         self.run_dir = self.run_dir or claim_run_dir(Path(self.tracking.save_dir) / self.tracking.name)
         self.trainer.default_root_dir = self.run_dir
         if self._logger in (None, True):
-            self.trainer.loggers = default_loggers(self.tracking, self.run_dir)
+            self.trainer.loggers = run_loggers(self.tracking, self.run_dir.name)
         if self.subcommand == "fit" or not (self.run_dir / "config.yaml").exists():  # evaluations keep fit's
             text = self.parser.dump(self.config, skip_none=False)
             atomic_write(self.run_dir / "config.yaml", lambda p: p.write_text(text))
