@@ -1,0 +1,35 @@
+"""Every bundled search space names real config keys, and the models its points describe can be built."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ensemble.commands.configs import configured_model_family
+from ensemble.tuning.objective import build_cli, check_keys
+from ensemble.tuning.space import SearchSpace
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+SPACES = sorted(p.stem for p in (CONFIGS / "search_spaces").glob("*.yaml"))
+
+
+def test_every_model_config_has_a_search_space():
+    models = {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert models <= set(SPACES), f"configs without a search space: {sorted(models - set(SPACES))}"
+
+
+@pytest.mark.parametrize("name", [s for s in SPACES if (CONFIGS / f"{s}.yaml").is_file()])
+def test_search_space_points_build_a_model(name, splits, tmp_path):
+    base = ["--config", str(CONFIGS / f"{name}.yaml"), "--data.root", str(splits), "--data.seq_len", "24",
+            "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]
+    family = configured_model_family(base)
+    space = SearchSpace.from_yaml(CONFIGS / "search_spaces" / f"{name}.yaml")
+    check_keys(base, space, family)  # each key alone
+    # whole points, so choices that clash with each other (width vs heads, say) show up here
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(4):
+        trial = study.ask()
+        cli = build_cli([*base, *SearchSpace.as_cli_args(space.suggest(trial))], family)
+        assert cli.model is not None
+        study.tell(trial, 0.0)

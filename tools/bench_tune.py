@@ -1,0 +1,112 @@
+"""A LightGBM study through ``ensemble tune``, with and without pruning, against a bare Optuna loop
+calling the same fit, all in one run on the same data, search space and sampler seed.
+
+Prints each study's wall time and trial states, and the tuning layer's overhead per trial:
+(ensemble tune, no pruning) - (bare Optuna loop + the same TreeTrainer fit), over the trial count.
+A second bare loop also writes each run's artifacts (val/test evaluation, predictions, plots), so the
+overhead splits into "artifacts every run writes" and "the tuning layer proper" (storage, key checks,
+pruning callback, report, best.yaml).
+
+    python tools/bench_tune.py [--trials 20] [--config configs/lightgbm.yaml] [--root data/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from ensemble.commands.trees import build_tree_cli
+from ensemble.tuning.space import SearchSpace
+from ensemble.tuning.study import TuneConfig, tune
+
+
+def fit_args(config: str, root: str, save_dir: Path) -> list[str]:
+    return ["--config", config, "--data.root", root, "--tracking.save_dir", str(save_dir)]
+
+
+def timed_study(base: list[str], space: str, trials: int, pruner: str, out: Path) -> tuple[float, optuna.Study]:
+    cfg = TuneConfig(n_trials=trials, search_space=space, storage=f"sqlite:///{out / 'optuna.db'}",
+                     study_name=f"bench_{pruner}", pruner=pruner, seed=0, out=str(out / pruner))
+    start = time.perf_counter()
+    study = tune(cfg, [*base, "--trainer.logger", "false"])
+    return time.perf_counter() - start, study
+
+
+def bare_loop(base: list[str], space: SearchSpace, trials: int, artifacts: bool) -> tuple[float, optuna.Study]:
+    """What a user would write by hand: an in-memory study, no pruning, the same fit per trial."""
+
+    def objective(trial: optuna.Trial) -> float:
+        cli = build_tree_cli([*base, "--trainer.logger", "false", *SearchSpace.as_cli_args(space.suggest(trial))])
+        cli.before_fit()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        if artifacts:
+            cli.after_fit()
+        return float(cli.trainer.checkpoint_callback.best_model_score)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    return time.perf_counter() - start, study
+
+
+def states(study: optuna.Study) -> str:
+    counts: dict[str, int] = {}
+    for t in study.trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--config", default="configs/lightgbm.yaml")
+    ap.add_argument("--space", default=None, help="default: configs/search_spaces/<config name>.yaml")
+    ap.add_argument("--root", default="data/demo")
+    args = ap.parse_args()
+    space_path = args.space or str(Path(args.config).parent / "search_spaces" / Path(args.config).name)
+    space = SearchSpace.from_yaml(space_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()) as quiet:
+        out = Path(tmp)
+        bare_loop(fit_args(args.config, args.root, out / "warm"), space, 1, artifacts=True)  # imports, page cache
+        for label, run in [
+            ("bare Optuna + fit", lambda: bare_loop(fit_args(args.config, args.root, out / "bare"), space,
+                                                    args.trials, artifacts=False)),
+            ("bare Optuna + fit + artifacts", lambda: bare_loop(fit_args(args.config, args.root, out / "bare_art"),
+                                                                space, args.trials, artifacts=True)),
+            ("ensemble tune, no pruning", lambda: timed_study(fit_args(args.config, args.root, out / "none"),
+                                                              space_path, args.trials, "none", out)),
+            ("ensemble tune, median pruner", lambda: timed_study(fit_args(args.config, args.root, out / "median"),
+                                                                 space_path, args.trials, "median", out)),
+        ]:
+            wall, study = run()
+            rows.append((label, wall, study))
+            line = f"{label:32s} {wall:8.1f} s  best {study.best_value:.4f}  trials: {states(study)}"
+            print(line, file=sys.stderr, flush=True)  # stdout is muted: each run prints its metrics table
+        quiet.truncate(0)
+
+    (_, bare, s_bare), (_, bare_art, _), (_, ours, s_ours), (_, pruned, s_pruned) = rows
+    n = args.trials
+    same = [a.params for a in s_bare.trials] == [b.params for b in s_ours.trials]
+    print(f"\n{n} trials of {Path(args.config).stem} on {args.root}; same params in bare and tuned: {same}")
+    print(f"artifacts per trial (val/test eval, predictions, plots): {(bare_art - bare) / n:6.2f} s")
+    print(f"tuning layer per trial (storage, checks, report):         {(ours - bare_art) / n:6.2f} s")
+    print(f"ratio ensemble tune / bare loop (no pruning):             {ours / bare:6.3f}")
+    n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in s_pruned.trials)
+    print(f"pruning: {n_pruned}/{n} trials pruned, wall {pruned:.1f} s vs {ours:.1f} s ({pruned / ours:.2f}x); "
+          f"best {s_pruned.best_value:.4f} vs {s_ours.best_value:.4f}")
+
+
+if __name__ == "__main__":
+    main()
