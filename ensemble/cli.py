@@ -18,6 +18,18 @@ USER_ERRORS = (DataContractError, FileNotFoundError, CheckpointMismatchError, ar
                ExportError)
 
 
+def wrapped_user_error(err: BaseException) -> BaseException | None:
+    """One of our own user errors that ``err`` wraps: jsonargparse re-raises what a model's or data
+    module's ``__init__`` raised as a ValueError caused by it (only ``ensemble``'s types are unwrapped,
+    so a library's internal error keeps its traceback)."""
+    cause = err.__cause__
+    while cause is not None:
+        if isinstance(cause, USER_ERRORS) and type(cause).__module__.startswith("ensemble."):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
     from ensemble.commands import data, models
 
@@ -69,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"ensemble: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        user_error = wrapped_user_error(err)
+        if debug or user_error is None:
+            raise
+        print(f"ensemble: error: {one_line(user_error)}", file=sys.stderr)
         return 2
 
 

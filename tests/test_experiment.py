@@ -80,3 +80,16 @@ def test_unknown_model_fails_before_any_cell(tmp_path, splits, capsys):
     assert main(_experiment(splits, tmp_path / "exp", "[lstm, nosuch]")) == 2
     assert "unknown model 'nosuch'" in capsys.readouterr().err
     assert not (tmp_path / "exp" / "runs").exists()
+
+
+def test_default_grid_leaves_out_models_without_their_weights(capsys):
+    from ensemble.experiments.runner import Experiment, default_models
+    from ensemble.models.registry import list_models
+
+    everything = {e.name for e in list_models()}
+    needs = {e.name for e in list_models() if e.needs_weights}
+    assert needs == {"timesfm"}
+    assert set(default_models(Experiment())) == everything - needs
+    assert "timesfm: not in the default grid, it needs pretrained weights" in capsys.readouterr().out
+    given = Experiment(model_args={"timesfm": ["--model.init_args.net.init_args.checkpoint", "w"]})
+    assert set(default_models(given)) == everything

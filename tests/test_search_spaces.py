@@ -4,6 +4,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from timesfm_tiny import required_cli_args
 
 from ensemble.commands.configs import configured_model_family
 from ensemble.tuning.objective import build_cli, check_keys
@@ -21,7 +22,8 @@ def test_every_model_config_has_a_search_space():
 @pytest.mark.parametrize("name", [s for s in SPACES if (CONFIGS / f"{s}.yaml").is_file()])
 def test_search_space_points_build_a_model(name, splits, tmp_path):
     base = ["--config", str(CONFIGS / f"{name}.yaml"), "--data.root", str(splits), "--data.seq_len", "24",
-            "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.logger", "false"]
+            "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.logger", "false",
+            *required_cli_args(name, tmp_path)]  # tiny pretrained weights for the models that load them
     family = configured_model_family(base)
     space = SearchSpace.from_yaml(CONFIGS / "search_spaces" / f"{name}.yaml")
     check_keys(base, space, family)  # each key alone

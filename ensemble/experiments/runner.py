@@ -18,7 +18,10 @@ from ensemble.tracking import finish_run, parent_run
 
 @dataclass
 class Experiment:
-    """An experiment: ``models`` (registry names; default every registered model) x ``horizons``.
+    """An experiment: ``models`` (registry names) x ``horizons``.
+
+    The default grid is every registered model, except those that need pretrained weights (TimesFM)
+    and have no ``model_args`` entry to say where the weights are.
 
     Args:
         fit_args: extra ``ensemble fit`` flags for every cell, e.g. ["--trainer.max_epochs", "3"].
@@ -59,10 +62,21 @@ def cell_command(exp: Experiment, model: str, horizon: int, runs: Path, parent: 
     return cmd
 
 
+def default_models(exp: Experiment) -> list[str]:
+    models = []
+    for entry in list_models():
+        if entry.needs_weights and entry.name not in exp.model_args:
+            print(f"{entry.name}: not in the default grid, it needs pretrained weights; list it in models and "
+                  f"give its checkpoint in model_args", flush=True)
+            continue
+        models.append(entry.name)
+    return models
+
+
 def run_experiment(exp: Experiment) -> list[dict]:
     import ensemble.models  # noqa: F401  (registers the bundled models)
 
-    models = exp.models or [e.name for e in list_models()]
+    models = exp.models or default_models(exp)
     for m in models:
         get_model(m)  # unknown names fail before any cell runs
     out = Path(exp.out or Path("experiments") / exp.name)

@@ -57,6 +57,8 @@ class Classifier(pl.LightningModule):
         from_config = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=None if from_config else ["net", "optimizer", "scheduler"])
         self.net = net
+        if feature_names is not None and hasattr(net, "bind_feature_names"):
+            net.bind_feature_names(feature_names)  # a backbone that reads columns by name (TimesFM's context)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         if class_weights is not None and len(class_weights) != 3:

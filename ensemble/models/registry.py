@@ -20,6 +20,7 @@ class ModelEntry:
     cls: type
     family: str
     config: str  # the bundled config that trains it
+    needs_weights: bool = False  # pretrained weights the user supplies (not in the default experiment grid)
 
     @property
     def class_path(self) -> str:
@@ -30,8 +31,11 @@ _REGISTRY: dict[str, ModelEntry] = {}
 _entry_points_loaded = False
 
 
-def register(name: str, family: str = "neural", config: str | None = None) -> Callable[[type], type]:
-    """Class decorator: ``@register("lstm", family="neural")``."""
+def register(
+    name: str, family: str = "neural", config: str | None = None, needs_weights: bool = False
+) -> Callable[[type], type]:
+    """Class decorator: ``@register("lstm", family="neural")``; ``needs_weights`` for a model that
+    loads pretrained weights from a path the user gives (TimesFM)."""
     if family not in FAMILIES:
         raise ValueError(f"model family must be one of {FAMILIES}, got '{family}'")
 
@@ -39,7 +43,7 @@ def register(name: str, family: str = "neural", config: str | None = None) -> Ca
         known = _REGISTRY.get(name)
         if known is not None and known.cls is not cls:
             raise ValueError(f"model name '{name}' is already registered by {known.class_path}")
-        _REGISTRY[name] = ModelEntry(name, cls, family, config or f"configs/{name}.yaml")
+        _REGISTRY[name] = ModelEntry(name, cls, family, config or f"configs/{name}.yaml", needs_weights)
         return cls
 
     return wrap
