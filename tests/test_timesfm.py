@@ -232,6 +232,25 @@ def test_checkpoint_round_trip_predicts_what_the_run_wrote(cli_run, tiny):
     np.testing.assert_allclose(ours[list(PROB_COLUMNS)], written[list(PROB_COLUMNS)], atol=1e-6)
 
 
+def test_frozen_weights_stay_out_of_the_run_checkpoint(cli_run):
+    frozen, _, run_dir = cli_run
+    (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    has_timesfm = any(k.startswith("net.timesfm.") for k in state)
+    assert has_timesfm is not frozen  # frozen: the directory's weights, named by their fingerprint only
+    assert "net.weights_fingerprint" in state and any(k.startswith("net.head.") for k in state)
+
+
+def test_reloading_a_frozen_net_on_other_weights_is_refused(tiny, tmp_path):
+    trained = make_net(tiny).state_dict()
+    other = write_tiny_timesfm(tmp_path / "other", seed=1)  # same architecture, other weights
+    with pytest.raises(TimesFMCheckpointError, match=f"TimesFM weights in {other} differ"):
+        make_net(other).load_state_dict(trained)
+    fresh = make_net(tiny)
+    fresh.load_state_dict(trained)  # the same weights: accepted, head restored
+    assert all(torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())
+
+
 def test_experiment_with_a_timesfm_cell(splits, tiny, tmp_path):
     out = tmp_path / "exp"
     cell_args = f'{{timesfm: [--{NET}checkpoint, "{tiny}", --{NET}context_features, "[f0]"]}}'

@@ -18,9 +18,11 @@ small MLP to the class logits.
 ``freeze: true`` keeps TimesFM in eval mode with ``requires_grad=False`` and runs it under
 ``torch.no_grad`` (only the head trains); ``freeze: false`` fine-tunes it with the head.
 
-The weights come from a local directory (``checkpoint``); see ``timesfm_weights``. The Lightning
-checkpoint of a run holds TimesFM's weights too, but rebuilding the net reads ``checkpoint`` first,
-so that directory must exist wherever a run is reloaded.
+The weights come from a local directory (``checkpoint``); see ``timesfm_weights``. Rebuilding the net
+reads that directory, so it must exist wherever a run is reloaded. A frozen TimesFM is therefore left
+out of the net's ``state_dict``: a run's Lightning checkpoints hold the head only (kilobytes, not the
+1.3 GB of published weights), plus a fingerprint of the weights it was trained on, and reloading
+refuses a directory whose weights differ from them. Fine-tuned weights are saved in full.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ class TimesFMNet(nn.Module):
         if freeze:
             self.timesfm.requires_grad_(False)
             self.timesfm.eval()
+        self.register_buffer("weights_fingerprint", weights_fingerprint(self.timesfm))
+        self.checkpoint = checkpoint
+        self.register_state_dict_post_hook(_drop_frozen_weights)
+        self.register_load_state_dict_pre_hook(_restore_frozen_weights)
 
     def bind_feature_names(self, feature_names: list[str]) -> None:
         """Map ``context_features`` to column indices of the (B, L, F) window; fails on an unknown name."""
@@ -163,3 +169,34 @@ class TimesFMNet(nn.Module):
         if self.include_features:
             rep = torch.cat([rep, x[:, -1]], dim=-1)  # the window's newest row of every feature
         return self.head(rep)  # (B, C)
+
+
+def weights_fingerprint(module: nn.Module) -> torch.Tensor:
+    """(count, sum, sum of squares) of all weights, in float64: tells two sets of weights apart."""
+    total = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for tensor in module.state_dict().values():  # tensor by tensor: no float64 copy of all weights at once
+            values = tensor.detach().double()
+            total += torch.stack([torch.tensor(float(values.numel()), dtype=torch.float64), values.sum(),
+                                  values.square().sum()]).cpu()
+    return total
+
+
+def _drop_frozen_weights(module: TimesFMNet, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    if module.freeze:  # they are the checkpoint directory's, unchanged: the fingerprint stands for them
+        for key in [k for k in state_dict if k.startswith(f"{prefix}timesfm.")]:
+            del state_dict[key]
+
+
+def _restore_frozen_weights(module: TimesFMNet, state_dict: dict, prefix: str, *args: object) -> None:
+    if not module.freeze:
+        return
+    saved = state_dict.get(f"{prefix}weights_fingerprint")
+    if saved is not None and not torch.allclose(saved.double().cpu(), module.weights_fingerprint.cpu(), rtol=1e-4):
+        raise TimesFMCheckpointError(
+            f"TimesFM weights in {module.checkpoint} differ from those this model was trained with "
+            f"(fingerprint {saved.tolist()} vs {module.weights_fingerprint.tolist()}); point "
+            "model.init_args.net.init_args.checkpoint at the original weights"
+        )
+    for key, value in module.timesfm.state_dict(prefix=f"{prefix}timesfm.").items():
+        state_dict.setdefault(key, value)  # the frozen weights, as loaded from the directory
