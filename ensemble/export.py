@@ -36,7 +36,11 @@ def _family(config_path: Path) -> str:
 def _best_checkpoint(run_dir: Path, family: str) -> list[Path]:
     ckpts = run_dir / "checkpoints"
     if family == "tree":
-        files = [p for p in ckpts.glob("best.*") if p.is_file()]
+        from ensemble.trees.checkpoint import STAGED_NAME, meta_path, model_file
+
+        if meta_path(ckpts, "best").is_file():
+            model_file(meta_path(ckpts, "best"))  # finishes a commit a killed writer left half-moved
+        files = [p for p in ckpts.glob("best.*") if p.is_file() and not STAGED_NAME.match(p.name)]
     else:
         best = sorted(ckpts.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
         files = best[-1:] or [p for p in [ckpts / "last.ckpt"] if p.is_file()]

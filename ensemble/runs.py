@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,31 @@ def claim_run_dir(base: Path) -> Path:
             n += 1
 
 
-def find_run_checkpoint(ckpt: str, base: Path) -> tuple[Path, Path | None]:
-    """Resolve ``last``/``best`` to the newest run under ``base`` holding one, or a path to its run."""
-    if ckpt in ("last", "best"):
+# a tag's checkpoint file(s) in ``checkpoints/``, as glob patterns; the nets' are Lightning's
+NET_CHECKPOINTS = {"last": "last.ckpt", "best": "best*.ckpt"}
+
+
+def find_run_checkpoint(
+    ckpt: str,
+    base: Path,
+    patterns: Mapping[str, str] = NET_CHECKPOINTS,
+    marker: Callable[[Path], Path] = lambda path: path,
+) -> tuple[Path, Path | None]:
+    """Resolve ``last``/``best`` to the newest run under ``base`` holding one, or a path to its run.
+
+    One lookup for every model family: ``patterns`` globs a tag's file in ``checkpoints/`` (the newest match
+    wins), and ``marker`` maps a given path to the file that marks a complete checkpoint (a tree's sidecar);
+    the file returned is the match or the marker.
+    """
+    if ckpt in patterns:
         for _, run in reversed(_versions(base)):
-            ckpt_dir = run / "checkpoints"
-            found = [ckpt_dir / "last.ckpt"] if ckpt == "last" else sorted(ckpt_dir.glob("best*.ckpt"))
-            found = [f for f in found if f.is_file()]
+            found = [f for f in (run / "checkpoints").glob(patterns[ckpt]) if f.is_file()]
             if found:
                 return max(found, key=lambda f: f.stat().st_mtime), run
         raise RunNotFoundError(f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint; train one first")
-    path = Path(ckpt)
+    path = marker(Path(ckpt))
     if not path.exists():
-        raise RunNotFoundError(f"ckpt_path: checkpoint not found: {path}")
+        raise RunNotFoundError(f"ckpt_path: checkpoint not found: {ckpt}")
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
     return path, run_dir
 

@@ -1,10 +1,13 @@
-"""A callback for crash tests: at one (epoch, batch) it drops a marker file and stalls, so the
-test can SIGKILL the process mid-epoch. It changes nothing in the training itself."""
+"""Callbacks for crash tests: at one (epoch, batch) a net's run, or at one epoch a tree's run, drops a
+marker file and stalls, so the test can SIGKILL the process mid-training. They change nothing in the
+training itself."""
 
 import time
 from pathlib import Path
 
 from lightning.pytorch import Callback
+
+from ensemble.trees.callbacks import TreeCallback
 
 
 class StallAt(Callback):
@@ -15,3 +18,34 @@ class StallAt(Callback):
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             self.marker.write_text("stalled")
             time.sleep(600)
+
+
+class TreeStallAt(TreeCallback):
+    """``StallAt`` for ``TreeTrainer``, at one ``epoch``. By default at the epoch's end, after its trees were
+    boosted and before they are checkpointed (``ModelCheckpoint`` runs last). With ``during`` ``last`` or
+    ``best``: inside that checkpoint's commit, its sidecar written and its files not yet moved into place."""
+
+    def __init__(self, marker: str, epoch: int = 2, during: str | None = None) -> None:
+        self.marker, self.epoch, self.during = Path(marker), epoch, during
+
+    def on_fit_start(self, trainer, model) -> None:
+        if self.during is None:
+            return
+        from ensemble.trees import checkpoint
+
+        settle = checkpoint._settle
+
+        def stalling(meta: Path) -> None:
+            if trainer.current_epoch == self.epoch and meta.name == f"{self.during}.meta.json":
+                self.stall()
+            settle(meta)
+
+        checkpoint._settle = stalling
+
+    def on_epoch_end(self, trainer, model) -> None:
+        if self.during is None and trainer.current_epoch == self.epoch:
+            self.stall()
+
+    def stall(self) -> None:
+        self.marker.write_text("stalled")
+        time.sleep(600)

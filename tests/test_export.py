@@ -83,8 +83,10 @@ def test_tree_export_predicts_like_its_run(tmp_path, splits):
             "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"]
     assert main(argv) == 0
     run = tmp_path / "runs" / "lightgbm" / "version_0"
+    (run / "checkpoints" / "best.0123abcd.txt").write_text("a staged file a killed run left behind")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
-    assert any(p.suffix == ".txt" for p in (tmp_path / "export" / "model").iterdir())  # LightGBM's native text
+    exported = sorted(p.name for p in (tmp_path / "export" / "model").iterdir())
+    assert exported == ["best.meta.json", "best.txt"]  # LightGBM's native text and its sidecar, no debris
     out = tmp_path / "pred.parquet"
     assert main(["predict", "--from", str(tmp_path / "export"), "--input", str(splits / "test_scaled.parquet"),
                  "--out", str(out)]) == 0

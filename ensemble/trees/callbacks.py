@@ -18,7 +18,7 @@ from ensemble.callbacks.importance import CSV, PNG
 from ensemble.io import atomic_write, write_figure
 from ensemble.plots import feature_importance_figure
 from ensemble.trees.base import TreeModel, TreeSplit
-from ensemble.trees.checkpoint import write_checkpoint
+from ensemble.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
 
 if TYPE_CHECKING:
     from ensemble.trees.trainer import TreeTrainer
@@ -82,7 +82,8 @@ class ModelCheckpoint(TreeCallback):
     """``checkpoints/best.*`` when ``monitor`` improves, ``checkpoints/last.*`` after every epoch.
 
     Boosting is additive, so at an improving epoch the best model is the current one: it is serialised
-    once (as ``last``) and copied to ``best``.
+    once (as ``last``) and copied to ``best``. ``best`` commits first: a kill in between leaves ``last`` one
+    epoch back, and the resumed run redoes that epoch and its ``best``.
     """
 
     def __init__(
@@ -93,15 +94,21 @@ class ModelCheckpoint(TreeCallback):
         self.best_round: int | None = None
         self.best_model_path = ""
 
+    def on_fit_start(self, trainer: TreeTrainer, model: TreeModel) -> None:
+        clean_checkpoints(trainer.log_dir / "checkpoints")  # what a killed run left half-written
+
     def on_epoch_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
         ckpt_dir = trainer.log_dir / "checkpoints"
         current = trainer.callback_metrics[self.monitor] if self.monitor else None
         improved = current is None or _improves(current, self.best_model_score, self.mode)
         if improved:
             self.best_model_score, self.best_round = current, model.num_rounds
-        last = write_checkpoint(model, ckpt_dir, "last", trainer.checkpoint_state()) if self.save_last else None
+        last = stage_checkpoint(model, ckpt_dir, "last") if self.save_last else None
         if improved:
-            self.best_model_path = str(write_checkpoint(model, ckpt_dir, "best", trainer.checkpoint_state(), last))
+            best = stage_checkpoint(model, ckpt_dir, "best", copy_of=last)
+            self.best_model_path = str(commit_checkpoint(model, best, trainer.checkpoint_state()))
+        if last is not None:
+            commit_checkpoint(model, last, trainer.checkpoint_state())
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_model_score": self.best_model_score, "best_round": self.best_round, "monitor": self.monitor}

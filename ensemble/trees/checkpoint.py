@@ -1,41 +1,78 @@
 """Tree checkpoints: the library's native model file plus a small JSON sidecar, never pickle.
 
 ``checkpoints/{tag}{.json|.txt|.cbm}`` holds the model; ``checkpoints/{tag}.meta.json`` holds the feature
-list, horizon, windowing, rounds, best score and callback states. The sidecar is written last, so its
-presence marks a complete checkpoint.
+list, horizon, windowing, rounds, best score and callback states.
+
+A checkpoint is several files, so a kill must never pair a new model with an old sidecar: the native
+files are staged under a fresh name (``last.<token>.txt``), the sidecar naming them is the commit, and only
+then are they renamed into place. Whoever reads the sidecar next finishes renames a kill interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import uuid
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from ensemble.io import atomic_write, write_json
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
-from ensemble.runs import RunNotFoundError
+from ensemble.runs import RunNotFoundError, find_run_checkpoint
 from ensemble.trees.base import TreeModel
 
 META_SUFFIX = ".meta.json"
+TREE_CHECKPOINTS = {"last": f"last{META_SUFFIX}", "best": f"best{META_SUFFIX}"}
+_STAGED = "staged"  # sidecar key: staged file -> final name, while the move is pending
+STAGED_NAME = re.compile(r"^(last|best)\.[0-9a-f]{8}\.")  # a staged file, not (yet) part of a checkpoint
 
 
 def meta_path(ckpt_dir: Path, tag: str) -> Path:
     return ckpt_dir / f"{tag}{META_SUFFIX}"
 
 
-def write_checkpoint(
-    model: TreeModel, ckpt_dir: Path, tag: str, state: dict[str, Any], copy_of: Path | None = None
-) -> Path:
-    """Save ``model`` as ``tag`` and return the native file; ``copy_of`` (a native file of this same model)
-    is copied rather than serialised again. Only ``last`` keeps what a resume needs beyond the model."""
-    model_path = ckpt_dir / f"{tag}{model.suffix}"
+def stage_checkpoint(model: TreeModel, ckpt_dir: Path, tag: str, copy_of: Path | None = None) -> Path:
+    """Write ``model``'s native file(s) for ``tag`` under a fresh name and return the model file; ``copy_of``
+    (a native file of this same model) is copied rather than serialised again. Only ``last`` keeps what a
+    resume needs beyond the model. Nothing reads a staged file until ``commit_checkpoint``."""
+    staged = ckpt_dir / f"{tag}.{uuid.uuid4().hex[:8]}{model.suffix}"
     if copy_of is not None:
-        atomic_write(model_path, lambda p: shutil.copyfile(copy_of, p))
+        atomic_write(staged, lambda p: shutil.copyfile(copy_of, p))
     else:
-        model.save(model_path, resumable=tag == "last")
-    write_json(meta_path(ckpt_dir, tag), {**model.metadata(), **state, "model_file": model_path.name})
-    return model_path
+        model.save(staged, resumable=tag == "last")
+    return staged
+
+
+def commit_checkpoint(model: TreeModel, staged: Path, state: dict[str, Any]) -> Path:
+    """Write the sidecar of a staged checkpoint (the commit), move its files into place; the final model file."""
+    tag, token = staged.name.split(".")[:2]
+    moves = {p.name: p.name.replace(f".{token}", "", 1) for p in staged.parent.glob(f"{tag}.{token}.*")}
+    meta = {**model.metadata(), **state, "model_file": f"{tag}{model.suffix}"}
+    write_json(meta_path(staged.parent, tag), {**meta, _STAGED: moves})
+    _settle(meta_path(staged.parent, tag))
+    write_json(meta_path(staged.parent, tag), meta)
+    return staged.parent / meta["model_file"]
+
+
+def _settle(meta: Path) -> None:
+    """Finish moving a committed checkpoint's staged files into place (its writer may have been killed)."""
+    for src, dst in json.loads(meta.read_text()).get(_STAGED, {}).items():
+        with suppress(FileNotFoundError):  # already moved, by the writer or by another reader
+            os.replace(meta.with_name(src), meta.with_name(dst))
+
+
+def clean_checkpoints(ckpt_dir: Path) -> None:
+    """Settle committed checkpoints, then delete what a killed writer left uncommitted or half-written."""
+    for tag in ("last", "best"):
+        if meta_path(ckpt_dir, tag).is_file():
+            _settle(meta_path(ckpt_dir, tag))
+    half_written = re.compile(r"^\.(last|best)\.")  # atomic_write's hidden temp files
+    for path in ckpt_dir.iterdir() if ckpt_dir.is_dir() else ():
+        if STAGED_NAME.match(path.name) or half_written.match(path.name):
+            path.unlink()
 
 
 def _meta_for(path: Path) -> Path:
@@ -49,6 +86,7 @@ def read_checkpoint(path: str | Path, model: TreeModel) -> tuple[Path, dict[str,
     meta = _meta_for(Path(path))
     if not meta.is_file():
         raise RunNotFoundError(f"ckpt_path: no tree checkpoint at {path} (expected its sidecar {meta.name})")
+    _settle(meta)
     state = json.loads(meta.read_text())
     model_file = meta.with_name(state["model_file"])
     if not model_file.is_file():
@@ -69,20 +107,14 @@ def read_checkpoint(path: str | Path, model: TreeModel) -> tuple[Path, dict[str,
 
 
 def find_checkpoint(ckpt: str, base: Path) -> tuple[Path, Path | None]:
-    """Resolve ``last``/``best`` to the newest run under ``base`` holding one, or a path to its run dir."""
-    if ckpt in ("last", "best"):  # the newest run first, as for nets
-        runs = [p for p in base.glob("version_*") if p.name[8:].isdigit()] if base.is_dir() else []
-        for run in sorted(runs, key=lambda p: int(p.name[8:]), reverse=True):
-            if meta_path(run / "checkpoints", ckpt).is_file():
-                return meta_path(run / "checkpoints", ckpt), run
-        raise RunNotFoundError(f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint; train one first")
-    path = Path(ckpt)
-    if not _meta_for(path).is_file():
-        raise RunNotFoundError(f"ckpt_path: checkpoint not found: {path}")
-    return path, path.parent.parent if path.parent.name == "checkpoints" else None
+    """(sidecar, run dir) of ``last``/``best`` in the newest run under ``base`` holding one, or of a path."""
+    return find_run_checkpoint(ckpt, base, TREE_CHECKPOINTS, _meta_for)
 
 
 def model_file(path: Path) -> Path:
     """The native model file of a checkpoint given by its sidecar or by the file itself."""
     meta = _meta_for(path)
-    return meta.with_name(json.loads(meta.read_text())["model_file"]) if meta.is_file() else path
+    if not meta.is_file():
+        return path
+    _settle(meta)
+    return meta.with_name(json.loads(meta.read_text())["model_file"])
