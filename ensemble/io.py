@@ -28,6 +28,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def remove_partial_writes(run_dir: Path) -> list[Path]:
+    """Delete the temp files of ``atomic_write``s that a killed process never finished, under ``run_dir``.
+
+    Call it only where the run is resumed, by the one process that writes into it."""
+    leftovers = [p for p in Path(run_dir).rglob(".*.tmp") if p.is_file()]
+    for path in leftovers:
+        path.unlink()
+    return leftovers
+
+
 def _finite_or_none(value: Any) -> Any:
     # JSON has no NaN/inf: an undefined number is written as null, never as a fake result
     if isinstance(value, float) and not math.isfinite(value):

@@ -81,3 +81,18 @@ def test_checkpoints_load_weights_only_and_rebuild_the_model(tmp_path, fit_args)
     model = Classifier.load_from_checkpoint(ckpt, weights_only=True)
     assert model.hparams.feature_names == ["f0", "f1", "f2", "f3"] and model.hparams.horizon == 5
     assert model(torch.randn(2, 5, 4)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("config", ["configs/lstm.yaml", "configs/lightgbm.yaml"])
+def test_resume_removes_what_a_killed_run_half_wrote(fit_args, tmp_path, config):
+    assert main(["fit", *fit_args(config=config, epochs=1)]) == 0
+    (run,) = (tmp_path / "runs").glob("*/version_0")
+    planted = [run / ".metrics.json.k1ll3d.tmp", run / "predictions" / ".test.parquet.k1ll3d.tmp"]
+    for path in planted:  # what atomic_write leaves when SIGKILL lands mid-write
+        path.write_text("half")
+    keep = run / "notes.txt"
+    keep.write_text("a user's own file")
+    assert main(["fit", *fit_args(config=config, epochs=2), "--ckpt_path", "last"]) == 0
+    assert not any(p.exists() for p in planted) and not list(run.rglob("*.tmp"))
+    assert keep.read_text() == "a user's own file"
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]  # resumed in place

@@ -20,6 +20,7 @@ from ensemble.callbacks import ArtifactWriter
 from ensemble.callbacks.artifacts import update_metrics_json
 from ensemble.callbacks.importance import FeatureImportance
 from ensemble.data import WindowDataModule
+from ensemble.io import remove_partial_writes
 from ensemble.models.registry import list_models
 from ensemble.runs import claim_run_dir, find_run_checkpoint, print_metrics
 
@@ -102,6 +103,8 @@ class EnsembleCLI(LightningCLI):
         if ckpt is not None:
             ckpt_file, run_dir = find_run_checkpoint(ckpt, Path(tracking.save_dir) / tracking.name)
             cfg.ckpt_path, self._run_dir = str(ckpt_file), run_dir
+            if self.subcommand == "fit" and run_dir is not None and _is_rank_zero():
+                remove_partial_writes(run_dir)  # a resumed run: what its killed predecessor half-wrote
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         if config.get("logger") in (None, True):
@@ -109,9 +112,8 @@ class EnsembleCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
     def _default_loggers(self, tracking: Tracking) -> list[Any]:
-        is_rank_zero = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
         run_dir = self._run_dir
-        if run_dir is None and is_rank_zero:
+        if run_dir is None and _is_rank_zero():
             run_dir = claim_run_dir(Path(tracking.save_dir) / tracking.name)
         return run_loggers(tracking, run_dir.name if run_dir is not None else None)
 
@@ -135,6 +137,10 @@ class EnsembleCLI(LightningCLI):
         if trainer.is_global_zero:
             update_metrics_json(run_dir, cost)  # the leaderboard's cost columns
             print_metrics(results, run_dir, best)
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def run_lightning(argv: list[str]) -> None:

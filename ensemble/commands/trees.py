@@ -16,7 +16,7 @@ import ensemble.trees  # noqa: F401  (registers the tree models)
 from ensemble.callbacks.artifacts import update_metrics_json
 from ensemble.commands.lightning import Tracking, model_short_name, run_loggers
 from ensemble.data import WindowDataModule
-from ensemble.io import atomic_write
+from ensemble.io import atomic_write, remove_partial_writes
 from ensemble.runs import claim_run_dir, print_metrics
 from ensemble.trees import ArtifactWriter, ModelCheckpoint, TreeModel, TreeTrainer
 from ensemble.trees.checkpoint import find_checkpoint, meta_path, model_file
@@ -64,6 +64,8 @@ class TreeCLI:
         if cfg.ckpt_path is not None:
             meta, self.run_dir = find_checkpoint(cfg.ckpt_path, Path(self.tracking.save_dir) / self.tracking.name)
             self.ckpt = model_file(meta)
+            if subcommand == "fit" and self.run_dir is not None:
+                remove_partial_writes(self.run_dir)  # a resumed run: what its killed predecessor half-wrote
         elif subcommand != "fit":
             self.parser.error(f"'ensemble {subcommand}' of a tree model needs --ckpt_path (last, best or a file)")
         try:
