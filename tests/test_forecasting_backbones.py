@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 from panels import make_frames, write_frames, write_splits
+from roundtrip import assert_predicts_as_written
 
-from ensemble.callbacks.artifacts import PROB_COLUMNS, predictions_frame
 from ensemble.cli import main
 from ensemble.data import WindowDataModule
 from ensemble.models import Classifier
@@ -159,18 +159,7 @@ def test_checkpoint_round_trip_gives_the_written_predictions(cli_runs, name):
     model = Classifier.load_from_checkpoint(best, map_location="cpu").eval()
     assert isinstance(model.net, BACKBONES[name])
 
-    dm = WindowDataModule(root=str(data), horizon=5, seq_len=8, batch_size=64)
-    dm.setup("validate")
-    parts = []
-    with torch.no_grad():
-        for batch in dm.val_dataloader():
-            keep = {k: batch[k].numpy() for k in ("y", "time", "symbol", "fwd_return")}
-            parts.append({**keep, "probs": model(batch["x"]).softmax(dim=-1).numpy()})
-    joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    ours = predictions_frame(joined, dm.panel("val").symbols)
-    written = pd.read_parquet(runs[name] / "predictions" / "val.parquet")
-    pd.testing.assert_frame_equal(ours.drop(columns=list(PROB_COLUMNS)), written.drop(columns=list(PROB_COLUMNS)))
-    np.testing.assert_allclose(ours[list(PROB_COLUMNS)], written[list(PROB_COLUMNS)], atol=1e-6)
+    assert_predicts_as_written(model, data, 8, runs[name])
 
 
 def test_feature_importance_is_written_for_tft_runs_only(cli_runs):

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from roundtrip import assert_predicts_as_written
 from timesfm_tiny import NET, write_tiny_timesfm
 
-from ensemble.callbacks.artifacts import PROB_COLUMNS, predictions_frame
 from ensemble.cli import main
-from ensemble.data import WindowDataModule
 from ensemble.models import Classifier
 from ensemble.models.backbones.timesfm import ContextFeatureError, TimesFMNet
 from ensemble.models.backbones.timesfm_weights import (
@@ -219,17 +218,7 @@ def test_checkpoint_round_trip_predicts_what_the_run_wrote(cli_run, tiny):
     same = all(torch.equal(v, published[k]) for k, v in model.net.timesfm.state_dict().items())
     assert same is frozen  # fine-tuned weights come back from the Lightning checkpoint, not the directory
 
-    dm = WindowDataModule(root=str(data), horizon=5, seq_len=5, batch_size=64)
-    dm.setup("validate")
-    parts = []
-    with torch.no_grad():
-        for batch in dm.val_dataloader():
-            keep = {k: batch[k].numpy() for k in ("y", "time", "symbol", "fwd_return")}
-            parts.append({**keep, "probs": model(batch["x"]).softmax(dim=-1).numpy()})
-    ours = predictions_frame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, dm.panel("val").symbols)
-    written = pd.read_parquet(run_dir / "predictions" / "val.parquet")
-    pd.testing.assert_frame_equal(ours.drop(columns=list(PROB_COLUMNS)), written.drop(columns=list(PROB_COLUMNS)))
-    np.testing.assert_allclose(ours[list(PROB_COLUMNS)], written[list(PROB_COLUMNS)], atol=1e-6)
+    assert_predicts_as_written(model, data, 5, run_dir)
 
 
 def test_frozen_weights_stay_out_of_the_run_checkpoint(cli_run):
