@@ -19,7 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from ensemble.io import atomic_write, write_json
+from ensemble.io import atomic_write, remove_partial_writes, write_json
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
 from ensemble.runs import RunNotFoundError, find_run_checkpoint
 from ensemble.trees.base import TreeModel
@@ -69,10 +69,10 @@ def clean_checkpoints(ckpt_dir: Path) -> None:
     for tag in ("last", "best"):
         if meta_path(ckpt_dir, tag).is_file():
             _settle(meta_path(ckpt_dir, tag))
-    half_written = re.compile(r"^\.(last|best)\.")  # atomic_write's hidden temp files
     for path in ckpt_dir.iterdir() if ckpt_dir.is_dir() else ():
-        if STAGED_NAME.match(path.name) or half_written.match(path.name):
+        if STAGED_NAME.match(path.name):
             path.unlink()
+    remove_partial_writes(ckpt_dir)  # atomic_write's own temp files
 
 
 def _meta_for(path: Path) -> Path:
