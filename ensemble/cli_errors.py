@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 
-def one_line(err: BaseException) -> str:
-    """jsonargparse explains a bad config as a nested tree; keep the path and the innermost reason."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(lines) == 1:
-        return lines[0].strip()
-    noise = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class", "Given value")
-    useful = [ln for ln in lines if not ln.strip(" -").startswith(noise)]
-    depth = [len(ln) - len(ln.lstrip(" -")) for ln in useful]
-    deepest = max(range(len(useful)), key=lambda i: (depth[i], i))
-    reason = useful[deepest].strip(" -")
-    where = [ln.strip(" -").rstrip(":") for ln in useful[:deepest]]
-    return f"{reason} ({' > '.join(where)})" if where else reason
+from ensemble.errors import EnsembleError, one_line
+
+__all__ = ["one_line", "user_error"]
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The user error ``err`` is or wraps, else None (a bug: it keeps its traceback).
+
+    Ours are ``EnsembleError``s; a bad flag or config key is argparse's (or jsonargparse's) ``ArgumentError``.
+    jsonargparse re-raises what a model's or data module's ``__init__`` raised as a ``ValueError`` caused
+    by it, so the cause chain is searched for one of ours.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, EnsembleError | argparse.ArgumentError):
+            return seen
+        seen = seen.__cause__
+    return None

@@ -14,39 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-import yaml
 
-from ensemble.callbacks.artifacts import predictions_frame
-from ensemble.commands.configs import configured_model_family
 from ensemble.data.contract import DataContractError, detect_roles
 from ensemble.data.panel import load_split, open_parquet
-from ensemble.data.windows import WindowLoader, valid_ends
+from ensemble.data.windows import valid_ends
 from ensemble.io import write_json
-
-
-class ExportError(ValueError):
-    """A run that cannot be exported, or an export that cannot be used."""
-
-
-def _family(config_path: Path) -> str:
-    return configured_model_family(["--config", str(config_path)])
-
-
-def _best_checkpoint(run_dir: Path, family: str) -> list[Path]:
-    ckpts = run_dir / "checkpoints"
-    if family == "tree":
-        from ensemble.trees.checkpoint import STAGED_NAME, meta_path, model_file
-
-        if meta_path(ckpts, "best").is_file():
-            model_file(meta_path(ckpts, "best"))  # finishes a commit a killed writer left half-moved
-        files = [p for p in ckpts.glob("best.*") if p.is_file() and not STAGED_NAME.match(p.name)]
-    else:
-        best = sorted(ckpts.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-        files = best[-1:] or [p for p in [ckpts / "last.ckpt"] if p.is_file()]
-    if not files:
-        raise ExportError(f"{run_dir}: no checkpoint to export in {ckpts}")
-    return files
+from ensemble.training.artifacts import predictions_frame
+from ensemble.training.config import read_yaml
+from ensemble.training.family import ExportError, family_for, family_named
 
 
 def export_run(run_dir: Path, out: Path) -> Path:
@@ -56,26 +31,18 @@ def export_run(run_dir: Path, out: Path) -> Path:
     for path in (config_path, metrics_path):
         if not path.is_file():
             raise ExportError(f"{run_dir}: not a finished run (missing {path.name})")
-    family = _family(config_path)
-    config = yaml.safe_load(config_path.read_text())
+    config = read_yaml(config_path)
+    family = family_for(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model").mkdir(exist_ok=True)
-    files = _best_checkpoint(run_dir, family)
-    for f in files:
-        shutil.copy2(f, out / "model" / ("model.ckpt" if family == "neural" else f.name))
+    for name, f in family.export_files(run_dir).items():
+        shutil.copy2(f, out / "model" / name)
     shutil.copy2(config_path, out / "config.yaml")
     shutil.copy2(metrics_path, out / "metrics.json")
-    if family == "neural":
-        hparams = torch.load(out / "model" / "model.ckpt", weights_only=True)["hyper_parameters"]
-        features, horizon = hparams["feature_names"], hparams["horizon"]
-    else:  # the native model's sidecar holds what the data linked into it
-        meta = json.loads((run_dir / "checkpoints" / "best.meta.json").read_text())
-        features, horizon = meta["feature_names"], meta["horizon"]
     write_json(out / "metadata.json", {
-        "family": family,
+        "family": family.name,
         "model_class": config["model"]["class_path"],
-        "feature_names": list(features),
-        "horizon": int(horizon),
+        **family.export_metadata(out / "model"),
         "seq_len": int(config["data"].get("seq_len", 1)),
         "source_run": str(run_dir),
     })
@@ -129,47 +96,16 @@ def _check_features(path: Path, expected: list[str], exclude: tuple[str, ...]) -
     return roles
 
 
-def _net_probs(export: Path, panel, ends: torch.Tensor, seq_len: int) -> np.ndarray:
-    from ensemble.models import Classifier
-
-    model = Classifier.load_from_checkpoint(export / "model" / "model.ckpt", weights_only=True, map_location="cpu")
-    model.eval()
-    with torch.no_grad():
-        parts = [model(b["x"]).float().softmax(-1) for b in WindowLoader(panel, ends, seq_len, 2048)]
-    return torch.cat(parts).numpy()
-
-
-def _tree_probs(export: Path, config: dict, panel, ends: torch.Tensor) -> np.ndarray:
-    from jsonargparse import ArgumentParser
-
-    from ensemble.trees import TreeModel
-    from ensemble.trees.checkpoint import read_checkpoint
-
-    meta = json.loads((export / "metadata.json").read_text())
-    spec = {"class_path": config["model"]["class_path"], "init_args": {
-        **(config["model"].get("init_args") or {}), "feature_names": meta["feature_names"],
-        "horizon": meta["horizon"], "seq_len": meta["seq_len"]}}
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(TreeModel, "model")
-    model = parser.instantiate_classes(parser.parse_object({"model": spec})).model
-    (native,) = [p for p in (export / "model").iterdir() if not p.name.endswith(".meta.json")]
-    model.load(read_checkpoint(native, model)[0])  # checks class, features and windowing first
-    return model.predict_proba(model.split(panel, ends).X)
-
-
 def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = None) -> pd.DataFrame:
     """Predict every row of ``data`` that has ``seq_len - 1`` rows of history; labels are optional."""
     export = resolve(source, tracking_uri)
     meta = json.loads((export / "metadata.json").read_text())
-    config = yaml.safe_load((export / "config.yaml").read_text())
+    config = read_yaml(export / "config.yaml")
     exclude = tuple(config.get("data", {}).get("exclude") or ())
     roles = _check_features(Path(data), meta["feature_names"], exclude)
     panel = load_split(Path(data), roles, meta["horizon"], require_labels=False)
     ends = valid_ends(panel, meta["seq_len"], require_label=False)
-    if meta["family"] == "tree":
-        probs = _tree_probs(export, config, panel, ends)
-    else:
-        probs = _net_probs(export, panel, ends, meta["seq_len"])
+    probs = family_named(meta["family"]).predictor(export, config, meta)(panel, ends)
     parts = {"probs": probs, **{k: getattr(panel, k)[ends].numpy() for k in ("time", "symbol", "fwd_return")},
              "y": panel.label[ends].numpy()}
     df = predictions_frame(parts, panel.symbols)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
-from ensemble.trees.callbacks import TreeCallback
+from ensemble.training.trees.callbacks import TreeCallback
 
 
 class StallAt(Callback):
@@ -31,7 +31,7 @@ class TreeStallAt(TreeCallback):
     def on_fit_start(self, trainer, model) -> None:
         if self.during is None:
             return
-        from ensemble.trees import checkpoint
+        from ensemble.training.trees import checkpoint
 
         settle = checkpoint._settle
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ensemble.callbacks.artifacts import PROB_COLUMNS, predictions_frame
 from ensemble.data import WindowDataModule
+from ensemble.training.artifacts import PROB_COLUMNS, predictions_frame
 
 
 def assert_predicts_as_written(model: torch.nn.Module, data: Path, seq_len: int, run_dir: Path) -> None:

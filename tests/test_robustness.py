@@ -14,7 +14,7 @@ import torch
 
 from ensemble.cli import main
 from ensemble.models import Classifier
-from ensemble.runs import claim_run_dir
+from ensemble.training.runs import claim_run_dir
 
 TESTS = Path(__file__).parent
 

@@ -6,8 +6,9 @@ import optuna
 import pytest
 from timesfm_tiny import required_cli_args
 
-from ensemble.commands.configs import configured_model_family
-from ensemble.tuning.objective import build_cli, check_keys
+from ensemble.training.config import config_from_flags, merge, resolve_config
+from ensemble.training.family import build
+from ensemble.tuning.objective import check_keys
 from ensemble.tuning.space import SearchSpace
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -21,17 +22,24 @@ def test_every_model_config_has_a_search_space():
 
 @pytest.mark.parametrize("name", [s for s in SPACES if (CONFIGS / f"{s}.yaml").is_file()])
 def test_search_space_points_build_a_model(name, splits, tmp_path):
-    base = ["--config", str(CONFIGS / f"{name}.yaml"), "--data.root", str(splits), "--data.seq_len", "24",
-            "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.logger", "false",
-            *required_cli_args(name, tmp_path)]  # tiny pretrained weights for the models that load them
-    family = configured_model_family(base)
+    base = resolve_config(CONFIGS / f"{name}.yaml", {"data.root": str(splits), "data.seq_len": 24,
+                          "tracking.save_dir": str(tmp_path / "runs"), "trainer.logger": False})  # fmt: skip
+    base = merge(base, config_from_flags(required_cli_args(name, tmp_path)))  # tiny weights where a model needs them
     space = SearchSpace.from_yaml(CONFIGS / "search_spaces" / f"{name}.yaml")
-    check_keys(base, space, family)  # each key alone
+    check_keys(base, space)  # each key alone
     # whole points, so choices that clash with each other (width vs heads, say) show up here
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
     for _ in range(4):
         trial = study.ask()
-        cli = build_cli([*base, *SearchSpace.as_cli_args(space.suggest(trial))], family)
-        assert cli.model is not None
+        params = space.suggest(trial)
+        job = build(base, params)
+        for key, value in params.items():  # the sampled value reached the built model's config
+            assert _get(job.config, key) == value, key
         study.tell(trial, 0.0)
+
+
+def _get(config, key):
+    for part in key.split("."):
+        config = config[part]
+    return config

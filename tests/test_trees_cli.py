@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-import ensemble.trees  # noqa: F401  (registers the tree models)
-from ensemble.callbacks.artifacts import PROB_COLUMNS
 from ensemble.cli import main
-from ensemble.commands.configs import configured_model_family
-from ensemble.commands.trees import tree_parser
 from ensemble.metrics import MetricSuite
-from ensemble.trees import CatBoostModel, LightGBMModel, XGBoostModel
+from ensemble.models.trees import CatBoostModel, LightGBMModel, XGBoostModel
+from ensemble.training.artifacts import PROB_COLUMNS
+from ensemble.training.config import config_from_flags, resolve_config
+from ensemble.training.family import family_for
+from ensemble.training.trees.family import tree_parser
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 TREES = {"xgboost": ".json", "lightgbm": ".txt", "catboost": ".cbm"}
@@ -45,7 +45,7 @@ def cli(name: str, splits: Path, save_dir: Path, *extra: str, command: str = "fi
 def test_tree_configs_route_to_the_tree_trainer_and_parse(splits):
     for name in TREES:
         config = str(CONFIGS / f"{name}.yaml")
-        assert configured_model_family(["fit", "--config", config]) == "tree"
+        assert family_for(resolve_config(config)).name == "tree"
         parser = tree_parser("fit")
         init = parser.instantiate(parser.parse_args(["--config", config, "--data.root", str(splits)]))
         assert type(init.model).__name__.lower().startswith(name[:3])
@@ -178,12 +178,12 @@ def test_print_config(splits, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(CONFIGS / "xgboost.yaml"), "--print_config"])
     out = capsys.readouterr().out
-    assert "class_path: ensemble.trees.XGBoostModel" in out and "rounds_per_epoch" in out
+    assert "class_path: ensemble.models.trees.XGBoostModel" in out and "rounds_per_epoch" in out
 
 
 def test_accelerator_cuda_reaches_each_library(splits):
     """``device: cuda`` becomes each library's own GPU setting (checked on the params, no GPU needed)."""
-    from ensemble.trees.devices import single_device
+    from ensemble.training.trees.devices import single_device
 
     device = single_device("cuda", [1], "auto")
     models = [cls() for cls in (XGBoostModel, LightGBMModel, CatBoostModel)]
@@ -244,13 +244,10 @@ def test_tune_runs_tree_trials_with_pruning(splits, tmp_path):
 def test_pruning_callback_stops_a_trial(splits, tmp_path):
     import optuna
 
-    from ensemble.commands.trees import build_tree_cli
-    from ensemble.trees.pruning import TreePruningCallback
-
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
     trial = study.ask()
-    run = build_tree_cli(cli("xgboost", splits, tmp_path)[1:])
-    run.trainer.callbacks.append(TreePruningCallback(trial, monitor="val/f1_macro"))
-    run.before_fit()
+    config = config_from_flags(cli("xgboost", splits, tmp_path)[1:])
+    family = family_for(config)
+    job = family.build(config)
     with pytest.raises(optuna.TrialPruned, match="epoch 0"):
-        run.trainer.fit(run.model, run.datamodule)
+        job.fit(train_callbacks=[family.pruning_callback(trial, "val/f1_macro")])

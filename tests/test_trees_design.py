@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import ensemble.trees.design as design
-from ensemble.trees import TreeSplit, XGBoostModel
-from ensemble.trees.design import design_matrix, design_names
+import ensemble.models.trees.design as design
+from ensemble.models.trees import TreeSplit, XGBoostModel
+from ensemble.models.trees.design import design_matrix, design_names
 
 
 @pytest.fixture

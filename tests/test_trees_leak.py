@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from panels import make_frames, write_frames
 
-import ensemble.trees  # noqa: F401  (registers the tree models)
 from ensemble.data import WindowDataModule
-from ensemble.trees import CatBoostModel, LightGBMModel, TreeTrainer, XGBoostModel
+from ensemble.models.trees import CatBoostModel, LightGBMModel, XGBoostModel
+from ensemble.training.trees import TreeTrainer
 
 MODELS = {  # one thread: on tiny data OpenMP threads only contend for the test machine's cores
     "xgboost": lambda: XGBoostModel(learning_rate=0.3, max_depth=4, n_jobs=1),

@@ -9,9 +9,9 @@ import pytest
 import xgboost as xgb
 from panels import make_frames, write_frames
 
-import ensemble.trees  # noqa: F401  (registers the tree models)
 from ensemble.data import WindowDataModule
-from ensemble.trees import CatBoostModel, EarlyStopping, LightGBMModel, ModelCheckpoint, TreeTrainer, XGBoostModel
+from ensemble.models.trees import CatBoostModel, LightGBMModel, XGBoostModel
+from ensemble.training.trees import EarlyStopping, ModelCheckpoint, TreeTrainer
 
 CLASS_WEIGHTS = np.array([1.0, 0.5, 2.0])
 

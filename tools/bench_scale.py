@@ -6,7 +6,7 @@ Each (root, stage) runs in a fresh child process, so each peak RSS is its own: t
 
 - load: ``WindowDataModule.setup`` of all three splits (what a whole ``ensemble fit`` holds at its end).
 - window: train + val loaded, then one full pass over the train windows through ``WindowLoader``.
-- lstm: ``configs/lstm.yaml`` through ``EnsembleCLI(run=False)`` and ``trainer.fit`` with max_epochs 1
+- lstm: ``configs/lstm.yaml`` built by ``ensemble.training.family.build`` and trained (``job.train``) with max_epochs 1
   (the train epoch and its val pass; the data is loaded first and not timed).
 - lightgbm: ``configs/lightgbm.yaml`` through ``TreeCLI`` and ``TreeTrainer.fit`` (design matrix, the
   library's Dataset, up to 150 rounds with early stopping, a val evaluation per 10 rounds).
@@ -72,19 +72,13 @@ def child(stage: str, root: str, out: Path) -> None:
     from ensemble.data import WindowDataModule
 
     workdir = tempfile.mkdtemp(prefix="bench_scale-")
-    args = ["--data.root", root, "--tracking.save_dir", workdir, "--trainer.enable_model_summary", "false"]
-    if stage == "lstm":
-        from ensemble.commands.lightning import EnsembleCLI
+    args = {"data.root": root, "tracking.save_dir": workdir, "trainer.enable_model_summary": False}
+    if stage in ("lstm", "lightgbm"):
+        from ensemble.training.family import build
 
-        cli = EnsembleCLI(args=["--config", str(CONFIGS / "lstm.yaml"), *args, "--trainer.max_epochs", "1",
-                                "--trainer.accelerator", "cpu"], run=False)  # fmt: skip
-        dm, fit = cli.datamodule, lambda: cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    elif stage == "lightgbm":
-        from ensemble.commands.trees import build_tree_cli
-
-        run = build_tree_cli(["--config", str(CONFIGS / "lightgbm.yaml"), *args])
-        run.before_fit()
-        dm, fit = run.datamodule, lambda: run.trainer.fit(run.model, run.datamodule)
+        extra = {"trainer.max_epochs": 1, "trainer.accelerator": "cpu"} if stage == "lstm" else {}
+        job = build(CONFIGS / f"{stage}.yaml", {**args, **extra})
+        dm, fit = job.datamodule, job.train
     else:
         dm = WindowDataModule(root=root, seq_len=SEQ_LEN, batch_size=BATCH)
     base = peak_mib()

@@ -27,7 +27,8 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ensemble.data import DEFAULT_DEMO_ROOT, WindowDataModule
-from ensemble.trees import CatBoostModel, LightGBMModel, TreeTrainer, XGBoostModel
+from ensemble.models.trees import CatBoostModel, LightGBMModel, XGBoostModel
+from ensemble.training.trees import TreeTrainer
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 MODELS = {"xgboost": XGBoostModel, "lightgbm": LightGBMModel, "catboost": CatBoostModel}

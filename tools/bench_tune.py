@@ -23,35 +23,33 @@ from pathlib import Path
 
 import optuna
 
-from ensemble.commands.trees import build_tree_cli
+from ensemble.training.config import resolve_config
+from ensemble.training.family import build
 from ensemble.tuning.objective import check_keys
 from ensemble.tuning.report import write_report
 from ensemble.tuning.space import SearchSpace
 from ensemble.tuning.study import TuneConfig, tune, write_best_config
 
 
-def fit_args(config: str, root: str, save_dir: Path) -> list[str]:
-    return ["--config", config, "--data.root", root, "--tracking.save_dir", str(save_dir)]
+def fit_args(config: str, root: str, save_dir: Path) -> dict:
+    return resolve_config(config, {"data.root": root, "tracking.save_dir": str(save_dir)})
 
 
-def timed_study(base: list[str], space: str, trials: int, pruner: str, out: Path) -> tuple[float, optuna.Study]:
+def timed_study(base: dict, space: str, trials: int, pruner: str, out: Path) -> tuple[float, optuna.Study]:
     cfg = TuneConfig(n_trials=trials, search_space=space, storage=f"sqlite:///{out / 'optuna.db'}",
                      study_name=f"bench_{pruner}", pruner=pruner, seed=0, out=str(out / pruner))
     start = time.perf_counter()
-    study = tune(cfg, [*base, "--trainer.logger", "false"])
+    study = tune(cfg, resolve_config(base, {"trainer.logger": False}))
     return time.perf_counter() - start, study
 
 
-def bare_loop(base: list[str], space: SearchSpace, trials: int, artifacts: bool) -> tuple[float, optuna.Study]:
+def bare_loop(base: dict, space: SearchSpace, trials: int, artifacts: bool) -> tuple[float, optuna.Study]:
     """What a user would write by hand: an in-memory study, no pruning, the same fit per trial."""
 
     def objective(trial: optuna.Trial) -> float:
-        cli = build_tree_cli([*base, "--trainer.logger", "false", *SearchSpace.as_cli_args(space.suggest(trial))])
-        cli.before_fit()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        if artifacts:
-            cli.after_fit()
-        return float(cli.trainer.checkpoint_callback.best_model_score)
+        job = build(base, {"trainer.logger": False, **space.suggest(trial)})
+        job.fit() if artifacts else job.train()
+        return job.best_score
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     start = time.perf_counter()
@@ -100,7 +98,7 @@ def main() -> None:
 
         # the layer's once-per-study work, timed alone: key checks before trial 1, report and best.yaml after
         start = time.perf_counter()
-        check_keys([*fit_args(args.config, args.root, out / "k"), "--trainer.logger", "false"], space, "tree")
+        check_keys(resolve_config(fit_args(args.config, args.root, out / "k"), {"trainer.logger": False}), space)
         write_report(rows[2][2], out / "again")
         write_best_config(rows[2][2], out / "again" / "best.yaml")
         fixed = time.perf_counter() - start

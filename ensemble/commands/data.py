@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ensemble.data import DEFAULT_DEMO_ROOT, WindowDataModule
+from ensemble.data.constants import DEFAULT_DEMO_ROOT
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     summary.add_argument("--context_from_previous_split", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(argv: list[str]) -> int:
+    """``ensemble data demo|summary ...``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="ensemble")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return _run(parser.parse_args(["data", *argv]))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.data_command == "demo":
         from ensemble.data.demo import make_demo_splits
 
@@ -30,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         for split, path in paths.items():
             print(f"{split:<6} {path}")
         return 0
+    from ensemble.data import WindowDataModule
+
     dm = WindowDataModule(
         root=args.root,
         horizon=args.horizon,

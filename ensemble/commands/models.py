@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models (short names for configs and experiments)")
-    p.add_argument("--family", choices=("neural", "tree"), default=None)
-
-
-def run(args: argparse.Namespace) -> int:
-    import ensemble.models  # noqa: F401  (explicit imports register the bundled models)
+def run(argv: list[str]) -> int:
+    """Print one line per registered model; imports no model (the registry is a table of class paths)."""
+    p = argparse.ArgumentParser(
+        prog="ensemble models",
+        description="List the registered models: the short name that experiments, search spaces and run "
+        "folders use, the family that trains it (neural: a backbone under Classifier, tree: TreeTrainer), "
+        "the bundled config that trains it, and its class path.",
+    )
+    p.add_argument("--family", choices=("neural", "tree"), default=None, help="only this family")
+    args = p.parse_args(argv)
     from ensemble.models.registry import list_models
 
-    entries = list_models(args.family)
     print(f"{'name':<14}{'family':<9}{'config':<26}class")
-    for e in entries:
+    for e in list_models(args.family):
         print(f"{e.name:<14}{e.family:<9}{e.config:<26}{e.class_path}")
     return 0

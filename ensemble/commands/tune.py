@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
+from pathlib import Path
 
+from ensemble.training.config import config_from_flags
 from ensemble.tuning.study import TuneConfig
 
 HELP = {
@@ -42,7 +44,10 @@ def run(argv: list[str]) -> int:
     from ensemble.tuning.study import tune
 
     known, base_args = parser().parse_known_args(argv)
-    study = tune(TuneConfig(**vars(known)), base_args)
+    configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
+               for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]  # fmt: skip
+    base = config_from_flags(base_args)
+    study = tune(TuneConfig(**vars(known)), base, configs[-1].parent if configs else None)
     done = [t for t in study.trials if t.value is not None]
     print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
     if done:

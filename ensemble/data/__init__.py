@@ -1,13 +1,29 @@
-"""The ground floor: data contract, split loading, windows and the datamodule."""
+"""The ground floor: data contract, split loading, windows and the datamodule.
 
-from ensemble.data.contract import ColumnRoles, DataContractError, detect_roles
-from ensemble.data.datamodule import DEFAULT_DEMO_ROOT, NUM_CLASSES, WindowDataModule
-from ensemble.data.panel import SplitPanel, load_split
-from ensemble.data.windows import WindowLoader, gather_windows, valid_ends
+Attributes import on first use, so code that needs the contract or the constants does not load Lightning
+(which ``WindowDataModule`` needs).
+"""
 
+from ensemble.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "DEFAULT_DEMO_ROOT": ".constants",
+    "NUM_CLASSES": ".constants",
+    "SPLITS": ".constants",
+    "ColumnRoles": ".contract",
+    "DataContractError": ".contract",
+    "detect_roles": ".contract",
+    "WindowDataModule": ".datamodule",
+    "SplitPanel": ".panel",
+    "load_split": ".panel",
+    "WindowLoader": ".windows",
+    "gather_windows": ".windows",
+    "valid_ends": ".windows",
+})
 __all__ = [
     "DEFAULT_DEMO_ROOT",
     "NUM_CLASSES",
+    "SPLITS",
     "ColumnRoles",
     "DataContractError",
     "SplitPanel",

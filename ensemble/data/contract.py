@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ensemble.errors import EnsembleError
+
 # Columns matching these are forward-looking or targets: never features, whatever the user says.
 FORWARD_PATTERNS: tuple[str, ...] = ("label_*", "fwd_return_*", "sample_weight_*")
 _HORIZON_RE = re.compile(r"^(label|fwd_return|sample_weight)_h(\d+)$")
 
 
-class DataContractError(ValueError):
+class DataContractError(EnsembleError):
     """Bad input data. The message names the file and the column, symbol or row at fault."""
 
 

@@ -8,13 +8,12 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
 from ensemble.data.panel import SplitPanel, load_split, open_parquet, read_keys, read_roles
-from ensemble.data.splits import SPLITS, check_no_overlap, check_symbol_lengths, with_context
+from ensemble.data.splits import check_no_overlap, check_symbol_lengths, with_context
 from ensemble.data.windows import WindowLoader, valid_ends
 
-DEFAULT_DEMO_ROOT = "data/demo"
-NUM_CLASSES = 3
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 
 

@@ -10,8 +10,6 @@ import torch
 from ensemble.data.contract import DataContractError
 from ensemble.data.panel import SplitPanel
 
-SPLITS = ("train", "val", "test")
-
 
 def _time_range(codes: np.ndarray, times: np.ndarray, names: list[str]) -> dict[str, tuple[int, int]]:
     lo = np.full(len(names), np.iinfo(np.int64).max)

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
-from ensemble.callbacks.artifacts import PROB_COLUMNS, write_stage
+from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, write_json
-from ensemble.metrics import MetricSuite
-from ensemble.runs import claim_run_dir
+from ensemble.metrics.arrays import score_probabilities
+from ensemble.training.artifacts import PROB_COLUMNS, write_stage
+from ensemble.training.runs import claim_run_dir
 
 KEYS = ["datetime", "symbol"]
 
 
-class BlendError(ValueError):
+class BlendError(EnsembleError):
     """Members that cannot be blended; the message names the runs."""
 
 
@@ -64,11 +64,9 @@ def align(run_dirs: list[Path], split: str) -> Aligned:
 
 
 def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, bars_per_year: float) -> dict:
-    suite = MetricSuite(split, horizon, bars_per_year)
-    suite.update(torch.tensor(probs, dtype=torch.float32), torch.tensor(frame["label"].to_numpy() + 1),
-                 torch.tensor(frame["datetime"].to_numpy().astype("int64")),
-                 torch.tensor(frame["fwd_return"].to_numpy(), dtype=torch.float32))
-    return suite.compute()
+    return score_probabilities(split, probs, frame["label"].to_numpy() + 1,
+                               frame["datetime"].to_numpy().astype("int64"), frame["fwd_return"].to_numpy(),
+                               horizon, bars_per_year)  # fmt: skip
 
 
 def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None) -> Path:

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ensemble.ensembling.blend import blend
 from ensemble.experiments.leaderboard import row, write_leaderboard
 from ensemble.models.registry import get_model, list_models
-from ensemble.tracking import finish_run, parent_run
+from ensemble.training.config import config_from_flags, merge, resolve_config
+from ensemble.training.tracking import Tracking, finish_run, parent_run
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Experiment:
 
     Args:
         fit_args: extra ``ensemble fit`` flags for every cell, e.g. ["--trainer.max_epochs", "3"].
-        model_args: extra flags per model name.
+        model_args: extra flags per model name (the same form).
         blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
     """
@@ -51,15 +52,47 @@ def finished_run(base: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def cell_command(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> list[str]:
-    config = Path(exp.configs_dir) / Path(get_model(model).config).name
-    cmd = [sys.executable, "-m", "ensemble.cli", "fit", "--config", str(config), "--data.root", exp.data_root,
-           "--data.horizon", str(horizon), "--tracking.save_dir", str(runs), "--tracking.name", f"{model}_h{horizon}",
-           "--trainer.enable_progress_bar", "false", *exp.fit_args, *exp.model_args.get(model, [])]
+def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> dict[str, Any]:
+    """The run config of one cell: the model's bundled config, the experiment's data and horizon, then the
+    experiment's ``fit_args`` and the model's ``model_args`` (dotted keys; later wins)."""
+    config = resolve_config(Path(exp.configs_dir) / Path(get_model(model).config).name, {
+        "data.root": exp.data_root, "data.horizon": horizon, "tracking.save_dir": str(runs),
+        "tracking.name": f"{model}_h{horizon}", "trainer.enable_progress_bar": False})  # fmt: skip
+    config = merge(config, config_from_flags(exp.fit_args))
+    config = merge(config, config_from_flags(exp.model_args.get(model, [])))
     if parent:
-        cmd += ["--tracking.mlflow", "true", "--tracking.mlflow_uri", exp.mlflow_uri,
-                "--tracking.experiment", exp.mlflow_experiment, "--tracking.parent_run_id", parent]
-    return cmd
+        config = resolve_config(config, {"tracking.mlflow": True, "tracking.mlflow_uri": exp.mlflow_uri,
+                                         "tracking.experiment": exp.mlflow_experiment,
+                                         "tracking.parent_run_id": parent})  # fmt: skip
+    return config
+
+
+def _fit_cell(config: dict[str, Any], log: str) -> None:
+    """A cell's process: its output goes to the cell's log; a user error is its log's last line."""
+    import os
+    import sys
+
+    from ensemble.errors import EnsembleError
+    from ensemble.training.family import build
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        build(config).fit()
+    except EnsembleError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def run_cell(config: dict[str, Any], log: Path) -> tuple[int, str]:
+    """Fit ``config`` in a fresh process (isolated memory and failures); (exit code, last log line)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = multiprocessing.get_context("spawn").Process(target=_fit_cell, args=(config, str(log)))
+    proc.start()
+    proc.join()
+    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+    return proc.exitcode or 0, (lines or ["no output"])[-1]
 
 
 def default_models(exp: Experiment) -> list[str]:
@@ -81,7 +114,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
         get_model(m)  # unknown names fail before any cell runs
     out = Path(exp.out or Path("experiments") / exp.name)
     runs = out / "runs"
-    tracking = {"mlflow_uri": exp.mlflow_uri, "experiment": exp.mlflow_experiment}
+    tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     rows, cells = [], [(m, h) for h in exp.horizons for m in models]
     for i, (model, horizon) in enumerate(cells, 1):
@@ -92,10 +125,9 @@ def run_experiment(exp: Experiment) -> list[dict]:
             rows.append(row(model, horizon, "member", done, "done"))
             continue
         start = time.perf_counter()
-        proc = subprocess.run(cell_command(exp, model, horizon, runs, parent), capture_output=True, text=True)
+        code, error = run_cell(cell_config(exp, model, horizon, runs, parent), runs / cell / "cell.log")
         done = finished_run(runs / cell)
-        if proc.returncode != 0 or done is None:  # reported and recorded; the other cells go on
-            error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if code != 0 or done is None:  # reported and recorded; the other cells go on
             print(f"[{i}/{len(cells)}] {cell}: FAILED ({error})", flush=True)
             rows.append(row(model, horizon, "member", None, "failed", error))
             continue

@@ -1,11 +1,17 @@
 """Models: backbones, the classification module, tree adapters, and the registry.
 
-Imports are explicit so registration is predictable.
+Attributes import on first use: ``import ensemble.models`` loads no tree library, no trainer and (until
+``Classifier`` is touched) not Lightning. Registration is the table in ``registry.py``, so it is predictable.
 """
 
-from ensemble import trees  # noqa: F401  (registers xgboost, lightgbm, catboost; imports the registry)
-from ensemble.models import backbones  # noqa: F401  (registers lstm, gru, transformer, tft, nhits, patchtst, timesfm)
-from ensemble.models.classifier import Classifier
-from ensemble.models.registry import create_model, get_model, list_models, register
+from ensemble.lazy import lazy_exports
 
-__all__ = ["Classifier", "create_model", "get_model", "list_models", "register"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Classifier": ".classifier",
+    "create_model": ".registry",
+    "entry_for": ".registry",
+    "get_model": ".registry",
+    "list_models": ".registry",
+    "register": ".registry",
+})
+__all__ = ["Classifier", "create_model", "entry_for", "get_model", "list_models", "register"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ensemble.errors import EnsembleError
 
-class CheckpointMismatchError(ValueError):
+
+class CheckpointMismatchError(EnsembleError):
     """The checkpoint does not fit the configured data."""
 
 

@@ -16,6 +16,8 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
 from torchmetrics import MeanMetric
 
+from ensemble.data.constants import NUM_CLASSES
+from ensemble.errors import ConfigError, NonFiniteLossError
 from ensemble.metrics import MetricSuite
 from ensemble.models.checks import check_checkpoint_matches
 
@@ -35,7 +37,6 @@ class Classifier(pl.LightningModule):
         monitor: the metric a plateau scheduler watches.
     """
 
-    is_gradient = True
 
     def __init__(
         self,
@@ -61,8 +62,8 @@ class Classifier(pl.LightningModule):
             net.bind_feature_names(feature_names)  # a backbone that reads columns by name (TimesFM's context)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        if class_weights is not None and len(class_weights) != 3:
-            raise ValueError(f"model.class_weights needs 3 values (short, flat, long), got {class_weights}")
+        if class_weights is not None and len(class_weights) != NUM_CLASSES:
+            raise ConfigError(f"model.class_weights needs 3 values (short, flat, long), got {class_weights}")
         self.register_buffer(
             "class_weights", None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         )
@@ -89,7 +90,7 @@ class Classifier(pl.LightningModule):
         logits = self(batch["x"])
         loss = self._loss(logits, batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteLossError(
                 f"non-finite {stage} loss ({loss.item()}) at epoch {self.current_epoch}, "
                 f"global step {self.global_step}; lower the learning rate or check the features"
             )

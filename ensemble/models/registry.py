@@ -1,49 +1,83 @@
 """Short model names for configs, experiments, search spaces and ``ensemble models``.
 
-Third-party packages add models through the ``ensemble.models`` entry-point group: each entry
-point names a module (or object) whose import calls ``register``.
+Each model's family is recorded here once. The bundled models are a table of class paths, imported only
+when a class is used, so listing models loads neither torch's training stack nor a tree library.
+Third-party packages add models through the ``ensemble.models`` entry-point group: each entry point names
+a module (or object) whose import calls ``register``.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from ensemble.errors import ConfigError
+
 ENTRY_POINT_GROUP = "ensemble.models"
-FAMILIES = ("neural", "tree")
+FAMILIES = ("neural", "tree")  # neural: a backbone under ``Classifier``; tree: a ``TreeModel`` adapter
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One registered model.
+
+    Attributes:
+        name: the short name (``lstm``, ``lightgbm``).
+        class_path: the importable class, as configs write it (the backbone for neural models).
+        family: one of ``FAMILIES``; the training layer picks the trainer by it.
+        config: the bundled config that trains it.
+        needs_weights: loads pretrained weights from a path the user gives (left out of default grids).
+    """
+
     name: str
-    cls: type
+    class_path: str
     family: str
-    config: str  # the bundled config that trains it
-    needs_weights: bool = False  # pretrained weights the user supplies (not in the default experiment grid)
+    config: str
+    needs_weights: bool = False
 
     @property
-    def class_path(self) -> str:
-        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+    def cls(self) -> type:
+        """The model class, imported on first use."""
+        module, _, attr = self.class_path.rpartition(".")
+        return getattr(importlib.import_module(module), attr)
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_B = "ensemble.models.backbones."
+_T = "ensemble.models.trees."
+_BUNDLED = [
+    ("lstm", _B + "LSTMNet", "neural"), ("gru", _B + "GRUNet", "neural"),
+    ("transformer", _B + "TransformerNet", "neural"), ("tft", _B + "TFTNet", "neural"),
+    ("nhits", _B + "NHiTSNet", "neural"), ("patchtst", _B + "PatchTSTNet", "neural"),
+    ("timesfm", _B + "TimesFMNet", "neural"),
+    ("xgboost", _T + "XGBoostModel", "tree"), ("lightgbm", _T + "LightGBMModel", "tree"),
+    ("catboost", _T + "CatBoostModel", "tree"),
+]  # fmt: skip
+_REGISTRY: dict[str, ModelEntry] = {
+    name: ModelEntry(name, path, family, f"configs/{name}.yaml", needs_weights=name == "timesfm")
+    for name, path, family in _BUNDLED
+}
 _entry_points_loaded = False
 
 
 def register(
     name: str, family: str = "neural", config: str | None = None, needs_weights: bool = False
 ) -> Callable[[type], type]:
-    """Class decorator: ``@register("lstm", family="neural")``; ``needs_weights`` for a model that
-    loads pretrained weights from a path the user gives (TimesFM)."""
+    """Class decorator for third-party models: ``@register("mynet", family="neural")``.
+
+    Raises:
+        ConfigError: an unknown family, or a name already registered by another class.
+    """
     if family not in FAMILIES:
-        raise ValueError(f"model family must be one of {FAMILIES}, got '{family}'")
+        raise ConfigError(f"model family must be one of {FAMILIES}, got '{family}'")
 
     def wrap(cls: type) -> type:
+        path = f"{cls.__module__}.{cls.__qualname__}"
         known = _REGISTRY.get(name)
-        if known is not None and known.cls is not cls:
-            raise ValueError(f"model name '{name}' is already registered by {known.class_path}")
-        _REGISTRY[name] = ModelEntry(name, cls, family, config or f"configs/{name}.yaml", needs_weights)
+        if known is not None and known.class_path != path:
+            raise ConfigError(f"model name '{name}' is already registered by {known.class_path}")
+        _REGISTRY[name] = ModelEntry(name, path, family, config or f"configs/{name}.yaml", needs_weights)
         return cls
 
     return wrap
@@ -58,15 +92,32 @@ def _load_entry_points() -> None:
 
 
 def list_models(family: str | None = None) -> list[ModelEntry]:
+    """Registered models sorted by name, optionally of one family."""
     _load_entry_points()
     return [e for _, e in sorted(_REGISTRY.items()) if family in (None, e.family)]
 
 
 def get_model(name: str) -> ModelEntry:
+    """The entry of a short name.
+
+    Raises:
+        ConfigError: the name is unknown; the message lists the known names.
+    """
     _load_entry_points()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model '{name}'; known models: {', '.join(sorted(_REGISTRY))}")
+        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def entry_for(class_path: str | None) -> ModelEntry | None:
+    """The entry whose class a config names, by its full path or (a module's own path, such as
+    ``ensemble.models.backbones.lstm.LSTMNet``) by the class name; None when nothing registered matches."""
+    if not class_path:
+        return None
+    entries = list_models()
+    exact = [e for e in entries if e.class_path == class_path]
+    named = [e for e in entries if e.class_path.rsplit(".", 1)[-1] == class_path.rsplit(".", 1)[-1]]
+    return (exact or named or [None])[0]
 
 
 def create_model(name: str, **kwargs) -> object:

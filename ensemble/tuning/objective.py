@@ -1,63 +1,52 @@
-"""One Optuna trial = one ordinary ``ensemble fit`` run, with a pruning callback attached."""
+"""One Optuna trial = one ordinary fit of the base config with the trial's params, pruned by its family."""
 
 from __future__ import annotations
 
 import argparse
 import math
-import warnings
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
-from ensemble.commands.lightning import EnsembleCLI
+from ensemble.errors import EnsembleError
+from ensemble.training.config import merge, resolve_config
+from ensemble.training.family import family_for
 from ensemble.tuning.space import SearchSpace, SearchSpaceError
 
-# quiet trials: the study reports progress; a user can still override these with their own flags
-TRIAL_DEFAULTS = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+# quiet trials: the study reports progress; the user's own config still wins over these
+TRIAL_DEFAULTS = {"trainer": {"enable_progress_bar": False, "enable_model_summary": False}}
 
 
-def trial_args(base_args: list[str], params: dict[str, Any], metric: str, direction: str) -> list[str]:
+def trial_config(base: Mapping[str, Any], params: Mapping[str, Any], metric: str, direction: str,
+                 name: str) -> dict[str, Any]:  # fmt: skip
+    """The run config of one trial: ``base`` with the sampled ``params`` (dotted keys), the checkpoint
+    monitoring the tuned metric, and the run named ``name``."""
     mode = "max" if direction == "maximize" else "min"
-    return [*TRIAL_DEFAULTS, *base_args, *SearchSpace.as_cli_args(params),
-            "--checkpoint.monitor", metric, "--checkpoint.mode", mode]
+    return resolve_config(merge(TRIAL_DEFAULTS, base), {
+        **params, "checkpoint.monitor": metric, "checkpoint.mode": mode, "tracking.name": name})
 
 
-def check_keys(base_args: list[str], space: SearchSpace, family: str) -> None:
-    """Instantiate the config once per key (no training, no run folder) so a key that does not
-    exist fails before trial 1, named."""
+def check_keys(base: Mapping[str, Any], space: SearchSpace) -> None:
+    """Build the config once per key (no training, no run folder) so a key that does not exist fails
+    before trial 1, named.
+
+    Raises:
+        SearchSpaceError: a key the config does not have, naming the search-space file and the key.
+    """
     for key, value in space.first_point().items():
-        args = [*base_args, *SearchSpace.as_cli_args({key: value}), "--trainer.logger", "false"]
+        config = resolve_config(base, {key: value, "trainer.logger": False})
         try:
-            build_cli(args, family)
-        except argparse.ArgumentError as err:
+            family_for(config).build(config)
+        except (argparse.ArgumentError, EnsembleError) as err:
             raise SearchSpaceError(f"{space.source}: key '{key}' is not a valid config key ({err})") from err
 
 
-def build_cli(args: list[str], family: str) -> Any:
-    if family == "tree":
-        from ensemble.commands.trees import build_tree_cli
-
-        return build_tree_cli(args)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        return EnsembleCLI(args=args, run=False)
-
-
-def run_trial(trial: optuna.Trial, cli: Any, metric: str, family: str) -> float:
+def run_trial(trial: optuna.Trial, config: Mapping[str, Any], metric: str) -> float:
     """Fit with pruning, evaluate the best checkpoint (artifacts), return the best monitored value."""
-    if family == "tree":
-        from ensemble.trees.pruning import TreePruningCallback as Pruning
-    else:
-        from optuna_integration import PyTorchLightningPruningCallback as Pruning
-    pruning = Pruning(trial, monitor=metric)
-    cli.trainer.callbacks.append(pruning)
-    if hasattr(cli, "before_fit"):
-        cli.before_fit()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    cli.trainer.callbacks.remove(pruning)  # the best-checkpoint evaluation below is not a pruning step
-    score = cli.trainer.checkpoint_callback.best_model_score
-    trial.set_user_attr("run_dir", str(Path(cli.trainer.log_dir)))
-    cli.after_fit()
-    value = float(score) if score is not None else math.nan
-    return value  # NaN marks the trial failed: a non-finite metric is never "best"
+    family = family_for(config)
+    job = family.build(config)
+    job.fit(train_callbacks=[family.pruning_callback(trial, metric)])
+    trial.set_user_attr("run_dir", str(job.run_dir))
+    score = job.best_score
+    return score if score is not None else math.nan  # NaN marks the trial failed: never "best"

@@ -14,10 +14,12 @@ import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from ensemble.errors import EnsembleError
+
 _KINDS = {"int": IntDistribution, "float": FloatDistribution, "categorical": CategoricalDistribution}
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(EnsembleError):
     """A search space that cannot be used; the message names the file and key."""
 
 

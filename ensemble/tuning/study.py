@@ -11,16 +11,16 @@ from typing import Any
 import optuna
 import yaml
 
-from ensemble.cli_errors import one_line
-from ensemble.commands.configs import configured_model_family, configured_short_name
+from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.io import atomic_write
-from ensemble.tracking import finish_run, parent_run
-from ensemble.tuning.objective import build_cli, check_keys, run_trial, trial_args
+from ensemble.training.config import model_short_name, resolve_config
+from ensemble.training.tracking import Tracking, finish_run, parent_run
+from ensemble.tuning.objective import check_keys, run_trial, trial_config
 from ensemble.tuning.report import write_report
 from ensemble.tuning.space import SearchSpace
 
 
-class StorageError(ValueError):
+class StorageError(EnsembleError):
     """The study storage cannot be reached or opened."""
 
 
@@ -69,16 +69,15 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
         "none": optuna.pruners.NopPruner,
     }
     if name not in pruners:
-        raise ValueError(f"--tune.pruner must be one of {', '.join(pruners)}, got '{name}'")
+        raise ConfigError(f"--tune.pruner must be one of {', '.join(pruners)}, got '{name}'")
     return pruners[name]()
 
 
-def objective(trial: optuna.Trial, base_args: list[str], space: SearchSpace, cfg: TuneConfig, family: str) -> float:
+def objective(trial: optuna.Trial, base: dict[str, Any], space: SearchSpace, cfg: TuneConfig) -> float:
     params = space.suggest(trial)
-    args = [*trial_args(base_args, params, cfg.metric, cfg.direction),
-            "--tracking.name", f"{cfg.study_name}/trial_{trial.number}"]
+    config = trial_config(base, params, cfg.metric, cfg.direction, f"{cfg.study_name}/trial_{trial.number}")
     try:
-        return run_trial(trial, build_cli(args, family), cfg.metric, family)
+        return run_trial(trial, config, cfg.metric)
     except optuna.TrialPruned:
         raise
     except Exception as err:
@@ -86,41 +85,48 @@ def objective(trial: optuna.Trial, base_args: list[str], space: SearchSpace, cfg
         raise
 
 
-def default_space(base_args: list[str]) -> str:
-    """``search_spaces/<model>.yaml`` beside the --config file (or under ./configs)."""
-    name = f"{configured_short_name(base_args)}.yaml"
-    configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
-               for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]
-    for folder in [*(c.parent for c in configs), Path("configs")]:
+def default_space(base: dict[str, Any], config_dir: Path | None) -> str:
+    """``search_spaces/<model>.yaml`` beside the config file (or under ./configs)."""
+    name = f"{model_short_name(base)}.yaml"
+    for folder in [*([config_dir] if config_dir else []), Path("configs")]:
         if (folder / "search_spaces" / name).is_file():
             return str(folder / "search_spaces" / name)
     return str(Path("configs/search_spaces") / name)
 
 
-def tune(cfg: TuneConfig, base_args: list[str]) -> optuna.Study:
+def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) -> optuna.Study:
+    """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config).
+
+    Args:
+        cfg: the ``--tune.*`` settings.
+        base: the run config every trial starts from.
+        config_dir: the folder of the config file; its ``search_spaces/`` is searched first.
+
+    Raises:
+        ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault.
+    """
     if cfg.direction not in ("maximize", "minimize"):
-        raise ValueError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
-    family = configured_model_family(base_args)
-    space = SearchSpace.from_yaml(cfg.search_space or default_space(base_args))
-    check_keys(base_args, space, family)  # before trial 1: a bad key fails now, named
+        raise ConfigError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
+    space = SearchSpace.from_yaml(cfg.search_space or default_space(base, config_dir))
+    check_keys(base, space)  # before trial 1: a bad key fails now, named
     storage = open_storage(cfg.storage)
     cfg.study_name = cfg.study_name or Path(space.source).stem
     study = optuna.create_study(
         study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=make_pruner(cfg.pruner),
     )
-    tracking = build_cli([*base_args, "--trainer.logger", "false"], family).config["tracking"]
-    trial_base = list(base_args)
-    if tracking["mlflow"]:  # trials become child runs of the study's run, shared by all workers
+    tracking = Tracking(**(base.get("tracking") or {}))
+    trial_base = base
+    if tracking.mlflow:  # trials become child runs of the study's run, shared by all workers
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent is None:
             parent = parent_run(tracking, f"tune:{cfg.study_name}")
             study.set_user_attr("mlflow_parent_run_id", parent)
-        trial_base += ["--tracking.parent_run_id", parent]
+        trial_base = resolve_config(base, {"tracking.parent_run_id": parent})
     # a raising trial is recorded as failed with its error, and the study goes on
-    study.optimize(functools.partial(objective, base_args=trial_base, space=space, cfg=cfg, family=family),
+    study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg),
                    n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True)
-    if tracking["mlflow"]:
+    if tracking.mlflow:
         finish_run(tracking, study.user_attrs["mlflow_parent_run_id"])
     out = Path(cfg.out or Path("tune") / cfg.study_name)
     write_report(study, out)

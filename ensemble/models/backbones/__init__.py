@@ -1,15 +1,19 @@
 """Backbones: plain ``nn.Module``s mapping (B, L, F) windows to (B, num_classes) logits.
 
 Each takes ``num_features``, ``num_classes`` and ``seq_len`` first (linked from the data by the CLI).
-A backbone that picks columns by name has ``bind_feature_names``; the ``Classifier`` calls it.
+A backbone that picks columns by name has ``bind_feature_names``; the ``Classifier`` calls it. Each is
+imported on first use (TimesFM and the neuralforecast blocks are heavy).
 """
 
-from ensemble.models.backbones.gru import GRUNet
-from ensemble.models.backbones.lstm import LSTMNet
-from ensemble.models.backbones.nhits import NHiTSNet
-from ensemble.models.backbones.patchtst import PatchTSTNet
-from ensemble.models.backbones.tft import TFTNet
-from ensemble.models.backbones.timesfm import TimesFMNet
-from ensemble.models.backbones.transformer import TransformerNet
+from ensemble.lazy import lazy_exports
 
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "GRUNet": ".gru",
+    "LSTMNet": ".lstm",
+    "NHiTSNet": ".nhits",
+    "PatchTSTNet": ".patchtst",
+    "TFTNet": ".tft",
+    "TimesFMNet": ".timesfm",
+    "TransformerNet": ".transformer",
+})
 __all__ = ["GRUNet", "LSTMNet", "NHiTSNet", "PatchTSTNet", "TFTNet", "TimesFMNet", "TransformerNet"]

@@ -1,10 +1,8 @@
 from torch import nn
 
 from ensemble.models.backbones.recurrent import RecurrentNet
-from ensemble.models.registry import register
 
 
-@register("gru", family="neural")
 class GRUNet(RecurrentNet):
     """GRU over the window; the last hidden state feeds a linear classifier."""
 

@@ -16,10 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ensemble.models.registry import register
 
-
-@register("nhits", family="neural")
 class NHiTSNet(nn.Module):
     """Args:
         embed_size: the per-feature forecast length used as its embedding (N-HiTS's ``h``).
@@ -29,7 +26,6 @@ class NHiTSNet(nn.Module):
         dropout: inside the block MLPs; ``head_dropout`` before the classifier.
     """
 
-    needs_sequence = True
 
     def __init__(
         self,

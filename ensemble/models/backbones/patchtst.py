@@ -17,10 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ensemble.models.registry import register
 
-
-@register("patchtst", family="neural")
 class PatchTSTNet(nn.Module):
     """Args:
         patch_len, stride: patching of each feature's window (``patch_len`` is capped at ``seq_len``);
@@ -30,7 +27,6 @@ class PatchTSTNet(nn.Module):
         dropout, attn_dropout: inside the encoder; ``head_dropout`` before the classifier.
     """
 
-    needs_sequence = True
 
     def __init__(
         self,

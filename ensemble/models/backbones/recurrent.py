@@ -8,7 +8,6 @@ from torch import nn
 
 class RecurrentNet(nn.Module):
     cell: type[nn.RNNBase] = nn.LSTM
-    needs_sequence = True
 
     def __init__(
         self,

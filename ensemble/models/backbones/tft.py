@@ -15,12 +15,10 @@ import torch
 from torch import nn
 
 from ensemble.models.backbones.tft_blocks import LibraryVariableSelection, VectorisedVariableSelection
-from ensemble.models.registry import register
 
 VARIABLE_SELECTION = {"vectorised": VectorisedVariableSelection, "library": LibraryVariableSelection}
 
 
-@register("tft", family="neural")
 class TFTNet(nn.Module):
     """Args:
         hidden_size: H, the width of every block.
@@ -35,7 +33,6 @@ class TFTNet(nn.Module):
     window's steps (detached), which ``FeatureImportance`` turns into a feature-importance table.
     """
 
-    needs_sequence = True
 
     def __init__(
         self,

@@ -36,14 +36,12 @@ from torch import nn
 
 from ensemble.data import DataContractError
 from ensemble.models.backbones.timesfm_weights import TimesFMCheckpointError, load_timesfm
-from ensemble.models.registry import register
 
 
 class ContextFeatureError(DataContractError):
     """``context_features`` names a column that is not a feature of the data."""
 
 
-@register("timesfm", family="neural", needs_weights=True)
 class TimesFMNet(nn.Module):
     """Args:
         checkpoint: local directory with TimesFM 3's ``config.json`` and ``model.safetensors`` (required).
@@ -57,7 +55,6 @@ class TimesFMNet(nn.Module):
             data) through ``bind_feature_names``, so configs leave this out.
     """
 
-    needs_sequence = True
 
     def __init__(
         self,

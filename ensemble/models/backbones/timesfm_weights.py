@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from ensemble.errors import EnsembleError
 from ensemble.models.checks import CheckpointMismatchError
 
 CONFIG_FILE = "config.json"
@@ -28,7 +29,7 @@ HOW_TO_GET = (
 INSTALL_HINT = "TimesFM needs `pip install ensemble[timesfm]`"
 
 
-class TimesFMWeightsNotFoundError(FileNotFoundError):
+class TimesFMWeightsNotFoundError(EnsembleError, FileNotFoundError):
     """The configured TimesFM checkpoint directory (or a file in it) does not exist."""
 
 

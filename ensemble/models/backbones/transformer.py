@@ -5,12 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ensemble.models.registry import register
 
-
-@register("transformer", family="neural")
 class TransformerNet(nn.Module):
-    needs_sequence = True
 
     def __init__(
         self,

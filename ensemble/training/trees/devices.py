@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ensemble.errors import ConfigError
+
 
 def single_device(accelerator: str, devices: int | str | list[int], strategy: str | None) -> str:
     """``cpu`` or ``cuda:N``; each adapter maps it to its library's own GPU mode. Tree libraries do not run
@@ -11,7 +13,7 @@ def single_device(accelerator: str, devices: int | str | list[int], strategy: st
     ids = devices if isinstance(devices, list) else None
     count = len(ids) if ids is not None else (1 if devices in ("auto", None) else int(devices))
     if strategy not in (None, "auto", "single_device") or count != 1:
-        raise ValueError(
+        raise ConfigError(
             f"tree models train on one device (trainer.strategy='{strategy}', trainer.devices={devices!r}): "
             "the libraries use every CPU core, or one GPU with trainer.accelerator=cuda"
         )
@@ -21,4 +23,4 @@ def single_device(accelerator: str, devices: int | str | list[int], strategy: st
         return "cpu"
     if accelerator in ("cuda", "gpu"):
         return f"cuda:{ids[0] if ids else 0}"
-    raise ValueError(f"trainer.accelerator for tree models is cpu, cuda, gpu or auto, got '{accelerator}'")
+    raise ConfigError(f"trainer.accelerator for tree models is cpu, cuda, gpu or auto, got '{accelerator}'")

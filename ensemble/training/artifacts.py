@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
 from ensemble.io import write_figure, write_json, write_parquet
 from ensemble.metrics import equity_curve
-from ensemble.plots import confusion_matrix_figure, equity_curve_figure
+from ensemble.training.plots import confusion_matrix_figure, equity_curve_figure
 
 PROB_COLUMNS = ("prob_short", "prob_flat", "prob_long")
 _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}

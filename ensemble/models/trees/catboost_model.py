@@ -21,14 +21,12 @@ import numpy as np
 import pandas as pd
 
 from ensemble.io import atomic_write
-from ensemble.models.registry import register
-from ensemble.trees.base import TreeModel, TreeSplit
+from ensemble.models.trees.base import TreeModel, TreeSplit
 
 _QUANTIZE_ARGS = set(inspect.signature(catboost.Pool.quantize).parameters) - {"self"}
 SNAPSHOT_SUFFIX = ".cbsnapshot"
 
 
-@register("catboost", family="tree")
 class CatBoostModel(TreeModel):
     """Multiclass (``MultiClass`` loss) oblivious-tree boosting.
 

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.io import atomic_write
-from ensemble.models.registry import register
-from ensemble.trees.base import TreeModel, TreeSplit
+from ensemble.models.trees.base import TreeModel, TreeSplit
 
 
 def softmax(raw: np.ndarray) -> np.ndarray:
@@ -19,7 +18,6 @@ def softmax(raw: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-@register("lightgbm", family="tree")
 class LightGBMModel(TreeModel):
     """Multiclass (softmax) leaf-wise boosting.
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from ensemble.io import atomic_write, remove_partial_writes, write_json
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
-from ensemble.runs import RunNotFoundError, find_run_checkpoint
-from ensemble.trees.base import TreeModel
+from ensemble.models.trees.base import TreeModel
+from ensemble.training.runs import RunNotFoundError, find_run_checkpoint
 
 META_SUFFIX = ".meta.json"
 TREE_CHECKPOINTS = {"last": f"last{META_SUFFIX}", "best": f"best{META_SUFFIX}"}

@@ -10,11 +10,9 @@ import pandas as pd
 import xgboost as xgb
 
 from ensemble.io import atomic_write
-from ensemble.models.registry import register
-from ensemble.trees.base import TreeModel, TreeSplit
+from ensemble.models.trees.base import TreeModel, TreeSplit
 
 
-@register("xgboost", family="tree")
 class XGBoostModel(TreeModel):
     """Multiclass ``multi:softprob`` boosting with the ``hist`` tree method.
 

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import torch
-from lightning.pytorch.loggers import Logger
 from tqdm import tqdm
 
 from ensemble.data import WindowDataModule
-from ensemble.metrics import MetricSuite
-from ensemble.runs import claim_run_dir
-from ensemble.trees.base import TreeModel, TreeSplit
-from ensemble.trees.callbacks import ModelCheckpoint, TreeCallback
-from ensemble.trees.checkpoint import read_checkpoint
-from ensemble.trees.devices import single_device
+from ensemble.errors import ConfigError
+from ensemble.metrics.arrays import score_probabilities
+from ensemble.models.trees.base import TreeModel, TreeSplit
+from ensemble.training.trees.callbacks import ModelCheckpoint, TreeCallback
+from ensemble.training.trees.checkpoint import read_checkpoint
+from ensemble.training.trees.devices import single_device
+
+
+class RunLogger(Protocol):
+    """What the trainer asks of a logger; Lightning's loggers (TensorBoard, MLflow, CSV) all qualify."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_hyperparams(self, params: Any) -> None: ...
+
+    def finalize(self, status: str) -> None: ...
+
 
 _SETUP_STAGE = {"val": "validate", "test": "test"}
 
@@ -51,11 +60,11 @@ class TreeTrainer:
         enable_progress_bar: bool = True,
         enable_model_summary: bool = True,
         enable_checkpointing: bool = True,
-        logger: bool | list[Logger] | None = None,
+        logger: bool | list[RunLogger] | None = None,
         default_root_dir: str | Path | None = None,
     ) -> None:
         if max_epochs < 1 or rounds_per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.max_epochs and rounds_per_epoch must be >= 1, got {max_epochs}, {rounds_per_epoch}"
             )
         self.device = single_device(accelerator, devices, strategy)
@@ -66,7 +75,7 @@ class TreeTrainer:
         # checkpoints last, so they store the other callbacks' updated state (Lightning's order too)
         self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
         self.enable_progress_bar, self.enable_model_summary = enable_progress_bar, enable_model_summary
-        self.loggers: list[Logger] = list(logger) if isinstance(logger, list) else []
+        self.loggers: list[RunLogger] = list(logger) if isinstance(logger, list) else []
         self.default_root_dir = Path(default_root_dir) if default_root_dir is not None else None
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
         self.callback_metrics: dict[str, float] = {}
@@ -90,20 +99,11 @@ class TreeTrainer:
             logger.log_metrics(metrics, step=self.global_step)
 
     def evaluate(self, probs: np.ndarray, data: TreeSplit, stage: str, model: TreeModel) -> dict[str, float]:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tens of thousands of rows: more threads only contend with the library's own
-        try:
-            suite = MetricSuite(stage, model.horizon, model.bars_per_year)
-            suite.update(
-                torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)),
-                torch.from_numpy(data.y),
-                torch.from_numpy(data.time),
-                torch.from_numpy(data.fwd_return),
-            )
-            metrics = suite.compute()
-        finally:
-            torch.set_num_threads(threads)
-        metrics[f"{stage}/loss"] = metrics[f"{stage}/log_loss"]  # the nets' key; trees optimise log loss
+        """The shared metric suite on ``probs`` (N, 3) for ``data``, plus ``{stage}/loss`` (the nets' key;
+        trees optimise log loss)."""
+        metrics = score_probabilities(stage, probs, data.y, data.time, data.fwd_return, model.horizon,
+                                      model.bars_per_year)  # fmt: skip
+        metrics[f"{stage}/loss"] = metrics[f"{stage}/log_loss"]
         return metrics
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -116,9 +116,9 @@ class TreeTrainer:
         }
 
     def _setup(self, model: TreeModel) -> None:
+        if self.default_root_dir is None:  # the training layer claims run folders; the trainer only writes
+            raise ConfigError("TreeTrainer needs default_root_dir, the run folder it writes into")
         model.device = self.device
-        if self.default_root_dir is None:
-            self.default_root_dir = claim_run_dir(Path("lightning_logs") / model.name)
 
     def fit(self, model: TreeModel, datamodule: WindowDataModule, ckpt_path: str | Path | None = None) -> None:
         """Boost until ``max_epochs`` or a callback sets ``should_stop``; ``ckpt_path`` continues a checkpoint."""
@@ -168,7 +168,7 @@ class TreeTrainer:
         for callback in self.callbacks:
             monitor = getattr(callback, "monitor", None)
             if monitor is not None and monitor not in metrics:
-                raise KeyError(
+                raise ConfigError(
                     f"{type(callback).__name__} monitor '{monitor}' is not a metric; use one of {sorted(metrics)}"
                 )
 
@@ -179,7 +179,7 @@ class TreeTrainer:
             model.load(model_file)
             self.global_step = state.get("global_step", model.num_rounds)
         if model.num_rounds == 0:
-            raise ValueError("no trained tree model to evaluate: fit one, or pass ckpt_path")
+            raise ConfigError("no trained tree model to evaluate: fit one, or pass ckpt_path")
         datamodule.setup(_SETUP_STAGE.get(split, "predict"))
         data = model.split(datamodule.panel(split), datamodule.ends[split])
         return data, model.predict_proba(data.X)

@@ -7,10 +7,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ensemble.errors import EnsembleError
+
 _VERSION_RE = re.compile(r"^version_(\d+)$")
 
 
-class RunNotFoundError(FileNotFoundError):
+class RunNotFoundError(EnsembleError, FileNotFoundError):
     """No run or checkpoint where the user pointed."""
 
 

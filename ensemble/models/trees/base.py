@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from ensemble.data import NUM_CLASSES, SplitPanel
-from ensemble.trees.design import WindowFeatures, design_matrix, design_names
+from ensemble.errors import ConfigError
+from ensemble.models.trees.design import WindowFeatures, design_matrix, design_names
 
 # Library parameters that would fight the trainer's own round count and early stopping.
 # fmt: off
@@ -54,8 +55,6 @@ class TreeModel:
         horizon, bars_per_year, feature_names, seq_len: linked from the data; stored in every checkpoint.
     """
 
-    is_gradient: ClassVar[bool] = False  # capability flags, read instead of isinstance chains
-    needs_sequence: ClassVar[bool] = False
     suffix: ClassVar[str] = ""  # native checkpoint format
 
     def __init__(
@@ -72,14 +71,14 @@ class TreeModel:
         seq_len: int = 1,
     ) -> None:
         if isinstance(class_weights, list) and len(class_weights) != NUM_CLASSES:
-            raise ValueError(f"model.class_weights needs 3 values (short, flat, long), got {class_weights}")
+            raise ConfigError(f"model.class_weights needs 3 values (short, flat, long), got {class_weights}")
         if isinstance(class_weights, str) and class_weights != "balanced":
-            raise ValueError(f"model.class_weights must be 3 numbers or 'balanced', got '{class_weights}'")
+            raise ConfigError(f"model.class_weights must be 3 numbers or 'balanced', got '{class_weights}'")
         if window_features not in get_args(WindowFeatures):
-            raise ValueError(f"model.window_features must be 'lags' or 'summary', got '{window_features}'")
+            raise ConfigError(f"model.window_features must be 'lags' or 'summary', got '{window_features}'")
         owned = sorted(set(params or {}) & TRAINER_OWNED)
         if owned:
-            raise ValueError(
+            raise ConfigError(
                 f"model.params {owned}: the trainer owns rounds and early stopping; use trainer.max_epochs x "
                 "trainer.rounds_per_epoch and trainer.callbacks (EarlyStopping)"
             )
@@ -98,9 +97,10 @@ class TreeModel:
     # -- shared
     @property
     def name(self) -> str:
-        from ensemble.models.registry import list_models
+        from ensemble.models.registry import entry_for
 
-        return next((e.name for e in list_models("tree") if e.cls is type(self)), type(self).__name__.lower())
+        entry = entry_for(f"{type(self).__module__}.{type(self).__qualname__}")
+        return entry.name if entry is not None else type(self).__name__.lower()
 
     @property
     def design_names(self) -> list[str]:

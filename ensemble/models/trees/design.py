@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ensemble.data import gather_windows
+from ensemble.errors import ConfigError
 
 WindowFeatures = Literal["lags", "summary"]
 SUMMARIES = ("last", "mean", "std", "min", "max")
@@ -31,7 +32,7 @@ def design_names(names: list[str], seq_len: int, window_features: WindowFeatures
         return [f"{f}@t" if k == 0 else f"{f}@t-{k}" for k in range(seq_len) for f in names]
     if window_features == "summary":
         return [f"{f}_{s}" for s in SUMMARIES for f in names]
-    raise ValueError(f"window_features must be 'lags' or 'summary', got '{window_features}'")
+    raise ConfigError(f"window_features must be 'lags' or 'summary', got '{window_features}'")
 
 
 def _flatten(windows: torch.Tensor, window_features: WindowFeatures) -> torch.Tensor:

@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from ensemble.callbacks.artifacts import log_figure, log_file
 from ensemble.io import atomic_write, write_figure
-from ensemble.plots import feature_importance_figure
+from ensemble.training.artifacts import log_figure, log_file
+from ensemble.training.plots import feature_importance_figure
 
 CSV = "feature_importance.csv"
 PNG = "feature_importance.png"

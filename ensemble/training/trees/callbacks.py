@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ensemble.callbacks.artifacts import log_figure, log_file, predictions_frame, write_stage
-from ensemble.callbacks.importance import CSV, PNG
 from ensemble.io import atomic_write, write_figure
-from ensemble.plots import feature_importance_figure
-from ensemble.trees.base import TreeModel, TreeSplit
-from ensemble.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
+from ensemble.models.trees.base import TreeModel, TreeSplit
+from ensemble.training.artifacts import log_figure, log_file, predictions_frame, write_stage
+from ensemble.training.importance import CSV, PNG
+from ensemble.training.plots import feature_importance_figure
+from ensemble.training.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
 
 if TYPE_CHECKING:
-    from ensemble.trees.trainer import TreeTrainer
+    from ensemble.training.trees.trainer import TreeTrainer
 
 
 class TreeCallback:

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from ensemble.trees.base import TreeModel
-from ensemble.trees.callbacks import TreeCallback
+from ensemble.models.trees.base import TreeModel
+from ensemble.training.trees.callbacks import TreeCallback
 
 if TYPE_CHECKING:
-    from ensemble.trees.trainer import TreeTrainer
+    from ensemble.training.trees.trainer import TreeTrainer
 
 
 class TreePruningCallback(TreeCallback):

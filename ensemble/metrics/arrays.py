@@ -1,0 +1,45 @@
+"""The metric suite on NumPy arrays: how trees and blends, which predict outside Lightning, are scored."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ensemble.metrics.suite import MetricSuite
+
+
+def score_probabilities(
+    stage: str,
+    probs: np.ndarray,
+    y: np.ndarray,
+    time: np.ndarray,
+    fwd_return: np.ndarray,
+    horizon: int,
+    bars_per_year: float,
+) -> dict[str, float]:
+    """``MetricSuite`` of one split, as nets compute it batch by batch.
+
+    Args:
+        stage: the metric prefix (``val``, ``test``).
+        probs: (N, 3) class probabilities (short, flat, long).
+        y: (N,) class ids 0/1/2.
+        time: (N,) int64 nanoseconds since the epoch.
+        fwd_return: (N,) the label's realised forward return (a fraction, not percent).
+        horizon, bars_per_year: as ``MetricSuite``.
+
+    Returns:
+        ``{stage}/<metric>`` -> value.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tens of thousands of rows: more threads only contend with the caller's own
+    try:
+        suite = MetricSuite(stage, horizon, bars_per_year)
+        suite.update(
+            torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
+            torch.from_numpy(np.ascontiguousarray(time, dtype=np.int64)),
+            torch.from_numpy(np.ascontiguousarray(fwd_return, dtype=np.float32)),
+        )
+        return suite.compute()
+    finally:
+        torch.set_num_threads(threads)

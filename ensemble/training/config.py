@@ -1,0 +1,160 @@
+"""Run configs as Python objects: a YAML file (or a dict) plus dotted overrides, resolved to one dict.
+
+This is how tuning, experiments, walk-forward and export describe a run to the training layer; only the
+CLI turns argv into configs. A dotted key names a nested entry: ``model.init_args.net.init_args.hidden_size``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ensemble.errors import ConfigError
+from ensemble.models.registry import ModelEntry, entry_for
+
+ConfigSource = str | Path | Mapping[str, Any]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping read with ``safe_load`` (no Python tags run).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, refuses to load safely, or is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not a loadable YAML config ({str(err).splitlines()[0]})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections (model, data, trainer, ...)")
+    return data
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating the mappings on the way.
+
+    Raises:
+        ConfigError: a part of the path is a value, not a section.
+    """
+    node = config
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{key}': '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """The value at ``a.b.c``, or ``default`` when any part is missing."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def merge(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """``other`` laid over ``base``: mappings merge key by key, anything else (lists too) is replaced,
+    as jsonargparse merges several ``--config`` files."""
+    out = copy.deepcopy(dict(base))
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_config(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A deep copy of ``source`` (a YAML path or a dict) with each dotted override applied in order."""
+    config = read_yaml(source) if isinstance(source, str | Path) else copy.deepcopy(dict(source))
+    for key, value in (overrides or {}).items():
+        set_dotted(config, key, value)
+    return config
+
+
+def _class_path(section: Any) -> str | None:
+    if isinstance(section, str):  # ``--model SomeClass`` names the class alone
+        return section
+    return section.get("class_path") if isinstance(section, Mapping) else None
+
+
+def _net(model: Any) -> Any:
+    init = model.get("init_args") if isinstance(model, Mapping) else None
+    return init.get("net") if isinstance(init, Mapping) else None
+
+
+def model_entry(config: Mapping[str, Any]) -> ModelEntry | None:
+    """The registry entry of a config's model: the tree class itself, or a ``Classifier``'s backbone."""
+    model = config.get("model")
+    net = _net(model)
+    return entry_for(_class_path(model)) or entry_for(_class_path(net))
+
+
+def model_short_name(config: Mapping[str, Any]) -> str:
+    """The registry name of a config's model (``lstm``, ``xgboost``), or its class name in lower case."""
+    entry = model_entry(config)
+    if entry is not None:
+        return entry.name
+    model = config.get("model")
+    net = _net(model)
+    path = _class_path(net) or _class_path(model) or "model"
+    return path.rsplit(".", 1)[-1].lower()
+
+
+def family_name(config: Mapping[str, Any]) -> str:
+    """The family recorded for the config's model in the registry; an unregistered model is a LightningModule
+    (LightningCLI's own ``class_path``), so it runs as ``neural``."""
+    entry = model_entry(config)
+    return entry.family if entry is not None else "neural"
+
+
+def _value(text: str, key: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--{key}: value '{text}' is not readable ({str(err).splitlines()[0]})") from err
+
+
+def config_from_flags(argv: list[str], strict: bool = True) -> dict[str, Any]:
+    """The config that ``--config`` files and ``--key value`` flags describe, in order (later wins).
+
+    ``--config FILE`` (repeatable) loads and merges YAML; every other ``--a.b.c VALUE`` or ``--a.b.c=VALUE``
+    is a dotted override whose value is read as YAML (``3`` -> int, ``false`` -> bool, ``null`` -> None).
+    This is the form of an experiment's ``fit_args`` and of the run flags ``ensemble tune`` passes on.
+
+    Raises:
+        ConfigError: a flag without a value, or an argument that is not a flag (when ``strict``).
+    """
+    config: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") and arg != "-c":
+            if strict:
+                raise ConfigError(f"unexpected argument '{arg}'; flags look like --data.horizon 20")
+            i += 1
+            continue
+        key, eq, text = arg.lstrip("-").partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"--{key} needs a value")
+            text, i = argv[i + 1], i + 1
+        i += 1
+        if key in ("config", "c"):
+            config = merge(config, read_yaml(text))
+        else:
+            set_dotted(config, key, _value(text, key))
+    return config

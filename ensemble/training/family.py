@@ -1,0 +1,189 @@
+"""The family layer: one object per model family behind one small interface.
+
+Nets train under Lightning's Trainer, trees under ``TreeTrainer``; this module and the two families
+(``nets.py``, ``trees/family.py``) are the only code that knows the families differ. Everything above
+(tuning, experiments, walk-forward, blending, export) asks for a family by config and speaks to it with
+Python objects::
+
+    job = build("configs/lightgbm.yaml", {"data.horizon": 20, "tracking.save_dir": "runs"})
+    metrics = job.fit()          # train, then evaluate the best checkpoint on val and test
+    job.run_dir                  # runs/lightgbm/version_0
+"""
+
+from __future__ import annotations
+
+import importlib
+import resource
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ensemble.errors import ConfigError, EnsembleError
+from ensemble.training.config import ConfigSource, family_name, resolve_config
+
+# family name (as the registry records it) -> the class that trains it, imported on first use
+_FAMILIES = {"neural": "ensemble.training.nets:NetFamily", "tree": "ensemble.training.trees.family:TreeFamily"}
+
+
+
+class ExportError(EnsembleError):
+    """A run that cannot be exported, or an export that cannot be used."""
+
+
+Predictor = Callable[[Any, Any], np.ndarray]  # (SplitPanel, ends) -> (N, 3) class probabilities
+
+
+def fit_cost(started: float) -> dict[str, float]:
+    """What a fit cost since ``started`` (``time.perf_counter()``): wall seconds and peak RSS in MiB."""
+    return {"fit/train_time_s": time.perf_counter() - started,
+            "fit/peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+
+
+class Job(ABC):
+    """A parsed, instantiated run: ``model``, ``datamodule``, ``trainer`` and its full ``config``.
+
+    A tree job claims its run folder when training starts; a net job when its Trainer is built, unless
+    ``trainer.logger`` is false (how a config is checked without leaving a folder behind).
+    """
+
+    model: Any
+    datamodule: Any
+    trainer: Any
+    config: dict[str, Any]
+
+    @property
+    @abstractmethod
+    def run_dir(self) -> Path | None:
+        """The run's folder, once claimed (or the resumed checkpoint's run)."""
+
+    @property
+    @abstractmethod
+    def best_score(self) -> float | None:
+        """The checkpoint monitor's best value after ``fit``; None when nothing was monitored."""
+
+    @abstractmethod
+    def add_callback(self, callback: Any) -> None:
+        """Attach a callback of this family's trainer (e.g. an Optuna pruning callback)."""
+
+    @abstractmethod
+    def remove_callback(self, callback: Any) -> None:
+        """Detach a callback added with ``add_callback``."""
+
+    @abstractmethod
+    def train(self) -> None:
+        """Train (or resume) without the final evaluation."""
+
+    @abstractmethod
+    def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
+        """Metrics of ``ckpt`` (None: the current weights) on ``split`` (val or test); writes its artifacts."""
+
+    @abstractmethod
+    def best_checkpoint(self) -> str | None:
+        """The file the final evaluation loads: the best checkpoint, else the last, else None."""
+
+    @abstractmethod
+    def is_global_zero(self) -> bool:
+        """Whether this process writes the run's shared files (rank 0 under DDP)."""
+
+    def fit(self, train_callbacks: list[Any] = ()) -> dict[str, float]:
+        """Train, then evaluate the best checkpoint on val and test: artifacts, metrics.json and a summary.
+
+        Args:
+            train_callbacks: callbacks attached while training only (an Optuna pruning callback: the
+                final evaluation is not a pruning step).
+
+        Returns:
+            ``val/*`` and ``test/*`` metrics of the best checkpoint, plus ``fit/train_time_s`` (s) and
+            ``fit/peak_rss_mib`` (MiB, this process's peak resident memory).
+        """
+        started = time.perf_counter()
+        for callback in train_callbacks:
+            self.add_callback(callback)
+        try:
+            self.train()
+        finally:
+            for callback in train_callbacks:
+                self.remove_callback(callback)
+        cost = fit_cost(started)
+        return {**self.finish(cost), **cost}
+
+    def finish(self, cost: Mapping[str, float]) -> dict[str, float]:
+        """The after-fit evaluation of the best checkpoint, shared by both families and by the CLI."""
+        from ensemble.training.artifacts import update_metrics_json
+        from ensemble.training.runs import print_metrics
+
+
+        best = self.best_checkpoint()
+        results = {**self.evaluate("val", best), **self.evaluate("test", best)}
+        run_dir = self.run_dir  # a collective under DDP: every rank asks
+        if self.is_global_zero():
+            update_metrics_json(run_dir, dict(cost))  # the leaderboard's cost columns
+            print_metrics(results, run_dir, best or "")
+        return results
+
+
+class Family(ABC):
+    """What a model family can do, given a resolved config (see ``ensemble.training.config``)."""
+
+    name: ClassVar[str]
+    checkpoint_patterns: ClassVar[dict[str, str]]  # ``last``/``best`` -> glob in a run's ``checkpoints/``
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any]) -> Job:
+        """Parse and instantiate a ``fit`` of ``config``.
+
+        Raises:
+            ConfigError (or another ``EnsembleError``): a key or value the family cannot use.
+        """
+
+    @abstractmethod
+    def pruning_callback(self, trial: Any, monitor: str) -> Any:
+        """A callback that reports ``monitor`` to an Optuna ``trial`` every epoch and prunes it."""
+
+    @abstractmethod
+    def export_files(self, run_dir: Path) -> dict[str, Path]:
+        """The files of a run's best (else last) model, keyed by the name they take in an export's ``model/``.
+
+        Raises:
+            ExportError: the run has no checkpoint.
+        """
+
+    @abstractmethod
+    def export_metadata(self, model_dir: Path) -> dict[str, Any]:
+        """``feature_names`` (list) and ``horizon`` (int) stored with an exported model."""
+
+    @abstractmethod
+    def run_command(self, subcommand: str, argv: list[str]) -> None:
+        """``ensemble fit|validate|test|predict`` with this family's parser; ``argv`` comes untouched from
+        the CLI (the one place that reads argv)."""
+
+    @abstractmethod
+    def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
+        """Load an export's model; the result maps (panel, window ends) to (N, 3) probabilities."""
+
+
+def family_for(config: Mapping[str, Any]) -> Family:
+    """The family that trains ``config``'s model, as the model registry records it."""
+    return family_named(family_name(config))
+
+
+def family_named(name: str) -> Family:
+    """The family registered under ``name`` (``neural``, ``tree``).
+
+    Raises:
+        ConfigError: an unknown name (e.g. from a damaged export's metadata.json).
+    """
+    if name not in _FAMILIES:
+        raise ConfigError(f"unknown model family '{name}'; known: {', '.join(_FAMILIES)}")
+    module, _, cls = _FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def build(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> Job:
+    """A ``fit`` job of any model: ``source`` is a YAML path or a dict, ``overrides`` dotted keys."""
+    config = resolve_config(source, overrides)
+    return family_for(config).build(config)

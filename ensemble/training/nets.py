@@ -1,0 +1,189 @@
+"""The neural family: ``Classifier`` + backbone under Lightning's Trainer, configured by ``EnsembleCLI``.
+
+``EnsembleCLI`` is LightningCLI with the data linked into the model, the ``tracking`` and ``checkpoint``
+sections, a run folder per run (reused on resume) and the best checkpoint evaluated after ``fit``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from ensemble.data import WindowDataModule
+from ensemble.data.windows import WindowLoader
+from ensemble.io import remove_partial_writes
+from ensemble.training.artifacts import ArtifactWriter
+from ensemble.training.config import model_short_name
+from ensemble.training.family import ExportError, Family, Job, Predictor, fit_cost
+from ensemble.training.importance import FeatureImportance
+from ensemble.training.runs import NET_CHECKPOINTS, claim_run_dir, find_run_checkpoint
+from ensemble.training.tracking import Tracking, run_loggers
+
+_QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
+
+
+class EnsembleCLI(LightningCLI):
+    """LightningCLI for every net: ``EnsembleCLI(args=argv)`` runs a subcommand, ``args=dict, run=False``
+    only builds (what ``NetFamily.build`` does)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # resume rewrites the same run's config
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})  # the CLI prints one clear line instead
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_QUIET)
+            super().__init__(LightningModule, WindowDataModule, *args, subclass_mode_model=True, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(Tracking, "tracking")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/f1_macro",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch:02d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(ArtifactWriter, "artifacts")
+        parser.add_lightning_class_args(FeatureImportance, "importance")
+        for name in ("num_features", "num_classes", "seq_len"):
+            parser.link_arguments(f"data.{name}", f"model.init_args.net.init_args.{name}", apply_on="instantiate")
+        for name in ("horizon", "bars_per_year", "feature_names"):
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def _subcommand_config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self._subcommand_config()
+        tracking = cfg.tracking
+        tracking.name = tracking.name or model_short_name({"model": cfg.model.as_dict()})
+        self._run_dir: Path | None = None
+        ckpt = cfg.get("ckpt_path")
+        if ckpt is not None:
+            ckpt_file, run_dir = find_run_checkpoint(ckpt, Path(tracking.save_dir) / tracking.name)
+            cfg.ckpt_path, self._run_dir = str(ckpt_file), run_dir
+            if self.subcommand == "fit" and run_dir is not None and _is_rank_zero():
+                remove_partial_writes(run_dir)  # a resumed run: what its killed predecessor half-wrote
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        if config.get("logger") in (None, True):
+            tracking = self._subcommand_config().tracking
+            run_dir = self._run_dir
+            if run_dir is None and _is_rank_zero():
+                run_dir = claim_run_dir(Path(tracking.save_dir) / tracking.name)
+            config["logger"] = run_loggers(tracking, run_dir.name if run_dir is not None else None)
+        return super()._instantiate_trainer(config, callbacks)
+
+    def before_fit(self) -> None:
+        self._fit_started = time.perf_counter()
+
+    def after_fit(self) -> None:
+        """Evaluate the best checkpoint on val and test, as every family does after ``fit``."""
+        if not self.trainer.interrupted:
+            NetJob(self).finish(fit_cost(self._fit_started))
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+class NetJob(Job):
+    """A built ``EnsembleCLI`` seen through the family interface."""
+
+    def __init__(self, cli: EnsembleCLI) -> None:
+        self.cli = cli
+        self.model, self.datamodule, self.trainer = cli.model, cli.datamodule, cli.trainer
+        self.config = cli.config.as_dict()
+
+    @property
+    def run_dir(self) -> Path | None:
+        if self.trainer.logger is not None:
+            return Path(self.trainer.log_dir)
+        return self.cli._run_dir
+
+    @property
+    def best_score(self) -> float | None:
+        callback = self.trainer.checkpoint_callback
+        score = callback.best_model_score if callback is not None else None
+        return None if score is None else float(score)
+
+    def add_callback(self, callback: Any) -> None:
+        self.trainer.callbacks.append(callback)
+
+    def remove_callback(self, callback: Any) -> None:
+        self.trainer.callbacks.remove(callback)
+
+    def train(self) -> None:
+        self.trainer.fit(self.model, datamodule=self.datamodule)
+
+    def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
+        run = {"val": self.trainer.validate, "test": self.trainer.test}[split]
+        results: dict[str, float] = {}
+        for out in run(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False):
+            results.update(out)
+        return results
+
+    def best_checkpoint(self) -> str | None:
+        callback = self.trainer.checkpoint_callback
+        return (callback.best_model_path or None) if callback is not None else None
+
+    def is_global_zero(self) -> bool:
+        return self.trainer.is_global_zero
+
+
+class NetFamily(Family):
+    """Nets: a weights-only Lightning checkpoint per model (``best-EE.ckpt``, ``last.ckpt``)."""
+
+    name = "neural"
+    checkpoint_patterns: ClassVar[dict[str, str]] = NET_CHECKPOINTS
+
+    def build(self, config: Mapping[str, Any]) -> NetJob:
+        return NetJob(EnsembleCLI(args=dict(config), run=False))
+
+    def run_command(self, subcommand: str, argv: list[str]) -> None:
+        EnsembleCLI(args=[subcommand, *argv])
+
+    def pruning_callback(self, trial: Any, monitor: str) -> Any:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        return PyTorchLightningPruningCallback(trial, monitor=monitor)
+
+    def export_files(self, run_dir: Path) -> dict[str, Path]:
+        ckpts = run_dir / "checkpoints"
+        best = sorted(ckpts.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+        files = best[-1:] or [p for p in [ckpts / "last.ckpt"] if p.is_file()]
+        if not files:
+            raise ExportError(f"{run_dir}: no checkpoint to export in {ckpts}")
+        return {"model.ckpt": files[0]}
+
+    def export_metadata(self, model_dir: Path) -> dict[str, Any]:
+        hparams = torch.load(model_dir / "model.ckpt", weights_only=True, map_location="cpu")["hyper_parameters"]
+        return {"feature_names": list(hparams["feature_names"]), "horizon": int(hparams["horizon"])}
+
+    def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
+        from ensemble.models import Classifier
+
+        model = Classifier.load_from_checkpoint(
+            export_dir / "model" / "model.ckpt", weights_only=True, map_location="cpu"
+        ).eval()
+        seq_len = int(metadata["seq_len"])
+
+        def predict(panel: Any, ends: torch.Tensor) -> Any:
+            with torch.no_grad():
+                parts = [model(b["x"]).float().softmax(-1) for b in WindowLoader(panel, ends, seq_len, 2048)]
+            return torch.cat(parts).numpy()
+
+        return predict
+

@@ -1,0 +1,64 @@
+"""Where runs land and what they log to: the ``tracking`` config section, the run's loggers, and MLflow
+parent runs (a study or an experiment is one run, its trials or cells are its children)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Tracking:
+    """Where runs land.
+
+    Args:
+        save_dir: the folder that holds every run (``<save_dir>/<name>/version_N``).
+        name: the run family's folder; default the model's short name (``lstm``, ``xgboost``).
+        mlflow: also log to MLflow.
+        mlflow_uri: the MLflow tracking store (``sqlite:///mlflow.db``, or a server URL).
+        experiment: the MLflow experiment name.
+        parent_run_id: nests this run under a study's or experiment's MLflow run.
+    """
+
+    save_dir: str = "lightning_logs"
+    name: str | None = None
+    mlflow: bool = False
+    mlflow_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "ensemble"
+    parent_run_id: str | None = None
+
+
+def run_loggers(tracking: Tracking, version: str | None) -> list[Any]:
+    """TensorBoard first (Lightning takes the run folder from it), then MLflow when asked for;
+    shared by nets and trees so both log alike."""
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
+
+    loggers: list[Any] = [TensorBoardLogger(save_dir=tracking.save_dir, name=tracking.name, version=version)]
+    if tracking.mlflow:
+        loggers.append(
+            MLFlowLogger(
+                experiment_name=tracking.experiment,
+                run_name=f"{tracking.name}/{version}",
+                tracking_uri=tracking.mlflow_uri,
+                log_model=False,
+                tags={"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None,
+            )
+        )
+    return loggers
+
+
+def parent_run(tracking: Tracking, run_name: str) -> str:
+    """Create a parent run in the tracking section's MLflow experiment and return its id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.mlflow_uri)
+    experiment = client.get_experiment_by_name(tracking.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(tracking.experiment)
+    return client.create_run(experiment_id, run_name=run_name).info.run_id
+
+
+def finish_run(tracking: Tracking, run_id: str, status: str = "FINISHED") -> None:
+    """Mark a parent run finished (or ``FAILED``)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking.mlflow_uri).set_terminated(run_id, status)

@@ -1,0 +1,186 @@
+"""The tree family: a ``TreeModel`` adapter boosted by ``TreeTrainer``, configured like a net.
+
+The config has the nets' sections and flags (``data``, ``trainer``, ``model``, ``tracking``, ``checkpoint``,
+``ckpt_path``) and runs into the same run layout. Nothing here needs Lightning's Trainer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from ensemble.data import WindowDataModule
+from ensemble.errors import ConfigError
+from ensemble.io import atomic_write, remove_partial_writes
+from ensemble.models.trees import TreeModel
+from ensemble.training.config import model_short_name
+from ensemble.training.family import ExportError, Family, Job, Predictor
+from ensemble.training.runs import claim_run_dir
+from ensemble.training.seed import seed_everything
+from ensemble.training.tracking import Tracking, run_loggers
+from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
+from ensemble.training.trees.checkpoint import (
+    STAGED_NAME,
+    TREE_CHECKPOINTS,
+    find_checkpoint,
+    meta_path,
+    model_file,
+    read_checkpoint,
+)
+from ensemble.training.trees.trainer import TreeTrainer
+
+LINKED_FROM_DATA = ("horizon", "bars_per_year", "feature_names", "seq_len")
+
+
+def tree_parser(subcommand: str = "fit") -> ArgumentParser:
+    """The jsonargparse parser of a tree config (the CLI parses argv with it, the layer dicts)."""
+    parser = ArgumentParser(
+        prog=f"ensemble {subcommand}",
+        description=f"{subcommand} a tree model (XGBoost, LightGBM, CatBoost) with TreeTrainer",
+        exit_on_error=False,  # the CLI prints one clear line instead
+    )
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config file(s)")
+    parser.add_argument("--seed_everything", type=bool | int, default=0, help="seed; True draws one, False skips")
+    parser.add_class_arguments(TreeTrainer, "trainer", skip={"default_root_dir"}, instantiate=False)
+    parser.add_subclass_arguments(TreeModel, "model", required=True)
+    parser.add_class_arguments(WindowDataModule, "data")
+    parser.add_class_arguments(Tracking, "tracking")
+    parser.add_class_arguments(ModelCheckpoint, "checkpoint")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="last, best, or a checkpoint file")
+    for name in LINKED_FROM_DATA:
+        parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+    return parser
+
+
+class TreeJob(Job):
+    """A parsed tree config, instantiated: ``model``, ``datamodule`` and ``trainer`` from one parse.
+
+    The run folder is claimed when a run starts (``start``), so a config can be checked without leaving any.
+    """
+
+    def __init__(self, parser: ArgumentParser, config: Namespace, subcommand: str = "fit") -> None:
+        self.subcommand, self.parser, self.namespace = subcommand, parser, config
+        self.config = config.as_dict()
+        if config.seed_everything is not False:
+            seed_everything(None if config.seed_everything is True else config.seed_everything)
+        self.tracking = Tracking(**vars(config.tracking))
+        self.tracking.name = self.tracking.name or model_short_name(self.config)
+        self.ckpt, self._run_dir = None, None
+        if config.ckpt_path is not None:
+            meta, self._run_dir = find_checkpoint(config.ckpt_path, Path(self.tracking.save_dir) / self.tracking.name)
+            self.ckpt = model_file(meta)
+            if subcommand == "fit" and self._run_dir is not None:
+                remove_partial_writes(self._run_dir)  # a resumed run: what its killed predecessor half-wrote
+        elif subcommand != "fit":
+            raise ConfigError(f"'ensemble {subcommand}' of a tree model needs --ckpt_path (last, best or a file)")
+        init = parser.instantiate_classes(config)
+        self.model, self.datamodule = init.model, init.data
+        kwargs: dict[str, Any] = dict(vars(init.trainer))
+        self._logger = kwargs.pop("logger")
+        callbacks = [*(kwargs.pop("callbacks") or []), ArtifactWriter()]
+        if kwargs["enable_checkpointing"]:
+            callbacks.append(init.checkpoint)
+        self.trainer = TreeTrainer(**kwargs, callbacks=callbacks, logger=self._logger or [])
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self._run_dir
+
+    @property
+    def best_score(self) -> float | None:
+        callback = self.trainer.checkpoint_callback
+        return None if callback is None or callback.best_model_score is None else float(callback.best_model_score)
+
+    def add_callback(self, callback: Any) -> None:
+        self.trainer.callbacks.append(callback)
+
+    def remove_callback(self, callback: Any) -> None:
+        self.trainer.callbacks.remove(callback)
+
+    def start(self) -> None:
+        """Claim the run folder (or reuse the resumed one), attach the loggers, write config.yaml."""
+        self._run_dir = self._run_dir or claim_run_dir(Path(self.tracking.save_dir) / self.tracking.name)
+        self.trainer.default_root_dir = self._run_dir
+        if self._logger in (None, True):
+            self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name)
+        if self.subcommand == "fit" or not (self._run_dir / "config.yaml").exists():  # evaluations keep fit's
+            text = self.parser.dump(self.namespace, skip_none=False)
+            atomic_write(self._run_dir / "config.yaml", lambda p: p.write_text(text))
+
+    def train(self) -> None:
+        self.start()
+        self.trainer.fit(self.model, self.datamodule, self.ckpt)
+
+    def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
+        run = {"val": self.trainer.validate, "test": self.trainer.test}[split]
+        return run(self.model, self.datamodule, ckpt)
+
+    def best_checkpoint(self) -> str | None:
+        found = [p for p in (meta_path(self._run_dir / "checkpoints", t) for t in ("best", "last")) if p.is_file()]
+        return str(model_file(found[0])) if found else None  # as nets: the best model, else the last weights
+
+    def is_global_zero(self) -> bool:
+        return True  # tree libraries train in one process
+
+    def run(self) -> None:
+        """Run the parsed subcommand, as ``ensemble fit|validate|test|predict`` does."""
+        from ensemble.training.runs import print_metrics
+
+        if self.subcommand == "fit":
+            self.fit()
+            return
+        self.start()
+        if self.subcommand == "predict":
+            self.trainer.predict(self.model, self.datamodule, self.ckpt)
+            print(f"\nrun: {self._run_dir}\npredictions: {self._run_dir / 'predictions' / 'predict.parquet'}")
+        else:
+            results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
+            print_metrics(results, self._run_dir, str(self.ckpt))
+
+
+class TreeFamily(Family):
+    """Trees: each library's native model file plus a JSON sidecar per checkpoint (never pickle)."""
+
+    name = "tree"
+    checkpoint_patterns: ClassVar[dict[str, str]] = TREE_CHECKPOINTS
+
+    def build(self, config: Mapping[str, Any]) -> TreeJob:
+        parser = tree_parser("fit")
+        return TreeJob(parser, parser.parse_object(dict(config)))
+
+    def run_command(self, subcommand: str, argv: list[str]) -> None:
+        parser = tree_parser(subcommand)
+        TreeJob(parser, parser.parse_args(argv), subcommand).run()
+
+    def pruning_callback(self, trial: Any, monitor: str) -> Any:
+        from ensemble.training.trees.pruning import TreePruningCallback
+
+        return TreePruningCallback(trial, monitor=monitor)
+
+    def export_files(self, run_dir: Path) -> dict[str, Path]:
+        ckpts = run_dir / "checkpoints"
+        if meta_path(ckpts, "best").is_file():
+            model_file(meta_path(ckpts, "best"))  # finishes a commit a killed writer left half-moved
+        files = [p for p in ckpts.glob("best.*") if p.is_file() and not STAGED_NAME.match(p.name)]
+        if not files:
+            raise ExportError(f"{run_dir}: no checkpoint to export in {ckpts}")
+        return {f.name: f for f in files}
+
+    def export_metadata(self, model_dir: Path) -> dict[str, Any]:
+        meta = json.loads(meta_path(model_dir, "best").read_text())  # the sidecar holds what the data linked in
+        return {"feature_names": list(meta["feature_names"]), "horizon": int(meta["horizon"])}
+
+    def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
+        spec = {"class_path": config["model"]["class_path"], "init_args": {
+            **(config["model"].get("init_args") or {}), "feature_names": metadata["feature_names"],
+            "horizon": metadata["horizon"], "seq_len": metadata["seq_len"]}}  # fmt: skip
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(TreeModel, "model")
+        model = parser.instantiate_classes(parser.parse_object({"model": spec})).model
+        (native,) = [p for p in (export_dir / "model").iterdir() if not p.name.endswith(".meta.json")]
+        model.load(read_checkpoint(native, model)[0])  # checks class, features and windowing first
+        return lambda panel, ends: model.predict_proba(model.split(panel, ends).X)
