@@ -1,7 +1,7 @@
 """Write every run's artifacts in one layout: predictions, metrics.json and plots.
 
-The same ``write_stage`` serves the Lightning callback (nets) and the tree trainer, so a
-leaderboard can compare the two row for row.
+The same ``write_stage`` serves the Lightning callback (nets, ``training/callbacks.py``), the tree trainer
+and blends, so a leaderboard can compare them row for row. Nothing here imports Lightning.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
-from ensemble.io import write_figure, write_json, write_parquet
+from ensemble.data.constants import NUM_CLASSES
+from ensemble.io import atomic_write, write_figure, write_json, write_parquet
 from ensemble.metrics import equity_curve
-from ensemble.training.plots import confusion_matrix_figure, equity_curve_figure
+from ensemble.training.plots import confusion_matrix_figure, equity_curve_figure, feature_importance_figure
 
 PROB_COLUMNS = ("prob_short", "prob_flat", "prob_long")
-_STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
+IMPORTANCE_CSV, IMPORTANCE_PNG = "feature_importance.csv", "feature_importance.png"
 
 
 def predictions_frame(parts: dict[str, np.ndarray], symbols: list[str]) -> pd.DataFrame:
@@ -50,17 +49,24 @@ def update_metrics_json(run_dir: Path, values: dict[str, Any]) -> Path:
     return write_json(path, current)
 
 
+def _is_mlflow(logger: Any) -> bool:
+    return hasattr(logger, "run_id") and hasattr(logger.experiment, "log_artifact")  # MLFlowLogger's shape
+
+
 def log_figure(loggers: list[Any], fig: Any, tag: str, path: Path, step: int) -> None:
+    """Send a figure to every logger that takes one: TensorBoard as an image, MLflow as the PNG file.
+    Duck-typed, so writing artifacts never imports Lightning."""
     for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
+        if hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard's SummaryWriter
             logger.experiment.add_figure(tag, fig, global_step=step, close=False)
-        elif isinstance(logger, MLFlowLogger):
+        elif _is_mlflow(logger):
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="plots")
 
 
 def log_file(loggers: list[Any], path: Path, folder: str) -> None:
+    """Attach a file to every MLflow logger (TensorBoard has no place for files)."""
     for logger in loggers:
-        if isinstance(logger, MLFlowLogger):
+        if _is_mlflow(logger):
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=folder)
 
 
@@ -82,7 +88,7 @@ def write_stage(
         return
     metrics_path = update_metrics_json(run_dir, metrics)
     log_file(loggers, metrics_path, "")
-    cm = np.zeros((3, 3), dtype=np.int64)
+    cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
     times, pnl = equity_curve(
         torch.as_tensor(df["datetime"].to_numpy().astype("int64")),
@@ -100,62 +106,29 @@ def write_stage(
         plt.close(fig)
 
 
-class ArtifactWriter(Callback):
-    """Collects predictions in ``validate``/``test``/``predict`` runs and writes the run's artifacts.
+def write_importance(plots: Path, importance: pd.Series, column: str, title: str, loggers: list[Any], step: int,
+                     top: int = 30) -> None:  # fmt: skip
+    """``plots/feature_importance.csv`` and ``.png`` for one model, logged like other plots.
 
-    During ``fit`` it stays out of the way: the CLI evaluates the best checkpoint afterwards.
+    Args:
+        importance: importance per feature (index: feature names), e.g. normalised gain or mean selection weight.
+        column: the CSV column it is stored under; other columns of the same features (another split of the
+            same run) are kept.
+        title: the plot's title, naming the model and the kind of importance.
     """
+    import matplotlib.pyplot as plt
 
-    def __init__(self) -> None:
-        self._parts: list[dict[str, torch.Tensor]] = []
-
-    def _collect(self, trainer: Trainer, outputs: Any, batch: dict[str, torch.Tensor]) -> None:
-        if trainer.state.fn == "fit" or trainer.sanity_checking:
-            return
-        keep = {k: batch[k].detach().cpu() for k in ("y", "time", "symbol", "fwd_return", "row")}
-        self._parts.append({**keep, "probs": outputs["probs"].detach().float().cpu()})
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
-
-    def _gathered(self, trainer: Trainer) -> dict[str, np.ndarray]:
-        local = {k: torch.cat([p[k] for p in self._parts]).numpy() for k in self._parts[0]} if self._parts else {}
-        self._parts = []
-        if trainer.world_size == 1:
-            return local
-        everyone: list[Any] = [None] * trainer.world_size
-        torch.distributed.all_gather_object(everyone, local)
-        merged = [part for part in everyone if part]
-        return {k: np.concatenate([part[k] for part in merged]) for k in merged[0]}
-
-    def _finish(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.state.fn == "fit":
-            return
-        split = _STAGE_SPLIT[trainer.state.fn.value]
-        dm = trainer.datamodule
-        if split == "predict":
-            split = dm.predict_split
-        parts = self._gathered(trainer)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank asks
-        if not trainer.is_global_zero or not parts:
-            return
-        prefix = f"{split}/"
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
-        stage_name = "predict" if trainer.state.fn.value == "predict" else split
-        df = predictions_frame(parts, dm.panel(split).symbols)
-        write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step)
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(trainer, pl_module)
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(trainer, pl_module)
-
-    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(trainer, pl_module)
+    csv_path = plots / IMPORTANCE_CSV
+    table = pd.DataFrame(index=pd.Index(importance.index, name="feature"))
+    if csv_path.exists():  # keep the other split's column from the same run
+        before = pd.read_csv(csv_path, index_col="feature")
+        if set(before.index) == set(importance.index):
+            table = before.reindex(importance.index)
+    table[column] = importance
+    table = table.sort_values(column, ascending=False)
+    atomic_write(csv_path, lambda p: table.to_csv(p, index_label="feature"))
+    log_file(loggers, csv_path, "plots")
+    fig = feature_importance_figure(importance, title, top=top)
+    png_path = write_figure(plots / IMPORTANCE_PNG, fig)
+    log_figure(loggers, fig, f"{column}/feature_importance", png_path, step)
+    plt.close(fig)

@@ -20,12 +20,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ensemble.data import WindowDataModule
 from ensemble.data.windows import WindowLoader
-from ensemble.io import remove_partial_writes
-from ensemble.training.artifacts import ArtifactWriter
+from ensemble.training.callbacks import ArtifactWriter, FeatureImportance
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, fit_cost
-from ensemble.training.importance import FeatureImportance
-from ensemble.training.runs import NET_CHECKPOINTS, claim_run_dir, find_run_checkpoint
+from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir
 from ensemble.training.tracking import Tracking, run_loggers
 
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
@@ -72,10 +70,9 @@ class EnsembleCLI(LightningCLI):
         self._run_dir: Path | None = None
         ckpt = cfg.get("ckpt_path")
         if ckpt is not None:
-            ckpt_file, run_dir = find_run_checkpoint(ckpt, Path(tracking.save_dir) / tracking.name)
-            cfg.ckpt_path, self._run_dir = str(ckpt_file), run_dir
-            if self.subcommand == "fit" and run_dir is not None and _is_rank_zero():
-                remove_partial_writes(run_dir)  # a resumed run: what its killed predecessor half-wrote
+            resuming = self.subcommand == "fit" and _is_rank_zero()
+            ckpt_file, self._run_dir = checkpoint_to_resume(ckpt, Path(tracking.save_dir) / tracking.name, resuming)
+            cfg.ckpt_path = str(ckpt_file)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         if config.get("logger") in (None, True):

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ensemble.data.constants import NUM_CLASSES
+
 CLASS_LABELS = ("short", "flat", "long")
 
 
@@ -20,8 +22,8 @@ def confusion_matrix_figure(cm: np.ndarray, title: str) -> plt.Figure:
         for j in range(cm.shape[1]):
             ax.text(j, i, f"{int(cm[i, j])}\n{share[i, j]:.0%}", ha="center", va="center",
                     color="white" if share[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_xticks(range(3), CLASS_LABELS)
-    ax.set_yticks(range(3), CLASS_LABELS)
+    ax.set_xticks(range(NUM_CLASSES), CLASS_LABELS)
+    ax.set_yticks(range(NUM_CLASSES), CLASS_LABELS)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.errors import EnsembleError
+from ensemble.io import remove_partial_writes
 
 _VERSION_RE = re.compile(r"^version_(\d+)$")
 
@@ -64,6 +65,21 @@ def find_run_checkpoint(
         raise RunNotFoundError(f"ckpt_path: checkpoint not found: {ckpt}")
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
     return path, run_dir
+
+
+def checkpoint_to_resume(
+    ckpt: str,
+    base: Path,
+    resuming: bool,
+    patterns: Mapping[str, str] = NET_CHECKPOINTS,
+    marker: Callable[[Path], Path] = lambda path: path,
+) -> tuple[Path, Path | None]:
+    """``find_run_checkpoint``, and when ``resuming`` a fit into that run, delete what its killed predecessor
+    half-wrote there (``atomic_write`` temp files). Only the one process that writes the run may resume it."""
+    found, run_dir = find_run_checkpoint(ckpt, base, patterns, marker)
+    if resuming and run_dir is not None:
+        remove_partial_writes(run_dir)
+    return found, run_dir
 
 
 def print_metrics(results: dict[str, Any], run_dir: Path, best: str) -> None:

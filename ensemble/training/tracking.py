@@ -28,22 +28,24 @@ class Tracking:
     parent_run_id: str | None = None
 
 
-def run_loggers(tracking: Tracking, version: str | None) -> list[Any]:
-    """TensorBoard first (Lightning takes the run folder from it), then MLflow when asked for;
-    shared by nets and trees so both log alike."""
+def run_loggers(tracking: Tracking, version: str | None, lightning: bool = True) -> list[Any]:
+    """TensorBoard first (Lightning takes the run folder from it), then MLflow when asked for; the same
+    folders and run names for nets (Lightning's loggers) and trees (``loggers.py``, no Lightning import)."""
+    run_name = f"{tracking.name}/{version}"
+    if not lightning:
+        from ensemble.training.loggers import MLflowRunLogger, TensorBoardRunLogger
+
+        plain: list[Any] = [TensorBoardRunLogger(tracking.save_dir, tracking.name, version)]
+        if tracking.mlflow:
+            plain.append(MLflowRunLogger(tracking.experiment, run_name, tracking.mlflow_uri, tracking.parent_run_id))
+        return plain
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
     loggers: list[Any] = [TensorBoardLogger(save_dir=tracking.save_dir, name=tracking.name, version=version)]
     if tracking.mlflow:
-        loggers.append(
-            MLFlowLogger(
-                experiment_name=tracking.experiment,
-                run_name=f"{tracking.name}/{version}",
-                tracking_uri=tracking.mlflow_uri,
-                log_model=False,
-                tags={"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None,
-            )
-        )
+        tags = {"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None
+        loggers.append(MLFlowLogger(experiment_name=tracking.experiment, run_name=run_name,
+                                    tracking_uri=tracking.mlflow_uri, log_model=False, tags=tags))  # fmt: skip
     return loggers
 
 

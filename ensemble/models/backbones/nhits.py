@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ensemble.data.constants import NUM_CLASSES
+
 
 class NHiTSNet(nn.Module):
     """Args:
@@ -30,7 +32,7 @@ class NHiTSNet(nn.Module):
     def __init__(
         self,
         num_features: int,
-        num_classes: int = 3,
+        num_classes: int = NUM_CLASSES,
         seq_len: int = 1,
         embed_size: int = 8,
         n_pool_kernel_size: tuple[int, ...] = (4, 2, 1),

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ensemble.data.constants import NUM_CLASSES
+
 
 class PatchTSTNet(nn.Module):
     """Args:
@@ -31,7 +33,7 @@ class PatchTSTNet(nn.Module):
     def __init__(
         self,
         num_features: int,
-        num_classes: int = 3,
+        num_classes: int = NUM_CLASSES,
         seq_len: int = 1,
         patch_len: int = 12,
         stride: int = 6,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ensemble.data.constants import NUM_CLASSES
+
 
 class RecurrentNet(nn.Module):
     cell: type[nn.RNNBase] = nn.LSTM
@@ -12,7 +14,7 @@ class RecurrentNet(nn.Module):
     def __init__(
         self,
         num_features: int,
-        num_classes: int = 3,
+        num_classes: int = NUM_CLASSES,
         seq_len: int = 1,
         hidden_size: int = 64,
         num_layers: int = 1,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ensemble.data.constants import NUM_CLASSES
 from ensemble.models.backbones.tft_blocks import LibraryVariableSelection, VectorisedVariableSelection
 
 VARIABLE_SELECTION = {"vectorised": VectorisedVariableSelection, "library": LibraryVariableSelection}
@@ -37,7 +38,7 @@ class TFTNet(nn.Module):
     def __init__(
         self,
         num_features: int,
-        num_classes: int = 3,
+        num_classes: int = NUM_CLASSES,
         seq_len: int = 1,
         hidden_size: int = 16,
         hidden_continuous_size: int = 8,

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ensemble.data import DataContractError
+from ensemble.data.constants import NUM_CLASSES
 from ensemble.models.backbones.timesfm_weights import TimesFMCheckpointError, load_timesfm
 
 
@@ -59,7 +60,7 @@ class TimesFMNet(nn.Module):
     def __init__(
         self,
         num_features: int,
-        num_classes: int = 3,
+        num_classes: int = NUM_CLASSES,
         seq_len: int = 1,
         checkpoint: str | None = None,
         context_features: list[str] | None = None,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ensemble.data.constants import NUM_CLASSES
+
 
 class TransformerNet(nn.Module):
 
     def __init__(
         self,
         num_features: int,
-        num_classes: int = 3,
+        num_classes: int = NUM_CLASSES,
         seq_len: int = 1,
         d_model: int = 64,
         nhead: int = 4,

@@ -71,9 +71,13 @@ class TreeModel:
         seq_len: int = 1,
     ) -> None:
         if isinstance(class_weights, list) and len(class_weights) != NUM_CLASSES:
-            raise ConfigError(f"model.class_weights needs 3 values (short, flat, long), got {class_weights}")
+            raise ConfigError(
+                f"model.class_weights needs {NUM_CLASSES} values (short, flat, long), got {class_weights}"
+            )
         if isinstance(class_weights, str) and class_weights != "balanced":
-            raise ConfigError(f"model.class_weights must be 3 numbers or 'balanced', got '{class_weights}'")
+            raise ConfigError(
+                f"model.class_weights must be {NUM_CLASSES} numbers or 'balanced', got '{class_weights}'"
+            )
         if window_features not in get_args(WindowFeatures):
             raise ConfigError(f"model.window_features must be 'lags' or 'summary', got '{window_features}'")
         owned = sorted(set(params or {}) & TRAINER_OWNED)

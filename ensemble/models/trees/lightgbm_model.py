@@ -9,6 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from ensemble.data.constants import NUM_CLASSES
 from ensemble.io import atomic_write
 from ensemble.models.trees.base import TreeModel, TreeSplit
 
@@ -60,7 +61,8 @@ class LightGBMModel(TreeModel):
         self._continue = False
 
     def library_params(self) -> dict[str, Any]:
-        params = {"objective": "multiclass", "num_class": 3, "verbosity": -1, **self.named, "seed": self.resolved_seed}
+        params = {"objective": "multiclass", "num_class": NUM_CLASSES, "verbosity": -1, **self.named,
+                  "seed": self.resolved_seed}  # fmt: skip
         if self.device.startswith("cuda"):  # the PyPI wheels carry the OpenCL ("gpu") build, not CUDA
             params.update(device_type="gpu", gpu_device_id=int(self.device.partition(":")[2] or 0))
         if self.n_jobs is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from ensemble.data.constants import NUM_CLASSES
 from ensemble.io import atomic_write
 from ensemble.models.trees.base import TreeModel, TreeSplit
 
@@ -50,7 +51,7 @@ class XGBoostModel(TreeModel):
         self.booster: xgb.Booster | None = None
 
     def library_params(self) -> dict[str, Any]:
-        params = {"objective": "multi:softprob", "num_class": 3, "tree_method": "hist", **self.named}
+        params = {"objective": "multi:softprob", "num_class": NUM_CLASSES, "tree_method": "hist", **self.named}
         params.update(seed=self.resolved_seed, device=self.device)
         if self.n_jobs is not None:
             params["nthread"] = self.n_jobs

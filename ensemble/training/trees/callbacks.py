@@ -7,17 +7,12 @@ resume goes through ``state_dict``/``load_state_dict`` into the checkpoint sidec
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from ensemble.io import atomic_write, write_figure
 from ensemble.models.trees.base import TreeModel, TreeSplit
-from ensemble.training.artifacts import log_figure, log_file, predictions_frame, write_stage
-from ensemble.training.importance import CSV, PNG
-from ensemble.training.plots import feature_importance_figure
+from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
 from ensemble.training.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
 
 if TYPE_CHECKING:
@@ -132,15 +127,7 @@ class ArtifactWriter(TreeCallback):
         write_stage(trainer.log_dir, stage, df, metrics, model.horizon, trainer.loggers, trainer.global_step)
         if self._importance_of != (id(model), model.num_rounds):
             self._importance_of = (id(model), model.num_rounds)
-            write_importance(trainer, model)
-
-
-def write_importance(trainer: TreeTrainer, model: TreeModel) -> None:
-    importance = model.feature_importance().sort_values(ascending=False)
-    plots: Path = trainer.log_dir / "plots"  # beside the nets' FeatureImportance output, same names
-    csv = atomic_write(plots / CSV, lambda p: importance.to_csv(p, index_label="feature"))
-    log_file(trainer.loggers, csv, "plots")
-    fig = feature_importance_figure(importance, f"{model.name} feature importance ({model.num_rounds} rounds)")
-    path = write_figure(plots / PNG, fig)
-    log_figure(trainer.loggers, fig, "feature_importance", path, trainer.global_step)
-    plt.close(fig)
+            importance = model.feature_importance().sort_values(ascending=False)
+            write_importance(trainer.log_dir / "plots", importance, "importance",
+                             f"{model.name} feature importance ({model.num_rounds} rounds)", trainer.loggers,
+                             trainer.global_step)  # fmt: skip

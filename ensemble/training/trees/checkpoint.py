@@ -22,7 +22,7 @@ from typing import Any
 from ensemble.io import atomic_write, remove_partial_writes, write_json
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
 from ensemble.models.trees.base import TreeModel
-from ensemble.training.runs import RunNotFoundError, find_run_checkpoint
+from ensemble.training.runs import RunNotFoundError, checkpoint_to_resume
 
 META_SUFFIX = ".meta.json"
 TREE_CHECKPOINTS = {"last": f"last{META_SUFFIX}", "best": f"best{META_SUFFIX}"}
@@ -106,9 +106,10 @@ def read_checkpoint(path: str | Path, model: TreeModel) -> tuple[Path, dict[str,
     return model_file, state
 
 
-def find_checkpoint(ckpt: str, base: Path) -> tuple[Path, Path | None]:
-    """(sidecar, run dir) of ``last``/``best`` in the newest run under ``base`` holding one, or of a path."""
-    return find_run_checkpoint(ckpt, base, TREE_CHECKPOINTS, _meta_for)
+def find_checkpoint(ckpt: str, base: Path, resuming: bool = False) -> tuple[Path, Path | None]:
+    """(sidecar, run dir) of ``last``/``best`` in the newest run under ``base`` holding one, or of a path;
+    ``resuming`` cleans what a killed predecessor half-wrote in that run."""
+    return checkpoint_to_resume(ckpt, base, resuming, TREE_CHECKPOINTS, _meta_for)
 
 
 def model_file(path: Path) -> Path:

@@ -15,7 +15,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ensemble.data import WindowDataModule
 from ensemble.errors import ConfigError
-from ensemble.io import atomic_write, remove_partial_writes
+from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor
@@ -71,10 +71,9 @@ class TreeJob(Job):
         self.tracking.name = self.tracking.name or model_short_name(self.config)
         self.ckpt, self._run_dir = None, None
         if config.ckpt_path is not None:
-            meta, self._run_dir = find_checkpoint(config.ckpt_path, Path(self.tracking.save_dir) / self.tracking.name)
+            base = Path(self.tracking.save_dir) / self.tracking.name
+            meta, self._run_dir = find_checkpoint(config.ckpt_path, base, resuming=subcommand == "fit")
             self.ckpt = model_file(meta)
-            if subcommand == "fit" and self._run_dir is not None:
-                remove_partial_writes(self._run_dir)  # a resumed run: what its killed predecessor half-wrote
         elif subcommand != "fit":
             raise ConfigError(f"'ensemble {subcommand}' of a tree model needs --ckpt_path (last, best or a file)")
         init = parser.instantiate_classes(config)
@@ -106,7 +105,7 @@ class TreeJob(Job):
         self._run_dir = self._run_dir or claim_run_dir(Path(self.tracking.save_dir) / self.tracking.name)
         self.trainer.default_root_dir = self._run_dir
         if self._logger in (None, True):
-            self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name)
+            self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name, lightning=False)
         if self.subcommand == "fit" or not (self._run_dir / "config.yaml").exists():  # evaluations keep fit's
             text = self.parser.dump(self.namespace, skip_none=False)
             atomic_write(self._run_dir / "config.yaml", lambda p: p.write_text(text))

@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ensemble.data import WindowDataModule
+from ensemble.data.constants import NUM_CLASSES
 from ensemble.errors import ConfigError
 from ensemble.metrics.arrays import score_probabilities
 from ensemble.models.trees.base import TreeModel, TreeSplit
@@ -133,7 +134,7 @@ class TreeTrainer:
             callback.load_state_dict(state.get("callbacks", {}).get(type(callback).__name__) or callback.state_dict())
         for logger in self.loggers:
             logger.log_hyperparams({**model.hparams(), "rounds_per_epoch": self.rounds_per_epoch})
-        self._check_monitors(self.evaluate(np.full((len(val.y), 3), 1 / 3), val, "val", model))
+        self._check_monitors(self.evaluate(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val", model))
         if self.enable_model_summary:
             print(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
                   f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")  # fmt: skip

@@ -1,0 +1,150 @@
+"""The nets' Lightning callbacks: ``ArtifactWriter`` (predictions, metrics.json, plots of every evaluation)
+and ``FeatureImportance`` (a backbone's variable-selection weights, TFT's, as a table and a plot).
+
+Both write through ``training/artifacts.py``, the writers trees and blends use too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
+
+_STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
+
+
+class ArtifactWriter(Callback):
+    """Collects predictions in ``validate``/``test``/``predict`` runs and writes the run's artifacts.
+
+    During ``fit`` it stays out of the way: the CLI evaluates the best checkpoint afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[dict[str, torch.Tensor]] = []
+
+    def _collect(self, trainer: Trainer, outputs: Any, batch: dict[str, torch.Tensor]) -> None:
+        if trainer.state.fn == "fit" or trainer.sanity_checking:
+            return
+        keep = {k: batch[k].detach().cpu() for k in ("y", "time", "symbol", "fwd_return", "row")}
+        self._parts.append({**keep, "probs": outputs["probs"].detach().float().cpu()})
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def _gathered(self, trainer: Trainer) -> dict[str, np.ndarray]:
+        local = {k: torch.cat([p[k] for p in self._parts]).numpy() for k in self._parts[0]} if self._parts else {}
+        self._parts = []
+        if trainer.world_size == 1:
+            return local
+        everyone: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(everyone, local)
+        merged = [part for part in everyone if part]
+        return {k: np.concatenate([part[k] for part in merged]) for k in merged[0]}
+
+    def _finish(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            return
+        split = _STAGE_SPLIT[trainer.state.fn.value]
+        dm = trainer.datamodule
+        if split == "predict":
+            split = dm.predict_split
+        parts = self._gathered(trainer)
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank asks
+        if not trainer.is_global_zero or not parts:
+            return
+        prefix = f"{split}/"
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+        stage_name = "predict" if trainer.state.fn.value == "predict" else split
+        df = predictions_frame(parts, dm.panel(split).symbols)
+        write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+
+class FeatureImportance(Callback):
+    """In ``validate``/``test`` runs (not during ``fit``), average the per-feature selection weights
+    over every evaluated sample and write ``plots/feature_importance.csv`` (one column per evaluated
+    split) and ``plots/feature_importance.png`` (the split evaluated last), logged like other plots.
+
+    Args:
+        top: how many features the plot shows.
+    """
+
+    def __init__(self, top: int = 30) -> None:
+        self.top = top
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+
+    @staticmethod
+    def _applies(trainer: Trainer, pl_module: LightningModule) -> bool:
+        return (
+            trainer.state.fn in ("validate", "test")
+            and not trainer.sanity_checking
+            and hasattr(getattr(pl_module, "net", None), "variable_weights")
+        )
+
+    def _reset(self) -> None:
+        self._sum, self._count = None, 0
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset()
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset()
+
+    def _collect(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._applies(trainer, pl_module):
+            return
+        weights = pl_module.net.variable_weights.detach().float()  # (B, F), this batch's forward
+        total = weights.sum(dim=0)
+        self._sum = total if self._sum is None else self._sum + total
+        self._count += weights.shape[0]
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, pl_module)
+
+    def _finish(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._applies(trainer, pl_module):
+            return
+        names = list(getattr(trainer.datamodule, "feature_names", None) or pl_module.hparams["feature_names"])
+        local = torch.zeros(len(names) + 1, device=pl_module.device)  # every rank joins the reduce
+        if self._sum is not None:
+            local[:-1] += self._sum.to(local.device)
+            local[-1] = self._count
+        total = trainer.strategy.reduce(local, reduce_op="sum")
+        self._reset()
+        if not trainer.is_global_zero or total[-1] == 0:
+            return
+        split = "val" if trainer.state.fn == "validate" else "test"
+        importance = pd.Series((total[:-1] / total[-1]).cpu().numpy(), index=pd.Index(names, name="feature"))
+        plots = Path(trainer.log_dir or trainer.default_root_dir) / "plots"
+        write_importance(plots, importance, split, f"mean variable-selection weight ({split})", trainer.loggers,
+                         trainer.global_step, top=self.top)  # fmt: skip
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish(trainer, pl_module)
