@@ -43,8 +43,8 @@ def scores(name: str, root, seq_len: int = 1) -> list[float]:
     model = MODELS[name]()
     trainer.fit(model, dm)
     val, test = (
-        trainer.evaluate(*_probs(model, dm, "val"), "val", model),
-        trainer.evaluate(*_probs(model, dm, "test"), "test", model),
+        model.score(*_probs(model, dm, "val"), "val"),
+        model.score(*_probs(model, dm, "test"), "test"),
     )
     return [val["val/f1_macro"], test["test/f1_macro"]]
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+
+class RunLogger(Protocol):
+    """What ``TreeTrainer`` asks of a logger; these and Lightning's loggers (TensorBoard, MLflow, CSV) qualify."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_hyperparams(self, params: Any) -> None: ...
+
+    def finalize(self, status: str) -> None: ...
 
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -36,7 +36,7 @@ class EnsembleCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # resume rewrites the same run's config
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})  # the CLI prints one clear line instead
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "prog": "ensemble"})  # one-line errors
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_QUIET)
             super().__init__(LightningModule, WindowDataModule, *args, subclass_mode_model=True, **kwargs)

@@ -18,6 +18,7 @@ import torch
 
 from ensemble.data import NUM_CLASSES, SplitPanel
 from ensemble.errors import ConfigError
+from ensemble.metrics.arrays import score_probabilities
 from ensemble.models.trees.design import WindowFeatures, design_matrix, design_names
 
 # Library parameters that would fight the trainer's own round count and early stopping.
@@ -127,6 +128,14 @@ class TreeModel:
             fwd_return=take(panel.fwd_return),
             symbols=list(panel.symbols),
         )
+
+    def score(self, probs: np.ndarray, data: TreeSplit, stage: str) -> dict[str, float]:
+        """The shared metric suite of ``probs`` (N, 3) on ``data``, plus ``{stage}/loss`` (the nets' key;
+        trees optimise log loss)."""
+        metrics = score_probabilities(stage, probs, data.y, data.time, data.fwd_return, self.horizon,
+                                      self.bars_per_year)  # fmt: skip
+        metrics[f"{stage}/loss"] = metrics[f"{stage}/log_loss"]
+        return metrics
 
     def sample_weight(self, train: TreeSplit) -> np.ndarray | None:
         """Per-row training weight: class weight x sample weight, or None when both are off."""

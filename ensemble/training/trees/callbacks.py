@@ -7,10 +7,12 @@ resume goes through ``state_dict``/``load_state_dict`` into the checkpoint sidec
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel, TreeSplit
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
 from ensemble.training.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
@@ -28,6 +30,20 @@ class TreeCallback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def check_monitors(callbacks: list[TreeCallback], metrics: dict[str, float]) -> None:
+    """Fail before the first round, not after it, on a callback that watches a metric that does not exist.
+
+    Raises:
+        ConfigError: naming the callback, its monitor and the metrics there are.
+    """
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if monitor is not None and monitor not in metrics:
+            raise ConfigError(
+                f"{type(callback).__name__} monitor '{monitor}' is not a metric; use one of {sorted(metrics)}"
+            )
 
 
 def _improves(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -110,6 +126,36 @@ class ModelCheckpoint(TreeCallback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_model_score, self.best_round = state["best_model_score"], state["best_round"]
+
+
+class ProgressBar(TreeCallback):
+    """A tqdm bar over boosting rounds on a terminal; elsewhere (CI, a log file, an experiment cell) one line
+    per epoch, so logs hold progress without a redrawn bar."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def on_fit_start(self, trainer: TreeTrainer, model: TreeModel) -> None:
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=trainer.max_epochs * trainer.rounds_per_epoch, initial=trainer.global_step,
+                             unit="round", desc=f"{model.name} epoch {trainer.current_epoch}")  # fmt: skip
+
+    def on_epoch_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
+        f1 = trainer.callback_metrics["val/f1_macro"]
+        if self._bar is None:
+            print(f"{model.name} epoch {trainer.current_epoch}: {model.num_rounds} rounds, val/f1_macro {f1:.4f}",
+                  flush=True)  # fmt: skip
+            return
+        self._bar.update(model.num_rounds - self._bar.n)
+        self._bar.set_description(f"{model.name} epoch {trainer.current_epoch}")
+        self._bar.set_postfix({"val/f1_macro": f"{f1:.4f}"})
+
+    def on_fit_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class ArtifactWriter(TreeCallback):

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ensemble.data import WindowDataModule
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.errors import ConfigError
-from ensemble.metrics.arrays import score_probabilities
-from ensemble.models.trees.base import TreeModel, TreeSplit
-from ensemble.training.trees.callbacks import ModelCheckpoint, TreeCallback
+from ensemble.models.trees.base import TreeModel
+from ensemble.training.loggers import RunLogger
+from ensemble.training.trees.callbacks import ModelCheckpoint, ProgressBar, TreeCallback, check_monitors
 from ensemble.training.trees.checkpoint import read_checkpoint
 from ensemble.training.trees.devices import single_device
-
-
-class RunLogger(Protocol):
-    """What the trainer asks of a logger; Lightning's loggers (TensorBoard, MLflow, CSV) all qualify."""
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-
-    def log_hyperparams(self, params: Any) -> None: ...
-
-    def finalize(self, status: str) -> None: ...
-
 
 _SETUP_STAGE = {"val": "validate", "test": "test"}
 
@@ -42,12 +30,12 @@ class TreeTrainer:
         accelerator: ``cpu`` (default: GPU tree training changes results), ``cuda``/``gpu`` or ``auto``.
         devices: exactly one device; a one-element list picks the GPU index.
         strategy: single-device only.
-        callbacks: e.g. ``ensemble.trees.EarlyStopping``; a ``ModelCheckpoint`` is added when missing.
-        enable_progress_bar: a tqdm bar over rounds.
+        callbacks: e.g. ``ensemble.training.trees.EarlyStopping``; a ``ModelCheckpoint`` is added when missing.
+        enable_progress_bar: a bar over rounds on a terminal, else one line per epoch.
         enable_model_summary: print the model, its data and its library parameters when fit starts.
         enable_checkpointing: add the default ``ModelCheckpoint`` when none is given.
-        logger: Lightning loggers (TensorBoard, MLflow, ...); the CLI builds the run's from ``tracking``.
-        default_root_dir: the run directory (``log_dir``); a fresh ``lightning_logs/<model>/version_N`` if None.
+        logger: loggers (``RunLogger``s: ours, or Lightning's); the training layer builds the run's from ``tracking``.
+        default_root_dir: the run directory (``log_dir``) it writes into; the training layer claims it.
     """
 
     def __init__(
@@ -73,9 +61,11 @@ class TreeTrainer:
         self.callbacks = list(callbacks or [])
         if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
             self.callbacks.append(ModelCheckpoint())
+        if enable_progress_bar:
+            self.callbacks.append(ProgressBar())
         # checkpoints last, so they store the other callbacks' updated state (Lightning's order too)
         self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
-        self.enable_progress_bar, self.enable_model_summary = enable_progress_bar, enable_model_summary
+        self.enable_model_summary = enable_model_summary
         self.loggers: list[RunLogger] = list(logger) if isinstance(logger, list) else []
         self.default_root_dir = Path(default_root_dir) if default_root_dir is not None else None
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
@@ -98,14 +88,6 @@ class TreeTrainer:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
-
-    def evaluate(self, probs: np.ndarray, data: TreeSplit, stage: str, model: TreeModel) -> dict[str, float]:
-        """The shared metric suite on ``probs`` (N, 3) for ``data``, plus ``{stage}/loss`` (the nets' key;
-        trees optimise log loss)."""
-        metrics = score_probabilities(stage, probs, data.y, data.time, data.fwd_return, model.horizon,
-                                      model.bars_per_year)  # fmt: skip
-        metrics[f"{stage}/loss"] = metrics[f"{stage}/log_loss"]
-        return metrics
 
     def checkpoint_state(self) -> dict[str, Any]:
         callbacks = {type(c).__name__: c.state_dict() for c in self.callbacks}
@@ -134,44 +116,24 @@ class TreeTrainer:
             callback.load_state_dict(state.get("callbacks", {}).get(type(callback).__name__) or callback.state_dict())
         for logger in self.loggers:
             logger.log_hyperparams({**model.hparams(), "rounds_per_epoch": self.rounds_per_epoch})
-        self._check_monitors(self.evaluate(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val", model))
+        check_monitors(self.callbacks, model.score(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val"))
         if self.enable_model_summary:
             print(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
                   f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")  # fmt: skip
         del train  # the library holds its own copy
         self.trigger("on_fit_start", model)
-        bar = tqdm(
-            total=self.max_epochs * self.rounds_per_epoch,
-            initial=self.global_step,
-            unit="round",
-            desc=f"{model.name} epoch {self.current_epoch}",
-            disable=not self.enable_progress_bar,
-        )
         while self.current_epoch < self.max_epochs and not self.should_stop:
             model.boost(self.rounds_per_epoch)
             if model.num_rounds == self.global_step:  # LightGBM stops adding trees once no split is allowed
                 warnings.warn(f"{model.name} added no tree in epoch {self.current_epoch}: stopping", stacklevel=2)
                 break
             self.global_step = model.num_rounds
-            self.callback_metrics = self.evaluate(model.val_proba(), val, "val", model)
+            self.callback_metrics = model.score(model.val_proba(), val, "val")
             self.log_metrics({**self.callback_metrics, "epoch": self.current_epoch})
             self.trigger("on_epoch_end", model)
-            bar.update(self.rounds_per_epoch)
-            bar.set_description(f"{model.name} epoch {self.current_epoch}")
-            bar.set_postfix({"val/f1_macro": f"{self.callback_metrics['val/f1_macro']:.4f}"})
             self.current_epoch += 1
-        bar.close()
         self.trigger("on_fit_end", model)
         self._finalize()
-
-    def _check_monitors(self, metrics: dict[str, float]) -> None:
-        # fail before the first round, not after it
-        for callback in self.callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if monitor is not None and monitor not in metrics:
-                raise ConfigError(
-                    f"{type(callback).__name__} monitor '{monitor}' is not a metric; use one of {sorted(metrics)}"
-                )
 
     def _run_split(self, model: TreeModel, datamodule: WindowDataModule, split: str, ckpt_path: str | Path | None):
         self._setup(model)
@@ -187,7 +149,7 @@ class TreeTrainer:
 
     def _evaluate(self, model: TreeModel, datamodule: WindowDataModule, split: str, ckpt_path) -> dict[str, float]:
         data, probs = self._run_split(model, datamodule, split, ckpt_path)
-        metrics = self.evaluate(probs, data, split, model)
+        metrics = model.score(probs, data, split)
         self.log_metrics(metrics)
         self.trigger("on_evaluate_end", model, split, data, probs, metrics)
         self._finalize()
