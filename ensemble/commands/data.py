@@ -37,9 +37,9 @@ def _run(args: argparse.Namespace) -> int:
         for split, path in paths.items():
             print(f"{split:<6} {path}")
         return 0
-    from ensemble.data import WindowDataModule
+    from ensemble.data.split_data import SplitData
 
-    dm = WindowDataModule(
+    dm = SplitData(
         root=args.root,
         horizon=args.horizon,
         seq_len=args.seq_len,

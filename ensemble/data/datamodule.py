@@ -1,158 +1,28 @@
-"""``WindowDataModule``: the upstream splits as symbol-isolated, past-only windows."""
+"""``WindowDataModule``: the upstream splits as symbol-isolated, past-only windows, for Lightning."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
-from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
-from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
-from ensemble.data.panel import SplitPanel, load_split, open_parquet, read_keys, read_roles
-from ensemble.data.splits import check_no_overlap, check_symbol_lengths, with_context
-from ensemble.data.windows import WindowLoader, valid_ends
-
-_STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+from ensemble.data.split_data import SplitData
+from ensemble.data.windows import WindowLoader
 
 
-class WindowDataModule(pl.LightningDataModule):
-    """Train/val/test parquet splits served as (B, L, F) windows ending at labelled rows.
-
-    Args:
-        root: folder holding the three split files. The default demo folder is generated on first use.
-        horizon: label horizon H; reads ``label_h{H}``, ``fwd_return_h{H}`` and ``sample_weight_h{H}``.
-        seq_len: window length L (1 gives plain tabular rows, as trees use).
-        batch_size: training windows per batch; ``eval_batch_size`` for val/test/predict (default: same).
-        exclude: extra column patterns (fnmatch) that are never features.
-        context_from_previous_split: val/test windows may start in the end of the preceding split
-            (past features only; those rows never become targets).
-        data_on_device: keep the split tensors on the trainer's device and gather batches there.
-        seed: seeds the per-epoch shuffle.
-        bars_per_year: bars in a year at this data's frequency, for annualised trading metrics.
-        predict_split: which split ``ensemble predict`` runs on.
+class WindowDataModule(SplitData, pl.LightningDataModule):
+    """``SplitData`` served as (B, L, F) window batches ending at labelled rows: seeded per-epoch shuffles,
+    disjoint DDP shards, and (``data_on_device``) splits kept on the trainer's device. Arguments: ``SplitData``.
     """
 
-    def __init__(
-        self,
-        root: str = DEFAULT_DEMO_ROOT,
-        horizon: int = 5,
-        seq_len: int = 1,
-        batch_size: int = 512,
-        eval_batch_size: int | None = None,
-        train_file: str = "train_scaled.parquet",
-        val_file: str = "val_scaled.parquet",
-        test_file: str = "test_scaled.parquet",
-        datetime_col: str = "datetime",
-        symbol_col: str = "symbol",
-        exclude: list[str] | None = None,
-        context_from_previous_split: bool = False,
-        data_on_device: bool = False,
-        seed: int = 0,
-        bars_per_year: float = 252.0,
-        predict_split: str = "test",
-    ) -> None:
-        super().__init__()
-        if seq_len < 1:
-            raise DataContractError(f"data.seq_len must be >= 1, got {seq_len}")
-        if horizon < 1:
-            raise DataContractError(f"data.horizon must be >= 1, got {horizon}")
-        if predict_split not in SPLITS:
-            raise DataContractError(f"data.predict_split must be one of {SPLITS}, got '{predict_split}'")
-        self.save_hyperparameters()
-        self.root = Path(root)
-        self.horizon = horizon
-        self.seq_len = seq_len
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.files = {"train": train_file, "val": val_file, "test": test_file}
-        self.exclude = tuple(exclude or ())
-        self.context_from_previous_split = context_from_previous_split
-        self.data_on_device = data_on_device
-        self.seed = seed
-        self.bars_per_year = bars_per_year
-        self.predict_split = predict_split
-        self.panels: dict[str, SplitPanel] = {}
-        self.ends: dict[str, torch.Tensor] = {}
-        self._roles: ColumnRoles | None = None
-
-    # -- schema, read lazily so LightningCLI can link these into the model right after __init__
-    def path(self, split: str) -> Path:
-        return self.root / self.files[split]
-
-    @property
-    def roles(self) -> ColumnRoles:
-        if self._roles is None:
-            self._ensure_demo()
-            roles = read_roles(self.path("train"), self.hparams.datetime_col, self.hparams.symbol_col, self.exclude)
-            roles.require_horizon(self.horizon, self.path("train"))
-            self._roles = roles
-        return self._roles
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.roles.features)
-
-    @property
-    def num_features(self) -> int:
-        return len(self.roles.features)
-
-    @property
-    def num_classes(self) -> int:
-        return NUM_CLASSES
-
-    def _ensure_demo(self) -> None:
-        if self.path("train").exists():
-            return
-        if self.root.as_posix().rstrip("/") != DEFAULT_DEMO_ROOT:
-            raise DataContractError(f"{self.path('train')}: file not found (data.root='{self.root}')")
-        from ensemble.data.demo import make_demo_splits
-
-        print(f"Demo data not found: generating it in {self.root} (one time, deterministic) ...")
-        make_demo_splits(self.root)
-
-    # -- loading
-    def _check_all_splits(self) -> None:
-        roles = self.roles
-        keys = []
-        for split in SPLITS:
-            path = self.path(split)
-            pf = open_parquet(path)
-            other = read_roles(path, roles.datetime, roles.symbol, self.exclude)
-            check_same_features(roles, other, self.path("train"), path)
-            other.require_horizon(self.horizon, path)
-            keys.append((path, *read_keys(pf, path, roles)))
-        check_no_overlap(keys)
-
-    def panel(self, split: str) -> SplitPanel:
-        """The loaded split (with borrowed context if enabled), loading it on first use."""
-        if split not in self.panels:
-            panel = load_split(self.path(split), self.roles, self.horizon)
-            index = SPLITS.index(split)
-            if self.context_from_previous_split and index > 0:
-                panel = with_context(panel, self.panel(SPLITS[index - 1]), self.seq_len)
-            check_symbol_lengths(panel, self.seq_len)
-            ends = valid_ends(panel, self.seq_len)
-            if ends.numel() == 0:
-                raise DataContractError(f"{panel.path}: no labelled row can end a window of seq_len={self.seq_len}")
-            device = self._device()
-            if device is not None:
-                panel = _to_device(panel, device)
-                ends = ends.to(device)
-            self.panels[split], self.ends[split] = panel, ends
-        return self.panels[split]
+    def _record_hyperparameters(self, frame: Any) -> None:
+        self.save_hyperparameters(frame=frame)
 
     def _device(self) -> torch.device | None:
         if not self.data_on_device or self.trainer is None:
             return None
         return self.trainer.strategy.root_device
-
-    def setup(self, stage: str) -> None:
-        if not self.panels:
-            self._check_all_splits()
-        for split in _STAGE_SPLITS.get(stage, (self.predict_split,)):
-            self.panel(split)
 
     # -- loaders
     def _loader(self, split: str, shuffle: bool) -> WindowLoader:
@@ -181,22 +51,3 @@ class WindowDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> WindowLoader:
         return self._loader(self.predict_split, shuffle=False)
-
-    def describe(self) -> str:
-        """A short human summary of the splits and their windows."""
-        lines = [
-            f"root={self.root}  horizon={self.horizon}  seq_len={self.seq_len}  features={self.num_features}",
-            f"{'split':<6}{'rows':>10}{'symbols':>9}{'windows':>10}  short/flat/long   time range",
-        ]
-        for split in SPLITS:
-            p, ends = self.panel(split), self.ends[split]
-            counts = torch.bincount(p.label[ends].cpu(), minlength=NUM_CLASSES).tolist()
-            share = "/".join(f"{c / max(1, sum(counts)):.2f}" for c in counts)
-            t0, t1 = (str(np.datetime64(int(v), "ns"))[:16] for v in (p.time.min(), p.time.max()))
-            lines.append(f"{split:<6}{len(p):>10}{len(p.symbols):>9}{len(ends):>10}  {share:<16} {t0} .. {t1}")
-        return "\n".join(lines)
-
-
-def _to_device(panel: SplitPanel, device: torch.device) -> SplitPanel:
-    fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(panel).items()}
-    return SplitPanel(**fields)

@@ -20,6 +20,7 @@ import catboost
 import numpy as np
 import pandas as pd
 
+from ensemble.errors import ConfigError
 from ensemble.io import atomic_write
 from ensemble.models.trees.base import TreeModel, TreeSplit
 
@@ -85,7 +86,7 @@ class CatBoostModel(TreeModel):
         if init_from is not None:
             snapshot = init_from.with_suffix(SNAPSHOT_SUFFIX)
             if not snapshot.is_file():  # only "last" keeps one: best is for evaluating, not for continuing
-                raise FileNotFoundError(
+                raise ConfigError(
                     f"{init_from}: CatBoost continues from its training snapshot ({snapshot.name}), which only "
                     "the 'last' checkpoint keeps; resume with --ckpt_path last"
                 )

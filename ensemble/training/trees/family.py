@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ensemble.data import WindowDataModule
+from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
@@ -47,7 +47,7 @@ def tree_parser(subcommand: str = "fit") -> ArgumentParser:
     parser.add_argument("--seed_everything", type=bool | int, default=0, help="seed; True draws one, False skips")
     parser.add_class_arguments(TreeTrainer, "trainer", skip={"default_root_dir"}, instantiate=False)
     parser.add_subclass_arguments(TreeModel, "model", required=True)
-    parser.add_class_arguments(WindowDataModule, "data")
+    parser.add_class_arguments(SplitData, "data")
     parser.add_class_arguments(Tracking, "tracking")
     parser.add_class_arguments(ModelCheckpoint, "checkpoint")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="last, best, or a checkpoint file")

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.data import WindowDataModule
 from ensemble.data.constants import NUM_CLASSES
+from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel
 from ensemble.training.loggers import RunLogger
@@ -103,7 +103,7 @@ class TreeTrainer:
             raise ConfigError("TreeTrainer needs default_root_dir, the run folder it writes into")
         model.device = self.device
 
-    def fit(self, model: TreeModel, datamodule: WindowDataModule, ckpt_path: str | Path | None = None) -> None:
+    def fit(self, model: TreeModel, datamodule: SplitData, ckpt_path: str | Path | None = None) -> None:
         """Boost until ``max_epochs`` or a callback sets ``should_stop``; ``ckpt_path`` continues a checkpoint."""
         self._setup(model)
         datamodule.setup("fit")
@@ -135,7 +135,7 @@ class TreeTrainer:
         self.trigger("on_fit_end", model)
         self._finalize()
 
-    def _run_split(self, model: TreeModel, datamodule: WindowDataModule, split: str, ckpt_path: str | Path | None):
+    def _run_split(self, model: TreeModel, datamodule: SplitData, split: str, ckpt_path: str | Path | None):
         self._setup(model)
         if ckpt_path is not None:
             model_file, state = read_checkpoint(ckpt_path, model)
@@ -147,7 +147,7 @@ class TreeTrainer:
         data = model.split(datamodule.panel(split), datamodule.ends[split])
         return data, model.predict_proba(data.X)
 
-    def _evaluate(self, model: TreeModel, datamodule: WindowDataModule, split: str, ckpt_path) -> dict[str, float]:
+    def _evaluate(self, model: TreeModel, datamodule: SplitData, split: str, ckpt_path) -> dict[str, float]:
         data, probs = self._run_split(model, datamodule, split, ckpt_path)
         metrics = model.score(probs, data, split)
         self.log_metrics(metrics)
@@ -155,16 +155,16 @@ class TreeTrainer:
         self._finalize()
         return metrics
 
-    def validate(self, model: TreeModel, datamodule: WindowDataModule, ckpt_path: str | Path | None = None) -> dict:
+    def validate(self, model: TreeModel, datamodule: SplitData, ckpt_path: str | Path | None = None) -> dict:
         """Metrics (``val/...``) of the model, or of the checkpoint at ``ckpt_path``, on the val split."""
         return self._evaluate(model, datamodule, "val", ckpt_path)
 
-    def test(self, model: TreeModel, datamodule: WindowDataModule, ckpt_path: str | Path | None = None) -> dict:
+    def test(self, model: TreeModel, datamodule: SplitData, ckpt_path: str | Path | None = None) -> dict:
         """Metrics (``test/...``) of the model, or of the checkpoint at ``ckpt_path``, on the test split."""
         return self._evaluate(model, datamodule, "test", ckpt_path)
 
     def predict(
-        self, model: TreeModel, datamodule: WindowDataModule, ckpt_path: str | Path | None = None
+        self, model: TreeModel, datamodule: SplitData, ckpt_path: str | Path | None = None
     ) -> np.ndarray:
         """(N, 3) class probabilities on ``data.predict_split``, written to ``predictions/predict.parquet``."""
         data, probs = self._run_split(model, datamodule, datamodule.predict_split, ckpt_path)
