@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from ensemble.cli_errors import one_line, user_error
+from ensemble.errors import Preempted
 
 # subcommand -> (module under ensemble.commands, function, help line)
 COMMANDS = {
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         return _dispatch([a for a in argv if a != "--debug"])
+    except Preempted as stop:
+        print(f"ensemble: stopped: {stop.message}", file=sys.stderr)
+        return Preempted.EXIT_CODE
     except Exception as err:
         found = user_error(err)
         if debug or found is None:

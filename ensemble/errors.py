@@ -33,3 +33,14 @@ def one_line(err: BaseException) -> str:
     reason = useful[deepest].strip(" -")
     where = [ln.strip(" -").rstrip(":") for ln in useful[:deepest]]
     return f"{reason} ({' > '.join(where)})" if where else reason
+
+
+class Preempted(SystemExit):
+    """The job was told to stop (SIGTERM: how SLURM and Kubernetes pre-empt). It exits with 143 (128 +
+    SIGTERM), so a scheduler records a failure, never a success; the message says how to resume."""
+
+    EXIT_CODE = 143
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.EXIT_CODE)
+        self.message = message

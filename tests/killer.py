@@ -1,6 +1,6 @@
 """Callbacks for crash tests: at one (epoch, batch) a net's run, or at one epoch a tree's run, drops a
-marker file and stalls, so the test can SIGKILL the process mid-training. They change nothing in the
-training itself."""
+marker file and stalls, so the test can SIGKILL (or SIGTERM) the process mid-training. They change nothing
+in the training itself. A stall ends early once the trainer has seen a SIGTERM, as real work would."""
 
 import time
 from pathlib import Path
@@ -17,7 +17,7 @@ class StallAt(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             self.marker.write_text("stalled")
-            time.sleep(600)
+            _stall(lambda: trainer.received_sigterm)
 
 
 class TreeStallAt(TreeCallback):
@@ -44,8 +44,15 @@ class TreeStallAt(TreeCallback):
 
     def on_epoch_end(self, trainer, model) -> None:
         if self.during is None and trainer.current_epoch == self.epoch:
-            self.stall()
+            self.stall(trainer)
 
-    def stall(self) -> None:
+    def stall(self, trainer=None) -> None:
         self.marker.write_text("stalled")
-        time.sleep(600)
+        _stall(lambda: trainer is not None and trainer.should_stop)
+
+
+def _stall(stopped, seconds: float = 600) -> None:
+    """Sleep up to ``seconds``, in short naps so a SIGTERM handler's flag (``stopped()``) ends it."""
+    end = time.time() + seconds
+    while time.time() < end and not stopped():
+        time.sleep(0.05)

@@ -24,6 +24,8 @@ HELP = {
     "pruner": "median (default), hyperband or none",
     "seed": "sampler seed (give each parallel worker its own, or none)",
     "out": "folder for best.yaml, trials.csv and plots (default: tune/<study_name>)",
+    "heartbeat": "seconds between a worker's heartbeats (RDB storages); a dead worker's trial turns FAIL; 0: off",
+    "retries": "how often a trial whose worker died is retried with the same parameters",
 }
 
 
@@ -34,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     for f in fields(TuneConfig):
         if f.name == "extra":
             continue
-        kind = int if f.name in ("n_trials", "seed") else str
+        kind = int if f.name in ("n_trials", "seed", "heartbeat", "retries") else str
         p.add_argument(f"--tune.{f.name}", dest=f.name, type=kind, default=getattr(defaults, f.name),
                        help=f"{HELP[f.name]} (default: %(default)s)")
     return p

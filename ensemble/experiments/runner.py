@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ensemble.ensembling.blend import blend
+from ensemble.errors import ConfigError
+from ensemble.experiments.cells import fingerprint, finished_runs, record_cell, run_cell
 from ensemble.experiments.leaderboard import row, write_leaderboard
 from ensemble.models.registry import get_model, list_models
-from ensemble.training.config import config_from_flags, merge, resolve_config
+from ensemble.training.config import config_from_flags, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 
 
@@ -29,6 +29,8 @@ class Experiment:
         model_args: extra flags per model name (the same form).
         blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
+        on_change: a cell whose finished run was trained with another config (edited ``fit_args``, another
+            config file): ``rerun`` trains it again as a new version, ``refuse`` stops before any cell runs.
     """
 
     name: str = "baseline"
@@ -43,13 +45,7 @@ class Experiment:
     mlflow: bool = False
     mlflow_uri: str = "sqlite:///mlflow.db"
     mlflow_experiment: str = "ensemble"
-
-
-def finished_run(base: Path) -> Path | None:
-    """The newest run under ``base`` whose metrics.json holds test results."""
-    done = [p.parent for p in sorted(base.glob("version_*/metrics.json"))
-            if "test/f1_macro" in json.loads(p.read_text())]
-    return done[-1] if done else None
+    on_change: Literal["rerun", "refuse"] = "rerun"
 
 
 def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> dict[str, Any]:
@@ -58,41 +54,13 @@ def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: s
     config = resolve_config(Path(exp.configs_dir) / Path(get_model(model).config).name, {
         "data.root": exp.data_root, "data.horizon": horizon, "tracking.save_dir": str(runs),
         "tracking.name": f"{model}_h{horizon}", "trainer.enable_progress_bar": False})  # fmt: skip
-    config = merge(config, config_from_flags(exp.fit_args))
-    config = merge(config, config_from_flags(exp.model_args.get(model, [])))
+    config = config_from_flags(exp.fit_args, base=config)
+    config = config_from_flags(exp.model_args.get(model, []), base=config)
     if parent:
         config = resolve_config(config, {"tracking.mlflow": True, "tracking.mlflow_uri": exp.mlflow_uri,
                                          "tracking.experiment": exp.mlflow_experiment,
                                          "tracking.parent_run_id": parent})  # fmt: skip
     return config
-
-
-def _fit_cell(config: dict[str, Any], log: str) -> None:
-    """A cell's process: its output goes to the cell's log; a user error is its log's last line."""
-    import os
-    import sys
-
-    from ensemble.errors import EnsembleError
-    from ensemble.training.family import build
-
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    try:
-        build(config).fit()
-    except EnsembleError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
-def run_cell(config: dict[str, Any], log: Path) -> tuple[int, str]:
-    """Fit ``config`` in a fresh process (isolated memory and failures); (exit code, last log line)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    proc = multiprocessing.get_context("spawn").Process(target=_fit_cell, args=(config, str(log)))
-    proc.start()
-    proc.join()
-    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-    return proc.exitcode or 0, (lines or ["no output"])[-1]
 
 
 def default_models(exp: Experiment) -> list[str]:
@@ -116,17 +84,29 @@ def run_experiment(exp: Experiment) -> list[dict]:
     runs = out / "runs"
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
-    rows, cells = [], [(m, h) for h in exp.horizons for m in models]
-    for i, (model, horizon) in enumerate(cells, 1):
+    cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
+    stale = [(f"{m}_h{h}", done[-1][0]) for m, h, c in cells
+             if (done := finished_runs(runs / f"{m}_h{h}")) and fingerprint(c) not in {f for _, f in done}]
+    if stale and exp.on_change == "refuse":  # before any cell trains
+        raise ConfigError(f"{stale[0][0]}: its finished run {stale[0][1]} was trained with another config; "
+                          f"set on_change: rerun to train the {len(stale)} changed cell(s) again")  # fmt: skip
+    rows = []
+    for i, (model, horizon, config) in enumerate(cells, 1):
         cell = f"{model}_h{horizon}"
-        done = finished_run(runs / cell)
-        if done is not None:
-            print(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({done})", flush=True)
-            rows.append(row(model, horizon, "member", done, "done"))
+        before = finished_runs(runs / cell)
+        match = [run for run, fp in before if fp == fingerprint(config)]
+        if match:
+            print(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({match[-1]})", flush=True)
+            rows.append(row(model, horizon, "member", match[-1], "done"))
             continue
+        if before:
+            print(f"[{i}/{len(cells)}] {cell}: config changed since {before[-1][0]}, training it again", flush=True)
         start = time.perf_counter()
-        code, error = run_cell(cell_config(exp, model, horizon, runs, parent), runs / cell / "cell.log")
-        done = finished_run(runs / cell)
+        code, error = run_cell(config, runs / cell)
+        new = [run for run, _ in finished_runs(runs / cell) if run not in {r for r, _ in before}]
+        done = new[-1] if new else None
+        if done is not None:
+            record_cell(done, config)
         if code != 0 or done is None:  # reported and recorded; the other cells go on
             print(f"[{i}/{len(cells)}] {cell}: FAILED ({error})", flush=True)
             rows.append(row(model, horizon, "member", None, "failed", error))

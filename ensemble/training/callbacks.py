@@ -148,3 +148,18 @@ class FeatureImportance(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)
+
+
+class PreemptionCheckpoint(Callback):
+    """On SIGTERM (a scheduler pre-empting the job) save a resumable ``last.ckpt`` where the run's
+    checkpoints go, whatever the epoch, and note its path on the exception (``checkpoint``); Lightning then
+    stops and the family layer exits with 143."""
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        callback = trainer.checkpoint_callback
+        if isinstance(exception, SIGTERMException) and callback is not None and callback.dirpath:
+            saved = Path(callback.dirpath) / "last.ckpt"
+            trainer.save_checkpoint(saved)  # every rank calls it: a collective under DDP
+            exception.checkpoint = saved

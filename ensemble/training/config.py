@@ -46,6 +46,10 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     node = config
     parts = key.split(".")
     for i, part in enumerate(parts[:-1]):
+        if isinstance(node.get(part), list) and node[part] and isinstance(node[part][-1], dict):
+            # ``--trainer.callbacks.patience 3`` sets an argument of the list's last class, as jsonargparse does
+            node = node[part][-1].setdefault("init_args", {})
+            continue
         child = node.setdefault(part, {})
         if child is None:
             child = node[part] = {}
@@ -128,17 +132,18 @@ def _value(text: str, key: str) -> Any:
         raise ConfigError(f"--{key}: value '{text}' is not readable ({str(err).splitlines()[0]})") from err
 
 
-def config_from_flags(argv: list[str], strict: bool = True) -> dict[str, Any]:
+def config_from_flags(argv: list[str], base: Mapping[str, Any] | None = None, strict: bool = True) -> dict[str, Any]:
     """The config that ``--config`` files and ``--key value`` flags describe, in order (later wins).
 
     ``--config FILE`` (repeatable) loads and merges YAML; every other ``--a.b.c VALUE`` or ``--a.b.c=VALUE``
     is a dotted override whose value is read as YAML (``3`` -> int, ``false`` -> bool, ``null`` -> None).
     This is the form of an experiment's ``fit_args`` and of the run flags ``ensemble tune`` passes on.
+    ``base`` is the config the flags apply to (``--trainer.callbacks+=X`` appends to its list).
 
     Raises:
         ConfigError: a flag without a value, or an argument that is not a flag (when ``strict``).
     """
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = copy.deepcopy(dict(base or {}))
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -155,6 +160,11 @@ def config_from_flags(argv: list[str], strict: bool = True) -> dict[str, Any]:
         i += 1
         if key in ("config", "c"):
             config = merge(config, read_yaml(text))
+        elif key.endswith("+"):  # ``--trainer.callbacks+=Class``: append to the list, as jsonargparse does
+            value = _value(text, key)
+            items = get_dotted(config, key[:-1]) or []
+            items = [*items, *(value if isinstance(value, list) else [value])]
+            set_dotted(config, key[:-1], [{"class_path": v} if isinstance(v, str) else v for v in items])
         else:
             set_dotted(config, key, _value(text, key))
     return config

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import importlib
 import resource
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +38,21 @@ class ExportError(EnsembleError):
 
 
 Predictor = Callable[[Any, Any], np.ndarray]  # (SplitPanel, ends) -> (N, 3) class probabilities
+
+
+@contextmanager
+def on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
+    """Call ``handler`` (it should ask the loop to stop at its next safe point) when SIGTERM arrives, for
+    the duration of the block; the previous handler comes back afterwards. Main thread only, as Python's
+    signal handlers are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: handler())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fit_cost(started: float) -> dict[str, float]:

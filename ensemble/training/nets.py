@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +21,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ensemble.data import WindowDataModule
 from ensemble.data.windows import WindowLoader
-from ensemble.training.callbacks import ArtifactWriter, FeatureImportance
+from ensemble.errors import Preempted
+from ensemble.training.callbacks import ArtifactWriter, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, fit_cost
 from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir
@@ -75,6 +77,7 @@ class EnsembleCLI(LightningCLI):
             cfg.ckpt_path = str(ckpt_file)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        callbacks = [*callbacks, PreemptionCheckpoint()]
         if config.get("logger") in (None, True):
             tracking = self._subcommand_config().tracking
             run_dir = self._run_dir
@@ -94,6 +97,21 @@ class EnsembleCLI(LightningCLI):
 
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+@contextmanager
+def preempted_as_exit() -> Iterator[None]:
+    """Turn Lightning's SIGTERM stop (a ``SystemExit`` with code None, which would exit 0) into ``Preempted``
+    (exit 143), naming the checkpoint saved on the way out and how to resume from it."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        yield
+    except SIGTERMException as err:
+        saved = getattr(err, "checkpoint", None)
+        where = f"saved {saved}; resume with the same command and --ckpt_path {saved}" if saved else (
+            "no checkpoint was written yet; start again")  # fmt: skip
+        raise Preempted(f"SIGTERM received: {where}") from err
 
 
 class NetJob(Job):
@@ -123,7 +141,8 @@ class NetJob(Job):
         self.trainer.callbacks.remove(callback)
 
     def train(self) -> None:
-        self.trainer.fit(self.model, datamodule=self.datamodule)
+        with preempted_as_exit():
+            self.trainer.fit(self.model, datamodule=self.datamodule)
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
         run = {"val": self.trainer.validate, "test": self.trainer.test}[split]
@@ -150,7 +169,8 @@ class NetFamily(Family):
         return NetJob(EnsembleCLI(args=dict(config), run=False))
 
     def run_command(self, subcommand: str, argv: list[str]) -> None:
-        EnsembleCLI(args=[subcommand, *argv])
+        with preempted_as_exit():
+            EnsembleCLI(args=[subcommand, *argv])
 
     def pruning_callback(self, trial: Any, monitor: str) -> Any:
         from optuna_integration import PyTorchLightningPruningCallback

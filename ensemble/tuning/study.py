@@ -27,7 +27,9 @@ class StorageError(EnsembleError):
 @dataclass
 class TuneConfig:
     """``--tune.*`` flags. ``storage``: an RDB URL (sqlite:///optuna.db, postgresql://...) or
-    ``journal:PATH`` for Optuna's journal file."""
+    ``journal:PATH`` for Optuna's journal file. ``heartbeat`` (seconds, RDB storages only; 0 turns it off):
+    a worker that stops beating for twice that (killed, its machine lost) has its trial marked FAIL by the
+    next worker, which retries it up to ``retries`` times with the same parameters."""
 
     n_trials: int = 20
     search_space: str | None = None
@@ -38,10 +40,18 @@ class TuneConfig:
     pruner: str = "median"
     seed: int | None = None
     out: str | None = None
+    heartbeat: int = 30
+    retries: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat: int = 0, retries: int = 0) -> optuna.storages.BaseStorage:
+    """The study storage at ``url``; with ``heartbeat`` > 0 (RDB only) dead workers' trials become FAIL and
+    are retried ``retries`` times (Optuna's ``RetryFailedTrialCallback``).
+
+    Raises:
+        StorageError: the storage cannot be opened, named with the cause.
+    """
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
@@ -50,7 +60,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
     for attempt in range(3):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+            if heartbeat <= 0:
+                return optuna.storages.RDBStorage(url)
+            retry = optuna.storages.RetryFailedTrialCallback(max_retry=retries) if retries > 0 else None
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                                              failed_trial_callback=retry)  # fmt: skip
         except (IntegrityError, ProgrammingError):
             # workers starting together on a fresh database race to create Optuna's tables;
             # the loser retries once the winner has created them
@@ -109,7 +123,7 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) 
         raise ConfigError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
     space = SearchSpace.from_yaml(cfg.search_space or default_space(base, config_dir))
     check_keys(base, space)  # before trial 1: a bad key fails now, named
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, cfg.heartbeat, cfg.retries)
     cfg.study_name = cfg.study_name or Path(space.source).stem
     study = optuna.create_study(
         study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,

@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ensemble.data.split_data import SplitData
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor
+from ensemble.training.family import ExportError, Family, Job, Predictor, on_sigterm
 from ensemble.training.runs import claim_run_dir
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
@@ -112,7 +112,18 @@ class TreeJob(Job):
 
     def train(self) -> None:
         self.start()
-        self.trainer.fit(self.model, self.datamodule, self.ckpt)
+        stopped: list[bool] = []
+
+        def stop() -> None:  # finish the chunk of rounds and its checkpoint, then stop
+            stopped.append(True)
+            self.trainer.should_stop = True
+
+        with on_sigterm(stop):
+            self.trainer.fit(self.model, self.datamodule, self.ckpt)
+        if stopped:
+            last = meta_path(self._run_dir / "checkpoints", "last")
+            where = f"resume with the same command and --ckpt_path {last}" if last.is_file() else "start again"
+            raise Preempted(f"SIGTERM received: stopped after round {self.model.num_rounds}; {where}")
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
         run = {"val": self.trainer.validate, "test": self.trainer.test}[split]
