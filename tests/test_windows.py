@@ -98,6 +98,25 @@ def test_shuffle_is_seeded_per_epoch(splits):
     assert torch.equal(a.epoch_ends(), b.epoch_ends())  # reproducible after a resume
 
 
+def _leaks(batch: dict[str, torch.Tensor], panel, col: dict[str, int]) -> list[str]:
+    """What a batch exposes. The target's tag is read from the SOURCE panel at the batch's target row,
+    never from the window itself, so a window that moved (look-ahead) cannot move its reference too."""
+    target_tag = panel.features[batch["row"], col["tag"]].unsqueeze(1)  # (B, 1)
+    found = [leak for leak in ("leak_next_tag", "leak_nb_tag") if (batch["x"][:, :, col[leak]] == target_tag).any()]
+    # every planted "next" tag in a window belongs to a row strictly before the target
+    if not (batch["x"][:, :, col["leak_next_tag"]] < target_tag).all():
+        found.append("a later row's tag")
+    return found
+
+
+class _ShiftedLoader(WindowLoader):
+    """A deliberately broken loader: each window is served one row into the future of its target."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield {**batch, "x": gather_windows(self.panel.features, batch["row"] + 1, self.seq_len)}
+
+
 def test_planted_label_never_reaches_a_window(tmp_path):
     """Plant each target's label and a unique tag in the NEXT row of its symbol and in the
     NEIGHBOURING symbol's row at the same time; no window may ever contain them."""
@@ -120,20 +139,18 @@ def test_planted_label_never_reaches_a_window(tmp_path):
     for context in (False, True):
         dm = WindowDataModule(root=str(root), seq_len=10, batch_size=16, context_from_previous_split=context)
         names = dm.feature_names
-        col = {n: names.index(n) for n in ("tag", "leak_next_tag", "leak_nb_tag", "leak_next_label")}
+        col = {n: names.index(n) for n in ("tag", "leak_next_tag", "leak_nb_tag")}
         dm.setup("fit")
         dm.setup("test")
         for split in ("train", "val", "test"):
-            for batch in WindowLoader(dm.panel(split), dm.ends[split], 10, 16):
-                target_tag = batch["x"][:, -1, col["tag"]]  # (B,)
-                for leak in ("leak_next_tag", "leak_nb_tag"):
-                    exposed = batch["x"][:, :, col[leak]] == target_tag.unsqueeze(1)
-                    assert not exposed.any(), f"{leak} exposed in {split} (context={context})"
-                # the label planted in a window's rows is never the target's own label row
-                assert (batch["x"][:, :, col["leak_next_tag"]] < target_tag.unsqueeze(1)).all()
-    # the check has teeth: a gather shifted one row into the future is caught
+            p = dm.panel(split)
+            served = 0
+            for batch in WindowLoader(p, dm.ends[split], 10, 16):
+                assert not _leaks(batch, p, col), f"{_leaks(batch, p, col)} exposed in {split} (context={context})"
+                served += len(batch["row"])
+            assert served == len(dm.ends[split]) > 0
+    # the check has teeth: the same assertion, on a loader shifted one row into the future, fails
     p, ends = dm.panel("train"), dm.ends["train"]
     ends = ends[ends + 1 < len(p)]
-    shifted = gather_windows(p.features, ends + 1, 10)
-    own_tag = p.features[ends, col["tag"]].unsqueeze(1)
-    assert (shifted[:, :, col["leak_next_tag"]] == own_tag).any()
+    caught = [_leaks(b, p, col) for b in _ShiftedLoader(p, ends, 10, 16)]
+    assert all("leak_next_tag" in c for c in caught), caught
