@@ -54,8 +54,17 @@ def test_windows_are_symbol_isolated_past_only_and_complete(spec):
             assert (p.label[ends] >= 0).all() and not p.is_context[ends].any()
             # every labelled row with L-1 rows of history is a target exactly once per epoch
             loader = WindowLoader(p, ends, L, 5, shuffle=(split == "train"), seed=spec["seed"])
-            served = torch.cat([b["row"] for b in loader])
+            batches = list(loader)
+            served = torch.cat([b["row"] for b in batches])
             assert sorted(served.tolist()) == sorted(set(ends.tolist()))
+            assert len(batches) == len(loader) == -(-len(ends) // 5)
+            for b in batches:  # every field of a batch is the panel's, at the target row
+                r = b["row"]
+                assert torch.equal(b["x"], gather_windows(p.features, r, L)) and b["x"].shape == (len(r), L, 3)
+                assert torch.equal(b["x"][:, -1], p.features[r])
+                for key, column in (("y", p.label), ("fwd_return", p.fwd_return), ("weight", p.weight),
+                                    ("symbol", p.symbol), ("time", p.time)):
+                    assert torch.equal(b[key], column[r]), key
             df = pd.DataFrame({"s": p.symbol.numpy(), "y": p.label.numpy(), "c": p.is_context.numpy()})
             pos = df.groupby("s").cumcount().to_numpy()
             expected = np.flatnonzero((pos >= L - 1) & (df.y >= 0) & ~df.c)
