@@ -90,8 +90,8 @@ def _same_row_columns(df: pd.DataFrame) -> pd.DataFrame:
                 continue
             best = min(members, key=lambda m: done.at[m, "val_log_loss_shared"])  # chosen on val, never on test
             df.at[i, "best_member"] = done.at[best, "model"]
-            df.at[i, "beats_best_member"] = bool(done.at[r.run_dir, "test_log_loss_shared"]
-                                                 < done.at[best, "test_log_loss_shared"])
+            blend_test, best_test = done.at[r.run_dir, "test_log_loss_shared"], done.at[best, "test_log_loss_shared"]
+            df.at[i, "beats_best_member"] = bool(blend_test < best_test)  # strict: a tie is not a win
     return df
 
 
