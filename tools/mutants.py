@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ TESTS: dict[str, list[str]] = {
     "ensemble/ensembling/methods.py": ["tests/test_blend_methods.py", "tests/test_blend.py"],
     "ensemble/experiments/leaderboard.py": ["tests/test_leaderboard.py"],
     "ensemble/callbacks/artifacts.py": ["tests/test_predictions_source.py"],
+    "ensemble/data/datamodule.py": ["tests/test_device_precision.py"],
 }
 
 
@@ -51,6 +53,7 @@ class Mutant:
 
 W, C, K = "ensemble/data/windows.py", "ensemble/data/contract.py", "ensemble/metrics/classification.py"
 B, LB, A = "ensemble/ensembling/methods.py", "ensemble/experiments/leaderboard.py", "ensemble/callbacks/artifacts.py"
+DM = "ensemble/data/datamodule.py"
 
 MUTANTS: list[Mutant] = [
     # windows: look-ahead, symbol crossing, off-by-one, DDP sharding, shuffling, batch fields
@@ -141,6 +144,8 @@ MUTANTS: list[Mutant] = [
     Mutant("leaderboard-in-sample-flag", LB, 'df["kind"] == "blend"', 'df["kind"] != "blend"',
            "members' val marked in-sample"),
     # predictions parquet
+    Mutant("datamodule-device-move-noop", DM, "panel = _to_device(panel, device)", "panel = panel",
+           "data_on_device leaves the data on the host"),
     Mutant("artifacts-symbols-reversed", A, 'np.asarray(symbols, dtype=object)[parts["symbol"]]',
            'np.asarray(symbols, dtype=object)[::-1][parts["symbol"]]', "written symbol names reversed"),
     Mutant("artifacts-fwd-return-rolled", A, '"fwd_return": parts["fwd_return"].astype(np.float32)',
@@ -149,6 +154,14 @@ MUTANTS: list[Mutant] = [
 
 # id -> why surviving is harmless (also in docs/mutants.md)
 HARMLESS: dict[str, str] = {}
+
+# Loaded into each mutant's pytest: Hypothesis stops at the first failing example instead of shrinking it
+# (shrinking a killed mutant's counter-example took minutes) and keeps no example database.
+PLUGIN = """
+from hypothesis import Phase, settings
+
+settings.register_profile("mutants", phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None)
+"""
 
 
 def copy_tree(dest: Path) -> None:
@@ -160,26 +173,36 @@ def copy_tree(dest: Path) -> None:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    (dest / "_mutants_plugin.py").write_text(PLUGIN)
 
 
 def run_mutant(m: Mutant, tree: Path, timeout: int) -> tuple[str, float, str]:
-    """Apply ``m`` in ``tree``, run its tests, restore. Returns (killed|survived|timeout, seconds, detail)."""
+    """Apply ``m`` in ``tree``, run its tests, restore. Returns (killed|survived|timeout|broken, seconds, detail).
+
+    With ``m.old == m.new`` it runs the unmutated code: the baseline, which must survive."""
     target = tree / m.path
     original = target.read_text()
     if original.count(m.old) != 1:
         raise SystemExit(f"{m.id}: snippet occurs {original.count(m.old)} times in {m.path}; update the mutant")
     target.write_text(original.replace(m.old, m.new))
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *TESTS[m.path]]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "_mutants_plugin",
+           "--hypothesis-profile", "mutants", "--no-header", *TESTS[m.path]]
     start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("FAILED") or ln.startswith("ERROR")]
-        status = "survived" if done.returncode == 0 else "killed"
-        detail = lines[0] if lines else done.stdout.strip().splitlines()[-1:]
+        out = proc.communicate(timeout=timeout)[0]
+        lines = [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        # 4: usage error, 5: no tests ran; neither says anything about the mutant
+        status = {0: "survived", 4: "broken", 5: "broken"}.get(proc.returncode, "killed")
+        detail = lines[0] if lines else (out.strip().splitlines() or [""])[-1]
     except subprocess.TimeoutExpired:
         status, detail = "timeout", f"no verdict in {timeout}s"
     finally:
+        if proc.poll() is None:  # interrupted or timed out: end its whole process group (it may have children)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         target.write_text(original)
     return status, time.perf_counter() - start, str(detail)
 
@@ -189,17 +212,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run mutants whose id contains this text")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per mutant")
+    parser.add_argument("--skip-baseline", action="store_true",
+                        help="do not first check that each module's tests pass on the unmutated code")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if args.only in m.id]
     if args.list:
         for m in chosen:
             print(f"{m.id:<32} {m.path:<38} {m.what}")
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below when killed
     unexpected = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
         start = time.perf_counter()
+        for path in [] if args.skip_baseline else sorted({m.path for m in chosen}):
+            # a test file that already fails would "kill" every mutant of its module
+            first = Path(ROOT / path).read_text().splitlines()[0]
+            status, seconds, detail = run_mutant(Mutant("baseline", path, first, first, ""), tree, args.timeout)
+            print(f"[baseline] {status:<8} {seconds:5.1f}s {path}", flush=True)
+            if status != "survived":
+                raise SystemExit(f"the tests of {path} fail without any mutant: {detail}")
         for i, m in enumerate(chosen, 1):
             status, seconds, detail = run_mutant(m, tree, args.timeout)
             note = HARMLESS.get(m.id, "")
