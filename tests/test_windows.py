@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from panels import make_frames, write_frames
 
 from ensemble.data import WindowDataModule, WindowLoader, gather_windows
-from ensemble.data.windows import shard
+from ensemble.data.windows import shard, valid_ends
 
 panels = st.fixed_dictionaries(
     {
@@ -69,6 +69,9 @@ def test_windows_are_symbol_isolated_past_only_and_complete(spec):
             pos = df.groupby("s").cumcount().to_numpy()
             expected = np.flatnonzero((pos >= L - 1) & (df.y >= 0) & ~df.c)
             assert ends.tolist() == expected.tolist()
+            # predicting (no label needed): still never a borrowed context row, never a short history
+            unlabelled = valid_ends(p, L, require_label=False)
+            assert unlabelled.tolist() == np.flatnonzero((pos >= L - 1) & ~df.c).tolist()
 
 
 @settings(max_examples=60, deadline=None)

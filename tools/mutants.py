@@ -176,7 +176,53 @@ def copy_tree(dest: Path) -> None:
     (dest / "_mutants_plugin.py").write_text(PLUGIN)
 
 
-def run_mutant(m: Mutant, tree: Path, timeout: int) -> tuple[str, float, str]:
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-p", "_mutants_plugin", "--hypothesis-profile", "mutants",
+               "--no-header"]
+
+
+def preload() -> None:
+    """Import the heavy third-party modules once, so each forked mutant run skips ~10 s of imports.
+    Never our package: each fork must import the mutated copy."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # before torch: no thread pool to break across fork()
+    import hypothesis  # noqa: F401
+    import lightning.pytorch  # noqa: F401
+    import pandas  # noqa: F401
+    import pytest  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import torch  # noqa: F401
+
+    assert "ensemble" not in sys.modules
+
+
+def _fork_pytest(tree: Path, tests: list[str], log: Path) -> int:
+    """Run pytest on ``tests`` in a forked child whose imports resolve to ``tree``; returns the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 3
+    try:
+        os.setsid()  # its own process group, so a timeout can end it and whatever it started
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.chdir(tree)
+        sys.path.insert(0, str(tree))
+        os.environ.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
+        import importlib
+
+        import pytest
+
+        importlib.invalidate_caches()
+        code = int(pytest.main([*PYTEST_ARGS, *tests]))
+        ours = sys.modules.get("ensemble")
+        if ours is not None and not str(ours.__file__).startswith(str(tree)):  # the mutant must be what ran
+            code = 4
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def run_mutant(m: Mutant, tree: Path, timeout: int, fork: bool) -> tuple[str, float, str]:
     """Apply ``m`` in ``tree``, run its tests, restore. Returns (killed|survived|timeout|broken, seconds, detail).
 
     With ``m.old == m.new`` it runs the unmutated code: the baseline, which must survive."""
@@ -185,26 +231,32 @@ def run_mutant(m: Mutant, tree: Path, timeout: int) -> tuple[str, float, str]:
     if original.count(m.old) != 1:
         raise SystemExit(f"{m.id}: snippet occurs {original.count(m.old)} times in {m.path}; update the mutant")
     target.write_text(original.replace(m.old, m.new))
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "_mutants_plugin",
-           "--hypothesis-profile", "mutants", "--no-header", *TESTS[m.path]]
+    log = tree / "_mutant.log"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    if fork:
+        pid = _fork_pytest(tree, TESTS[m.path], log)
+    else:
+        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        with open(log, "w") as out:
+            pid = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *TESTS[m.path]], cwd=tree, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
+    code = None
     try:
-        out = proc.communicate(timeout=timeout)[0]
-        lines = [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-        # 4: usage error, 5: no tests ran; neither says anything about the mutant
-        status = {0: "survived", 4: "broken", 5: "broken"}.get(proc.returncode, "killed")
-        detail = lines[0] if lines else (out.strip().splitlines() or [""])[-1]
-    except subprocess.TimeoutExpired:
-        status, detail = "timeout", f"no verdict in {timeout}s"
+        while code is None and time.perf_counter() - start < timeout:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            code = os.waitstatus_to_exitcode(status) if done else None
+            time.sleep(0.2 if code is None else 0)
     finally:
-        if proc.poll() is None:  # interrupted or timed out: end its whole process group (it may have children)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if code is None:  # interrupted or timed out: end its whole process group (it may have children)
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         target.write_text(original)
-    return status, time.perf_counter() - start, str(detail)
+    text = log.read_text(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+    # 4: usage error (or the wrong package imported), 5: no tests ran; neither says anything about the mutant
+    status = "timeout" if code is None else {0: "survived", 4: "broken", 5: "broken"}.get(code, "killed")
+    detail = lines[0] if lines else (text.strip().splitlines() or [""])[-1]
+    return status, time.perf_counter() - start, detail
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run mutants whose id contains this text")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per mutant")
+    parser.add_argument("--no-fork", action="store_true", help="a fresh interpreter per mutant (slower)")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="do not first check that each module's tests pass on the unmutated code")
     args = parser.parse_args(argv)
@@ -221,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.id:<32} {m.path:<38} {m.what}")
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below when killed
+    if not args.no_fork:
+        preload()
     unexpected = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tree = Path(tmp)
@@ -229,12 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in [] if args.skip_baseline else sorted({m.path for m in chosen}):
             # a test file that already fails would "kill" every mutant of its module
             first = Path(ROOT / path).read_text().splitlines()[0]
-            status, seconds, detail = run_mutant(Mutant("baseline", path, first, first, ""), tree, args.timeout)
+            status, seconds, detail = run_mutant(Mutant("baseline", path, first, first, ""), tree, args.timeout,
+                                               not args.no_fork)
             print(f"[baseline] {status:<8} {seconds:5.1f}s {path}", flush=True)
             if status != "survived":
                 raise SystemExit(f"the tests of {path} fail without any mutant: {detail}")
         for i, m in enumerate(chosen, 1):
-            status, seconds, detail = run_mutant(m, tree, args.timeout)
+            status, seconds, detail = run_mutant(m, tree, args.timeout, not args.no_fork)
             note = HARMLESS.get(m.id, "")
             if status != "killed" and not note:
                 unexpected.append(m.id)
