@@ -166,3 +166,17 @@ def test_planted_label_never_reaches_a_window(tmp_path):
     ends = ends[ends + 1 < len(p)]
     caught = [_leaks(b, p, col) for b in _ShiftedLoader(p, ends, 10, 16)]
     assert all("leak_next_tag" in c for c in caught), caught
+
+
+def test_borrowed_context_never_ends_a_window_whatever_the_length(tmp_path):
+    """Context borrowed for seq_len 10 sits at positions 0..8 of each symbol; asked for shorter windows, or
+    for prediction (no label needed), those rows must still never become targets."""
+    root = write_frames(tmp_path / "ctx", make_frames(n_symbols=2, rows=(40, 30, 30), n_features=2, seed=1))
+    dm = WindowDataModule(root=str(root), seq_len=10, context_from_previous_split=True)
+    dm.setup("fit")
+    p = dm.panel("val")
+    assert int(p.is_context.sum()) == 2 * 9
+    for seq_len in (1, 3, 10):
+        for require_label in (True, False):
+            ends = valid_ends(p, seq_len, require_label=require_label)
+            assert len(ends) > 0 and not p.is_context[ends].any(), (seq_len, require_label)
