@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # module -> the test files that guard it (run for each of its mutants)
 TESTS: dict[str, list[str]] = {
     "ensemble/data/windows.py": ["tests/test_windows.py"],
-    "ensemble/data/contract.py": ["tests/test_data_contract.py"],
+    "ensemble/data/contract.py": ["tests/test_data_contract.py", "tests/test_contract_roles.py"],
     "ensemble/metrics/classification.py": ["tests/test_metrics.py"],
     # "ensemble/metrics/trading.py": ["tests/test_metrics.py"],  # being rewritten: uncomment with its mutants
     "ensemble/ensembling/methods.py": ["tests/test_blend_methods.py", "tests/test_blend.py"],
