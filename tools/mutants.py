@@ -49,6 +49,7 @@ class Mutant:
     old: str
     new: str
     what: str
+    tests: tuple[str, ...] = ()  # instead of the module's TESTS, where only a slower test can see the fault
 
 
 W, C, K = "ensemble/data/windows.py", "ensemble/data/contract.py", "ensemble/metrics/classification.py"
@@ -109,7 +110,8 @@ MUTANTS: list[Mutant] = [
     Mutant("metrics-logloss-eps", K, "def __init__(self, eps: float = 1e-7", "def __init__(self, eps: float = 1e-3",
            "log loss clipped at 1e-3"),
     Mutant("metrics-logloss-ddp-mean", K, 'default=torch.tensor(0), dist_reduce_fx="sum"',
-           'default=torch.tensor(0), dist_reduce_fx="mean"', "log loss count averaged across ranks"),
+           'default=torch.tensor(0), dist_reduce_fx="mean"', "log loss count averaged across ranks",
+           ("tests/test_metrics_ddp.py",)),
     Mutant("metrics-balanced-micro", K, '"balanced_accuracy": MulticlassRecall(n, average="macro")',
            '"balanced_accuracy": MulticlassRecall(n, average="micro")', "balanced accuracy is plain accuracy"),
     Mutant("metrics-f1-weighted", K, '"f1_macro": MulticlassF1Score(n, average="macro")',
@@ -231,14 +233,14 @@ def run_mutant(m: Mutant, tree: Path, timeout: int, fork: bool) -> tuple[str, fl
     if original.count(m.old) != 1:
         raise SystemExit(f"{m.id}: snippet occurs {original.count(m.old)} times in {m.path}; update the mutant")
     target.write_text(original.replace(m.old, m.new))
-    log = tree / "_mutant.log"
+    log, tests = tree / "_mutant.log", list(m.tests or TESTS[m.path])
     start = time.perf_counter()
     if fork:
-        pid = _fork_pytest(tree, TESTS[m.path], log)
+        pid = _fork_pytest(tree, tests, log)
     else:
         env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         with open(log, "w") as out:
-            pid = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *TESTS[m.path]], cwd=tree, env=env,
+            pid = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=tree, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True).pid
     code = None
     try:
