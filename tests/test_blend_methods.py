@@ -66,6 +66,7 @@ def test_stacked_blend_is_the_logistic_regression_fitted_by_hand():
     probs, y = _case(7, 3, rows=400)
     new, _ = _case(8, 3, rows=50)
     features = np.hstack([np.log(np.clip(p, 1e-7, 1.0)) for p in probs])  # member 0's 3 columns first
+    np.testing.assert_array_equal(StackedBlend.features(probs), features)  # documented order: coefficients read by it
     reference = LogisticRegression(C=0.5, max_iter=5000, tol=1e-10).fit(features, y)
     stacked = StackedBlend(C=0.5).fit(probs, y)
     new_features = np.hstack([np.log(np.clip(p, 1e-7, 1.0)) for p in new])
