@@ -9,7 +9,7 @@ import yaml
 
 from ensemble.cli import main
 from ensemble.ensembling.blend import BlendError, blend
-from ensemble.ensembling.methods import MeanBlend, StackedBlend, WeightedBlend
+from ensemble.ensembling.methods import MeanBlend, StackedBlend, WeightedBlend, log_loss
 
 N = 400
 
@@ -42,21 +42,24 @@ def _member(root, name, val_probs, test_probs, labels, horizon=5):
     return run
 
 
+def _oracle_case(rng) -> tuple[dict, dict]:
+    """Members' (val, test) probabilities, (N, 3) each: good, weak, and an oracle on TEST only (random on val)."""
+    labels = {s: rng.integers(0, 3, N) for s in ("val", "test")}
+    probs = {
+        "good": (_probs(labels["val"], 0.5, rng), _probs(labels["test"], 0.5, rng)),
+        "weak": (_probs(labels["val"], 0.1, rng), _probs(labels["test"], 0.1, rng)),
+        "oracle": (rng.dirichlet(np.ones(3), N).astype(np.float32),
+                   np.eye(3, dtype=np.float32)[labels["test"]] * 0.98 + 0.0066),
+    }
+    return probs, labels
+
+
 @pytest.fixture
 def members(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = {s: rng.integers(0, 3, N) for s in ("val", "test")}
-    good = _member(tmp_path, "good", _probs(labels["val"], 0.5, rng), _probs(labels["test"], 0.5, rng), labels)
-    weak = _member(tmp_path, "weak", _probs(labels["val"], 0.1, rng), _probs(labels["test"], 0.1, rng), labels)
-    # an oracle on TEST only, random on val: a blend that peeked at test would lean on it
-    oracle = _member(
-        tmp_path,
-        "oracle",
-        rng.dirichlet(np.ones(3), N).astype(np.float32),
-        np.eye(3, dtype=np.float32)[labels["test"]] * 0.98 + 0.0066,
-        labels,
-    )
-    return tmp_path, [good, weak, oracle], labels
+    probs, labels = _oracle_case(np.random.default_rng(0))
+    # a blend that peeked at test would lean on the oracle
+    runs = [_member(tmp_path, name, val, test, labels) for name, (val, test) in probs.items()]
+    return tmp_path, runs, labels
 
 
 def test_methods_on_arrays():
@@ -68,6 +71,22 @@ def test_methods_on_arrays():
     assert w.sum() == pytest.approx(1.0) and w[0] > 0.8
     stacked = StackedBlend().fit(probs, y).predict_proba(probs)
     assert np.allclose(stacked.sum(1), 1.0)
+
+
+def test_weighted_blend_finds_the_optimum_powell_missed():
+    """The oracle fixture with val and test pooled: Powell on softmax logits stopped at [1, 0, 0]
+    (log loss 0.43366); a 0.01 grid over the simplex finds (0.9, 0, 0.1) at 0.43185."""
+    probs, labels = _oracle_case(np.random.default_rng(0))
+    pooled = np.stack([np.concatenate(pair) for pair in probs.values()])  # (3, 2N, 3)
+    y = np.concatenate([labels["val"], labels["test"]])
+    grid = min(
+        log_loss(np.tensordot(np.array([a, b, 1 - a - b]), pooled, axes=1), y)
+        for a in np.linspace(0, 1, 101) for b in np.linspace(0, 1 - a, max(1, round((1 - a) * 100)) + 1)
+    )
+    fitted = WeightedBlend().fit(pooled, y)
+    assert grid == pytest.approx(0.43185, abs=5e-5)
+    assert log_loss(fitted.predict_proba(pooled), y) <= grid + 1e-9
+    np.testing.assert_allclose(fitted.weights_, [0.9013, 0.0, 0.0987], atol=2e-3)
 
 
 def test_blend_writes_an_ordinary_run_and_ignores_a_test_oracle(members):

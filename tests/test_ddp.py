@@ -50,8 +50,3 @@ def test_ddp_fit_trains_and_writes_one_run(tmp_path, fit_args):
     assert [r.name for r in runs] == ["version_0"]  # rank 1 did not claim a folder of its own
     assert (runs[0] / "predictions" / "test.parquet").is_file()
 
-
-def test_bf16_mixed_precision_on_cpu(tmp_path, fit_args):
-    assert main(["fit", *fit_args(epochs=1), "--trainer.precision", "bf16-mixed"]) == 0
-    metrics = json.loads((tmp_path / "runs/lstm/version_0/metrics.json").read_text())
-    assert 0.0 < metrics["test/log_loss"] < 5.0

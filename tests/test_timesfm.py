@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import timesfm3.torch  # noqa: F401  (a declared dev dependency: a failed install must fail here, not skip ~20 tests)
 import torch
 from roundtrip import assert_predicts_as_written
 from timesfm_tiny import NET, write_tiny_timesfm
@@ -25,7 +26,6 @@ from ensemble.models.backbones.timesfm_weights import (
     load_timesfm,
 )
 
-pytest.importorskip("timesfm3.torch")
 NAMES = ["f0", "f1", "f2", "f3"]
 
 

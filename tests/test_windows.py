@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from panels import make_frames, write_frames
 
 from ensemble.data import WindowDataModule, WindowLoader, gather_windows
-from ensemble.data.windows import shard
+from ensemble.data.windows import shard, valid_ends
 
 panels = st.fixed_dictionaries(
     {
@@ -54,12 +54,24 @@ def test_windows_are_symbol_isolated_past_only_and_complete(spec):
             assert (p.label[ends] >= 0).all() and not p.is_context[ends].any()
             # every labelled row with L-1 rows of history is a target exactly once per epoch
             loader = WindowLoader(p, ends, L, 5, shuffle=(split == "train"), seed=spec["seed"])
-            served = torch.cat([b["row"] for b in loader])
+            batches = list(loader)
+            served = torch.cat([b["row"] for b in batches])
             assert sorted(served.tolist()) == sorted(set(ends.tolist()))
+            assert len(batches) == len(loader) == -(-len(ends) // 5)
+            for b in batches:  # every field of a batch is the panel's, at the target row
+                r = b["row"]
+                assert torch.equal(b["x"], gather_windows(p.features, r, L)) and b["x"].shape == (len(r), L, 3)
+                assert torch.equal(b["x"][:, -1], p.features[r])
+                for key, column in (("y", p.label), ("fwd_return", p.fwd_return), ("weight", p.weight),
+                                    ("symbol", p.symbol), ("time", p.time)):
+                    assert torch.equal(b[key], column[r]), key
             df = pd.DataFrame({"s": p.symbol.numpy(), "y": p.label.numpy(), "c": p.is_context.numpy()})
             pos = df.groupby("s").cumcount().to_numpy()
             expected = np.flatnonzero((pos >= L - 1) & (df.y >= 0) & ~df.c)
             assert ends.tolist() == expected.tolist()
+            # predicting (no label needed): still never a borrowed context row, never a short history
+            unlabelled = valid_ends(p, L, require_label=False)
+            assert unlabelled.tolist() == np.flatnonzero((pos >= L - 1) & ~df.c).tolist()
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,6 +110,25 @@ def test_shuffle_is_seeded_per_epoch(splits):
     assert torch.equal(a.epoch_ends(), b.epoch_ends())  # reproducible after a resume
 
 
+def _leaks(batch: dict[str, torch.Tensor], panel, col: dict[str, int]) -> list[str]:
+    """What a batch exposes. The target's tag is read from the SOURCE panel at the batch's target row,
+    never from the window itself, so a window that moved (look-ahead) cannot move its reference too."""
+    target_tag = panel.features[batch["row"], col["tag"]].unsqueeze(1)  # (B, 1)
+    found = [leak for leak in ("leak_next_tag", "leak_nb_tag") if (batch["x"][:, :, col[leak]] == target_tag).any()]
+    # every planted "next" tag in a window belongs to a row strictly before the target
+    if not (batch["x"][:, :, col["leak_next_tag"]] < target_tag).all():
+        found.append("a later row's tag")
+    return found
+
+
+class _ShiftedLoader(WindowLoader):
+    """A deliberately broken loader: each window is served one row into the future of its target."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield {**batch, "x": gather_windows(self.panel.features, batch["row"] + 1, self.seq_len)}
+
+
 def test_planted_label_never_reaches_a_window(tmp_path):
     """Plant each target's label and a unique tag in the NEXT row of its symbol and in the
     NEIGHBOURING symbol's row at the same time; no window may ever contain them."""
@@ -120,20 +151,32 @@ def test_planted_label_never_reaches_a_window(tmp_path):
     for context in (False, True):
         dm = WindowDataModule(root=str(root), seq_len=10, batch_size=16, context_from_previous_split=context)
         names = dm.feature_names
-        col = {n: names.index(n) for n in ("tag", "leak_next_tag", "leak_nb_tag", "leak_next_label")}
+        col = {n: names.index(n) for n in ("tag", "leak_next_tag", "leak_nb_tag")}
         dm.setup("fit")
         dm.setup("test")
         for split in ("train", "val", "test"):
-            for batch in WindowLoader(dm.panel(split), dm.ends[split], 10, 16):
-                target_tag = batch["x"][:, -1, col["tag"]]  # (B,)
-                for leak in ("leak_next_tag", "leak_nb_tag"):
-                    exposed = batch["x"][:, :, col[leak]] == target_tag.unsqueeze(1)
-                    assert not exposed.any(), f"{leak} exposed in {split} (context={context})"
-                # the label planted in a window's rows is never the target's own label row
-                assert (batch["x"][:, :, col["leak_next_tag"]] < target_tag.unsqueeze(1)).all()
-    # the check has teeth: a gather shifted one row into the future is caught
+            p = dm.panel(split)
+            served = 0
+            for batch in WindowLoader(p, dm.ends[split], 10, 16):
+                assert not _leaks(batch, p, col), f"{_leaks(batch, p, col)} exposed in {split} (context={context})"
+                served += len(batch["row"])
+            assert served == len(dm.ends[split]) > 0
+    # the check has teeth: the same assertion, on a loader shifted one row into the future, fails
     p, ends = dm.panel("train"), dm.ends["train"]
     ends = ends[ends + 1 < len(p)]
-    shifted = gather_windows(p.features, ends + 1, 10)
-    own_tag = p.features[ends, col["tag"]].unsqueeze(1)
-    assert (shifted[:, :, col["leak_next_tag"]] == own_tag).any()
+    caught = [_leaks(b, p, col) for b in _ShiftedLoader(p, ends, 10, 16)]
+    assert all("leak_next_tag" in c for c in caught), caught
+
+
+def test_borrowed_context_never_ends_a_window_whatever_the_length(tmp_path):
+    """Context borrowed for seq_len 10 sits at positions 0..8 of each symbol; asked for shorter windows, or
+    for prediction (no label needed), those rows must still never become targets."""
+    root = write_frames(tmp_path / "ctx", make_frames(n_symbols=2, rows=(40, 30, 30), n_features=2, seed=1))
+    dm = WindowDataModule(root=str(root), seq_len=10, context_from_previous_split=True)
+    dm.setup("fit")
+    p = dm.panel("val")
+    assert int(p.is_context.sum()) == 2 * 9
+    for seq_len in (1, 3, 10):
+        for require_label in (True, False):
+            ends = valid_ends(p, seq_len, require_label=require_label)
+            assert len(ends) > 0 and not p.is_context[ends].any(), (seq_len, require_label)

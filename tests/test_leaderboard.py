@@ -1,0 +1,109 @@
+"""The leaderboard on hand-made runs: same-row comparison, choice on val, test only reported.
+
+Every run predicts label "long" on each row with a chosen probability p for it, so each log loss is
+worked by hand: the mean of -ln(p) over the rows compared.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ensemble.experiments.leaderboard import NOTE, row, shared_row_log_loss, write_leaderboard
+
+TIMES = pd.date_range("2023-01-02", periods=6, freq="D")
+
+
+def _run(root: Path, name: str, p: dict[str, list[float]], members: list[Path] | None = None) -> Path:
+    """A finished run whose p[split][i] is its probability of the true class on row i; None: no prediction."""
+    run = root / name / "version_0"
+    (run / "predictions").mkdir(parents=True)
+    metrics = {}
+    for split, probs in p.items():
+        kept = [(t, q) for t, q in zip(TIMES, probs, strict=True) if q is not None]
+        pd.DataFrame({
+            "datetime": [t for t, _ in kept], "symbol": "X", "label": 1,
+            "prob_short": [(1 - q) / 2 for _, q in kept], "prob_flat": [(1 - q) / 2 for _, q in kept],
+            "prob_long": [q for _, q in kept], "prediction": 1, "fwd_return": 0.01,
+        }).to_parquet(run / "predictions" / f"{split}.parquet")
+        metrics[f"{split}/log_loss"] = sum(-math.log(q) for _, q in kept) / len(kept)  # on its OWN rows
+        metrics[f"{split}/f1_macro"] = 0.5
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    if members is not None:
+        (run / "blend.json").write_text(json.dumps({"members": [str(m) for m in members]}))
+    return run
+
+
+def _flat(p: float, first: float | None = None) -> list[float | None]:
+    return [first, *[p] * 5]  # row 0 is predicted only by a member with a shorter window
+
+
+@pytest.fixture
+def members(tmp_path):
+    # lightgbm: seq_len 1, predicts row 0 too, and badly there (p=0.01); 0.5 on the shared rows
+    lgb = _run(tmp_path, "lightgbm", {"val": _flat(0.5, 0.01), "test": _flat(0.5, 0.01)})
+    # lstm: a longer window, rows 1..5 only; worse than lightgbm on val, better on test
+    lstm = _run(tmp_path, "lstm", {"val": _flat(0.4), "test": _flat(0.6)})
+    return tmp_path, lgb, lstm
+
+
+def _board(tmp_path, lgb, lstm, blend, failed=False) -> pd.DataFrame:
+    rows = [row("lightgbm", 5, "member", lgb, "done"), row("lstm", 5, "member", lstm, "done")]
+    if failed:  # the member that would have been best crashed: no metrics, no predictions, not in the blend
+        rows.append(row("catboost", 5, "member", None, "failed", "boom"))
+    rows.append(row("ensemble_weighted", 5, "blend", blend, "done"))
+    return write_leaderboard(rows, tmp_path / "out").set_index("model")
+
+
+@pytest.mark.parametrize(
+    ("blend_test", "beats"),
+    [
+        (0.5, False),   # the blend IS lightgbm (weights [1, 5e-16]): a tie on the same rows, not a win
+        (0.55, True),   # better than lightgbm (the best member on val), though worse than lstm on test
+        (0.45, False),  # worse
+    ],
+)
+def test_blend_is_judged_against_the_member_chosen_on_val_on_the_same_rows(members, blend_test, beats):
+    root, lgb, lstm = members
+    blend = _run(root, "blend", {"val": _flat(0.7), "test": _flat(blend_test)}, members=[lgb, lstm])
+    board = _board(root, lgb, lstm, blend)
+    # on its own rows lightgbm's test log loss counts its bad row 0: (-ln 0.01 + 5 (-ln 0.5)) / 6 = 1.3452,
+    # so the old same-metrics.json comparison called even the tie a win
+    assert board.at["lightgbm", "test_log_loss"] == pytest.approx(1.3452, abs=1e-4)
+    assert board.at["lightgbm", "test_log_loss_shared"] == pytest.approx(-math.log(0.5))  # rows 1..5 only
+    assert board.at["lightgbm", "val_log_loss_shared"] == pytest.approx(-math.log(0.5))
+    assert board.at["lstm", "val_log_loss_shared"] == pytest.approx(-math.log(0.4))
+    assert board.at["ensemble_weighted", "test_log_loss_shared"] == pytest.approx(-math.log(blend_test))
+    assert board.at["ensemble_weighted", "best_member"] == "lightgbm"  # val: 0.693 < 0.916; on test lstm is better
+    assert bool(board.at["ensemble_weighted", "beats_best_member"]) is beats
+    assert not board.loc[["lightgbm", "lstm"], "beats_best_member"].any()
+
+
+def test_leaderboard_ranks_on_val_marks_in_sample_and_survives_a_failed_member(members, tmp_path):
+    root, lgb, lstm = members
+    blend = _run(root, "blend", {"val": _flat(0.7), "test": _flat(0.55)}, members=[lgb, lstm])
+    board = _board(tmp_path, lgb, lstm, blend, failed=True)
+    # val on shared rows: blend 0.357 < lightgbm 0.693 < lstm 0.916; the failed run last
+    assert list(board.index) == ["ensemble_weighted", "lightgbm", "lstm", "catboost"]
+    assert board.val_in_sample.tolist() == [True, False, False, False]
+    assert board.at["ensemble_weighted", "best_member"] == "lightgbm"
+    on_disk = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert on_disk.beats_best_member.tolist() == [True, False, False, False]
+    assert on_disk.at[3, "status"] == "failed" and pd.isna(on_disk.at[3, "val_log_loss_shared"])
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert NOTE in md and "in-sample" in md
+    assert (tmp_path / "out" / "leaderboard.png").is_file()
+
+
+def test_shared_rows_and_disagreeing_labels(members):
+    root, lgb, _ = members
+    short = _run(root, "short", {"val": [None, None, 0.5, 0.25, 0.5, 0.25], "test": _flat(0.5)})
+    scores = shared_row_log_loss([str(lgb), str(short)], "val")  # rows 2..5 only
+    assert scores[str(lgb)] == pytest.approx(-math.log(0.5))
+    assert scores[str(short)] == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2)
+    path = short / "predictions" / "val.parquet"
+    pd.read_parquet(path).assign(label=0).to_parquet(path)
+    with pytest.raises(ValueError, match=f"{short}: its val labels differ"):
+        shared_row_log_loss([str(lgb), str(short)], "val")
