@@ -19,11 +19,11 @@ def test_flags_set_values_append_to_lists_and_address_the_last_class(tmp_path):
 
 
 def test_bad_flags_and_keys_are_one_line_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="--trainer.max_epochs needs a value"):
+    with pytest.raises(ConfigError, match=r"--trainer\.max_epochs needs a value"):
         config_from_flags(["--trainer.max_epochs"])
     with pytest.raises(ConfigError, match="unexpected argument 'oops'"):
         config_from_flags(["oops"])
-    with pytest.raises(ConfigError, match="'data.root' is a value, not a section"):
+    with pytest.raises(ConfigError, match=r"'data\.root' is a value, not a section"):
         resolve_config({"data": {"root": "x"}}, {"data.root.deeper": 1})
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="a config is a mapping"):

@@ -53,8 +53,6 @@ def test_none_pruner_is_consulted_and_never_prunes(tmp_path, fit_args, consulted
     assert set(consulted["none"]) == {0, 1} and not consulted["hyperband"] and not consulted["median"]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="ensemble/tuning raises a bare ValueError for a bad --tune.pruner instead of exit 2")
 def test_unknown_pruner_is_one_clear_line(tmp_path, fit_args, capsys):
     assert main(_tune(tmp_path, fit_args, "asha")) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -121,13 +121,14 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) 
     """
     if cfg.direction not in ("maximize", "minimize"):
         raise ConfigError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
+    pruner = make_pruner(cfg.pruner)  # a bad name fails before any model is built
     space = SearchSpace.from_yaml(cfg.search_space or default_space(base, config_dir))
     check_keys(base, space)  # before trial 1: a bad key fails now, named
     storage = open_storage(cfg.storage, cfg.heartbeat, cfg.retries)
     cfg.study_name = cfg.study_name or Path(space.source).stem
     study = optuna.create_study(
         study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=make_pruner(cfg.pruner),
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=pruner,
     )
     tracking = Tracking(**(base.get("tracking") or {}))
     trial_base = base
