@@ -69,12 +69,14 @@ def test_tiny_experiment_runs_writes_leaderboard_and_resumes(tmp_path, splits, c
 def test_failed_cell_is_reported_and_others_go_on(tmp_path, splits, capsys):
     out = tmp_path / "exp"
     bad = ["--model_args", '{gru: [--model.init_args.net.init_args.no_such_arg, "1"]}']
-    assert main(_experiment(splits, out, "[lstm, gru]", horizons="[5]", extra=bad)) == 0
+    assert main(_experiment(splits, out, "[lstm, gru]", horizons="[5]", extra=bad)) == 1  # a failed cell fails the run
     board = pd.read_csv(out / "leaderboard.csv")
     gru = board[board.model == "gru"].iloc[0]
     assert gru.status == "failed" and "no_such_arg" in gru.error
     assert board[board.model == "lstm"].iloc[0].status == "done"
-    assert "gru_h5: FAILED" in capsys.readouterr().out
+    out_err = capsys.readouterr()
+    assert "gru_h5: FAILED" in out_err.out
+    assert out_err.err.strip().splitlines()[-1] == "ensemble: 1 cell(s) failed: gru_h5 (see their cell.log)"
 
 
 def test_unknown_model_fails_before_any_cell(tmp_path, splits, capsys):
@@ -94,3 +96,19 @@ def test_default_grid_leaves_out_models_without_their_weights(capsys):
     assert "timesfm: not in the default grid, it needs pretrained weights" in capsys.readouterr().out
     given = Experiment(model_args={"timesfm": ["--model.init_args.net.init_args.checkpoint", "w"]})
     assert set(default_models(given)) == everything
+
+
+def test_configs_dir_in_the_yaml_is_relative_to_the_yaml(tmp_path, splits, monkeypatch):
+    import os
+
+    import yaml
+
+    folder = tmp_path / "exps"
+    folder.mkdir()
+    spec = {"name": "rel", "models": ["lightgbm"], "horizons": [5], "data_root": str(splits),
+            "configs_dir": os.path.relpath(CONFIGS, folder), "out": str(tmp_path / "out"), "blends": [],
+            "fit_args": ["--trainer.max_epochs", "1", "--model.init_args.min_data_in_leaf", "5"]}  # fmt: skip
+    (folder / "exp.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.chdir(tmp_path)  # neither the repository nor the yaml's folder
+    assert main(["experiment", "--config", str(folder / "exp.yaml")]) == 0
+    assert (tmp_path / "out" / "runs" / "lightgbm_h5" / "version_0" / "metrics.json").is_file()

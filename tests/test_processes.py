@@ -42,7 +42,8 @@ def test_sigterm_stops_fit_with_exit_143_and_a_resumable_last_checkpoint(model, 
     marker = tmp_path / "stalled"
     stall = ["--trainer.callbacks+=killer.StallAt" if model == "lstm" else "--trainer.callbacks+=killer.TreeStallAt",
              f"--trainer.callbacks.marker={marker}", "--trainer.callbacks.epoch=1"]  # fmt: skip
-    args = [*fit_args(config=f"configs/{model}.yaml", epochs=4), "--tracking.name", "pre"]
+    tiny = ["--model.init_args.min_data_in_leaf", "5"] if model == "lightgbm" else []  # 200 grows no tree here
+    args = [*fit_args(config=f"configs/{model}.yaml", epochs=4), *tiny, "--tracking.name", "pre"]
     proc = subprocess.Popen([sys.executable, "-m", "ensemble.cli", "fit", *args, *stall], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     _wait_for(marker.exists, proc)
@@ -70,7 +71,7 @@ def test_killing_an_experiment_kills_its_cell_and_a_busy_cell_is_refused(tmp_pat
     marker = tmp_path / "stalled"
     config = _experiment_yaml(tmp_path, splits, ["lstm"], [
         "--trainer.max_epochs", "3", "--data.seq_len", "5", "--trainer.callbacks+=killer.StallAt",
-        f"--trainer.callbacks.marker={marker}"])  # fmt: skip
+        f"--trainer.callbacks.marker={marker}", "--trainer.callbacks.batch=0"])  # fmt: skip
     cmd = [sys.executable, "-m", "ensemble.cli", "experiment", "--config", str(config)]
     parent = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for(marker.exists, parent)

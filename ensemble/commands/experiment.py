@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ensemble.experiments.runner import Experiment, run_experiment
+from ensemble.training.config import read_yaml
 
 
 def parser() -> ArgumentParser:
@@ -15,8 +19,24 @@ def parser() -> ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    p = parser()
-    cfg = p.parse_args(argv).as_dict()
-    cfg.pop("config", None)
-    run_experiment(Experiment(**cfg))
+    """Run the experiment; exit 1 (listing them) when any cell failed, so a scheduler sees the failure."""
+    cfg = parser().parse_args(argv).as_dict()
+    configs = cfg.pop("config", None) or []
+    cfg["configs_dir"] = _beside_yaml(cfg["configs_dir"], [Path(str(c)) for c in configs])
+    rows = run_experiment(Experiment(**cfg))
+    failed = [f"{r['model']}_h{r['horizon']}" for r in rows if r.get("status") == "failed"]
+    if failed:
+        print(f"ensemble: {len(failed)} cell(s) failed: {', '.join(failed)} (see their cell.log)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _beside_yaml(configs_dir: str, yamls: list[Path]) -> str:
+    """A relative ``configs_dir`` written in an experiment YAML is relative to that file, so the bundled
+    experiment runs from any working directory; one given on the command line is relative to the cwd."""
+    for path in reversed(yamls):
+        written = read_yaml(path).get("configs_dir")
+        if written is not None:
+            same = str(written) == configs_dir and not Path(configs_dir).is_absolute()
+            return str(path.parent / configs_dir) if same else configs_dir
+    return configs_dir

@@ -32,7 +32,6 @@ from ensemble.training.config import ConfigSource, family_name, resolve_config
 _FAMILIES = {"neural": "ensemble.training.nets:NetFamily", "tree": "ensemble.training.trees.family:TreeFamily"}
 
 
-
 class ExportError(EnsembleError):
     """A run that cannot be exported, or an export that cannot be used."""
 
