@@ -144,3 +144,22 @@ def test_a_tuning_worker_killed_mid_trial_is_failed_and_retried(tmp_path, fit_ar
     assert optuna.storages.RetryFailedTrialCallback.retried_trial_number(retried) == 0
     trials = (tmp_path / "out" / "trials.csv").read_text()
     assert "RUNNING" not in trials
+
+
+def test_sigterm_to_an_experiment_stops_its_cell_and_exits_143(tmp_path, splits):
+    marker = tmp_path / "stalled"
+    config = _experiment_yaml(tmp_path, splits, ["lstm"], [
+        "--trainer.max_epochs", "3", "--data.seq_len", "5", "--trainer.callbacks+=killer.StallAt",
+        f"--trainer.callbacks.marker={marker}", "--trainer.callbacks.batch=0"])  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-m", "ensemble.cli", "experiment", "--config", str(config)], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _wait_for(marker.exists, parent)
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+    cell = next(int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())
+    parent.send_signal(signal.SIGTERM)
+    err = parent.communicate(timeout=240)[1].decode()
+    assert parent.returncode == 143, err[-2000:]
+    assert "SIGTERM received: cell lstm_h5 was stopped" in err.strip().splitlines()[-1]
+    assert not _alive(cell)
+    ckpts = tmp_path / "exp" / "runs" / "lstm_h5" / "version_0" / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file()  # the cell itself was pre-empted cleanly, with a checkpoint
