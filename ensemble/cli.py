@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from ensemble.cli_errors import one_line, user_error
+from ensemble.commands.parsing import OneLineParser
 from ensemble.errors import Preempted
 
 # subcommand -> (module under ensemble.commands, function, help line)
@@ -30,7 +31,7 @@ COMMANDS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ensemble", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="ensemble", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, _, text) in COMMANDS.items():

@@ -7,6 +7,8 @@ reports a ``ValueError`` raised in an ``__init__`` as a config error) working.
 
 from __future__ import annotations
 
+import re
+
 
 class EnsembleError(ValueError):
     """A user-facing error; the message names the file, column, symbol, row or config key at fault."""
@@ -20,17 +22,29 @@ class NonFiniteLossError(EnsembleError, FloatingPointError):
     """Training produced a NaN or infinite loss; the message says what to change."""
 
 
+_NOISE = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>",
+          "Problem with given class_path")
+_KEY = re.compile(r'Parser key "([^"]+)"')
+_TYPE = re.compile(r"Expected a <class '([\w.]+)'>\. Got value: (.*)")
+
+
 def one_line(err: BaseException) -> str:
-    """jsonargparse explains a bad config as a nested tree; keep the path and the innermost reason."""
+    """One readable line for any error. jsonargparse explains a bad config as a nested tree; this keeps
+    the dotted key it is about and the innermost reason: ``data.seq_len: expected int, got 'abc'``."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(lines) == 1:
-        return lines[0].strip()
-    noise = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class", "Given value")
-    useful = [ln for ln in lines if not ln.strip(" -").startswith(noise)]
+    if len(lines) <= 1:
+        return lines[0].strip() if lines else type(err).__name__
+    useful = [ln for ln in lines if not ln.strip(" -").startswith(_NOISE)] or lines
     depth = [len(ln) - len(ln.lstrip(" -")) for ln in useful]
     deepest = max(range(len(useful)), key=lambda i: (depth[i], i))
-    reason = useful[deepest].strip(" -")
+    reason = _TYPE.sub(r"expected \1, got '\2'", useful[deepest].strip(" -"))
+    given = [ln.strip().removeprefix("Given value: ") for ln in lines if ln.strip().startswith("Given value: ")]
+    if given and (bare := re.fullmatch(r"Expected a <class '([\w.]+)'>", reason)):  # a union: name the value too
+        reason = f"expected {bare.group(1)}, got '{given[-1]}'"
+    keys = [m.group(1) for ln in useful[:deepest] if (m := _KEY.search(ln))]
+    if keys:
+        return f"{'.'.join(keys)}: {reason}"
     where = [ln.strip(" -").rstrip(":") for ln in useful[:deepest]]
     return f"{reason} ({' > '.join(where)})" if where else reason
 

@@ -5,15 +5,15 @@ ordinary run folder (predictions, metrics.json, plots)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from ensemble.commands.parsing import OneLineParser
 from ensemble.ensembling.blend import blend
 from ensemble.ensembling.methods import METHODS
 
 
 def run(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ensemble blend", description=__doc__)
+    p = OneLineParser(prog="ensemble blend", description=__doc__)
     p.add_argument("--runs", nargs="+", required=True, help="finished run folders (lightning_logs/<name>/version_N)")
     p.add_argument("--method", choices=sorted(METHODS), default="stacked")
     p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")

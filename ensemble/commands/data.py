@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ensemble.commands.parsing import OneLineParser
 from ensemble.data.constants import DEFAULT_DEMO_ROOT
 
 
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(argv: list[str]) -> int:
     """``ensemble data demo|summary ...``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="ensemble")
+    parser = OneLineParser(prog="ensemble")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return _run(parser.parse_args(["data", *argv]))
 

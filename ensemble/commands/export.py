@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from ensemble.commands.parsing import OneLineParser
 from ensemble.export import export_run, predict_file, register
 
 
 def run_export(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ensemble export", description="Export a finished run as a self-contained folder")
+    p = OneLineParser(prog="ensemble export", description="Export a finished run as a self-contained folder")
     p.add_argument("--run", required=True, help="run folder, e.g. lightning_logs/lstm/version_0")
     p.add_argument("--out", required=True, help="export folder to write")
     args = p.parse_args(argv)
@@ -18,7 +18,7 @@ def run_export(argv: list[str]) -> int:
 
 
 def run_register(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ensemble register",
+    p = OneLineParser(prog="ensemble register",
                                 description="Export a run and register it in the MLflow Model Registry under an alias")
     p.add_argument("--run", required=True, help="run folder, e.g. experiments/baseline/runs/lstm_h5/version_0")
     p.add_argument("--name", required=True, help="registered model name")
@@ -34,7 +34,7 @@ def run_register(argv: list[str]) -> int:
 
 
 def run_predict(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ensemble predict --from",
+    p = OneLineParser(prog="ensemble predict --from",
                                 description="Predict a parquet file with an export folder or models:/name@alias")
     p.add_argument("--from", dest="source", required=True, help="export folder or models:/<name>@<alias>")
     p.add_argument("--input", required=True, help="parquet file with the model's feature columns")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
+from ensemble.commands.parsing import OneLineParser
 
 
 def run(argv: list[str]) -> int:
     """Print one line per registered model; imports no model (the registry is a table of class paths)."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="ensemble models",
         description="List the registered models: the short name that experiments, search spaces and run "
         "folders use, the family that trains it (neural: a backbone under Classifier, tree: TreeTrainer), "

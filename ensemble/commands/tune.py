@@ -11,6 +11,8 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from ensemble.commands.parsing import OneLineParser
+from ensemble.errors import ConfigError
 from ensemble.training.config import config_from_flags
 from ensemble.tuning.study import TuneConfig
 
@@ -30,8 +32,8 @@ HELP = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ensemble tune", description=__doc__, add_help=True,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="ensemble tune", description=__doc__, add_help=True,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     defaults = TuneConfig()
     for f in fields(TuneConfig):
         if f.name == "extra":
@@ -46,6 +48,9 @@ def run(argv: list[str]) -> int:
     from ensemble.tuning.study import tune
 
     known, base_args = parser().parse_known_args(argv)
+    unknown = [a.split("=", 1)[0] for a in base_args if a.startswith("--tune.")]
+    if unknown:  # not a run flag either: say so, rather than pass it on to every trial's fit
+        raise ConfigError(f"ensemble tune: unknown option {unknown[0]}; see ensemble tune --help")
     configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
                for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]  # fmt: skip
     base = config_from_flags(base_args)

@@ -110,14 +110,17 @@ def get_model(name: str) -> ModelEntry:
 
 
 def entry_for(class_path: str | None) -> ModelEntry | None:
-    """The entry whose class a config names, by its full path or (a module's own path, such as
-    ``ensemble.models.backbones.lstm.LSTMNet``) by the class name; None when nothing registered matches."""
+    """The entry whose class a config names: by its registered path (``ensemble.models.backbones.LSTMNet``)
+    or by the path of the module inside that package that defines it (``...backbones.lstm.LSTMNet``, as
+    saved configs write it). A class of the same name elsewhere is not a match. None when nothing matches."""
     if not class_path:
         return None
-    entries = list_models()
-    exact = [e for e in entries if e.class_path == class_path]
-    named = [e for e in entries if e.class_path.rsplit(".", 1)[-1] == class_path.rsplit(".", 1)[-1]]
-    return (exact or named or [None])[0]
+    module, _, name = class_path.rpartition(".")
+    for entry in list_models():
+        package, _, registered = entry.class_path.rpartition(".")
+        if entry.class_path == class_path or (name == registered and module.startswith(package + ".")):
+            return entry
+    return None
 
 
 def create_model(name: str, **kwargs) -> object:

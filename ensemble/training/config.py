@@ -82,7 +82,13 @@ def merge(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolve_config(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A deep copy of ``source`` (a YAML path or a dict) with each dotted override applied in order."""
+    """A deep copy of ``source`` (a YAML path or a dict) with each dotted override applied in order.
+
+    Raises:
+        ConfigError: ``source`` is neither, or as ``read_yaml`` and ``set_dotted``.
+    """
+    if not isinstance(source, str | Path | Mapping):
+        raise ConfigError(f"a config is a YAML path or a mapping of sections, got {type(source).__name__}")
     config = read_yaml(source) if isinstance(source, str | Path) else copy.deepcopy(dict(source))
     for key, value in (overrides or {}).items():
         set_dotted(config, key, value)

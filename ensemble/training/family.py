@@ -12,6 +12,7 @@ Python objects::
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import resource
 import signal
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ensemble.errors import ConfigError, EnsembleError
+from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.training.config import ConfigSource, family_name, resolve_config
 
 # family name (as the registry records it) -> the class that trains it, imported on first use
@@ -96,7 +97,23 @@ class Job(ABC):
 
     @abstractmethod
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
-        """Metrics of ``ckpt`` (None: the current weights) on ``split`` (val or test); writes its artifacts."""
+        """Metrics of ``ckpt`` (None: the current weights) on ``split`` (val or test); writes its artifacts.
+
+        Raises:
+            ConfigError: ``split`` is not val or test.
+        """
+
+    def validate(self, ckpt: str | None = None) -> dict[str, float]:
+        """``val/*`` metrics of ``ckpt`` (None: the current weights), with the val artifacts."""
+        return self.evaluate("val", ckpt)
+
+    def test(self, ckpt: str | None = None) -> dict[str, float]:
+        """``test/*`` metrics of ``ckpt`` (None: the current weights), with the test artifacts."""
+        return self.evaluate("test", ckpt)
+
+    @abstractmethod
+    def predict(self, ckpt: str | None = None) -> np.ndarray:
+        """(N, 3) class probabilities on ``data.predict_split``; also written to ``predictions/predict.parquet``."""
 
     @abstractmethod
     def best_checkpoint(self) -> str | None:
@@ -201,6 +218,21 @@ def family_named(name: str) -> Family:
 
 
 def build(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> Job:
-    """A ``fit`` job of any model: ``source`` is a YAML path or a dict, ``overrides`` dotted keys."""
+    """A ``fit`` job of any model: ``source`` is a YAML path or a dict, ``overrides`` dotted keys.
+
+    Raises:
+        ConfigError (or another ``EnsembleError``): a key, value or class the config cannot have, in one line.
+    """
     config = resolve_config(source, overrides)
-    return family_for(config).build(config)
+    family = family_for(config)
+    try:
+        return family.build(config)
+    except argparse.ArgumentError as err:  # jsonargparse's verdict on the config, as the CLI would print it
+        raise ConfigError(one_line(err)) from err
+
+
+def check_split(split: str) -> str:
+    """``split`` if it is one a job evaluates, else ``ConfigError``."""
+    if split not in ("val", "test"):
+        raise ConfigError(f"a job evaluates split 'val' or 'test', got '{split}'")
+    return split

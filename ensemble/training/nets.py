@@ -21,11 +21,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ensemble.data import WindowDataModule
 from ensemble.data.windows import WindowLoader
-from ensemble.errors import Preempted
+from ensemble.errors import EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor, fit_cost
-from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir
+from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
+from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir, discard_if_unused
 from ensemble.training.tracking import Tracking, run_loggers
 
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
@@ -86,6 +86,14 @@ class EnsembleCLI(LightningCLI):
             config["logger"] = run_loggers(tracking, run_dir.name if run_dir is not None else None)
         return super()._instantiate_trainer(config, callbacks)
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except EnsembleError:
+            if subcommand == "fit" and self._run_dir is None and _is_rank_zero():  # a fresh run that never started
+                discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
+            raise
+
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
 
@@ -145,11 +153,15 @@ class NetJob(Job):
             self.trainer.fit(self.model, datamodule=self.datamodule)
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
-        run = {"val": self.trainer.validate, "test": self.trainer.test}[split]
+        run = {"val": self.trainer.validate, "test": self.trainer.test}[check_split(split)]
         results: dict[str, float] = {}
         for out in run(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False):
             results.update(out)
         return results
+
+    def predict(self, ckpt: str | None = None) -> Any:
+        outputs = self.trainer.predict(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        return torch.cat([out["probs"] for out in outputs]).numpy()
 
     def best_checkpoint(self) -> str | None:
         callback = self.trainer.checkpoint_callback

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,16 @@ def checkpoint_to_resume(
     if resuming and run_dir is not None:
         remove_partial_writes(run_dir)
     return found, run_dir
+
+
+def discard_if_unused(run_dir: Path | None) -> None:
+    """Delete a run folder this process claimed for a run that failed before its first checkpoint, so a
+    failed start leaves no half run behind (a run with a checkpoint is kept: it can be resumed)."""
+    if run_dir is None or not run_dir.is_dir():
+        return
+    ckpts = run_dir / "checkpoints"
+    if not (ckpts.is_dir() and any(ckpts.iterdir())):
+        shutil.rmtree(run_dir)
 
 
 def print_metrics(results: dict[str, Any], run_dir: Path, best: str) -> None:

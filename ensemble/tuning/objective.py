@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
-from ensemble.errors import EnsembleError
+from ensemble.errors import EnsembleError, one_line
 from ensemble.training.config import merge, resolve_config
-from ensemble.training.family import family_for
+from ensemble.training.family import build, family_for
 from ensemble.tuning.space import SearchSpace, SearchSpaceError
 
 # quiet trials: the study reports progress; the user's own config still wins over these
@@ -28,18 +27,25 @@ def trial_config(base: Mapping[str, Any], params: Mapping[str, Any], metric: str
 
 
 def check_keys(base: Mapping[str, Any], space: SearchSpace) -> None:
-    """Build the config once per key (no training, no run folder) so a key that does not exist fails
-    before trial 1, named.
+    """Before trial 1 (no training, no run folder): build the run config alone, so its own errors are named
+    as such, then with a whole point of the space; only if that fails, key by key, to name the bad key.
 
     Raises:
+        ConfigError: the run config itself is invalid (not the search space's fault).
         SearchSpaceError: a key the config does not have, naming the search-space file and the key.
     """
+    quiet = {"trainer.logger": False}
+    build(base, quiet)  # raises ConfigError about the run flags or config file
+    try:
+        build(base, {**space.first_point(), **quiet})
+        return
+    except EnsembleError:
+        pass
     for key, value in space.first_point().items():
-        config = resolve_config(base, {key: value, "trainer.logger": False})
         try:
-            family_for(config).build(config)
-        except (argparse.ArgumentError, EnsembleError) as err:
-            raise SearchSpaceError(f"{space.source}: key '{key}' is not a valid config key ({err})") from err
+            build(base, {key: value, **quiet})
+        except EnsembleError as err:
+            raise SearchSpaceError(f"{space.source}: key '{key}' is not a valid config key ({one_line(err)})") from err
 
 
 def run_trial(trial: optuna.Trial, config: Mapping[str, Any], metric: str) -> float:

@@ -22,5 +22,8 @@ def single_device(accelerator: str, devices: int | str | list[int], strategy: st
     if accelerator == "cpu":
         return "cpu"
     if accelerator in ("cuda", "gpu"):
+        if not torch.cuda.is_available():  # the libraries would fail deep inside, or quietly use the CPU
+            raise ConfigError(f"trainer.accelerator={accelerator}, but this machine has no visible CUDA device; "
+                              "use trainer.accelerator=cpu")  # fmt: skip
         return f"cuda:{ids[0] if ids else 0}"
     raise ConfigError(f"trainer.accelerator for tree models is cpu, cuda, gpu or auto, got '{accelerator}'")

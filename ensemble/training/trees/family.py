@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ensemble.data.split_data import SplitData
-from ensemble.errors import ConfigError, Preempted
+from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor, on_sigterm
-from ensemble.training.runs import claim_run_dir
+from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
+from ensemble.training.runs import claim_run_dir, discard_if_unused
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
@@ -111,6 +111,7 @@ class TreeJob(Job):
             atomic_write(self._run_dir / "config.yaml", lambda p: p.write_text(text))
 
     def train(self) -> None:
+        fresh = self._run_dir is None
         self.start()
         stopped: list[bool] = []
 
@@ -119,15 +120,24 @@ class TreeJob(Job):
             self.trainer.should_stop = True
 
         with on_sigterm(stop):
-            self.trainer.fit(self.model, self.datamodule, self.ckpt)
+            try:
+                self.trainer.fit(self.model, self.datamodule, self.ckpt)
+            except EnsembleError:
+                if fresh:
+                    discard_if_unused(self._run_dir)
+                raise
         if stopped:
             last = meta_path(self._run_dir / "checkpoints", "last")
             where = f"resume with the same command and --ckpt_path {last}" if last.is_file() else "start again"
             raise Preempted(f"SIGTERM received: stopped after round {self.model.num_rounds}; {where}")
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
-        run = {"val": self.trainer.validate, "test": self.trainer.test}[split]
+        run = {"val": self.trainer.validate, "test": self.trainer.test}[check_split(split)]
         return run(self.model, self.datamodule, ckpt)
+
+    def predict(self, ckpt: str | None = None) -> Any:
+        self.start()
+        return self.trainer.predict(self.model, self.datamodule, ckpt)
 
     def best_checkpoint(self) -> str | None:
         found = [p for p in (meta_path(self._run_dir / "checkpoints", t) for t in ("best", "last")) if p.is_file()]
