@@ -134,3 +134,12 @@ def test_forward_columns_and_exclusions_never_features(tmp_path):
 
     dm = WindowDataModule(root=str(_mutated(tmp_path, mutate)), exclude=["target_*"])
     assert dm.feature_names == ["f0", "f1", "f2", "f3"]
+
+
+def test_excluded_text_column_stays_excluded_when_loading(tmp_path):
+    def mutate(f):
+        for df in f.values():
+            df["sector"] = "tech"
+
+    dm = _setup(_mutated(tmp_path, mutate), exclude=["sector"])  # load_split used to re-detect without it
+    assert dm.feature_names == ["f0", "f1", "f2", "f3"] and dm.panel("val").features.shape[1] == 4

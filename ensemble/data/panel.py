@@ -2,11 +2,15 @@
 
 Rows are reordered to (symbol, time) so every symbol is one contiguous block; a window is then
 a plain slice of rows. Features are filled column by column into one preallocated float32 matrix,
-so peak memory stays near one copy of the feature matrix whatever the file's dtypes.
+so peak memory stays near one copy of the feature matrix whatever the file's dtypes. Features are read
+by name, in the order the caller asks for (a trained model's order), never by position in the file.
+Every value is checked after the float32 cast: a float64 of 1e300 is finite in the file and inf here.
 """
 
 from __future__ import annotations
 
+import glob
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from ensemble.data.contract import ColumnRoles, DataContractError, detect_roles
+from ensemble.data.contract import ColumnRoles, DataContractError, detect_roles, is_numeric, is_string
 
 _FEATURE_CHUNK = 16  # columns read per pass: bounds the Arrow-side memory
+# Labels may be stored as the class names the package itself reports (metrics, artifacts).
+LABEL_WORDS: dict[str, int] = {"short": -1, "flat": 0, "long": 1}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -34,6 +41,7 @@ class SplitPanel:
     time: torch.Tensor  # (N,) int64 nanoseconds
     symbols: list[str]
     is_context: torch.Tensor  # (N,) bool: rows borrowed from the previous split, never targets
+    tz: str | None = None  # the file's datetime timezone; ``time`` is UTC, outputs convert back
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -100,54 +108,148 @@ def _raise_at(path: Path, what: str, order: np.ndarray, i: int, codes, times, na
     )
 
 
-def _column(pf: pq.ParquetFile, name: str) -> np.ndarray:
-    return pf.read(columns=[name]).column(name).to_numpy().astype(np.float64, copy=False)
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _where(names: list[str], codes: np.ndarray, row: int) -> str:
+    return f"at row {row} (symbol '{names[codes[row]]}')"
+
+
+def _column(pf: pq.ParquetFile, path: Path, name: str) -> np.ndarray:
+    """A numeric role column (forward return, sample weight) as float64, nulls as NaN."""
+    col = pf.read(columns=[name]).column(name)
+    if not is_numeric(col.type):
+        raise DataContractError(f"{path}: column '{name}' is {col.type}, not numeric")
+    return _float64(col)
+
+
+def _float64(col: pa.ChunkedArray) -> np.ndarray:
+    # through Arrow, so a null reads as NaN whatever the type (a nullable bool would become objects)
+    return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _label_values(col: pa.ChunkedArray, path: Path, column: str, names: list[str], codes: np.ndarray) -> np.ndarray:
+    """Label column as float64 -1/0/1 with NaN where missing; the words short/flat/long are accepted."""
+    if is_numeric(col.type):
+        return _float64(col)
+    if not is_string(col.type):
+        raise DataContractError(f"{path}: column '{column}' is {col.type}; labels must be -1, 0, 1 or short/flat/long")
+    missing = col.is_null().to_numpy(zero_copy_only=False)
+    text = pc.cast(col, pa.large_string()).to_numpy(zero_copy_only=False)  # (N,) object
+    known = missing | np.isin(text, list(LABEL_WORDS))
+    if not known.all():
+        row = _first(~known)
+        raise DataContractError(
+            f"{path}: column '{column}' has value {text[row]!r} {_where(names, codes, row)}; "
+            f"labels must be -1, 0, 1 or short/flat/long (or null)"
+        )
+    values = np.full(len(text), np.nan)
+    for word, value in LABEL_WORDS.items():
+        values[text == word] = value
+    return values
 
 
 def read_labels(
     pf: pq.ParquetFile, path: Path, column: str, order: np.ndarray, codes: np.ndarray, names: list[str]
 ) -> np.ndarray:
-    raw = _column(pf, column)
+    """(N,) int64 class ids 0/1/2 (-1 where missing), in ``order``."""
+    raw = _label_values(pf.read(columns=[column]).column(column), path, column, names, codes)
     bad = ~np.isnan(raw) & ~np.isin(raw, (-1.0, 0.0, 1.0))
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
+        row = _first(bad)
         raise DataContractError(
-            f"{path}: column '{column}' has value {raw[row]!r} at row {row} (symbol '{names[codes[row]]}'); "
+            f"{path}: column '{column}' has value {float(raw[row])!r} {_where(names, codes, row)}; "
             f"labels must be -1, 0 or 1 (or null)"
         )
     y = np.where(np.isnan(raw), -1, raw + 1).astype(np.int64)
     return y[order]
 
 
+def _as_float32(values: np.ndarray, path: Path, what: str, names: list[str], codes: np.ndarray,
+                allow_nan: bool = False) -> np.ndarray:
+    """Cast to float32, refusing any value that is not finite afterwards (NaN passes if ``allow_nan``)."""
+    with np.errstate(over="ignore"):
+        as32 = values.astype(np.float32)
+    bad = ~np.isfinite(as32) & ~(allow_nan & np.isnan(as32))
+    if bad.any():
+        row = _first(bad)
+        value = float(values[row])
+        problem = (f"value {value!r} does not fit float32 (|x| <= {_FLOAT32_MAX:.4g})" if np.isfinite(value)
+                   else f"non-finite value {value!r}")
+        raise DataContractError(f"{path}: {problem} in {what} {_where(names, codes, row)}")
+    return as32
+
+
 def read_features(
-    pf: pq.ParquetFile, path: Path, features: tuple[str, ...], order: np.ndarray, codes: np.ndarray, names: list[str]
+    pf: pq.ParquetFile, path: Path, features: Sequence[str], order: np.ndarray, codes: np.ndarray, names: list[str]
 ) -> np.ndarray:
+    """(N, F) float32 matrix of ``features``, read by name in the given order, rows in ``order``."""
     out = np.empty((len(order), len(features)), dtype=np.float32)
     for start in range(0, len(features), _FEATURE_CHUNK):
         chunk = list(features[start : start + _FEATURE_CHUNK])
         table = pf.read(columns=chunk)
         for j, name in enumerate(chunk, start):
             col = table.column(name)
+            if col.null_count:  # a nullable column (e.g. pandas "boolean") would otherwise read as objects
+                row = _first(col.is_null().to_numpy(zero_copy_only=False))
+                raise DataContractError(f"{path}: null in feature column '{name}' {_where(names, codes, row)}")
             values = col.to_numpy()
             if not np.issubdtype(values.dtype, np.number) and values.dtype != np.bool_:
                 raise DataContractError(f"{path}: feature column '{name}' has dtype {col.type}, not numeric")
-            finite = np.isfinite(values) if values.dtype.kind == "f" else np.ones(len(values), bool)
-            if not finite.all():
-                row = int(np.flatnonzero(~finite)[0])
-                raise DataContractError(
-                    f"{path}: non-finite value {values[row]!r} in feature column '{name}' at row {row} "
-                    f"(symbol '{names[codes[row]]}')"
-                )
-            out[:, j] = values[order]
+            out[:, j] = _as_float32(values, path, f"feature column '{name}'", names, codes)[order]
         del table
     return out
 
 
-def load_split(path: Path, roles: ColumnRoles, horizon: int, require_labels: bool = True) -> SplitPanel:
-    """Read and validate one split for one horizon. Without ``require_labels`` (predicting new data)
-    a missing label or forward-return column reads as all-missing."""
+def _read_weights(pf: pq.ParquetFile, path: Path, column: str, label: np.ndarray, order: np.ndarray,
+                  codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """(N,) float32 weights in ``order``: finite and >= 0 where a label exists, 0 elsewhere."""
+    raw = _column(pf, path, column)
+    labelled = np.empty(len(order), dtype=bool)
+    labelled[order] = label >= 0  # file order, so the error names the file row
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = labelled & ~(np.isfinite(raw.astype(np.float32)) & (raw >= 0))
+    if bad.any():
+        row = _first(bad)
+        raise DataContractError(
+            f"{path}: column '{column}' must be finite in float32 and >= 0 where a label exists; "
+            f"got {float(raw[row])!r} {_where(names, codes, row)}"
+        )
+    return np.where(labelled, raw, 0.0).astype(np.float32)[order]
+
+
+def load_split(
+    path: Path,
+    roles: ColumnRoles,
+    horizon: int,
+    require_labels: bool = True,
+    feature_names: Sequence[str] | None = None,
+) -> SplitPanel:
+    """Read and validate one split for one horizon.
+
+    Args:
+        path: the parquet file.
+        roles: the reference roles (datetime/symbol names, features, and the columns already set aside
+            as non-features, which stay aside here).
+        horizon: reads ``label_h{H}``, ``fwd_return_h{H}`` and ``sample_weight_h{H}``.
+        require_labels: without it (predicting new data) a missing label or forward-return column reads
+            as all-missing.
+        feature_names: the features to read, by name and in this order (a trained model's order);
+            default ``roles.features``. Column positions in the file never matter.
+
+    Raises:
+        DataContractError: naming the file and the column, row or symbol at fault.
+    """
     pf = open_parquet(path)
-    file_roles = detect_roles(pf.schema_arrow, path, roles.datetime, roles.symbol, (), require_labels)
+    exclude = tuple(glob.escape(name) for name in roles.excluded)  # exact names, not patterns
+    file_roles = detect_roles(pf.schema_arrow, path, roles.datetime, roles.symbol, exclude, require_labels)
+    features = tuple(roles.features if feature_names is None else feature_names)
+    present = set(file_roles.features)
+    missing = [f for f in features if f not in present]
+    if missing:
+        more = " ..." if len(missing) > 10 else ""
+        raise DataContractError(f"{path}: missing feature columns {missing[:10]}{more}")
     if require_labels:
         file_roles.require_horizon(horizon, path)
     codes, times, names = read_keys(pf, path, roles)
@@ -157,25 +259,20 @@ def load_split(path: Path, roles: ColumnRoles, horizon: int, require_labels: boo
     else:
         label = np.full(len(order), -1, dtype=np.int64)
     if horizon in file_roles.fwd_returns:
-        fwd = _column(pf, file_roles.fwd_returns[horizon])[order].astype(np.float32)
+        column = file_roles.fwd_returns[horizon]  # NaN is "unknown" (near a series' end); inf is an error
+        raw = _column(pf, path, column)
+        fwd = _as_float32(raw, path, f"column '{column}'", names, codes, allow_nan=True)[order]
     else:
         fwd = np.full(len(order), np.nan, dtype=np.float32)
     if horizon in file_roles.weights:
-        weight = _column(pf, file_roles.weights[horizon])[order].astype(np.float32)
-        bad = (label >= 0) & ~(np.isfinite(weight) & (weight >= 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataContractError(
-                f"{path}: column '{file_roles.weights[horizon]}' must be finite and >= 0 where a label "
-                f"exists; got {weight[i]!r} at file row {int(order[i])} (symbol '{names[codes[order[i]]]}')"
-            )
-        weight = np.where(label >= 0, weight, 0.0).astype(np.float32)
+        weight = _read_weights(pf, path, file_roles.weights[horizon], label, order, codes, names)
     else:
         weight = np.ones(len(order), dtype=np.float32)
-    features = read_features(pf, path, roles.features, order, codes, names)
+    matrix = read_features(pf, path, features, order, codes, names)
+    dt_type = pf.schema_arrow.field(roles.datetime).type
     return SplitPanel(
         path=path,
-        features=torch.from_numpy(features),
+        features=torch.from_numpy(matrix),
         label=torch.from_numpy(label),
         fwd_return=torch.from_numpy(fwd),
         weight=torch.from_numpy(weight),
@@ -183,4 +280,5 @@ def load_split(path: Path, roles: ColumnRoles, horizon: int, require_labels: boo
         time=torch.from_numpy(times[order]),
         symbols=names,
         is_context=torch.zeros(len(order), dtype=torch.bool),
+        tz=getattr(dt_type, "tz", None),
     )
