@@ -79,4 +79,5 @@ def with_context(panel: SplitPanel, previous: SplitPanel, seq_len: int) -> Split
         time=torch.from_numpy(times)[order],
         symbols=panel.symbols,
         is_context=torch.cat([torch.ones(len(take), dtype=torch.bool), panel.is_context])[order],
+        tz=panel.tz,
     )

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 import yaml
 
-from ensemble.callbacks.artifacts import PROB_COLUMNS, write_stage
+from ensemble.callbacks.artifacts import PROB_COLUMNS, utc_ns, write_stage
 from ensemble.io import atomic_write, write_json
 from ensemble.metrics import MetricSuite
 from ensemble.runs import claim_run_dir
@@ -66,7 +66,7 @@ def align(run_dirs: list[Path], split: str) -> Aligned:
 def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, bars_per_year: float) -> dict:
     suite = MetricSuite(split, horizon, bars_per_year)
     suite.update(torch.tensor(probs, dtype=torch.float32), torch.tensor(frame["label"].to_numpy() + 1),
-                 torch.tensor(frame["datetime"].to_numpy().astype("int64")),
+                 torch.tensor(utc_ns(frame["datetime"])),
                  torch.tensor(frame["fwd_return"].to_numpy(), dtype=torch.float32))
     return suite.compute()
 
