@@ -29,6 +29,12 @@ def _fit(fit_args, tmp_path: Path, name: str, root: Path | None = None) -> Path:
     return tmp_path / "runs" / name / "version_0"
 
 
+def _reversed_features(df: pd.DataFrame) -> pd.DataFrame:
+    """The same frame with its feature columns f0..f3 in reverse order, moved to the front."""
+    features = ["f3", "f2", "f1", "f0"]
+    return df[[*features, *(c for c in df.columns if c not in features)]]
+
+
 def _predict_from(export: Path, data: Path, out: Path) -> pd.DataFrame:
     assert main(["predict", "--from", str(export), "--input", str(data), "--out", str(out)]) == 0
     return pd.read_parquet(out)
@@ -40,14 +46,29 @@ def test_predict_from_matches_features_by_name(tmp_path, fit_args, splits, name)
     run = _fit(fit_args, tmp_path, name)
     export = tmp_path / "export"
     assert main(["export", "--run", str(run), "--out", str(export)]) == 0
-    source = pd.read_parquet(splits / SPLIT_FILES["test"])
-    features = ["f0", "f1", "f2", "f3"]
-    reordered = source[[*reversed(features), *(c for c in source.columns if c not in features)]]
-    reordered.to_parquet(tmp_path / "reordered.parquet", index=False)
+    _reversed_features(pd.read_parquet(splits / SPLIT_FILES["test"])).to_parquet(tmp_path / "reordered.parquet")
     same = _predict_from(export, splits / SPLIT_FILES["test"], tmp_path / "same.parquet")
     other = _predict_from(export, tmp_path / "reordered.parquet", tmp_path / "other.parquet")
     assert same["prob_long"].nunique() > 1  # a model that uses its features: by position would differ
     pd.testing.assert_frame_equal(same, other)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_checkpoint_reads_reordered_splits_in_its_order_when_told(tmp_path, fit_args, splits, capsys, name):
+    """A checkpoint with reordered split files: refused by default (never silently by position);
+    ``data.feature_order`` (the checkpoint's list) reads them by name and predicts as the run did."""
+    run = _fit(fit_args, tmp_path, name)
+    want = pd.read_parquet(run / "predictions" / "test.parquet")
+    frames = make_frames()  # the fixture's data, feature columns reversed in every split
+    root = write_frames(tmp_path / "reordered", {split: _reversed_features(df) for split, df in frames.items()})
+    argv = ["test", *fit_args(config=f"configs/{name}.yaml", **RUNS[name]), "--data.root", str(root),
+            "--ckpt_path", "best"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "same names in another order" in capsys.readouterr().err
+    assert main([*argv, "--data.feature_order", "[f0, f1, f2, f3]"]) == 0
+    got = pd.read_parquet(run / "predictions" / "test.parquet")
+    pd.testing.assert_frame_equal(got, want, atol=1e-6)
 
 
 # -- item 9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -33,6 +34,8 @@ class WindowDataModule(pl.LightningDataModule):
         seed: seeds the per-epoch shuffle.
         bars_per_year: bars in a year at this data's frequency, for annualised trading metrics.
         predict_split: which split ``ensemble predict`` runs on.
+        feature_order: read the features by name in this order (a trained model's, e.g. a checkpoint's
+            ``feature_names``) instead of the train file's; it must name exactly the train file's features.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class WindowDataModule(pl.LightningDataModule):
         seed: int = 0,
         bars_per_year: float = 252.0,
         predict_split: str = "test",
+        feature_order: list[str] | None = None,
     ) -> None:
         super().__init__()
         if seq_len < 1:
@@ -74,6 +78,7 @@ class WindowDataModule(pl.LightningDataModule):
         self.seed = seed
         self.bars_per_year = bars_per_year
         self.predict_split = predict_split
+        self.feature_order = list(feature_order) if feature_order is not None else None
         self.panels: dict[str, SplitPanel] = {}
         self.ends: dict[str, torch.Tensor] = {}
         self._roles: ColumnRoles | None = None
@@ -88,8 +93,18 @@ class WindowDataModule(pl.LightningDataModule):
             self._ensure_demo()
             roles = read_roles(self.path("train"), self.hparams.datetime_col, self.hparams.symbol_col, self.exclude)
             roles.require_horizon(self.horizon, self.path("train"))
+            if self.feature_order is not None:
+                roles = self._in_feature_order(roles)
             self._roles = roles
         return self._roles
+
+    def _in_feature_order(self, roles: ColumnRoles) -> ColumnRoles:
+        """``roles`` with its features in ``feature_order``; every split is then read by name in it."""
+        ordered = replace(roles, features=tuple(self.feature_order))
+        if len(set(self.feature_order)) != len(self.feature_order):
+            raise DataContractError(f"data.feature_order names a feature twice: {self.feature_order}")
+        check_same_features(ordered, roles, Path("data.feature_order"), self.path("train"))
+        return ordered
 
     @property
     def feature_names(self) -> list[str]:
