@@ -166,19 +166,24 @@ def read_labels(
     return y[order]
 
 
-def _as_float32(values: np.ndarray, path: Path, what: str, names: list[str], codes: np.ndarray,
-                allow_nan: bool = False) -> np.ndarray:
-    """Cast to float32, refusing any value that is not finite afterwards (NaN passes if ``allow_nan``)."""
+def _check_float32(values: np.ndarray, path: Path, what: str, names: list[str], codes: np.ndarray,
+                   allow_nan: bool = False) -> None:
+    """Raise unless every value is finite once cast to float32 (NaN passes if ``allow_nan``)."""
+    if values.dtype.kind != "f":
+        return  # integers and booleans always fit (|int64| < 1e19 << 3.4e38)
+    with np.errstate(invalid="ignore"):
+        lo, hi = values.min(initial=0.0), values.max(initial=0.0)
+    if lo >= -_FLOAT32_MAX and hi <= _FLOAT32_MAX:  # the common case, without a copy (False for NaN)
+        return
     with np.errstate(over="ignore"):
         as32 = values.astype(np.float32)
-    bad = ~np.isfinite(as32) & ~(allow_nan & np.isnan(as32))
+    bad = ~np.isfinite(as32) & ~(allow_nan & np.isnan(values))
     if bad.any():
         row = _first(bad)
         value = float(values[row])
         problem = (f"value {value!r} does not fit float32 (|x| <= {_FLOAT32_MAX:.4g})" if np.isfinite(value)
                    else f"non-finite value {value!r}")
         raise DataContractError(f"{path}: {problem} in {what} {_where(names, codes, row)}")
-    return as32
 
 
 def read_features(
@@ -197,7 +202,8 @@ def read_features(
             values = col.to_numpy()
             if not np.issubdtype(values.dtype, np.number) and values.dtype != np.bool_:
                 raise DataContractError(f"{path}: feature column '{name}' has dtype {col.type}, not numeric")
-            out[:, j] = _as_float32(values, path, f"feature column '{name}'", names, codes)[order]
+            _check_float32(values, path, f"feature column '{name}'", names, codes)
+            out[:, j] = values[order]
         del table
     return out
 
@@ -261,7 +267,8 @@ def load_split(
     if horizon in file_roles.fwd_returns:
         column = file_roles.fwd_returns[horizon]  # NaN is "unknown" (near a series' end); inf is an error
         raw = _column(pf, path, column)
-        fwd = _as_float32(raw, path, f"column '{column}'", names, codes, allow_nan=True)[order]
+        _check_float32(raw, path, f"column '{column}'", names, codes, allow_nan=True)
+        fwd = raw[order].astype(np.float32)
     else:
         fwd = np.full(len(order), np.nan, dtype=np.float32)
     if horizon in file_roles.weights:
