@@ -136,17 +136,17 @@ def _label_values(col: pa.ChunkedArray, path: Path, column: str, names: list[str
     if not is_string(col.type):
         raise DataContractError(f"{path}: column '{column}' is {col.type}; labels must be -1, 0, 1 or short/flat/long")
     missing = col.is_null().to_numpy(zero_copy_only=False)
-    text = pc.cast(col, pa.large_string()).to_numpy(zero_copy_only=False)  # (N,) object
-    known = missing | np.isin(text, list(LABEL_WORDS))
-    if not known.all():
-        row = _first(~known)
+    text = pc.cast(col, pa.large_string()).to_numpy(zero_copy_only=False)  # (N,) object, None where missing
+    values = np.full(len(text), np.nan)
+    for word, value in LABEL_WORDS.items():
+        values[text == word] = value
+    unknown = ~missing & np.isnan(values)
+    if unknown.any():
+        row = _first(unknown)
         raise DataContractError(
             f"{path}: column '{column}' has value {text[row]!r} {_where(names, codes, row)}; "
             f"labels must be -1, 0, 1 or short/flat/long (or null)"
         )
-    values = np.full(len(text), np.nan)
-    for word, value in LABEL_WORDS.items():
-        values[text == word] = value
     return values
 
 
