@@ -106,3 +106,25 @@ def test_symbol_in_every_arrow_string_layout_is_accepted(tmp_path, layout):
         a, b = got.panel(split), want.panel(split)
         assert a.symbols == b.symbols and a.symbol.equal(b.symbol) and a.features.equal(b.features), split
     np.testing.assert_array_equal(got.ends["val"].numpy(), want.ends["val"].numpy())
+
+
+# -- item 9 (messages): times in errors are the file's own local times, not UTC
+def _new_york(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    for df in frames.values():
+        df["datetime"] = df["datetime"].dt.tz_localize("UTC").dt.tz_convert("America/New_York")
+    return frames
+
+
+@pytest.mark.parametrize("case", ["duplicate", "leakage"])
+def test_times_in_messages_are_in_the_files_timezone(tmp_path, fit_args, capsys, case):
+    frames = _new_york(make_frames())
+    train = frames["train"]
+    if case == "duplicate":
+        frames["train"] = pd.concat([train, train.iloc[[10]]], ignore_index=True)
+        when = train.loc[10, "datetime"]
+    else:  # a val row of S2 that train already covers
+        leaked = train[train.symbol == "S2"].tail(1)
+        frames["val"] = pd.concat([leaked, frames["val"]], ignore_index=True)
+        when = leaked["datetime"].iloc[0]
+    line = _cli_error(capsys, ["fit", *fit_args(), "--data.root", str(write_frames(tmp_path / "bad", frames))])
+    assert when.isoformat() in line and when.isoformat().endswith("-05:00"), (when.isoformat(), line)

@@ -6,11 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
-from ensemble.data.panel import SplitPanel, load_split, open_parquet, read_keys, read_roles
+from ensemble.data.panel import SplitPanel, format_time, load_split, open_parquet, read_keys, read_roles, timezone
 from ensemble.data.splits import SPLITS, check_no_overlap, check_symbol_lengths, with_context
 from ensemble.data.windows import WindowLoader, valid_ends
 
@@ -138,7 +137,7 @@ class WindowDataModule(pl.LightningDataModule):
             other = read_roles(path, roles.datetime, roles.symbol, self.exclude)
             check_same_features(roles, other, self.path("train"), path)
             other.require_horizon(self.horizon, path)
-            keys.append((path, *read_keys(pf, path, roles)))
+            keys.append((path, *read_keys(pf, path, roles), timezone(pf, roles.datetime)))
         check_no_overlap(keys)
 
     def panel(self, split: str) -> SplitPanel:
@@ -208,7 +207,7 @@ class WindowDataModule(pl.LightningDataModule):
             p, ends = self.panel(split), self.ends[split]
             counts = torch.bincount(p.label[ends].cpu(), minlength=NUM_CLASSES).tolist()
             share = "/".join(f"{c / max(1, sum(counts)):.2f}" for c in counts)
-            t0, t1 = (str(np.datetime64(int(v), "ns"))[:16] for v in (p.time.min(), p.time.max()))
+            t0, t1 = (format_time(int(v), p.tz)[:16] for v in (p.time.min(), p.time.max()))
             lines.append(f"{split:<6}{len(p):>10}{len(p.symbols):>9}{len(ends):>10}  {share:<16} {t0} .. {t1}")
         return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -65,6 +66,17 @@ def read_roles(path: Path, datetime_col: str, symbol_col: str, exclude: tuple[st
     return detect_roles(open_parquet(path).schema_arrow, path, datetime_col, symbol_col, exclude)
 
 
+def timezone(pf: pq.ParquetFile, datetime_col: str) -> str | None:
+    """The datetime column's timezone (e.g. 'America/New_York'), None for naive times and dates."""
+    return getattr(pf.schema_arrow.field(datetime_col).type, "tz", None)
+
+
+def format_time(ns: int, tz: str | None = None) -> str:
+    """A time for a message, in the file's own timezone: times are held as UTC ns inside."""
+    t = np.datetime64(int(ns), "ns")
+    return str(t) if tz is None else pd.Timestamp(t).tz_localize("UTC").tz_convert(tz).isoformat()
+
+
 def read_keys(pf: pq.ParquetFile, path: Path, roles: ColumnRoles) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(symbol codes, int64 ns times, symbol names) in file order, with nulls rejected."""
     if pf.metadata.num_rows == 0:
@@ -85,25 +97,27 @@ def read_keys(pf: pq.ParquetFile, path: Path, roles: ColumnRoles) -> tuple[np.nd
     return codes, times, names
 
 
-def sort_and_check_order(path: Path, codes: np.ndarray, times: np.ndarray, names: list[str]) -> np.ndarray:
+def sort_and_check_order(
+    path: Path, codes: np.ndarray, times: np.ndarray, names: list[str], tz: str | None = None
+) -> np.ndarray:
     """Permutation to (symbol, time) order; fails on duplicates or rows out of time order."""
     by_key = np.lexsort((times, codes))
     dup = (codes[by_key][1:] == codes[by_key][:-1]) & (times[by_key][1:] == times[by_key][:-1])
     if dup.any():
         i = int(np.flatnonzero(dup)[0]) + 1
-        _raise_at(path, "duplicate (symbol, datetime)", by_key, i, codes, times, names)
+        _raise_at(path, "duplicate (symbol, datetime)", by_key, i, codes, times, names, tz)
     order = np.argsort(codes, kind="stable")  # keeps each symbol's file order
     c, t = codes[order], times[order]
     late = (c[1:] == c[:-1]) & (np.diff(t) < 0)
     if late.any():
-        _raise_at(path, "row out of time order", order, int(np.flatnonzero(late)[0]) + 1, codes, times, names)
+        _raise_at(path, "row out of time order", order, int(np.flatnonzero(late)[0]) + 1, codes, times, names, tz)
     return order
 
 
-def _raise_at(path: Path, what: str, order: np.ndarray, i: int, codes, times, names) -> None:
+def _raise_at(path: Path, what: str, order: np.ndarray, i: int, codes, times, names, tz: str | None) -> None:
     row, prev = int(order[i]), int(order[i - 1])
     raise DataContractError(
-        f"{path}: {what} for symbol '{names[codes[row]]}' at {np.datetime64(int(times[row]), 'ns')} "
+        f"{path}: {what} for symbol '{names[codes[row]]}' at {format_time(times[row], tz)} "
         f"(file row {row}, after file row {prev})"
     )
 
@@ -259,7 +273,8 @@ def load_split(
     if require_labels:
         file_roles.require_horizon(horizon, path)
     codes, times, names = read_keys(pf, path, roles)
-    order = sort_and_check_order(path, codes, times, names)
+    tz = timezone(pf, roles.datetime)
+    order = sort_and_check_order(path, codes, times, names, tz)
     if horizon in file_roles.labels:
         label = read_labels(pf, path, file_roles.labels[horizon], order, codes, names)
     else:
@@ -276,7 +291,6 @@ def load_split(
     else:
         weight = np.ones(len(order), dtype=np.float32)
     matrix = read_features(pf, path, features, order, codes, names)
-    dt_type = pf.schema_arrow.field(roles.datetime).type
     return SplitPanel(
         path=path,
         features=torch.from_numpy(matrix),
@@ -287,5 +301,5 @@ def load_split(
         time=torch.from_numpy(times[order]),
         symbols=names,
         is_context=torch.zeros(len(order), dtype=torch.bool),
-        tz=getattr(dt_type, "tz", None),
+        tz=tz,
     )
