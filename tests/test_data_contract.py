@@ -156,3 +156,13 @@ def test_excluded_text_column_stays_excluded_when_loading(tmp_path):
 
     dm = _setup(_mutated(tmp_path, mutate), exclude=["sector"])  # load_split used to re-detect without it
     assert dm.feature_names == ["f0", "f1", "f2", "f3"] and dm.panel("val").features.shape[1] == 4
+
+
+def test_feature_order_reads_by_name_and_must_name_the_same_features(tmp_path, splits):
+    plain = _setup(splits)
+    ordered = _setup(splits, feature_order=["f3", "f1", "f0", "f2"])
+    assert ordered.feature_names == ["f3", "f1", "f0", "f2"]
+    assert ordered.panel("val").features.equal(plain.panel("val").features[:, [3, 1, 0, 2]])
+    with pytest.raises(DataContractError, match=r"train_scaled.parquet: feature columns differ from "
+                       r"data.feature_order: missing \['f9'\]; extra \['f2'\]"):
+        _setup(splits, feature_order=["f3", "f1", "f0", "f9"])
