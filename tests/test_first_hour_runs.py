@@ -1,6 +1,7 @@
 """Issue 14, what a quant hits in the first hour: the items seen through whole runs on the CLI (5, 9, 11).
 
-- 5: ``predict --from`` matches feature columns by name, in the model's order, for trees and nets.
+- 5: ``predict --from`` matches feature columns by name, in the model's order, for trees and nets; a
+  checkpoint given reordered splits is refused, or read by name with ``data.feature_order``.
 - 9: tz-aware input gives tz-aware outputs that join back on (datetime, symbol) to the right labels.
 - 11: every tree library gives 3 probability columns when a class never occurs in train.
 """
