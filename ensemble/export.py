@@ -103,12 +103,13 @@ def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = 
     config = read_yaml(export / "config.yaml")
     exclude = tuple(config.get("data", {}).get("exclude") or ())
     roles = _check_features(Path(data), meta["feature_names"], exclude)
-    panel = load_split(Path(data), roles, meta["horizon"], require_labels=False)
+    # by name, in the model's order: the file's column order must not change what the model sees
+    panel = load_split(Path(data), roles, meta["horizon"], require_labels=False, feature_names=meta["feature_names"])
     ends = valid_ends(panel, meta["seq_len"], require_label=False)
     probs = family_named(meta["family"]).predictor(export, config, meta)(panel, ends)
     parts = {"probs": probs, **{k: getattr(panel, k)[ends].numpy() for k in ("time", "symbol", "fwd_return")},
              "y": panel.label[ends].numpy()}
-    df = predictions_frame(parts, panel.symbols)
+    df = predictions_frame(parts, panel.symbols, tz=panel.tz)
     from ensemble.io import write_parquet
 
     write_parquet(out, df)

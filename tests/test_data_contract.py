@@ -24,6 +24,12 @@ def _set(df, row, col, value):
     df.loc[row, col] = value
 
 
+def _nullable_int_feature(frames, col, null_row):
+    for split, df in frames.items():  # pandas "Int64": nulls are stored as nulls, not NaN
+        frames[split] = df.assign(**{col: pd.array(df.index % 3, dtype="Int64")})
+    frames["train"].loc[null_row, col] = pd.NA
+
+
 CASES = {
     "missing datetime": (
         lambda f: f.update(train=f["train"].drop(columns="datetime")), ["train_scaled.parquet", "datetime"]),
@@ -39,6 +45,13 @@ CASES = {
         lambda f: f["train"].insert(3, "sector", "tech"), ["train_scaled.parquet", "'sector'", "not numeric"]),
     "negative weight": (
         lambda f: _set(f["train"], 0, "sample_weight_h5", -1.0), ["'sample_weight_h5'", "symbol 'S0'"]),
+    "inf fwd_return": (lambda f: _set(f["val"], 2, "fwd_return_h5", np.inf), ["'fwd_return_h5'", "row 2", "inf"]),
+    "fwd_return as text": (
+        lambda f: f.update(val=f["val"].assign(fwd_return_h5=f["val"]["fwd_return_h5"].astype(str))),
+        ["val_scaled.parquet", "'fwd_return_h5'", "not numeric"]),
+    "null in integer feature": (
+        lambda f: _nullable_int_feature(f, "f1", null_row=6),
+        ["train_scaled.parquet", "null in feature column 'f1'", "row 6", "symbol 'S0'"]),
 }
 
 
@@ -134,3 +147,22 @@ def test_forward_columns_and_exclusions_never_features(tmp_path):
 
     dm = WindowDataModule(root=str(_mutated(tmp_path, mutate)), exclude=["target_*"])
     assert dm.feature_names == ["f0", "f1", "f2", "f3"]
+
+
+def test_excluded_text_column_stays_excluded_when_loading(tmp_path):
+    def mutate(f):
+        for df in f.values():
+            df["sector"] = "tech"
+
+    dm = _setup(_mutated(tmp_path, mutate), exclude=["sector"])  # load_split used to re-detect without it
+    assert dm.feature_names == ["f0", "f1", "f2", "f3"] and dm.panel("val").features.shape[1] == 4
+
+
+def test_feature_order_reads_by_name_and_must_name_the_same_features(tmp_path, splits):
+    plain = _setup(splits)
+    ordered = _setup(splits, feature_order=["f3", "f1", "f0", "f2"])
+    assert ordered.feature_names == ["f3", "f1", "f0", "f2"]
+    assert ordered.panel("val").features.equal(plain.panel("val").features[:, [3, 1, 0, 2]])
+    with pytest.raises(DataContractError, match=r"train_scaled.parquet: feature columns differ from "
+                       r"data.feature_order: missing \['f9'\]; extra \['f2'\]"):
+        _setup(splits, feature_order=["f3", "f1", "f0", "f9"])

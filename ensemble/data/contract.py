@@ -7,6 +7,7 @@ and only what is left may become a feature. A non-numeric leftover is an error, 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -52,8 +53,17 @@ class ColumnRoles:
                 )
 
 
-def _is_numeric(dtype: pa.DataType) -> bool:
+def is_numeric(dtype: pa.DataType) -> bool:
+    """Integers, floats and booleans: what a feature, forward return or weight may be stored as."""
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+
+
+def is_string(dtype: pa.DataType) -> bool:
+    """Every Arrow text layout (string, large_string, string_view), dictionary-encoded or not:
+    writers differ (recent polars writes string_view, pandas categoricals become dictionaries)."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype)
 
 
 def detect_roles(
@@ -67,6 +77,10 @@ def detect_roles(
     """Assign a role to every column of ``schema`` (the schema of the file at ``path``).
     ``require_label=False`` accepts unlabelled data, for prediction."""
     names = schema.names
+    repeated = [(name, n) for name, n in Counter(names).items() if n > 1]
+    if repeated:  # Arrow would later report the column as missing, which sends the user the wrong way
+        name, n = repeated[0]
+        raise DataContractError(f"{path}: column '{name}' appears {n} times; column names must be unique")
     for role, col in (("datetime", datetime_col), ("symbol", symbol_col)):
         if col not in names:
             raise DataContractError(f"{path}: missing {role} column '{col}'")
@@ -76,9 +90,7 @@ def detect_roles(
             f"{path}: column '{datetime_col}' must be a timestamp or date, got {dt_type}"
         )
     sym_type = schema.field(symbol_col).type
-    if pa.types.is_dictionary(sym_type):
-        sym_type = sym_type.value_type
-    if not (pa.types.is_string(sym_type) or pa.types.is_large_string(sym_type)):
+    if not is_string(sym_type):
         raise DataContractError(f"{path}: column '{symbol_col}' must hold strings, got {sym_type}")
 
     labels: dict[int, str] = {}
@@ -100,7 +112,7 @@ def detect_roles(
             excluded.append(name)
             continue
         dtype = schema.field(name).type
-        if not _is_numeric(dtype):
+        if not is_numeric(dtype):
             raise DataContractError(
                 f"{path}: column '{name}' is {dtype}, not numeric; a feature must be numeric "
                 f"(declare it in data.exclude if it is not a feature)"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
-from ensemble.data.panel import SplitPanel, load_split, open_parquet, read_keys, read_roles
+from ensemble.data.panel import SplitPanel, format_time, load_split, open_parquet, read_keys, read_roles, timezone
 from ensemble.data.splits import check_no_overlap, check_symbol_lengths, with_context
 from ensemble.data.windows import valid_ends
 
@@ -36,6 +36,8 @@ class SplitData:
         seed: seeds the per-epoch shuffle.
         bars_per_year: bars in a year at this data's frequency, for annualised trading metrics.
         predict_split: which split ``ensemble predict`` runs on.
+        feature_order: read the features by name in this order (a trained model's, e.g. a checkpoint's
+            ``feature_names``) instead of the train file's; it must name exactly the train file's features.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class SplitData:
         seed: int = 0,
         bars_per_year: float = 252.0,
         predict_split: str = "test",
+        feature_order: list[str] | None = None,
     ) -> None:
         super().__init__()  # cooperative: LightningDataModule's in WindowDataModule
         if seq_len < 1:
@@ -78,6 +81,7 @@ class SplitData:
         self.seed = seed
         self.bars_per_year = bars_per_year
         self.predict_split = predict_split
+        self.feature_order = list(feature_order) if feature_order is not None else None
         self.panels: dict[str, SplitPanel] = {}
         self.ends: dict[str, torch.Tensor] = {}
         self._roles: ColumnRoles | None = None
@@ -92,8 +96,18 @@ class SplitData:
             self._ensure_demo()
             roles = read_roles(self.path("train"), self.datetime_col, self.symbol_col, self.exclude)
             roles.require_horizon(self.horizon, self.path("train"))
+            if self.feature_order is not None:
+                roles = self._in_feature_order(roles)
             self._roles = roles
         return self._roles
+
+    def _in_feature_order(self, roles: ColumnRoles) -> ColumnRoles:
+        """``roles`` with its features in ``feature_order``; every split is then read by name in it."""
+        ordered = replace(roles, features=tuple(self.feature_order))
+        if len(set(self.feature_order)) != len(self.feature_order):
+            raise DataContractError(f"data.feature_order names a feature twice: {self.feature_order}")
+        check_same_features(ordered, roles, Path("data.feature_order"), self.path("train"))
+        return ordered
 
     @property
     def feature_names(self) -> list[str]:
@@ -127,7 +141,7 @@ class SplitData:
             other = read_roles(path, roles.datetime, roles.symbol, self.exclude)
             check_same_features(roles, other, self.path("train"), path)
             other.require_horizon(self.horizon, path)
-            keys.append((path, *read_keys(pf, path, roles)))
+            keys.append((path, *read_keys(pf, path, roles), timezone(pf, roles.datetime)))
         check_no_overlap(keys)
 
     def panel(self, split: str) -> SplitPanel:
@@ -171,7 +185,7 @@ class SplitData:
             p, ends = self.panel(split), self.ends[split]
             counts = torch.bincount(p.label[ends].cpu(), minlength=NUM_CLASSES).tolist()
             share = "/".join(f"{c / max(1, sum(counts)):.2f}" for c in counts)
-            t0, t1 = (str(np.datetime64(int(v), "ns"))[:16] for v in (p.time.min(), p.time.max()))
+            t0, t1 = (format_time(int(v), p.tz)[:16] for v in (p.time.min(), p.time.max()))
             lines.append(f"{split:<6}{len(p):>10}{len(p.symbols):>9}{len(ends):>10}  {share:<16} {t0} .. {t1}")
         return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ensemble.data.contract import DataContractError
-from ensemble.data.panel import SplitPanel
+from ensemble.data.panel import SplitPanel, format_time
 
 
 def _time_range(codes: np.ndarray, times: np.ndarray, names: list[str]) -> dict[str, tuple[int, int]]:
@@ -19,17 +19,20 @@ def _time_range(codes: np.ndarray, times: np.ndarray, names: list[str]) -> dict[
     return {name: (int(lo[i]), int(hi[i])) for i, name in enumerate(names)}
 
 
-def check_no_overlap(keys: list[tuple[Path, np.ndarray, np.ndarray, list[str]]]) -> None:
-    """Each symbol's rows in a later split must all come after its rows in every earlier split."""
-    ranges = [(path, _time_range(codes, times, names)) for path, codes, times, names in keys]
-    for i, (early_path, early) in enumerate(ranges):
-        for late_path, late in ranges[i + 1 :]:
+def check_no_overlap(keys: list[tuple[Path, np.ndarray, np.ndarray, list[str], str | None]]) -> None:
+    """Each symbol's rows in a later split must all come after its rows in every earlier split.
+
+    ``keys``: per split in time order, (path, symbol codes, UTC ns times, symbol names, timezone).
+    """
+    ranges = [(path, _time_range(codes, times, names), tz) for path, codes, times, names, tz in keys]
+    for i, (early_path, early, early_tz) in enumerate(ranges):
+        for late_path, late, late_tz in ranges[i + 1 :]:
             for symbol, (first_late, _) in late.items():
                 if symbol in early and early[symbol][1] >= first_late:
                     raise DataContractError(
                         f"{late_path}: leakage: symbol '{symbol}' starts at "
-                        f"{np.datetime64(first_late, 'ns')}, but {early_path.name} already has it "
-                        f"until {np.datetime64(early[symbol][1], 'ns')}; splits must not overlap in time"
+                        f"{format_time(first_late, late_tz)}, but {early_path.name} already has it "
+                        f"until {format_time(early[symbol][1], early_tz)}; splits must not overlap in time"
                     )
 
 
@@ -77,4 +80,5 @@ def with_context(panel: SplitPanel, previous: SplitPanel, seq_len: int) -> Split
         time=torch.from_numpy(times)[order],
         symbols=panel.symbols,
         is_context=torch.cat([torch.ones(len(take), dtype=torch.bool), panel.is_context])[order],
+        tz=panel.tz,
     )

@@ -12,7 +12,7 @@ import yaml
 from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, write_json
 from ensemble.metrics.arrays import score_probabilities
-from ensemble.training.artifacts import PROB_COLUMNS, write_stage
+from ensemble.training.artifacts import PROB_COLUMNS, utc_ns, write_stage
 from ensemble.training.runs import claim_run_dir
 
 KEYS = ["datetime", "symbol"]
@@ -64,9 +64,8 @@ def align(run_dirs: list[Path], split: str) -> Aligned:
 
 
 def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, bars_per_year: float) -> dict:
-    return score_probabilities(split, probs, frame["label"].to_numpy() + 1,
-                               frame["datetime"].to_numpy().astype("int64"), frame["fwd_return"].to_numpy(),
-                               horizon, bars_per_year)  # fmt: skip
+    return score_probabilities(split, probs, frame["label"].to_numpy() + 1, utc_ns(frame["datetime"]),
+                               frame["fwd_return"].to_numpy(), horizon, bars_per_year)  # fmt: skip
 
 
 def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None) -> Path:

@@ -23,15 +23,19 @@ PROB_COLUMNS = ("prob_short", "prob_flat", "prob_long")
 IMPORTANCE_CSV, IMPORTANCE_PNG = "feature_importance.csv", "feature_importance.png"
 
 
-def predictions_frame(parts: dict[str, np.ndarray], symbols: list[str]) -> pd.DataFrame:
-    """Columns: datetime, symbol, label, class probabilities, prediction, fwd_return."""
+def predictions_frame(parts: dict[str, np.ndarray], symbols: list[str], tz: str | None = None) -> pd.DataFrame:
+    """Columns: datetime, symbol, label, class probabilities, prediction, fwd_return.
+
+    ``parts["time"]`` is int64 ns UTC; with ``tz`` (the input's timezone) datetime is given back in it,
+    so the frame joins on (datetime, symbol) with the input it came from.
+    """
     probs, y = parts["probs"], parts["y"]
     label = (y - 1).astype(np.int8)
     if (y < 0).any():  # predicting new data: unknown labels stay missing, never a fake class
         label = pd.Series(y - 1, dtype="Int8").mask(y < 0)
     df = pd.DataFrame(
         {
-            "datetime": parts["time"].astype("datetime64[ns]"),
+            "datetime": _datetimes(parts["time"], tz),
             "symbol": np.asarray(symbols, dtype=object)[parts["symbol"]],
             "label": label,
             **{c: probs[:, i].astype(np.float32) for i, c in enumerate(PROB_COLUMNS)},
@@ -40,6 +44,18 @@ def predictions_frame(parts: dict[str, np.ndarray], symbols: list[str]) -> pd.Da
         }
     )
     return df.sort_values(["datetime", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def _datetimes(ns: np.ndarray, tz: str | None) -> np.ndarray | pd.DatetimeIndex:
+    naive = ns.astype("datetime64[ns]")
+    return naive if tz is None else pd.DatetimeIndex(naive).tz_localize("UTC").tz_convert(tz)
+
+
+def utc_ns(datetimes: pd.Series) -> np.ndarray:
+    """(N,) int64 ns since the epoch, UTC, of a predictions frame's datetime column, tz-aware or naive UTC."""
+    if isinstance(datetimes.dtype, pd.DatetimeTZDtype):
+        datetimes = datetimes.dt.tz_convert(None)
+    return datetimes.to_numpy().astype("datetime64[ns]").astype("int64")
 
 
 def update_metrics_json(run_dir: Path, values: dict[str, Any]) -> Path:
@@ -91,7 +107,7 @@ def write_stage(
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
     times, pnl = equity_curve(
-        torch.as_tensor(df["datetime"].to_numpy().astype("int64")),
+        torch.as_tensor(utc_ns(df["datetime"])),
         torch.tensor(df["prediction"].to_numpy(), dtype=torch.float32),
         torch.tensor(df["fwd_return"].to_numpy(), dtype=torch.float32),
         horizon,

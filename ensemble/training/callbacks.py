@@ -67,7 +67,8 @@ class ArtifactWriter(Callback):
         prefix = f"{split}/"
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
         stage_name = "predict" if trainer.state.fn.value == "predict" else split
-        df = predictions_frame(parts, dm.panel(split).symbols)
+        panel = dm.panel(split)
+        df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -41,6 +41,7 @@ class TreeSplit:
     symbol: np.ndarray  # (N,) int64 codes into ``symbols``
     fwd_return: np.ndarray  # (N,) float32
     symbols: list[str]
+    tz: str | None = None  # the input's timezone, for the predictions' datetime column
 
 
 class TreeModel:
@@ -127,6 +128,7 @@ class TreeModel:
             symbol=take(panel.symbol),
             fwd_return=take(panel.fwd_return),
             symbols=list(panel.symbols),
+            tz=panel.tz,
         )
 
     def score(self, probs: np.ndarray, data: TreeSplit, stage: str) -> dict[str, float]:

@@ -20,6 +20,7 @@ import catboost
 import numpy as np
 import pandas as pd
 
+from ensemble.data.constants import NUM_CLASSES
 from ensemble.errors import ConfigError
 from ensemble.io import atomic_write
 from ensemble.models.trees.base import TreeModel, TreeSplit
@@ -66,7 +67,10 @@ class CatBoostModel(TreeModel):
         self.model: catboost.CatBoostClassifier | None = None
 
     def library_params(self) -> dict[str, Any]:
-        params = {"loss_function": "MultiClass", **{k: v for k, v in self.named.items() if v is not None}}
+        # classes_count: CatBoost otherwise learns only the classes it sees, and a train split without
+        # "short" would give 2 probability columns; every model must give short/flat/long.
+        params = {"loss_function": "MultiClass", "classes_count": NUM_CLASSES}
+        params.update({k: v for k, v in self.named.items() if v is not None})
         params.update(random_seed=self.resolved_seed, verbose=False)
         if self.device.startswith("cuda"):
             params.update(task_type="GPU", devices=self.device.partition(":")[2] or "0")
@@ -111,7 +115,14 @@ class CatBoostModel(TreeModel):
         return self.predict_proba(self._val)
 
     def predict_proba(self, X: np.ndarray | catboost.Pool) -> np.ndarray:
-        return self.model.predict_proba(X, thread_count=self.n_jobs or -1)
+        """(N, F') rows -> (N, 3) probabilities; a class the model never learnt gets probability 0."""
+        probs = self.model.predict_proba(X, thread_count=self.n_jobs or -1)
+        if probs.shape[1] == NUM_CLASSES:
+            return probs
+        # a model saved without classes_count (before it was set) knows only the classes it saw
+        full = np.zeros((len(probs), NUM_CLASSES), dtype=probs.dtype)
+        full[:, np.asarray(self.model.classes_, dtype=np.int64)] = probs
+        return full
 
     @property
     def num_rounds(self) -> int:

@@ -169,7 +169,7 @@ class ArtifactWriter(TreeCallback):
         self, trainer: TreeTrainer, model: TreeModel, stage: str, data: TreeSplit, probs: np.ndarray, metrics: dict
     ) -> None:
         parts = {"probs": probs, "y": data.y, "time": data.time, "symbol": data.symbol, "fwd_return": data.fwd_return}
-        df = predictions_frame(parts, data.symbols)
+        df = predictions_frame(parts, data.symbols, tz=data.tz)
         write_stage(trainer.log_dir, stage, df, metrics, model.horizon, trainer.loggers, trainer.global_step)
         if self._importance_of != (id(model), model.num_rounds):
             self._importance_of = (id(model), model.num_rounds)
