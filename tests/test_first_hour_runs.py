@@ -16,8 +16,8 @@ import pytest
 from panels import SPLIT_FILES, make_frames, write_frames
 from test_trees_cli import cli
 
-from ensemble.callbacks.artifacts import PROB_COLUMNS
 from ensemble.cli import main
+from ensemble.training.artifacts import PROB_COLUMNS
 
 TZ = "America/New_York"
 # A net and a tree; LightGBM's config stops at once on tiny data without a small leaf size.
