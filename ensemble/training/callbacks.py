@@ -68,7 +68,8 @@ class ArtifactWriter(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
         stage_name = "predict" if trainer.state.fn.value == "predict" else split
         df = predictions_frame(parts, dm.panel(split).symbols)
-        write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step)
+        write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
+                    trainer.ckpt_path)  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

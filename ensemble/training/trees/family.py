@@ -6,7 +6,6 @@ The config has the nets' sections and flags (``data``, ``trainer``, ``model``, `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +28,9 @@ from ensemble.training.trees.checkpoint import (
     find_checkpoint,
     meta_path,
     model_file,
+    native_file,
     read_checkpoint,
+    read_sidecar,
 )
 from ensemble.training.trees.trainer import TreeTrainer
 
@@ -170,7 +171,7 @@ class TreeFamily(Family):
         return {f.name: f for f in files}
 
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
-        meta = json.loads(meta_path(model_dir, "best").read_text())  # the sidecar holds what the data linked in
+        meta = read_sidecar(meta_path(model_dir, "best"))  # the sidecar holds what the data linked in
         return {"feature_names": list(meta["feature_names"]), "horizon": int(meta["horizon"])}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
@@ -181,5 +182,7 @@ class TreeFamily(Family):
         parser.add_subclass_arguments(TreeModel, "model")
         model = parser.instantiate_classes(parser.parse_object({"model": spec})).model
         (native,) = [p for p in (export_dir / "model").iterdir() if not p.name.endswith(".meta.json")]
-        model.load(read_checkpoint(native, model)[0])  # checks class, features and windowing first
+        native_model = read_checkpoint(native, model)[0]  # checks class, features and windowing first
+        with native_file(native_model):
+            model.load(native_model)
         return lambda panel, ends: model.predict_proba(model.split(panel, ends).X)
