@@ -36,7 +36,7 @@ _PACKAGES = (
     "lightning.pytorch.profilers",
     "lightning.pytorch.accelerators",
     "ensemble.training.callbacks",
-    "ensemble.training.trees.callbacks",
+    "ensemble.training.trees",  # the trees' callbacks, which configs name as ensemble.training.trees.EarlyStopping
 )
 
 

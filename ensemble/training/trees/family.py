@@ -18,7 +18,7 @@ from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor
-from ensemble.training.runs import claim_run_dir
+from ensemble.training.runs import claim_run_dir, run_base
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
@@ -71,8 +71,8 @@ class TreeJob(Job):
         self.tracking = Tracking(**vars(config.tracking))
         self.tracking.name = self.tracking.name or model_short_name(self.config)
         self.ckpt, self._run_dir = None, None
+        base = run_base(self.tracking.save_dir, self.tracking.name)  # a name that is a path: refused here
         if config.ckpt_path is not None:
-            base = Path(self.tracking.save_dir) / self.tracking.name
             meta, self._run_dir = find_checkpoint(config.ckpt_path, base, resuming=subcommand == "fit")
             self.ckpt = model_file(meta)
         elif subcommand != "fit":
@@ -103,7 +103,7 @@ class TreeJob(Job):
 
     def start(self) -> None:
         """Claim the run folder (or reuse the resumed one), attach the loggers, write config.yaml."""
-        self._run_dir = self._run_dir or claim_run_dir(Path(self.tracking.save_dir) / self.tracking.name)
+        self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
         self.trainer.default_root_dir = self._run_dir
         if self._logger in (None, True):
             self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name, lightning=False)
