@@ -5,6 +5,8 @@ from __future__ import annotations
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ensemble.experiments.runner import Experiment, run_experiment
+from ensemble.training.config import read_yaml
+from ensemble.training.runs import check_name
 
 
 def parser() -> ArgumentParser:
@@ -15,8 +17,14 @@ def parser() -> ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
+    for i, arg in enumerate(argv):  # a config that does not load safely (a Python tag): one line naming it
+        key, eq, value = arg.partition("=")
+        if key == "--config" and (eq or i + 1 < len(argv)):
+            read_yaml(value if eq else argv[i + 1])
     p = parser()
     cfg = p.parse_args(argv).as_dict()
     cfg.pop("config", None)
+    if cfg.get("name"):
+        check_name(cfg["name"], "name")  # it names experiments/<name>/
     run_experiment(Experiment(**cfg))
     return 0

@@ -11,7 +11,8 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from ensemble.training.config import config_from_flags
+from ensemble.training.config import config_from_flags, read_yaml
+from ensemble.training.runs import check_name
 from ensemble.tuning.study import TuneConfig
 
 HELP = {
@@ -44,6 +45,10 @@ def run(argv: list[str]) -> int:
     from ensemble.tuning.study import tune
 
     known, base_args = parser().parse_known_args(argv)
+    if known.search_space:
+        read_yaml(known.search_space)  # a file that does not load safely (a Python tag): one line naming it
+    if known.study_name:
+        check_name(known.study_name, "tune.study_name")  # it names tune/<study>/ and every trial's run folder
     configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
                for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]  # fmt: skip
     base = config_from_flags(base_args)

@@ -33,25 +33,35 @@ def _versions(base: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def run_base(save_dir: str | Path, name: str) -> Path:
-    """``save_dir/name``, the folder that holds a run family's ``version_N`` folders; the one place a run's
-    name becomes a path.
+def check_name(name: str, key: str = "tracking.name") -> str:
+    """``name`` if it is a relative name that stays inside the folder it is joined to; the one rule for every
+    user-given name that becomes a path (run names, study and experiment names).
 
     A name is one or more plain folder names joined by ``/``: ``lstm``, or the layer's own nested names such as
-    ``<study>/trial_3``. It can never leave ``save_dir``: absolute names, ``..`` and ``.`` parts, empty parts
-    and backslashes are refused.
+    ``<study>/trial_3``. Absolute names, ``..`` and ``.`` parts, empty parts, backslashes and NUL are refused,
+    so a name can never leave its parent folder.
 
     Raises:
-        RunNameError: the name is not such a relative name.
+        RunNameError: naming ``key`` and the value.
     """
     text = str(name)
     parts = text.split("/")
     if not text or text.startswith("/") or "\\" in text or "\0" in text or any(p in ("", ".", "..") for p in parts):
         raise RunNameError(
-            f"tracking.name '{text}' is not a run name: use plain folder names joined by '/', with no '..', "
-            "no leading '/' and no backslash (runs always land under tracking.save_dir)"
+            f"{key} '{text}' is not a name: use plain folder names joined by '/', with no '..', no leading '/' "
+            "and no backslash (it must stay inside its folder)"
         )
-    return Path(save_dir) / Path(*parts)
+    return text
+
+
+def run_base(save_dir: str | Path, name: str) -> Path:
+    """``save_dir/name``, the folder that holds a run family's ``version_N`` folders; the one place a run's
+    name becomes a path.
+
+    Raises:
+        RunNameError: ``name`` would leave ``save_dir`` (see ``check_name``).
+    """
+    return Path(save_dir) / check_name(name)
 
 
 def claim_run_dir(base: Path) -> Path:
