@@ -148,7 +148,12 @@ def download_registered(source: str, tracking_uri: str | None = None) -> Path:
     if tracking_uri:  # models:/ URIs resolve through the registry URI, not the tracking URI argument
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-    version = _model_version(source, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = _model_version(source, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    except MlflowException as err:  # an unknown name, alias or version
+        raise ExportError(f"{source}: {str(err.message).splitlines()[0]}") from err
     key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{version.name}|{version.version}|{version.source}"
                          .encode()).hexdigest()[:16]  # fmt: skip
     final = cache_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version.name)}-v{version.version}-{key}"

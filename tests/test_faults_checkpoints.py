@@ -166,6 +166,7 @@ DAMAGE = {  # what is damaged -> (model, how, checkpoint given, words the one li
     "truncated native model": ("lightgbm", lambda r: _truncate(r / "checkpoints/last.txt", 0.3), "last",
                                "damaged tree model file"),
     "a net checkpoint given to a tree config": ("lightgbm", lambda r: None, "NET", "not a checkpoint of this"),
+    "a tree checkpoint given to a net config": ("lstm", lambda r: None, "TREE", "a tree checkpoint, not a net's"),
 }  # fmt: skip
 
 
@@ -176,7 +177,9 @@ def test_damaged_checkpoint_is_one_line_naming_the_file(finished, tmp_path, caps
     shutil.copytree(runs / model, tmp_path / model)
     run = tmp_path / model / "version_0"
     damage(run)
-    ckpt = str(runs / "lstm/version_0/checkpoints/last.ckpt") if ckpt == "NET" else ckpt
+    given = {"NET": runs / "lstm/version_0/checkpoints/last.ckpt",
+             "TREE": runs / "lightgbm/version_0/checkpoints/last.meta.json"}  # fmt: skip
+    ckpt = str(given.get(ckpt, ckpt))
     for command in ("fit", "test"):
         assert main([command, *_args(splits, tmp_path, model), "--ckpt_path", ckpt]) == 2
         line = _one_line(capsys)

@@ -85,6 +85,11 @@ def test_registered_model_is_downloaded_once_per_version(finished, tmp_path, mon
                  "--mlflow_uri", uri]) == 0  # fmt: skip
     assert len(list((tmp_path / "cache/models").iterdir())) == 2  # a new version is a new cache entry
     assert "best.txt" in {p.name for p in (tmp_path / "cache/models").rglob("*")}
+    capsys.readouterr()
+    assert main(["predict", "--from", "models:/demo@nosuch", "--input", data, "--out", str(outs[0]),
+                 "--mlflow_uri", uri]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "models:/demo@nosuch" in err[0], err
 
 
 def test_rows_without_a_prediction_are_reported_per_symbol(finished, tmp_path, capsys):

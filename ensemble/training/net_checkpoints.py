@@ -38,6 +38,8 @@ def read_net_checkpoint(path: str | Path) -> dict[str, Any]:
         UntrustedFileError: a ``class_path`` in it names a module that is not allowed.
     """
     path = Path(path)
+    if path.suffix in (".json", ".txt", ".cbm"):  # a tree checkpoint's sidecar or native model file
+        raise CheckpointError(f"{path}: a tree checkpoint, not a net's; use the config of the model that wrote it")
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
