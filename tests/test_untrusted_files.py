@@ -163,6 +163,8 @@ def test_names_cannot_leave_their_folder(finished, tmp_path, capsys):
     exp.write_text(yaml.safe_dump({"name": "../../escape", "models": ["lstm"], "horizons": [5]}))
     assert main(["experiment", "--config", str(exp)]) == 2
     assert "name '../../escape'" in _one_line(capsys)
+    assert main(["blend", "--runs", str(tmp_path / "r"), "--out", str(save_dir), "--name", "../../up"]) == 2
+    assert "--name '../../up'" in _one_line(capsys)
     assert [p.name for p in tmp_path.rglob("*")] == ["exp.yaml"]  # no run folder anywhere, inside or out
     # the layer's own nested names stay allowed
     assert check_name("study/trial_3") == "study/trial_3" and check_name("lstm_h5") == "lstm_h5"
