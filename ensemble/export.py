@@ -2,13 +2,22 @@
 
 An export folder holds ``model/`` (a weights-only Lightning checkpoint, or the tree library's native
 file with its sidecar), ``config.yaml`` (the run's config), ``metadata.json`` (family, feature list,
-horizon, seq_len) and ``metrics.json``. Nothing in it is pickled.
+horizon, seq_len) and ``metrics.json``. Nothing in it is pickled, and nothing it names is imported unless
+it is a registered model or on the allow-list (``training/trust.py``): an export may come from elsewhere.
+
+An export is built beside its target and renamed into place, so a crash never leaves half of one, and
+a new export replaces an old one whole instead of mixing with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import shutil
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +31,67 @@ from ensemble.io import write_json
 from ensemble.training.artifacts import predictions_frame
 from ensemble.training.config import read_yaml
 from ensemble.training.family import ExportError, family_for, family_named
+from ensemble.training.trust import check_import_paths
+
+EXPORT_ENTRIES = frozenset({"model", "config.yaml", "metadata.json", "metrics.json"})
+
+
+def _check_target(out: Path) -> bool:
+    """Whether ``out`` holds an export to replace; an empty or missing folder is free.
+
+    Raises:
+        ExportError: ``out`` is a file, or a folder with anything but an export in it (never deleted).
+    """
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: export target is a file, not a folder")
+    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if entries and ("metadata.json" not in entries or not entries <= EXPORT_ENTRIES):
+        raise ExportError(f"{out}: export target is not empty and not an export ({', '.join(sorted(entries)[:5])}); "
+                          "choose an empty or new folder")  # fmt: skip
+    return bool(entries)
 
 
 def export_run(run_dir: Path, out: Path) -> Path:
-    """Copy a finished run's best model, config and metrics into a self-contained folder."""
-    run_dir = Path(run_dir)
+    """Copy a finished run's best model, config and metrics into a self-contained folder.
+
+    The export is built in a temp folder beside ``out`` and renamed into place: an existing export at ``out``
+    is replaced whole, never mixed with the new one.
+
+    Raises:
+        ExportError: not a finished run, or ``out`` holds something other than an export.
+    """
+    run_dir, out = Path(run_dir), Path(out)
     config_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.json"
     for path in (config_path, metrics_path):
         if not path.is_file():
             raise ExportError(f"{run_dir}: not a finished run (missing {path.name})")
+    replacing = _check_target(out)
     config = read_yaml(config_path)
     family = family_for(config)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model").mkdir(exist_ok=True)
-    for name, f in family.export_files(run_dir).items():
-        shutil.copy2(f, out / "model" / name)
-    shutil.copy2(config_path, out / "config.yaml")
-    shutil.copy2(metrics_path, out / "metrics.json")
-    write_json(out / "metadata.json", {
-        "family": family.name,
-        "model_class": config["model"]["class_path"],
-        **family.export_metadata(out / "model"),
-        "seq_len": int(config["data"].get("seq_len", 1)),
-        "source_run": str(run_dir),
-    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    staging, old = out.with_name(f".{out.name}.{token}.partial"), out.with_name(f".{out.name}.{token}.old")
+    try:
+        (staging / "model").mkdir(parents=True)
+        for name, f in family.export_files(run_dir).items():
+            shutil.copy2(f, staging / "model" / name)
+        shutil.copy2(config_path, staging / "config.yaml")
+        shutil.copy2(metrics_path, staging / "metrics.json")
+        write_json(staging / "metadata.json", {
+            "family": family.name,
+            "model_class": config["model"]["class_path"],
+            **family.export_metadata(staging / "model"),
+            "seq_len": int(config["data"].get("seq_len", 1)),
+            "source_run": str(run_dir),
+        })
+        if replacing:
+            out.rename(old)  # the old export leaves whole, then the new one arrives whole
+        elif out.is_dir():
+            out.rmdir()  # empty
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 
@@ -70,19 +116,96 @@ def register(export_dir: Path, name: str, alias: str, tracking_uri: str, experim
     return int(version.version)
 
 
-def resolve(source: str, tracking_uri: str | None = None) -> Path:
-    """An export folder, or ``models:/name@alias`` (or ``models:/name/version``) downloaded from MLflow."""
-    if source.startswith("models:/"):
-        import mlflow
+def cache_dir() -> Path:
+    """Where registered models are kept once downloaded: ``$ENSEMBLE_CACHE``, else the user's cache folder."""
+    explicit = os.environ.get("ENSEMBLE_CACHE")
+    if explicit:
+        return Path(explicit) / "models"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ensemble" / "models"
 
-        if tracking_uri:  # models:/ URIs resolve through the registry URI, not the tracking URI argument
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+
+def _model_version(source: str, client: Any) -> Any:
+    """The registry's model version behind ``models:/name@alias`` or ``models:/name/version``."""
+    name, sep, alias = source.removeprefix("models:/").partition("@")
+    if sep:
+        return client.get_model_version_by_alias(name, alias)
+    name, _, version = name.rpartition("/")
+    if not name or not version.isdigit():
+        raise ExportError(f"{source}: not a models:/ URI; write models:/<name>@<alias> or models:/<name>/<version>")
+    return client.get_model_version(name, version)
+
+
+def download_registered(source: str, tracking_uri: str | None = None) -> Path:
+    """The export of a registered model version, downloaded on first use into ``cache_dir()`` and reused.
+
+    The cache is keyed by registry, name, version and the version's source, so an alias moved to a new version
+    downloads that version once; a download lands in a temp folder beside its final place and is renamed into
+    it whole, so a crash or a concurrent call never leaves a half copy that looks complete.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri:  # models:/ URIs resolve through the registry URI, not the tracking URI argument
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = _model_version(source, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    except MlflowException as err:  # an unknown name, alias or version
+        raise ExportError(f"{source}: {str(err.message).splitlines()[0]}") from err
+    key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{version.name}|{version.version}|{version.source}"
+                         .encode()).hexdigest()[:16]  # fmt: skip
+    final = cache_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version.name)}-v{version.version}-{key}"
+    if (final / "metadata.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        got = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(staging)))  # fmt: skip
+        if not (got / "metadata.json").is_file():
+            raise ExportError(f"{source}: version {version.version} holds no export (no metadata.json)")
+        try:
+            got.rename(final)
+        except OSError:
+            if not (final / "metadata.json").is_file():  # another process finished first: use its copy
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def resolve(source: str, tracking_uri: str | None = None) -> Path:
+    """An export folder, or ``models:/name@alias`` (or ``models:/name/version``) from MLflow, downloaded once
+    per model version into the local cache (``registry_cache.py``) and reused."""
+    if source.startswith("models:/"):
+        return download_registered(source, tracking_uri)
     path = Path(source)
     if not (path / "metadata.json").is_file():
         raise ExportError(f"{source}: not an export folder (no metadata.json) and not a models:/ URI")
     return path
+
+
+def read_export(export: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata, config) of an export, checked before anything in it is imported.
+
+    Raises:
+        ExportError: metadata.json is unreadable or incomplete.
+        UntrustedFileError: the config or metadata names a class that is not a registered model or allowed.
+    """
+    path = export / "metadata.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExportError(f"{path}: damaged export metadata, not readable JSON ({err})") from err
+    missing = [k for k in ("family", "model_class", "feature_names", "horizon", "seq_len") if k not in meta]
+    if missing:
+        raise ExportError(f"{path}: damaged export metadata, missing {', '.join(map(repr, missing))}")
+    check_import_paths({"model_class": {"class_path": meta["model_class"]}}, str(path))
+    config = read_yaml(export / "config.yaml")
+    check_import_paths(config, str(export / "config.yaml"))
+    return meta, config
 
 
 def _check_features(path: Path, expected: list[str], exclude: tuple[str, ...]) -> Any:
@@ -96,21 +219,73 @@ def _check_features(path: Path, expected: list[str], exclude: tuple[str, ...]) -
     return roles
 
 
+def unpredicted_path(out: Path) -> Path:
+    """The side file beside ``out`` that lists, per symbol, the rows that got no prediction and why."""
+    return out.with_name(f"{out.stem}.unpredicted.csv")
+
+
+def unpredicted_rows(panel: Any, ends: Any, seq_len: int) -> pd.DataFrame:
+    """Per symbol with rows left unpredicted: how many of its rows, why, and their first and last datetime.
+
+    A window needs ``seq_len - 1`` earlier rows of the same symbol, so each symbol's first rows are warm-up, and
+    a symbol with fewer than ``seq_len`` rows gets no prediction at all (too short).
+    """
+    predicted = np.zeros(len(panel), dtype=bool)
+    predicted[np.asarray(ends)] = True
+    codes, times = panel.symbol.numpy(), panel.time.numpy()
+    rows = []
+    for code in np.unique(codes):
+        mine = codes == code
+        missing = mine & ~predicted
+        if not missing.any():
+            continue
+        total = int(mine.sum())
+        short = total < seq_len
+        reason = f"too short ({total} rows < seq_len {seq_len})" if short else f"warm-up (first {seq_len - 1})"
+        stamps = times[missing].astype("datetime64[ns]")
+        rows.append({"symbol": panel.symbols[code], "rows": total, "unpredicted": int(missing.sum()),
+                     "reason": reason, "first_datetime": stamps.min(), "last_datetime": stamps.max()})  # fmt: skip
+    columns = ["symbol", "rows", "unpredicted", "reason", "first_datetime", "last_datetime"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def unpredicted_summary(table: pd.DataFrame, predicted: int, side_file: Path) -> str:
+    """One line: rows predicted, and per symbol the rows without a prediction and why."""
+    if table.empty:
+        return f"{predicted} predictions, every row predicted"
+    per_symbol = [f"{r.symbol} {r.unpredicted} {r.reason}" for r in table.itertuples()]
+    more = f", and {len(per_symbol) - 10} more symbols" if len(per_symbol) > 10 else ""
+    return (f"{predicted} predictions; {int(table.unpredicted.sum())} rows without one: "
+            f"{', '.join(per_symbol[:10])}{more} (see {side_file})")  # fmt: skip
+
+
 def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Predict every row of ``data`` that has ``seq_len - 1`` rows of history; labels are optional."""
+    """Predict every row of ``data`` that has ``seq_len - 1`` rows of history; labels are optional.
+
+    Writes ``out`` and, beside it, ``unpredicted_path(out)``: the rows left without a prediction per symbol and
+    why (header only when there are none). The returned frame's ``attrs["unpredicted"]`` holds that table.
+
+    Raises:
+        DataContractError: the file's features differ from the model's, or no row has enough history.
+    """
     export = resolve(source, tracking_uri)
-    meta = json.loads((export / "metadata.json").read_text())
-    config = read_yaml(export / "config.yaml")
+    meta, config = read_export(export)
     exclude = tuple(config.get("data", {}).get("exclude") or ())
     roles = _check_features(Path(data), meta["feature_names"], exclude)
     # by name, in the model's order: the file's column order must not change what the model sees
     panel = load_split(Path(data), roles, meta["horizon"], require_labels=False, feature_names=meta["feature_names"])
     ends = valid_ends(panel, meta["seq_len"], require_label=False)
+    skipped = unpredicted_rows(panel, ends, int(meta["seq_len"]))
+    if len(ends) == 0:
+        raise DataContractError(f"{data}: no row has the {int(meta['seq_len']) - 1} earlier rows of its symbol that "
+                                f"a window needs; every symbol is too short (seq_len {meta['seq_len']})")  # fmt: skip
     probs = family_named(meta["family"]).predictor(export, config, meta)(panel, ends)
     parts = {"probs": probs, **{k: getattr(panel, k)[ends].numpy() for k in ("time", "symbol", "fwd_return")},
              "y": panel.label[ends].numpy()}
     df = predictions_frame(parts, panel.symbols, tz=panel.tz)
-    from ensemble.io import write_parquet
+    from ensemble.io import atomic_write, write_parquet
 
     write_parquet(out, df)
+    atomic_write(unpredicted_path(out), lambda p: skipped.to_csv(p, index=False))
+    df.attrs["unpredicted"] = skipped
     return df

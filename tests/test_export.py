@@ -1,5 +1,6 @@
 """Export, MLflow registry alias, and predicting a parquet file from a fresh process."""
 
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,7 @@ def test_register_then_predict_in_a_fresh_process(tmp_path, splits, finished_run
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "ENSEMBLE_CACHE": str(tmp_path / "cache")},  # not the user's cache
     )
     assert done.returncode == 0, done.stderr[-2000:]
     got = pd.read_parquet(out)

@@ -10,6 +10,7 @@ from pathlib import Path
 from ensemble.commands.parsing import OneLineParser
 from ensemble.ensembling.blend import blend
 from ensemble.ensembling.methods import METHODS
+from ensemble.training.runs import check_name
 
 
 def run(argv: list[str]) -> int:
@@ -19,6 +20,8 @@ def run(argv: list[str]) -> int:
     p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")
     p.add_argument("--name", default=None, help="run name (default: ensemble_<method>)")
     args = p.parse_args(argv)
+    if args.name is not None:
+        check_name(args.name, "--name")  # it names <out>/<name>/version_N
     run_dir = blend([Path(r) for r in args.runs], args.method, Path(args.out), args.name)
     print(f"blend run: {run_dir}")
     print((run_dir / "metrics.json").read_text())

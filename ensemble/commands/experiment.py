@@ -9,6 +9,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ensemble.experiments.runner import Experiment, run_experiment
 from ensemble.training.config import read_yaml
+from ensemble.training.runs import check_name
 
 
 def parser() -> ArgumentParser:
@@ -20,8 +21,14 @@ def parser() -> ArgumentParser:
 
 def run(argv: list[str]) -> int:
     """Run the experiment; exit 1 (listing them) when any cell failed, so a scheduler sees the failure."""
+    for i, arg in enumerate(argv):  # a config that does not load safely (a Python tag): one line naming it
+        key, eq, value = arg.partition("=")
+        if key == "--config" and (eq or i + 1 < len(argv)):
+            read_yaml(value if eq else argv[i + 1])
     cfg = parser().parse_args(argv).as_dict()
     configs = cfg.pop("config", None) or []
+    if cfg.get("name"):
+        check_name(cfg["name"], "name")  # it names experiments/<name>/
     cfg["configs_dir"] = _beside_yaml(cfg["configs_dir"], [Path(str(c)) for c in configs])
     rows = run_experiment(Experiment(**cfg))
     failed = [f"{r['model']}_h{r['horizon']}" for r in rows if r.get("status") == "failed"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ensemble.commands.parsing import OneLineParser
-from ensemble.export import export_run, predict_file, register
+from ensemble.export import export_run, predict_file, register, unpredicted_path, unpredicted_summary
 
 
 def run_export(argv: list[str]) -> int:
@@ -38,9 +38,11 @@ def run_predict(argv: list[str]) -> int:
                                 description="Predict a parquet file with an export folder or models:/name@alias")
     p.add_argument("--from", dest="source", required=True, help="export folder or models:/<name>@<alias>")
     p.add_argument("--input", required=True, help="parquet file with the model's feature columns")
-    p.add_argument("--out", required=True, help="predictions parquet to write")
+    p.add_argument("--out", required=True,
+                   help="predictions parquet to write; OUT.unpredicted.csv beside it lists rows without a prediction")
     p.add_argument("--mlflow_uri", default="sqlite:///mlflow.db")
     args = p.parse_args(argv)
     df = predict_file(args.source, Path(args.input), Path(args.out), args.mlflow_uri)
+    print(unpredicted_summary(df.attrs["unpredicted"], len(df), unpredicted_path(Path(args.out))))
     print(f"{len(df)} predictions -> {args.out}")
     return 0

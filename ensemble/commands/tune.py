@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ensemble.commands.parsing import OneLineParser
 from ensemble.errors import ConfigError
-from ensemble.training.config import config_from_flags
+from ensemble.training.config import config_from_flags, read_yaml
+from ensemble.training.runs import check_name
 from ensemble.tuning.study import TuneConfig
 
 HELP = {
@@ -51,6 +52,10 @@ def run(argv: list[str]) -> int:
     unknown = [a.split("=", 1)[0] for a in base_args if a.startswith("--tune.")]
     if unknown:  # not a run flag either: say so, rather than pass it on to every trial's fit
         raise ConfigError(f"ensemble tune: unknown option {unknown[0]}; see ensemble tune --help")
+    if known.search_space:
+        read_yaml(known.search_space)  # a file that does not load safely (a Python tag): one line naming it
+    if known.study_name:
+        check_name(known.study_name, "tune.study_name")  # it names tune/<study>/ and every trial's run folder
     configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
                for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]  # fmt: skip
     base = config_from_flags(base_args)

@@ -59,10 +59,38 @@ def utc_ns(datetimes: pd.Series) -> np.ndarray:
 
 
 def update_metrics_json(run_dir: Path, values: dict[str, Any]) -> Path:
+    """Merge ``values`` into the run's ``metrics.json`` (written atomically)."""
     path = run_dir / "metrics.json"
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(values)
     return write_json(path, current)
+
+
+def checkpoint_name(run_dir: Path, ckpt: str | Path | None) -> str | None:
+    """How ``metrics.json`` names the checkpoint a split was evaluated from: relative to the run when inside
+    it (``checkpoints/best-03.ckpt``), else the full path; None for the in-memory weights."""
+    if not ckpt:
+        return None
+    path = Path(ckpt).resolve()
+    return str(path.relative_to(run_dir.resolve())) if path.is_relative_to(run_dir.resolve()) else str(path)
+
+
+def record_split_metrics(run_dir: Path, split: str, metrics: dict[str, float], ckpt: str | Path | None) -> Path:
+    """Write ``split``'s metrics with ``checkpoint/<split>``, the checkpoint they came from.
+
+    Evaluating another checkpoint than the one the other split's metrics came from (``ensemble test
+    --ckpt_path last`` after a fit judged the best) is allowed, but never silent: both checkpoints stay
+    recorded and a note names them.
+    """
+    name = checkpoint_name(run_dir, ckpt)
+    path = update_metrics_json(run_dir, {**metrics, f"checkpoint/{split}": name})
+    recorded = json.loads(path.read_text())
+    others = {s: recorded[f"checkpoint/{s}"] for s in ("val", "test") if s != split and f"checkpoint/{s}" in recorded}
+    for other, other_name in others.items():
+        if other_name != name and any(k.startswith(f"{other}/") for k in recorded):
+            print(f"note: {path} now holds {split}/* of {name or 'the in-memory weights'} and {other}/* of "
+                  f"{other_name or 'the in-memory weights'} (see checkpoint/{split}, checkpoint/{other})")  # fmt: skip
+    return path
 
 
 def _is_mlflow(logger: Any) -> bool:
@@ -94,15 +122,17 @@ def write_stage(
     horizon: int,
     loggers: list[Any],
     step: int,
+    ckpt: str | Path | None = None,
 ) -> None:
-    """Predictions parquet, metrics.json entries and plots for one evaluated split."""
+    """Predictions parquet, metrics.json entries (with the checkpoint ``ckpt`` they came from) and plots for
+    one evaluated split."""
     import matplotlib.pyplot as plt
 
     pred_path = write_parquet(run_dir / "predictions" / f"{split}.parquet", df)
     log_file(loggers, pred_path, "predictions")
     if split == "predict":
         return
-    metrics_path = update_metrics_json(run_dir, metrics)
+    metrics_path = record_split_metrics(run_dir, split, metrics, ckpt)
     log_file(loggers, metrics_path, "")
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)

@@ -69,7 +69,8 @@ class ArtifactWriter(Callback):
         stage_name = "predict" if trainer.state.fn.value == "predict" else split
         panel = dm.panel(split)
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
-        write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step)
+        write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
+                    trainer.ckpt_path)  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

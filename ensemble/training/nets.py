@@ -25,7 +25,13 @@ from ensemble.errors import EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
-from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir, discard_if_unused
+from ensemble.training.net_checkpoints import (
+    AtomicCheckpointIO,
+    check_same_model,
+    check_same_weights,
+    read_net_checkpoint,
+)
+from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir, discard_if_unused, run_base
 from ensemble.training.tracking import Tracking, run_loggers
 
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
@@ -65,16 +71,39 @@ class EnsembleCLI(LightningCLI):
     def _subcommand_config(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    def _parse_ckpt_path(self) -> None:
+        """Never let a checkpoint's hyperparameters replace the config (LightningCLI's default): that imported
+        whatever its ``class_path`` named and trained the checkpoint's model instead of the configured one.
+        The config decides the model; ``before_instantiate_classes`` refuses a checkpoint that differs."""
+
     def before_instantiate_classes(self) -> None:
+        """Resolve ``ckpt_path`` (``last``, ``best`` or a file), then read and check the checkpoint before any
+        class is built: readable, only allowed ``class_path``s, and the configured model.
+
+        Raises:
+            RunNameError, RunNotFoundError, CheckpointError, UntrustedFileError: one line each.
+        """
         cfg = self._subcommand_config()
         tracking = cfg.tracking
         tracking.name = tracking.name or model_short_name({"model": cfg.model.as_dict()})
+        base = run_base(tracking.save_dir, tracking.name)
         self._run_dir: Path | None = None
+        self._checkpoint: dict[str, Any] | None = None
         ckpt = cfg.get("ckpt_path")
         if ckpt is not None:
             resuming = self.subcommand == "fit" and _is_rank_zero()
-            ckpt_file, self._run_dir = checkpoint_to_resume(ckpt, Path(tracking.save_dir) / tracking.name, resuming)
+            ckpt_file, self._run_dir = checkpoint_to_resume(ckpt, base, resuming)
             cfg.ckpt_path = str(ckpt_file)
+            self._checkpoint = read_net_checkpoint(ckpt_file)
+            check_same_model(self._checkpoint, cfg.model.as_dict(), cfg.data.get("seq_len"), str(ckpt_file))
+
+    def after_instantiate_classes(self) -> None:
+        """Refuse checkpoint weights that do not fit the built model (a hand-built checkpoint has no config
+        to compare), before Lightning's ``load_state_dict`` fails with a traceback."""
+        super().after_instantiate_classes()
+        if self._checkpoint is not None:
+            check_same_weights(self._checkpoint, self.model, self._subcommand_config().ckpt_path)
+            self._checkpoint = None  # Lightning loads the file again; do not hold two copies
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         callbacks = [*callbacks, PreemptionCheckpoint()]
@@ -82,8 +111,9 @@ class EnsembleCLI(LightningCLI):
             tracking = self._subcommand_config().tracking
             run_dir = self._run_dir
             if run_dir is None and _is_rank_zero():
-                run_dir = claim_run_dir(Path(tracking.save_dir) / tracking.name)
+                run_dir = claim_run_dir(run_base(tracking.save_dir, tracking.name))
             config["logger"] = run_loggers(tracking, run_dir.name if run_dir is not None else None)
+        config["plugins"] = _with_atomic_checkpoints(config.get("plugins"))
         return super()._instantiate_trainer(config, callbacks)
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -101,6 +131,14 @@ class EnsembleCLI(LightningCLI):
         """Evaluate the best checkpoint on val and test, as every family does after ``fit``."""
         if not self.trainer.interrupted:
             NetJob(self).finish(fit_cost(self._fit_started))
+
+
+def _with_atomic_checkpoints(plugins: Any) -> list[Any]:
+    """The trainer's plugins plus ``AtomicCheckpointIO``, unless the user chose a ``CheckpointIO`` already."""
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    given = [] if plugins is None else list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    return given if any(isinstance(p, CheckpointIO) for p in given) else [*given, AtomicCheckpointIO()]
 
 
 def _is_rank_zero() -> bool:
@@ -198,12 +236,13 @@ class NetFamily(Family):
         return {"model.ckpt": files[0]}
 
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
-        hparams = torch.load(model_dir / "model.ckpt", weights_only=True, map_location="cpu")["hyper_parameters"]
+        hparams = read_net_checkpoint(model_dir / "model.ckpt")["hyper_parameters"]
         return {"feature_names": list(hparams["feature_names"]), "horizon": int(hparams["horizon"])}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
         from ensemble.models import Classifier
 
+        read_net_checkpoint(export_dir / "model" / "model.ckpt")  # damaged or untrusted: refused before any import
         model = Classifier.load_from_checkpoint(
             export_dir / "model" / "model.ckpt", weights_only=True, map_location="cpu"
         ).eval()

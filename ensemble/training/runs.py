@@ -18,11 +18,51 @@ class RunNotFoundError(EnsembleError, FileNotFoundError):
     """No run or checkpoint where the user pointed."""
 
 
+class CheckpointError(EnsembleError):
+    """A checkpoint that is damaged, of another model or family, or could not be written; the message names
+    the file and what is wrong with it."""
+
+
+class RunNameError(EnsembleError):
+    """A run name that would put the run outside its save dir."""
+
+
 def _versions(base: Path) -> list[tuple[int, Path]]:
     if not base.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in base.iterdir() if (m := _VERSION_RE.match(p.name))]
     return sorted(found)
+
+
+def check_name(name: str, key: str = "tracking.name") -> str:
+    """``name`` if it is a relative name that stays inside the folder it is joined to; the one rule for every
+    user-given name that becomes a path (run names, study and experiment names).
+
+    A name is one or more plain folder names joined by ``/``: ``lstm``, or the layer's own nested names such as
+    ``<study>/trial_3``. Absolute names, ``..`` and ``.`` parts, empty parts, backslashes and NUL are refused,
+    so a name can never leave its parent folder.
+
+    Raises:
+        RunNameError: naming ``key`` and the value.
+    """
+    text = str(name)
+    parts = text.split("/")
+    if not text or text.startswith("/") or "\\" in text or "\0" in text or any(p in ("", ".", "..") for p in parts):
+        raise RunNameError(
+            f"{key} '{text}' is not a name: use plain folder names joined by '/', with no '..', no leading '/' "
+            "and no backslash (it must stay inside its folder)"
+        )
+    return text
+
+
+def run_base(save_dir: str | Path, name: str) -> Path:
+    """``save_dir/name``, the folder that holds a run family's ``version_N`` folders; the one place a run's
+    name becomes a path.
+
+    Raises:
+        RunNameError: ``name`` would leave ``save_dir`` (see ``check_name``).
+    """
+    return Path(save_dir) / check_name(name)
 
 
 def claim_run_dir(base: Path) -> Path:
@@ -63,9 +103,25 @@ def find_run_checkpoint(
         raise RunNotFoundError(f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint; train one first")
     path = marker(Path(ckpt))
     if not path.exists():
+        if Path(ckpt).is_file():  # e.g. a net's last.ckpt given to a tree config
+            raise CheckpointError(
+                f"ckpt_path: {ckpt} is not a checkpoint of this model family (no {path.name} beside it); "
+                "use the config of the model that wrote it"
+            )
         raise RunNotFoundError(f"ckpt_path: checkpoint not found: {ckpt}")
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return path, run_dir
+    return path, _own_run(path, base)
+
+
+def _own_run(path: Path, base: Path) -> Path | None:
+    """The run folder of a checkpoint file when that run is ``base/version_N``: the run this config writes to.
+
+    A checkpoint of any other run (another save_dir or name, an export) is only read: the resumed or evaluated
+    run claims a fresh version, so it never writes into a finished run that merely shares a version number.
+    """
+    run = path.parent.parent
+    if path.parent.name != "checkpoints" or not _VERSION_RE.match(run.name):
+        return None
+    return run if run.parent.resolve() == base.resolve() else None
 
 
 def checkpoint_to_resume(

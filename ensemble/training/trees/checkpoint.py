@@ -10,23 +10,28 @@ then are they renamed into place. Whoever reads the sidecar next finishes rename
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import uuid
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, remove_partial_writes, write_json
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
 from ensemble.models.trees.base import TreeModel
-from ensemble.training.runs import RunNotFoundError, checkpoint_to_resume
+from ensemble.training.runs import CheckpointError, RunNotFoundError, checkpoint_to_resume
+from ensemble.training.trust import check_import_paths
 
 META_SUFFIX = ".meta.json"
 TREE_CHECKPOINTS = {"last": f"last{META_SUFFIX}", "best": f"best{META_SUFFIX}"}
 _STAGED = "staged"  # sidecar key: staged file -> final name, while the move is pending
+_DIGESTS = "sha256"  # sidecar key: final name -> SHA-256 of its bytes
 STAGED_NAME = re.compile(r"^(last|best)\.[0-9a-f]{8}\.")  # a staged file, not (yet) part of a checkpoint
 
 
@@ -50,18 +55,93 @@ def commit_checkpoint(model: TreeModel, staged: Path, state: dict[str, Any]) -> 
     """Write the sidecar of a staged checkpoint (the commit), move its files into place; the final model file."""
     tag, token = staged.name.split(".")[:2]
     moves = {p.name: p.name.replace(f".{token}", "", 1) for p in staged.parent.glob(f"{tag}.{token}.*")}
-    meta = {**model.metadata(), **state, "model_file": f"{tag}{model.suffix}"}
+    digests = {dst: _sha256(staged.parent / src) for src, dst in moves.items()}  # a damaged file is then caught
+    meta = {**model.metadata(), **state, "model_file": f"{tag}{model.suffix}", _DIGESTS: digests}
     write_json(meta_path(staged.parent, tag), {**meta, _STAGED: moves})
     _settle(meta_path(staged.parent, tag))
     write_json(meta_path(staged.parent, tag), meta)
     return staged.parent / meta["model_file"]
 
 
-def _settle(meta: Path) -> None:
-    """Finish moving a committed checkpoint's staged files into place (its writer may have been killed)."""
-    for src, dst in json.loads(meta.read_text()).get(_STAGED, {}).items():
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_digests(meta: Path, state: dict[str, Any]) -> None:
+    """Refuse native files whose bytes are not those the sidecar recorded (sidecars before digests: unchecked)."""
+    for name, digest in state.get(_DIGESTS, {}).items():
+        path = meta.with_name(_plain_name(meta, _DIGESTS, name))
+        if path.is_file() and _sha256(path) != digest:
+            raise CheckpointError(f"{path}: damaged tree model file, its bytes are not those its sidecar "
+                                  f"{meta.name} recorded (truncated or altered)")  # fmt: skip
+
+
+# what every sidecar holds; a sidecar without one of them is damaged
+_REQUIRED = ("model_file", "class_path", "feature_names", "design_names", "horizon")
+
+
+def _plain_name(meta: Path, key: str, name: Any) -> str:
+    # a sidecar names files beside it; a path would let a damaged or hostile one move or load any file
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise CheckpointError(f"{meta}: damaged tree checkpoint sidecar, {key} is {name!r}, not a file name beside it")
+    return name
+
+
+def read_sidecar(meta: Path) -> dict[str, Any]:
+    """A checkpoint's sidecar, checked: valid JSON, every required key, file names that stay in its folder and
+    a ``class_path`` that is a registered model (``trust.py``).
+
+    Raises:
+        CheckpointError: the sidecar is unreadable, truncated or incomplete.
+        UntrustedFileError: its ``class_path`` names a module that is not allowed.
+    """
+    try:
+        state = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{meta}: damaged tree checkpoint sidecar, not readable JSON ({err})") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{meta}: damaged tree checkpoint sidecar, not a JSON object")
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"{meta}: damaged tree checkpoint sidecar, missing {', '.join(map(repr, missing))}")
+    _plain_name(meta, "model_file", state["model_file"])
+    staged = state.get(_STAGED, {})
+    if not isinstance(staged, dict) or not isinstance(state.get(_DIGESTS, {}), dict):
+        raise CheckpointError(f"{meta}: damaged tree checkpoint sidecar, {_STAGED} or {_DIGESTS} is not a mapping")
+    for name in [*staged, *staged.values()]:
+        _plain_name(meta, _STAGED, name)
+    check_import_paths(state, str(meta))
+    return state
+
+
+def _settle(meta: Path) -> dict[str, Any]:
+    """Finish moving a committed checkpoint's staged files into place (its writer may have been killed);
+    the sidecar."""
+    state = read_sidecar(meta)
+    for src, dst in state.get(_STAGED, {}).items():
         with suppress(FileNotFoundError):  # already moved, by the writer or by another reader
             os.replace(meta.with_name(src), meta.with_name(dst))
+    return state
+
+
+@contextmanager
+def native_file(path: Path) -> Iterator[None]:
+    """Turn a library's error while loading a checkpoint's native model file into one line naming the file.
+
+    Raises:
+        CheckpointError: the library could not read ``path`` (truncated, damaged, another library's file).
+    """
+    try:
+        yield
+    except EnsembleError:
+        raise
+    except Exception as err:  # XGBoostError, LightGBMError, CatBoostError: each library has its own
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: damaged tree model file, the library cannot load it ({reason})") from err
 
 
 def clean_checkpoints(ckpt_dir: Path) -> None:
@@ -86,11 +166,11 @@ def read_checkpoint(path: str | Path, model: TreeModel) -> tuple[Path, dict[str,
     meta = _meta_for(Path(path))
     if not meta.is_file():
         raise RunNotFoundError(f"ckpt_path: no tree checkpoint at {path} (expected its sidecar {meta.name})")
-    _settle(meta)
-    state = json.loads(meta.read_text())
+    state = _settle(meta)
     model_file = meta.with_name(state["model_file"])
     if not model_file.is_file():
         raise RunNotFoundError(f"ckpt_path: {meta} names {model_file.name}, which is missing")
+    _check_digests(meta, state)
     ours = model.metadata()
     if state.get("class_path") != ours["class_path"]:
         raise CheckpointMismatchError(
@@ -117,5 +197,4 @@ def model_file(path: Path) -> Path:
     meta = _meta_for(path)
     if not meta.is_file():
         return path
-    _settle(meta)
-    return meta.with_name(json.loads(meta.read_text())["model_file"])
+    return meta.with_name(_settle(meta)["model_file"])

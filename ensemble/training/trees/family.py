@@ -6,7 +6,6 @@ The config has the nets' sections and flags (``data``, ``trainer``, ``model``, `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +18,7 @@ from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
-from ensemble.training.runs import claim_run_dir, discard_if_unused
+from ensemble.training.runs import claim_run_dir, discard_if_unused, run_base
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
@@ -29,7 +28,9 @@ from ensemble.training.trees.checkpoint import (
     find_checkpoint,
     meta_path,
     model_file,
+    native_file,
     read_checkpoint,
+    read_sidecar,
 )
 from ensemble.training.trees.trainer import TreeTrainer
 
@@ -70,8 +71,8 @@ class TreeJob(Job):
         self.tracking = Tracking(**vars(config.tracking))
         self.tracking.name = self.tracking.name or model_short_name(self.config)
         self.ckpt, self._run_dir = None, None
+        base = run_base(self.tracking.save_dir, self.tracking.name)  # a name that is a path: refused here
         if config.ckpt_path is not None:
-            base = Path(self.tracking.save_dir) / self.tracking.name
             meta, self._run_dir = find_checkpoint(config.ckpt_path, base, resuming=subcommand == "fit")
             self.ckpt = model_file(meta)
         elif subcommand != "fit":
@@ -102,7 +103,7 @@ class TreeJob(Job):
 
     def start(self) -> None:
         """Claim the run folder (or reuse the resumed one), attach the loggers, write config.yaml."""
-        self._run_dir = self._run_dir or claim_run_dir(Path(self.tracking.save_dir) / self.tracking.name)
+        self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
         self.trainer.default_root_dir = self._run_dir
         if self._logger in (None, True):
             self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name, lightning=False)
@@ -191,7 +192,7 @@ class TreeFamily(Family):
         return {f.name: f for f in files}
 
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
-        meta = json.loads(meta_path(model_dir, "best").read_text())  # the sidecar holds what the data linked in
+        meta = read_sidecar(meta_path(model_dir, "best"))  # the sidecar holds what the data linked in
         return {"feature_names": list(meta["feature_names"]), "horizon": int(meta["horizon"])}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
@@ -202,5 +203,7 @@ class TreeFamily(Family):
         parser.add_subclass_arguments(TreeModel, "model")
         model = parser.instantiate_classes(parser.parse_object({"model": spec})).model
         (native,) = [p for p in (export_dir / "model").iterdir() if not p.name.endswith(".meta.json")]
-        model.load(read_checkpoint(native, model)[0])  # checks class, features and windowing first
+        native_model = read_checkpoint(native, model)[0]  # checks class, features and windowing first
+        with native_file(native_model):
+            model.load(native_model)
         return lambda panel, ends: model.predict_proba(model.split(panel, ends).X)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel
 from ensemble.training.loggers import RunLogger
 from ensemble.training.trees.callbacks import ModelCheckpoint, ProgressBar, TreeCallback, check_monitors
-from ensemble.training.trees.checkpoint import read_checkpoint
+from ensemble.training.trees.checkpoint import native_file, read_checkpoint
 from ensemble.training.trees.devices import single_device
 
 _SETUP_STAGE = {"val": "validate", "test": "test"}
@@ -70,6 +71,7 @@ class TreeTrainer:
         self.default_root_dir = Path(default_root_dir) if default_root_dir is not None else None
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
         self.callback_metrics: dict[str, float] = {}
+        self.ckpt_path: str | Path | None = None  # the checkpoint the last evaluation loaded
 
     @property
     def log_dir(self) -> Path | None:
@@ -110,7 +112,8 @@ class TreeTrainer:
         init_from, state = read_checkpoint(ckpt_path, model) if ckpt_path is not None else (None, {})
         train = model.split(datamodule.panel("train"), datamodule.ends["train"])
         val = model.split(datamodule.panel("val"), datamodule.ends["val"])
-        model.start(train, val, init_from)
+        with native_file(init_from) if init_from is not None else nullcontext():  # a damaged file: one line
+            model.start(train, val, init_from)
         self.global_step, self.current_epoch, self.should_stop = model.num_rounds, state.get("epoch", -1) + 1, False
         for callback in self.callbacks:
             callback.load_state_dict(state.get("callbacks", {}).get(type(callback).__name__) or callback.state_dict())
@@ -137,9 +140,11 @@ class TreeTrainer:
 
     def _run_split(self, model: TreeModel, datamodule: SplitData, split: str, ckpt_path: str | Path | None):
         self._setup(model)
+        self.ckpt_path = ckpt_path  # the checkpoint these metrics come from, as Lightning's Trainer records it
         if ckpt_path is not None:
             model_file, state = read_checkpoint(ckpt_path, model)
-            model.load(model_file)
+            with native_file(model_file):
+                model.load(model_file)
             self.global_step = state.get("global_step", model.num_rounds)
         if model.num_rounds == 0:
             raise ConfigError("no trained tree model to evaluate: fit one, or pass ckpt_path")
