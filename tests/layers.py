@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md as code: ranks of the package's parts, and a checker over source files."""
+"""The import rules of the README's code map as code: ranks of the package's parts, and a checker over source files."""
 
 from __future__ import annotations
 

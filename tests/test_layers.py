@@ -1,5 +1,5 @@
-"""Imports flow one way (DESIGN.md): data <- metrics <- models <- training <- tuning/experiments/blending/export
-<- commands and cli. Lazy imports inside functions count too; so does a cycle on one floor."""
+"""Imports flow one way (the README's code map): data <- metrics <- models <- training <- tuning, experiments,
+blending, export <- commands and cli. Lazy imports inside functions count too; so does a cycle on one floor."""
 
 import subprocess
 import sys

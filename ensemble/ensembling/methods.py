@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
+from ensemble.data.constants import NUM_CLASSES
+
 _EPS = 1e-7
 
 
@@ -108,7 +110,7 @@ class StackedBlend:
     def predict_proba(self, probs: np.ndarray) -> np.ndarray:
         """(M, N, 3) -> (N, 3); a class absent from the val labels gets probability 0."""
         check_member_probs(probs)
-        out = np.zeros((probs.shape[1], 3))
+        out = np.zeros((probs.shape[1], NUM_CLASSES))
         out[:, self.model_.classes_] = self.model_.predict_proba(self.features(probs))
         return out
 

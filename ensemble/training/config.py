@@ -96,7 +96,7 @@ def resolve_config(source: ConfigSource, overrides: Mapping[str, Any] | None = N
 
 
 def _class_path(section: Any) -> str | None:
-    if isinstance(section, str):  # ``--model SomeClass`` names the class alone
+    if isinstance(section, str):  # ``--model path.to.Class`` names the class alone
         return section
     return section.get("class_path") if isinstance(section, Mapping) else None
 

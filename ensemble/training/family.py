@@ -166,6 +166,23 @@ class Family(ABC):
     name: ClassVar[str]
     checkpoint_patterns: ClassVar[dict[str, str]]  # ``last``/``best`` -> glob in a run's ``checkpoints/``
 
+    @staticmethod
+    def checkpoint_marker(path: Path) -> Path:
+        """The file that marks a given checkpoint path complete (a tree's sidecar); the path itself for nets."""
+        return path
+
+    def find_checkpoint(self, ckpt: str, base: Path, resuming: bool = False) -> tuple[Path, Path | None]:
+        """(checkpoint file, its run folder) for ``last``/``best`` (the newest run under ``base`` holding one,
+        by this family's ``checkpoint_patterns``) or for a path; ``resuming`` cleans what a killed writer
+        left in that run.
+
+        Raises:
+            RunNotFoundError: no such checkpoint, with the runs that exist.
+        """
+        from ensemble.training.runs import checkpoint_to_resume
+
+        return checkpoint_to_resume(ckpt, base, resuming, self.checkpoint_patterns, self.checkpoint_marker)
+
     @abstractmethod
     def build(self, config: Mapping[str, Any]) -> Job:
         """Parse and instantiate a ``fit`` of ``config``.

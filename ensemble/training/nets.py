@@ -31,7 +31,7 @@ from ensemble.training.net_checkpoints import (
     check_same_weights,
     read_net_checkpoint,
 )
-from ensemble.training.runs import NET_CHECKPOINTS, checkpoint_to_resume, claim_run_dir, discard_if_unused, run_base
+from ensemble.training.runs import NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
 from ensemble.training.tracking import Tracking, run_loggers
 
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
@@ -92,7 +92,7 @@ class EnsembleCLI(LightningCLI):
         ckpt = cfg.get("ckpt_path")
         if ckpt is not None:
             resuming = self.subcommand == "fit" and _is_rank_zero()
-            ckpt_file, self._run_dir = checkpoint_to_resume(ckpt, base, resuming)
+            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming)
             cfg.ckpt_path = str(ckpt_file)
             self._checkpoint = read_net_checkpoint(ckpt_file)
             check_same_model(self._checkpoint, cfg.model.as_dict(), cfg.data.get("seq_len"), str(ckpt_file))

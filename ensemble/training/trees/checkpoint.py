@@ -25,7 +25,7 @@ from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, remove_partial_writes, write_json
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
 from ensemble.models.trees.base import TreeModel
-from ensemble.training.runs import CheckpointError, RunNotFoundError, checkpoint_to_resume
+from ensemble.training.runs import CheckpointError, RunNotFoundError
 from ensemble.training.trust import check_import_paths
 
 META_SUFFIX = ".meta.json"
@@ -155,7 +155,8 @@ def clean_checkpoints(ckpt_dir: Path) -> None:
     remove_partial_writes(ckpt_dir)  # atomic_write's own temp files
 
 
-def _meta_for(path: Path) -> Path:
+def sidecar_of(path: Path) -> Path:
+    """The sidecar (``*.meta.json``) of a tree checkpoint given by its sidecar or its model file."""
     if path.name.endswith(META_SUFFIX):
         return path
     return path.with_name(path.name[: -len(path.suffix)] + META_SUFFIX) if path.suffix else path
@@ -163,7 +164,7 @@ def _meta_for(path: Path) -> Path:
 
 def read_checkpoint(path: str | Path, model: TreeModel) -> tuple[Path, dict[str, Any]]:
     """(native model file, sidecar) of a checkpoint, after checking it fits ``model`` and its data."""
-    meta = _meta_for(Path(path))
+    meta = sidecar_of(Path(path))
     if not meta.is_file():
         raise RunNotFoundError(f"ckpt_path: no tree checkpoint at {path} (expected its sidecar {meta.name})")
     state = _settle(meta)
@@ -186,15 +187,9 @@ def read_checkpoint(path: str | Path, model: TreeModel) -> tuple[Path, dict[str,
     return model_file, state
 
 
-def find_checkpoint(ckpt: str, base: Path, resuming: bool = False) -> tuple[Path, Path | None]:
-    """(sidecar, run dir) of ``last``/``best`` in the newest run under ``base`` holding one, or of a path;
-    ``resuming`` cleans what a killed predecessor half-wrote in that run."""
-    return checkpoint_to_resume(ckpt, base, resuming, TREE_CHECKPOINTS, _meta_for)
-
-
 def model_file(path: Path) -> Path:
     """The native model file of a checkpoint given by its sidecar or by the file itself."""
-    meta = _meta_for(path)
+    meta = sidecar_of(path)
     if not meta.is_file():
         return path
     return meta.with_name(_settle(meta)["model_file"])

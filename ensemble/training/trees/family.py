@@ -25,12 +25,12 @@ from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
 from ensemble.training.trees.checkpoint import (
     STAGED_NAME,
     TREE_CHECKPOINTS,
-    find_checkpoint,
     meta_path,
     model_file,
     native_file,
     read_checkpoint,
     read_sidecar,
+    sidecar_of,
 )
 from ensemble.training.trees.trainer import TreeTrainer
 
@@ -73,7 +73,7 @@ class TreeJob(Job):
         self.ckpt, self._run_dir = None, None
         base = run_base(self.tracking.save_dir, self.tracking.name)  # a name that is a path: refused here
         if config.ckpt_path is not None:
-            meta, self._run_dir = find_checkpoint(config.ckpt_path, base, resuming=subcommand == "fit")
+            meta, self._run_dir = TreeFamily().find_checkpoint(config.ckpt_path, base, resuming=subcommand == "fit")
             self.ckpt = model_file(meta)
         elif subcommand != "fit":
             raise ConfigError(f"'ensemble {subcommand}' of a tree model needs --ckpt_path (last, best or a file)")
@@ -168,6 +168,7 @@ class TreeFamily(Family):
 
     name = "tree"
     checkpoint_patterns: ClassVar[dict[str, str]] = TREE_CHECKPOINTS
+    checkpoint_marker = staticmethod(sidecar_of)
 
     def build(self, config: Mapping[str, Any]) -> TreeJob:
         parser = tree_parser("fit")
