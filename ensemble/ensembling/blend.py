@@ -67,7 +67,8 @@ def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: i
     suite = MetricSuite(split, horizon, bars_per_year)
     suite.update(torch.tensor(probs, dtype=torch.float32), torch.tensor(frame["label"].to_numpy() + 1),
                  torch.tensor(frame["datetime"].to_numpy().astype("int64")),
-                 torch.tensor(frame["fwd_return"].to_numpy(), dtype=torch.float32))
+                 torch.tensor(frame["fwd_return"].to_numpy(), dtype=torch.float32),
+                 symbol=torch.tensor(pd.factorize(frame["symbol"])[0]))
     return suite.compute()
 
 

@@ -99,6 +99,7 @@ class TreeTrainer:
                 torch.from_numpy(data.y),
                 torch.from_numpy(data.time),
                 torch.from_numpy(data.fwd_return),
+                symbol=torch.from_numpy(data.symbol),
             )
             metrics = suite.compute()
         finally:
