@@ -25,6 +25,14 @@ class BookSeries(NamedTuple):
     bench_gross: Tensor  # (T,) equal-weight long book of the same rows
     bench_turnover: Tensor  # (T,)
 
+    def net(self, cost_rate: float) -> Tensor:
+        """(T,) net return of the book: gross - cost_rate * turnover (cost_rate = (cost + slippage bps) * 1e-4)."""
+        return self.gross - cost_rate * self.turnover
+
+    def bench_net(self, cost_rate: float) -> Tensor:
+        """(T,) net return of the benchmark, charged under the same convention."""
+        return self.bench_gross - cost_rate * self.bench_turnover
+
 
 def size_positions(probs: Tensor, config: TradingConfig) -> Tensor:
     """(B,) position of each row from its (B, 3) probabilities (short, flat, long), per ``config.sizing``."""

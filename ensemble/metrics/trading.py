@@ -146,16 +146,20 @@ class _TradingMetric(Metric):
         keep = ~torch.isnan(fwd_return)
         self.time.append(time[keep].long())
         self.symbol.append(torch.full_like(self.time[-1], -1) if symbol is None else symbol[keep].long())
-        # One float dtype on every rank: all_gather needs matching dtypes.
-        self.position.append(position[keep].to(self.dtype))
-        self.score.append((position if score is None else score)[keep].to(self.dtype))
-        self.fwd_return.append(fwd_return[keep].to(self.dtype))
+        # One float dtype on every rank (all_gather needs matching dtypes): float64, so that costs of a few
+        # 1e-4 on returns of a few 1e-2 keep their digits; MPS has no float64.
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self.position.append(position[keep].to(dtype))
+        self.score.append((position if score is None else score)[keep].to(dtype))
+        self.fwd_return.append(fwd_return[keep].to(dtype))
 
     def _sync_dist(self, dist_sync_fn=gather_all_tensors, process_group=None) -> None:
-        # torchmetrics pads a rank that saw no rows with float32 empties; int64 states need int64 ones.
+        # torchmetrics pads a rank that saw no rows with float32 empties; the gather needs every rank's dtypes.
         if isinstance(self.time, list) and not self.time:
-            self.time.append(torch.empty(0, dtype=torch.long, device=self.device))
-            self.symbol.append(torch.empty(0, dtype=torch.long, device=self.device))
+            dtype = torch.float32 if self.device.type == "mps" else torch.float64
+            for name in ("time", "symbol", "position", "score", "fwd_return"):
+                kind = torch.long if name in ("time", "symbol") else dtype
+                getattr(self, name).append(torch.empty(0, dtype=kind, device=self.device))
         super()._sync_dist(dist_sync_fn, process_group)
 
     def _rows(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -211,7 +215,7 @@ class TradingMetrics(_TradingMetric):
         s = book_series(time, symbol, position, score, fwd_return, h, cfg)
         gross, mask = phase_matrix(s.gross, h)
         turnover = phase_matrix(s.turnover, h)[0]
-        net = gross - cfg.cost_rate * turnover
+        net = phase_matrix(s.net(cfg.cost_rate), h)[0]
         mean_gross, mean_turnover = float(masked_mean(gross, mask).mean()), float(masked_mean(turnover, mask).mean())
         out = {
             "sharpe": float(sharpe(gross, mask).mean()) * annual,
@@ -223,8 +227,7 @@ class TradingMetrics(_TradingMetric):
             "break_even_bps": 1e4 * mean_gross / mean_turnover if mean_turnover > 0 else 0.0,
         }
         if cfg.benchmark == "equal_weight":
-            bench_net = s.bench_gross - cfg.cost_rate * s.bench_turnover
-            excess = net - phase_matrix(bench_net, h)[0]
+            excess = phase_matrix(s.net(cfg.cost_rate) - s.bench_net(cfg.cost_rate), h)[0]
             out["excess_return"] = float(masked_mean(excess, mask).mean()) * bars_per_year / h
             out["information_ratio"] = float(sharpe(excess, mask).mean()) * annual
         traded = position if cfg.book == "per_symbol" else self._topk_sides(s, symbol, position, score)
