@@ -78,7 +78,7 @@ def test_turnover_gross_and_net_series_match_the_hand_panel():
 
 def _rest(rows):
     """(symbol, position, score, fwd_return) from (time, position, fwd_return, symbol); score = position."""
-    time, position, ret, symbol = rows
+    _, position, ret, symbol = rows
     return symbol, position, position, ret
 
 

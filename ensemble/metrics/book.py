@@ -20,6 +20,7 @@ class BookSeries(NamedTuple):
 
     times: Tensor  # (T,) int64 ns
     group: Tensor  # (N,) index of each row's timestamp in ``times``
+    weight: Tensor  # (N,) each row's weight in the book
     gross: Tensor  # (T,) sum_s w(t, s) * fwd_return(t, s)
     turnover: Tensor  # (T,) sum_s |w(t, s) - w(t - h, s)|, w(t - h, s) = 0 before the first rebalance
     bench_gross: Tensor  # (T,) equal-weight long book of the same rows
@@ -79,11 +80,12 @@ def book_weights(group: Tensor, symbol: Tensor, position: Tensor, score: Tensor,
 
 
 def rebalance_turnover(group: Tensor, symbol: Tensor, weight: Tensor, horizon: int, n_times: int) -> Tensor:
-    """(T,) turnover at each timestamp's rebalance: sum over symbols of |w(t_g, s) - w(t_{g-h}, s)|.
+    """(T, K) turnover at each timestamp's rebalance: sum over symbols of |w(t_g, s) - w(t_{g-h}, s)|.
 
-    The previous weight is the same tranche's, h timestamps earlier (0 before its first rebalance, or when
-    the symbol had no row then). A symbol held at t_{g-h} with no row at t_g is closed at t_g, when
-    g < T: the book is marked to market at the end, not liquidated.
+    ``weight``: (N,) or (N, K) weights of K books over the same rows (one sort serves them all); a (N,)
+    weight gives a (T,) result. The previous weight is the same tranche's, h timestamps earlier (0 before
+    its first rebalance, or when the symbol had no row then). A symbol held at t_{g-h} with no row at t_g
+    is closed at t_g, when g < T: the book is marked to market at the end, not liquidated.
 
     Raises:
         ValueError: two rows with the same (time, symbol).
@@ -93,17 +95,19 @@ def rebalance_turnover(group: Tensor, symbol: Tensor, weight: Tensor, horizon: i
     if bool((key[1:] == key[:-1]).any()):
         raise ValueError("two rows share a (time, symbol): pass one row per symbol and timestamp")
     w, g = weight[order], group[order]
+    w2 = w if w.dim() == 2 else w[:, None]
 
     def lookup(target: Tensor) -> tuple[Tensor, Tensor]:  # (found, index into the sorted rows)
         idx = torch.searchsorted(key, target).clamp_max(max(len(key) - 1, 0))
         return key[idx] == target, idx
 
     found, idx = lookup(key - horizon)
-    previous = torch.where(found, w[idx], torch.zeros_like(w))
-    turnover = torch.zeros(n_times, dtype=w.dtype, device=w.device).index_add_(0, g, (w - previous).abs())
+    previous = torch.where(found[:, None], w2[idx], torch.zeros_like(w2))
+    turnover = w2.new_zeros(n_times, w2.shape[1]).index_add_(0, g, (w2 - previous).abs())
     has_next, _ = lookup(key + horizon)
     closed = ~has_next & (g + horizon < n_times)
-    return turnover.index_add_(0, g[closed] + horizon, w[closed].abs())
+    turnover.index_add_(0, g[closed] + horizon, w2[closed].abs())
+    return turnover if w.dim() == 2 else turnover[:, 0]
 
 
 def book_series(time: Tensor, symbol: Tensor, position: Tensor, score: Tensor, fwd_return: Tensor,
@@ -120,11 +124,6 @@ def book_series(time: Tensor, symbol: Tensor, position: Tensor, score: Tensor, f
 
     weight = book_weights(group, symbol, position, score, config)
     bench = 1.0 / torch.bincount(group, minlength=n_times).to(weight.dtype)[group]
-    return BookSeries(
-        times,
-        group,
-        per_time(weight * fwd_return),
-        rebalance_turnover(group, symbol, weight, horizon, n_times),
-        per_time(bench * fwd_return),
-        rebalance_turnover(group, symbol, bench, horizon, n_times),
-    )
+    turnover = rebalance_turnover(group, symbol, torch.stack([weight, bench], dim=1), horizon, n_times)
+    return BookSeries(times, group, weight, per_time(weight * fwd_return), turnover[:, 0],
+                      per_time(bench * fwd_return), turnover[:, 1])

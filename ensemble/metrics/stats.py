@@ -84,7 +84,7 @@ def max_drawdown(x: Tensor, mask: Tensor) -> Tensor:
 
 def group_ranks(group: Tensor, x: Tensor) -> Tensor:
     """(N,) 0-based rank of each x within its group, ties given their average rank (as scipy's rankdata)."""
-    order = torch.argsort(x, stable=True)
+    order = torch.argsort(x)  # the order among equal x never matters: ties get their run's average rank
     order = order[torch.argsort(group[order], stable=True)]  # by group, then by x
     g, v = group[order], x[order]
     new_group = torch.ones_like(g, dtype=torch.bool)

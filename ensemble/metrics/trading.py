@@ -72,7 +72,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from ensemble.metrics.book import BookSeries, book_series, book_weights
+from ensemble.metrics.book import book_series
 from ensemble.metrics.calendar import infer_bars_per_year
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.stats import (
@@ -230,14 +230,11 @@ class TradingMetrics(_TradingMetric):
             excess = phase_matrix(s.net(cfg.cost_rate) - s.bench_net(cfg.cost_rate), h)[0]
             out["excess_return"] = float(masked_mean(excess, mask).mean()) * bars_per_year / h
             out["information_ratio"] = float(sharpe(excess, mask).mean()) * annual
-        traded = position if cfg.book == "per_symbol" else self._topk_sides(s, symbol, position, score)
+        traded = position if cfg.book == "per_symbol" else torch.sign(s.weight)  # topk: +-1 in a leg
         out.update(trade_stats(traded, fwd_return))
         out.update(self._information_coefficients(s.group, len(s.times), score, fwd_return))
         out["bars_per_year"] = bars_per_year
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
-
-    def _topk_sides(self, s: BookSeries, symbol: Tensor, position: Tensor, score: Tensor) -> Tensor:
-        return torch.sign(book_weights(s.group, symbol, position, score, self.config))
 
     @staticmethod
     def _information_coefficients(group: Tensor, n_times: int, score: Tensor, fwd_return: Tensor
