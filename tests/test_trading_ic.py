@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 from ensemble.metrics import TradingConfig, trading_metrics
-from ensemble.metrics.stats import group_ranks
+from ensemble.metrics.stats import _group_ranks_by_sort, group_ranks
 
 
 def ic_metrics(time: np.ndarray, symbol: np.ndarray, score: np.ndarray, ret: np.ndarray) -> dict[str, float]:
@@ -50,10 +50,14 @@ def test_ic_and_rank_ic_equal_the_mean_of_scipy_per_timestamp():
 def test_average_ranks_within_groups_match_scipy():
     group = torch.tensor([1, 0, 1, 1, 0, 1, 0])
     x = torch.tensor([0.5, 2.0, 0.5, -1.0, 2.0, 3.0, 1.0], dtype=torch.float64)
-    ranks = group_ranks(group, x)
-    for g in (0, 1):
-        m = (group == g).numpy()
-        assert ranks[m].tolist() == pytest.approx(stats.rankdata(x[m].numpy()) - 1)
+    for ranks in (group_ranks(group, x), _group_ranks_by_sort(group, x), group_ranks(group, x[None].repeat(2, 1))[1]):
+        for g in (0, 1):
+            m = (group == g).numpy()
+            assert ranks[m].tolist() == pytest.approx(stats.rankdata(x[m].numpy()) - 1)
+    # A ragged panel (one wide group, many narrow ones) takes the global sort: same ranks.
+    group = torch.cat([torch.zeros(50, dtype=torch.long), torch.arange(1, 400)])
+    x = torch.randn(len(group), generator=torch.Generator().manual_seed(0), dtype=torch.float64).round(decimals=1)
+    assert torch.equal(group_ranks(group, x), _group_ranks_by_sort(group, x))
 
 
 def test_synthetic_score_with_true_correlation_recovers_it():

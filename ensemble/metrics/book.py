@@ -97,14 +97,20 @@ def rebalance_turnover(group: Tensor, symbol: Tensor, weight: Tensor, horizon: i
     w, g = weight[order], group[order]
     w2 = w if w.dim() == 2 else w[:, None]
 
-    def lookup(target: Tensor) -> tuple[Tensor, Tensor]:  # (found, index into the sorted rows)
-        idx = torch.searchsorted(key, target).clamp_max(max(len(key) - 1, 0))
+    def lookup(shift: int) -> tuple[Tensor, Tensor]:  # (found, index into the sorted rows) of key + shift
+        # A symbol with a row at every timestamp has it exactly `shift` rows away: try that first, and
+        # search only the rows where a gap breaks it.
+        target = key + shift
+        idx = (torch.arange(len(key), device=key.device) + shift).clamp(0, max(len(key) - 1, 0))
+        miss = key[idx] != target
+        if bool(miss.any()):
+            idx[miss] = torch.searchsorted(key, target[miss]).clamp_max(max(len(key) - 1, 0))
         return key[idx] == target, idx
 
-    found, idx = lookup(key - horizon)
+    found, idx = lookup(-horizon)
     previous = torch.where(found[:, None], w2[idx], torch.zeros_like(w2))
     turnover = w2.new_zeros(n_times, w2.shape[1]).index_add_(0, g, (w2 - previous).abs())
-    has_next, _ = lookup(key + horizon)
+    has_next, _ = lookup(horizon)
     closed = ~has_next & (g + horizon < n_times)
     turnover.index_add_(0, g[closed] + horizon, w2[closed].abs())
     return turnover if w.dim() == 2 else turnover[:, 0]

@@ -83,7 +83,34 @@ def max_drawdown(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def group_ranks(group: Tensor, x: Tensor) -> Tensor:
-    """(N,) 0-based rank of each x within its group, ties given their average rank (as scipy's rankdata)."""
+    """(K, N) 0-based rank of each x within its group, ties given their average rank (as scipy's rankdata).
+
+    group: (N,) int64 in [0, G), every id present (as ``torch.unique``'s inverse gives it); x: (K, N) float,
+    K series ranked at once (or (N,) -> (N,)). A panel is near-rectangular (each timestamp holds most
+    symbols), so the groups are laid out as rows of a (K, G, widest group) matrix and sorted in one batched
+    call, much faster than sorting all N rows by (group, x); a ragged panel, where that matrix would be over
+    4x the rows, takes a global sort per series instead.
+    """
+    if x.dim() == 1:
+        return group_ranks(group, x[None])[0]
+    size = torch.bincount(group)
+    width = int(size.max()) if len(size) else 0
+    if len(size) * width > 4 * x.shape[1] + 1024:
+        return torch.stack([_group_ranks_by_sort(group, row) for row in x])
+    order = torch.argsort(group, stable=True)
+    g = group[order]
+    col = torch.arange(len(g), device=x.device) - (torch.cumsum(size, dim=0) - size)[g]
+    dense = torch.full((len(x), len(size), width), torch.inf, dtype=torch.float64, device=x.device)
+    dense[:, g, col] = x[:, order].double()  # padding sorts last and never counts below a real value
+    ordered = torch.sort(dense, dim=-1).values
+    below = torch.searchsorted(ordered, dense)  # values < x in the group
+    not_above = torch.searchsorted(ordered, dense, right=True)  # values <= x
+    out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
+    out[:, order] = ((below + not_above - 1) / 2)[:, g, col].double()
+    return out
+
+
+def _group_ranks_by_sort(group: Tensor, x: Tensor) -> Tensor:
     order = torch.argsort(x)  # the order among equal x never matters: ties get their run's average rank
     order = order[torch.argsort(group[order], stable=True)]  # by group, then by x
     g, v = group[order], x[order]
@@ -97,9 +124,9 @@ def group_ranks(group: Tensor, x: Tensor) -> Tensor:
     run = torch.cumsum(new_run.long(), dim=0) - 1
     n_runs = int(run[-1]) + 1 if len(run) else 0
     total = torch.zeros(n_runs, dtype=torch.float64, device=x.device).index_add_(0, run, rank)
-    size = torch.zeros_like(total).index_add_(0, run, torch.ones_like(rank))
+    count = torch.zeros_like(total).index_add_(0, run, torch.ones_like(rank))
     out = torch.empty_like(rank)
-    out[order] = (total / size)[run]
+    out[order] = (total / count)[run]
     return out
 
 

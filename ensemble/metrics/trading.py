@@ -240,7 +240,8 @@ class TradingMetrics(_TradingMetric):
     def _information_coefficients(group: Tensor, n_times: int, score: Tensor, fwd_return: Tensor
                                   ) -> dict[str, float]:
         ic, valid = cross_sectional_corr(group, n_times, score, fwd_return)
-        rank_ic, _ = cross_sectional_corr(group, n_times, group_ranks(group, score), group_ranks(group, fwd_return))
+        ranks = group_ranks(group, torch.stack([score, fwd_return]))  # Spearman = Pearson of the ranks
+        rank_ic, _ = cross_sectional_corr(group, n_times, ranks[0], ranks[1])
         out = {"ic_skipped": float(n_times - int(valid.sum()))}
         for name, values in (("ic", ic[valid]), ("rank_ic", rank_ic[valid])):
             mean = float(values.mean()) if len(values) else 0.0
