@@ -17,8 +17,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
 from ensemble.io import write_figure, write_json, write_parquet
-from ensemble.metrics import equity_curve
-from ensemble.plots import confusion_matrix_figure, equity_curve_figure
+from ensemble.metrics import TradingConfig
+from ensemble.metrics.curves import equity_curves, ic_series
+from ensemble.plots import confusion_matrix_figure, equity_curve_figure, ic_figure
 
 PROB_COLUMNS = ("prob_short", "prob_flat", "prob_long")
 _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
@@ -72,8 +73,13 @@ def write_stage(
     horizon: int,
     loggers: list[Any],
     step: int,
+    trading: TradingConfig | None = None,
+    model: str | None = None,
 ) -> None:
-    """Predictions parquet, metrics.json entries and plots for one evaluated split."""
+    """Predictions parquet, metrics.json entries and plots for one evaluated split.
+
+    ``model`` names the model in the figures' titles (default: the run's folder, ``{save_dir}/{name}/version_N``).
+    """
     import matplotlib.pyplot as plt
 
     pred_path = write_parquet(run_dir / "predictions" / f"{split}.parquet", df)
@@ -84,15 +90,22 @@ def write_stage(
     log_file(loggers, metrics_path, "")
     cm = np.zeros((3, 3), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
-    times, pnl = equity_curve(
-        torch.as_tensor(df["datetime"].to_numpy().astype("int64")),
-        torch.tensor(df["prediction"].to_numpy(), dtype=torch.float32),
-        torch.tensor(df["fwd_return"].to_numpy(), dtype=torch.float32),
-        horizon,
-    )
+    time = torch.as_tensor(df["datetime"].to_numpy().astype("int64"))
+    probs = torch.as_tensor(df[list(PROB_COLUMNS)].to_numpy(np.float64))
+    fwd_return = torch.as_tensor(df["fwd_return"].to_numpy(np.float64))
+    symbol = torch.as_tensor(pd.factorize(df["symbol"], sort=True)[0])
+    curves = equity_curves(time, symbol, probs, fwd_return, horizon, trading)
+    ic = ic_series(time, probs, fwd_return)
+    name = f"{model or run_dir.parent.name} h={horizon} {split}"
     figures = {
         "confusion_matrix": confusion_matrix_figure(cm, f"{split} confusion matrix"),
-        "equity_curve": equity_curve_figure(times.numpy().astype("datetime64[ns]"), pnl.numpy(), f"{split} equity"),
+        "equity_curve": equity_curve_figure(
+            curves.times.numpy().astype("datetime64[ns]"), curves.gross.numpy(), f"{name}: equity",
+            net=curves.net.numpy(),
+            benchmark=None if (trading and trading.benchmark == "none") else curves.benchmark.numpy(),
+        ),
+        "ic": ic_figure(ic.times[ic.valid].numpy().astype("datetime64[ns]"), ic.ic[ic.valid].numpy(),
+                        f"{name}: IC of p_long - p_short"),
     }
     for name, fig in figures.items():
         path = write_figure(run_dir / "plots" / f"{split}_{name}.png", fig)
