@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from ensemble.metrics import MetricSuite, TradingConfig, infer_bars_per_year
+from ensemble.metrics import MetricSuite, TradingConfig, infer_bars_per_year, trading_metrics
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -33,6 +34,11 @@ def test_k_larger_than_half_the_symbols_is_checked_when_the_symbols_are_known():
     with pytest.raises(ValueError, match=r"^trading.k must be <= half the symbols \(2 of 5\), got 3$"):
         config.check_symbols(5)
     TradingConfig(k=3).check_symbols(2)  # k only matters to the top-k book
+    # The metrics check it against the symbols they see.
+    metrics = trading_metrics(1, 252.0, TradingConfig(book="topk", k=2))
+    metrics.update(torch.zeros(3, dtype=torch.long), torch.ones(3), torch.ones(3) * 0.01, symbol=torch.arange(3))
+    with pytest.raises(ValueError, match=r"^trading.k must be <= half the symbols \(1 of 3\), got 2$"):
+        metrics.compute()
 
 
 def test_defaults_and_the_cost_rate():
@@ -44,8 +50,6 @@ def test_defaults_and_the_cost_rate():
 
 
 def test_config_bars_per_year_wins_and_none_infers_from_the_rows():
-    import torch
-
     assert MetricSuite("val", 1, 252.0, TradingConfig(bars_per_year=8760)).compute()["val/bars_per_year"] == 8760
     suite = MetricSuite("val", 1, None)
     n = 24 * 14  # two weeks of hourly bars, weekends included

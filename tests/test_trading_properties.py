@@ -31,6 +31,7 @@ def panels(draw) -> dict:
     time = np.repeat(np.arange(n_time), n_sym) * 3_600 * 10**9
     symbol = np.tile(np.arange(n_sym), n_time)
     keep = rng.random(len(time)) > 0.15  # missing rows
+    keep[:n_sym] = True  # every symbol appears: the top-k book checks k against the universe
     n = int(keep.sum())
     probs = rng.dirichlet(np.ones(3), n)
     probs[rng.random(n) < 0.2] = [0.3, 0.3, 0.4]  # ties in the score across symbols

@@ -208,8 +208,15 @@ class TradingMetrics(_TradingMetric):
         super().update(time, position, fwd_return, symbol, score)
 
     def compute(self) -> dict[str, Tensor]:
+        """{name: float64 scalar} of every metric in the module docstring.
+
+        Raises:
+            ValueError: a ``topk`` book whose k exceeds half the symbols seen; two rows with one (time, symbol).
+        """
         time, symbol, position, score, fwd_return = self._rows()
         h, cfg = self.horizon, self.config
+        if cfg.book == "topk" and len(symbol):  # else a k too large for the universe gives a silently flat book
+            cfg.check_symbols(len(torch.unique(symbol)))
         bars_per_year = self._annualisation(time)
         annual = math.sqrt(bars_per_year / h)  # Sharpe of an h-bar period -> per year
         s = book_series(time, symbol, position, score, fwd_return, h, cfg)
