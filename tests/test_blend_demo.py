@@ -38,7 +38,7 @@ def _loss_on(rows: pd.DataFrame, run, split: str) -> float:
 @pytest.mark.slow
 def test_weighted_blend_keeps_most_of_the_best_members_edge_and_the_leaderboard_says_who_wins(tmp_path):
     root = tmp_path / "demo"
-    make_demo_splits(root, n_symbols=6, n_bars=4000, seed=5, signal=True)  # needs learnable signal
+    make_demo_splits(root, n_symbols=6, n_bars=4000, seed=5, signal="strong")  # needs learnable signal
     runs = {}
     for config, extra in MEMBERS.items():
         argv = ["fit", "--config", f"configs/{config}.yaml", "--data.root", str(root),

@@ -1,4 +1,8 @@
-"""Demo data: deterministic, production-shaped, past-only features, purged labels, a weak learnable signal."""
+"""Demo data: deterministic, production-shaped, past-only features, purged labels, a learnable signal.
+
+The learnability checks use ``signal="strong"`` (fast learning on a small panel); the default, realistic
+signal is judged by the trading numbers a fitted model reaches, in tests/test_demo_realism.py.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import pytest
 from ensemble.data import demo
 from ensemble.data.demo import (
     DEMO_HORIZONS,
+    SIGNAL_B,
+    SIGNAL_B_STRONG,
     SIGNAL_FEATURES,
     demo_row_counts,
     feature_names,
@@ -39,10 +45,10 @@ def small(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def medium(tmp_path_factory) -> dict[bool, dict[str, pa.Table]]:
+def medium(tmp_path_factory) -> dict[str, dict[str, pa.Table]]:
     return {
         signal: _tables(make_demo_splits(tmp_path_factory.mktemp(f"medium_{signal}"), signal=signal, **MEDIUM))
-        for signal in (True, False)
+        for signal in ("strong", "none")
     }
 
 
@@ -90,7 +96,23 @@ def test_schema_and_roles(small):
         assert list(roles.features) == names and roles.horizons == list(DEMO_HORIZONS), split
     info = json.loads((small["train"].parent / "demo_info.json").read_text())
     assert info["feature_names"] == names and info["horizons"] == list(DEMO_HORIZONS)
-    assert (info["seed"], info["signal"], info["bars_per_year"]) == (1, True, 8760)
+    assert (info["seed"], info["signal"], info["bars_per_year"]) == (1, "default", 8760)
+    assert info["signal_b"] == list(SIGNAL_B)
+
+
+def test_signal_strengths(tmp_path):
+    assert demo.signal_strength(True) == demo.signal_strength("default") == ("default", SIGNAL_B)
+    assert demo.signal_strength(False) == demo.signal_strength("none") == ("none", (0.0, 0.0))
+    assert demo.signal_strength("strong") == ("strong", SIGNAL_B_STRONG)
+    assert SIGNAL_B[0] < SIGNAL_B_STRONG[0]
+    with pytest.raises(ValueError, match="signal must be one of none, default, strong"):
+        make_demo_splits(tmp_path, signal="medium", **SMALL)
+    # Only the drift changes with the strength: every random draw (market, vol, features) stays the same.
+    weak, strong, none = (simulate_bars(0, [0, 1], 300, s) for s in ("default", "strong", "none"))
+    np.testing.assert_array_equal(weak.alt, strong.alt)
+    np.testing.assert_array_equal(weak.mkt, none.mkt)
+    drift = {name: b.ret - none.ret for name, b in (("default", weak), ("strong", strong))}
+    np.testing.assert_allclose(drift["strong"], drift["default"] * SIGNAL_B_STRONG[0] / SIGNAL_B[0], rtol=1e-9)
 
 
 def test_feature_count_is_configurable():
@@ -195,9 +217,9 @@ def _val_scores(tables: dict[str, pa.Table], h: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize("h", DEMO_HORIZONS)
 def test_signal_is_learnable_only_in_signal_mode(medium, h):
-    f1, majority = _val_scores(medium[True], h)
+    f1, majority = _val_scores(medium["strong"], h)
     assert f1 >= majority + MAJORITY_MARGIN and f1 >= CHANCE_F1, (f1, majority)
-    f1, majority = _val_scores(medium[False], h)
+    f1, majority = _val_scores(medium["none"], h)
     assert f1 < CHANCE_F1, (f1, majority)
 
 
@@ -213,7 +235,7 @@ def test_no_signal_labels_independent_of_features(medium, h):
     def label(table: pa.Table) -> np.ndarray:
         return table.column(f"label_h{h}").to_numpy(zero_copy_only=False).astype(np.float64)
 
-    signal, noise = medium[True]["train"], medium[False]["train"]
+    signal, noise = medium["strong"]["train"], medium["none"]["train"]
     assert _max_abs_corr(signal, label(signal)) > 0.15  # the check can see a real signal
     assert _max_abs_corr(noise, label(noise)) < 0.08
     assert _max_abs_corr(noise, np.abs(label(noise))) < 0.08  # whether a barrier is hit: no vol-regime leak

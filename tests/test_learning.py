@@ -48,7 +48,7 @@ def _fit(tmp_path, root, name, *extra):
 @pytest.mark.parametrize("horizon", [5])
 def test_lstm_finds_demo_signal_but_not_noise(tmp_path, horizon):
     sizes = {"n_symbols": 10, "n_bars": 5000, "seed": 3}
-    make_demo_splits(tmp_path / "signal", **sizes)
+    make_demo_splits(tmp_path / "signal", signal="strong", **sizes)  # the default signal is realistic: slow to learn
     make_demo_splits(tmp_path / "noise", signal=False, **sizes)
     signal = _fit(tmp_path, tmp_path / "signal", "signal", "--data.horizon", str(horizon))
     noise = _fit(tmp_path, tmp_path / "noise", "noise", "--data.horizon", str(horizon))

@@ -63,6 +63,10 @@ N_TRADES, EXPOSURE, WIN_RATE, PROFIT_FACTOR = 13.0, 13 / 16, 9 / 13, 0.25 / 0.09
 # Equity: cumsum(R / h) = [.005, .015, .03, .02, .015, .025, .03, .04]; final .04 = (sum R_0 + sum R_1) / 2.
 EQUITY = [0.005, 0.015, 0.03, 0.02, 0.015, 0.025, 0.03, 0.04]
 
+# Keys the suite reports beyond EXPECTED (tested in tests/test_trading_metrics.py).
+TRADING_ADDED = ["sharpe_net", "psr", "turnover", "cost_drag", "break_even_bps", "excess_return",
+                 "information_ratio", "ic", "icir", "rank_ic", "rank_icir", "ic_skipped", "bars_per_year"]
+
 EXPECTED = {
     "sharpe": SHARPE,
     "max_drawdown": MAX_DRAWDOWN,
@@ -73,8 +77,8 @@ EXPECTED = {
 }
 
 
-def hand_rows(shuffle: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(time, position, fwd_return) of the hand panel, irregular ns timestamps, rows in shuffled order."""
+def hand_rows(shuffle: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(time, position, fwd_return, symbol) of the hand panel, irregular ns timestamps, rows shuffled."""
     gaps = torch.tensor([0, 1, 2, 5, 6, 7, 8, 12])  # irregular spacing: only the order of timestamps matters
     time, position, ret = [], [], []
     for k, (pa, ra, pb, rb) in enumerate(PANEL):
@@ -83,17 +87,24 @@ def hand_rows(shuffle: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.T
         position += [pa, pb]
         ret += [ra, rb]
     time, position, ret = torch.tensor(time), torch.tensor(position, dtype=torch.float32), torch.tensor(ret)
+    symbol = torch.arange(len(time)) % 2  # A = 0, B = 1
     if shuffle:
         perm = torch.randperm(len(time), generator=torch.Generator().manual_seed(0))
-        time, position, ret = time[perm], position[perm], ret[perm]
-    return time, position, ret
+        time, position, ret, symbol = time[perm], position[perm], ret[perm], symbol[perm]
+    return time, position, ret, symbol
 
 
 def compute_all(*batches, horizon: int = HORIZON, bars_per_year: float = BARS_PER_YEAR) -> dict[str, float]:
+    """The gross metrics of EXPECTED from batches of (time, position, fwd_return[, symbol]).
+
+    Without a symbol column every row is its own symbol, which changes no gross metric.
+    """
     metrics = trading_metrics(horizon, bars_per_year)
-    for batch in batches:
-        metrics.update(*batch)
-    return {k: float(v) for k, v in metrics.compute().items()}
+    for i, batch in enumerate(batches):
+        time, position, ret, *symbol = batch
+        codes = symbol[0] if symbol else torch.arange(len(time)) + 10_000 * i
+        metrics.update(time, position, ret, symbol=codes)
+    return {k: float(v) for k, v in metrics.compute().items() if k in EXPECTED}
 
 
 @pytest.mark.parametrize(
@@ -109,7 +120,8 @@ def compute_all(*batches, horizon: int = HORIZON, bars_per_year: float = BARS_PE
 )
 def test_each_trading_metric_matches_hand_example(metric, key):
     m = metric(horizon=HORIZON, bars_per_year=BARS_PER_YEAR)
-    m.update(*hand_rows())
+    time, position, ret, _ = hand_rows()
+    m.update(time, position, ret)  # the single-number metrics need no symbol
     assert float(m.compute()) == pytest.approx(EXPECTED[key], rel=1e-5)
 
 
@@ -118,7 +130,7 @@ def test_collection_matches_hand_example():
 
 
 def test_equity_curve_is_staggered_book():
-    time, position, ret = hand_rows()
+    time, position, ret, _ = hand_rows()
     times, equity = equity_curve(time, position, ret, HORIZON)
     assert torch.equal(times, torch.unique(time))
     assert equity.tolist() == pytest.approx(EQUITY, abs=1e-7)
@@ -155,13 +167,13 @@ def test_horizon_one_is_plain_annualised_sharpe():
 
 
 def test_nan_returns_are_dropped():
-    time, position, ret = hand_rows()
+    time, position, ret, symbol = hand_rows()
     # Symbol C: NaN returns at existing timestamps (would change the mean and exposure) and at a new
     # timestamp (would add a phase period), all with positions.
     extra_t = torch.tensor([T0, T0 + 5 * DAY, T0 + 100 * DAY])
-    extra = (extra_t, torch.tensor([1.0, -1.0, 1.0]), torch.full((3,), float("nan")))
-    assert compute_all((time, position, ret), extra) == pytest.approx(EXPECTED, rel=1e-5)
-    _, equity = equity_curve(*(torch.cat(x) for x in zip((time, position, ret), extra, strict=True)), HORIZON)
+    extra = (extra_t, torch.tensor([1.0, -1.0, 1.0]), torch.full((3,), float("nan")), torch.full((3,), 2))
+    assert compute_all((time, position, ret, symbol), extra) == pytest.approx(EXPECTED, rel=1e-5)
+    _, equity = equity_curve(*(torch.cat(x) for x in zip((time, position, ret), extra[:3], strict=True)), HORIZON)
     assert equity.tolist() == pytest.approx(EQUITY, abs=1e-7)
 
 
@@ -172,7 +184,9 @@ def test_empty_returns_zero_not_nan():
         nan = torch.full((4,), float("nan"))
         assert compute_all((torch.arange(4), torch.ones(4), nan)) == dict.fromkeys(EXPECTED, 0.0)
         suite = MetricSuite("val", horizon=2)
-        assert all(v == 0.0 for v in suite.compute().values())
+        out = suite.compute()
+        assert out.pop("val/bars_per_year") == 252.0
+        assert all(v == 0.0 for v in out.values())
 
 
 def test_no_trades_and_no_gains():
@@ -185,16 +199,16 @@ def test_no_trades_and_no_gains():
 
 
 def test_two_batches_equal_one_and_timestamps_split_across_batches():
-    time, position, ret = hand_rows(shuffle=False)
+    time, position, ret, symbol = hand_rows(shuffle=False)
     # Rows are time-major (A, B per timestamp): an odd cut puts A and B of timestamp 3 in different batches.
-    first = (time[:7], position[:7], ret[:7])
-    second = (time[7:], position[7:], ret[7:])
+    first = (time[:7], position[:7], ret[:7], symbol[:7])
+    second = (time[7:], position[7:], ret[7:], symbol[7:])
     assert compute_all(second, first) == pytest.approx(EXPECTED, rel=1e-5)
     # Symbol-major batches: every timestamp is split across the two batches.
     a, b = slice(0, None, 2), slice(1, None, 2)
-    assert compute_all((time[a], position[a], ret[a]), (time[b], position[b], ret[b])) == pytest.approx(
-        EXPECTED, rel=1e-5
-    )
+    assert compute_all(
+        (time[a], position[a], ret[a], symbol[a]), (time[b], position[b], ret[b], symbol[b])
+    ) == pytest.approx(EXPECTED, rel=1e-5)
 
 
 def reference_trading(time, position, ret, h, bars_per_year):
@@ -296,20 +310,20 @@ def test_classification_matches_numpy_on_random_data():
 
 def hand_suite_batch():
     """The hand panel through the suite: probs one-hot at class = position + 1, targets = that class."""
-    time, position, ret = hand_rows()
+    time, position, ret, symbol = hand_rows()
     cls = position.long() + 1
-    return torch.nn.functional.one_hot(cls, 3).float() * 0.8 + 0.2 / 3, cls, time, ret
+    return torch.nn.functional.one_hot(cls, 3).float() * 0.8 + 0.2 / 3, cls, time, ret, symbol
 
 
 def test_suite_keys_values_and_confusion_matrix():
     suite = MetricSuite("val", horizon=HORIZON, bars_per_year=BARS_PER_YEAR)
-    probs, target, time, ret = hand_suite_batch()
+    probs, target, time, ret, symbol = hand_suite_batch()
     target = target.clone()
     target[0] = (target[0] + 1) % 3  # one wrong prediction
-    suite.update(probs[:5], target[:5], time[:5], ret[:5])
-    suite.update(probs[5:], target[5:], time[5:], ret[5:])
+    suite.update(probs[:5], target[:5], time[:5], ret[:5], symbol=symbol[:5])
+    suite.update(probs[5:], target[5:], time[5:], ret[5:], symbol=symbol[5:])
     out = suite.compute()
-    assert set(out) == {f"val/{k}" for k in [*CLASSIFICATION, *EXPECTED]}
+    assert set(out) == {f"val/{k}" for k in [*CLASSIFICATION, *EXPECTED, *TRADING_ADDED]}
     assert all(isinstance(v, float) for v in out.values())
     assert {k: out[f"val/{k}"] for k in EXPECTED} == pytest.approx(EXPECTED, rel=1e-5)  # position = argmax - 1
     assert out["val/accuracy"] == pytest.approx(15 / 16)
@@ -317,6 +331,9 @@ def test_suite_keys_values_and_confusion_matrix():
     assert cm.shape == (3, 3) and int(cm.sum()) == 16 and int(cm.trace()) == 15
     true, pred = int(target[0]), int(probs[0].argmax())
     assert int(cm[true, pred]) == 1  # rows are true classes, columns predicted ones
+    with pytest.raises(ValueError, match="symbol="):
+        suite.update(probs, target, time, ret)
     suite.reset()
-    suite.update(*hand_suite_batch())
+    *args, symbol = hand_suite_batch()
+    suite.update(*args, symbol=symbol)
     assert suite.compute()["val/accuracy"] == 1.0

@@ -85,12 +85,12 @@ def main() -> None:
             "ensemble --help": best_of([*ens, "--help"], work, args.repeats),
             "ensemble models": best_of([*ens, "models"], work, args.repeats),
             "ensemble data summary": best_of([*ens, "data", "summary", "--root", str(root), "--seq_len", "1"], work,
-                                             args.repeats),  # fmt: skip
+                                             args.repeats),
             "plain pandas+lightgbm script": best_of([py, "plain.py", str(root), "params.yaml", "plain"], work,
-                                                    args.repeats),  # fmt: skip
+                                                    args.repeats),
             "ensemble fit lightgbm": best_of([*ens, "fit", "--config", "lgb.yaml", "--tracking.save_dir", "runs",
                                               "--trainer.enable_progress_bar", "false"], work, args.repeats),
-        }  # fmt: skip
+        }
     torch_s, plain_s = rows["import torch"], rows["plain pandas+lightgbm script"]
     print(f"{'command':<32}{'CPU s':>8}{'ratio':>10}")
     for name, seconds in rows.items():

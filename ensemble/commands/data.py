@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default=DEFAULT_DEMO_ROOT, help="output folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--size", type=float, default=1.0, help="multiplies the number of symbols (10 -> ~870k rows)")
+    demo.add_argument("--signal", choices=("default", "strong", "none"), default="default",
+                      help="default: realistic (test Sharpe of a few units); strong: for tests that must learn fast")
     demo.add_argument("--no-signal", action="store_true", help="pure noise: labels independent of features")
     summary = cmds.add_parser("summary", help="validate splits and print rows, symbols and windows per split")
     summary.add_argument("--root", default=DEFAULT_DEMO_ROOT)
@@ -34,7 +36,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.data_command == "demo":
         from ensemble.data.demo import make_demo_splits
 
-        paths = make_demo_splits(args.out, seed=args.seed, size=args.size, signal=not args.no_signal)
+        signal = "none" if args.no_signal else args.signal
+        paths = make_demo_splits(args.out, seed=args.seed, size=args.size, signal=signal)
         for split, path in paths.items():
             print(f"{split:<6} {path}")
         return 0

@@ -4,7 +4,12 @@ Simulation (hourly, 24/7): r_{t+1} = mu_t + beta_i * m_{t+1} + e_{t+1}, with a c
 idiosyncratic part e, each GARCH(1,1) with Student-t shocks (vol clustering, fat tails, correlated symbols).
 The hidden signal mu_t = sigma_{t+1} * (b1 * z1_t + b2 * (z2_t - z2_{t-5})) is in units of ex-ante vol; z1
 (persistent AR(1)) and z2 are observed as the innocuous features ``flow_imbalance`` and ``basis_spread``.
-A single row reveals the z1 part; the z2 part needs a window of >= 6 bars. ``signal=False``: b1 = b2 = 0.
+A single row reveals the z1 part; the z2 part needs a window of >= 6 bars.
+
+Signal strength (``signal``): ``True`` / ``"default"`` is realistic: b = ``SIGNAL_B``, small enough that a
+well-fitted model reaches a gross test Sharpe of a few units at the demo's own ``BARS_PER_YEAR`` and a rank IC
+of a few hundredths (a stronger demo reads as a bug to a quant). ``"strong"`` (``SIGNAL_B_STRONG``) is for
+tests that need a model to learn in a few epochs. ``False`` / ``"none"``: b1 = b2 = 0.
 
 Labels: triple barrier at +-k_H * sqrt(H) * sigma_t(H), with sigma_t(H)^2 the simulator's own ex-ante GARCH
 forecast of the mean variance over the next H bars. Not an EWMA: a lagging estimate would let vol features
@@ -36,7 +41,9 @@ BARS_PER_YEAR = 8760  # hourly bars, 24/7
 START = np.datetime64("2020-01-01T00:00", "ns")
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-SIGNAL_B = (0.20, 0.10)  # (b1, b2): weak, learnable, far from perfect (see tests/test_demo_data.py)
+SIGNAL_B = (0.03, 0.015)  # (b1, b2) of the default demo: realistic (see tests/test_demo_realism.py)
+SIGNAL_B_STRONG = (0.20, 0.10)  # learnable in a few epochs, far from perfect (see tests/test_demo_data.py)
+SIGNALS = {"none": (0.0, 0.0), "default": SIGNAL_B, "strong": SIGNAL_B_STRONG}
 SIGNAL_FEATURES = ("flow_imbalance", "basis_spread")
 BURN_IN = 400  # unwritten pre-history, so every rolling window is already full at the first row
 WINDOWS = (6, 12, 24, 48, 96, 168, 336)
@@ -63,6 +70,18 @@ class Bars(NamedTuple):
     noise: np.ndarray  # (T, S, n_noise) pure noise
     var_next: np.ndarray  # (T, S) ex-ante variance of r_{t+1}, known at t
     var_bar: np.ndarray  # (S,) long-run variance
+
+
+def signal_strength(signal: bool | str) -> tuple[str, tuple[float, float]]:
+    """(name, (b1, b2)) of a ``signal`` argument: True/"default", "strong", or False/"none".
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    name = {True: "default", False: "none"}.get(signal, signal) if isinstance(signal, bool) else signal
+    if name not in SIGNALS:
+        raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (or True/False), got {signal!r}")
+    return name, SIGNALS[name]
 
 
 def split_lengths(n_bars: int) -> tuple[int, int, int]:
@@ -121,8 +140,13 @@ def _garch(z: np.ndarray, var_bar: np.ndarray | float) -> np.ndarray:
     return _recurse(var_bar, GARCH_A * z**2 + GARCH_B, var_bar * (1.0 - GARCH_A - GARCH_B))
 
 
-def simulate_bars(seed: int, symbols: Sequence[int], n_bars: int, signal: bool = True, n_noise: int = 0) -> Bars:
-    """Simulate the given symbol ids. Each symbol has its own seeded stream, so chunking never changes data."""
+def simulate_bars(seed: int, symbols: Sequence[int], n_bars: int, signal: bool | str = True, n_noise: int = 0
+                  ) -> Bars:
+    """Simulate the given symbol ids. Each symbol has its own seeded stream, so chunking never changes data.
+
+    ``signal``: see :func:`signal_strength`; only the drift changes with it, every random draw stays the same.
+    """
+    b1, b2 = signal_strength(signal)[1]
     n = BURN_IN + n_bars
     m_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     zm = _shocks(m_rng, n)
@@ -141,9 +165,9 @@ def simulate_bars(seed: int, symbols: Sequence[int], n_bars: int, signal: bool =
     e, phi = extra[..., : len(ALT)], np.array([phi for _, phi in ALT])  # unit-variance AR(1) series
     alt = _recurse(e[0], np.broadcast_to(phi, e[1:].shape), np.sqrt(1 - phi**2) * e[1:])
     ret = beta * mkt[:, None] + np.sqrt(hi[:n]) * z
-    if signal:
+    if b1 or b2:
         z1, z2 = alt[..., 1], alt[..., 3]
-        ret[1:] += (np.sqrt(v[1:]) * (SIGNAL_B[0] * z1 + SIGNAL_B[1] * (z2 - _lag(z2, 5))))[:-1]  # mu_t -> r_{t+1}
+        ret[1:] += (np.sqrt(v[1:]) * (b1 * z1 + b2 * (z2 - _lag(z2, 5))))[:-1]  # mu_t -> r_{t+1}
     sd = np.sqrt(v[:n])
     hl = np.maximum(np.abs(ret), 1.6 * sd * np.exp(0.25 * extra[..., -2] - 0.03))
     var_bar = beta**2 * MKT_VAR + idio_var
@@ -311,7 +335,7 @@ def _table(bars: Bars, feats: np.ndarray, keep: list[int], symbols: range, seg: 
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _train_stats(seed: int, n_symbols: int, n_bars: int, signal: bool, keep: list[int], n_noise: int
+def _train_stats(seed: int, n_symbols: int, n_bars: int, signal: bool | str, keep: list[int], n_noise: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean/std over the train rows of the first STATS_SYMBOLS symbols."""
     a, b = _segments(n_bars)["train"]
@@ -328,12 +352,19 @@ def _train_stats(seed: int, n_symbols: int, n_bars: int, signal: bool, keep: lis
 
 
 def make_demo_splits(out: str | Path, *, seed: int = 0, n_symbols: int = 10, n_bars: int = 12440,
-                     size: float = 1.0, signal: bool = True, n_features: int = 107,
+                     size: float = 1.0, signal: bool | str = True, n_features: int = 107,
                      horizons: tuple[int, ...] = DEMO_HORIZONS) -> dict[str, Path]:
     """Write ``{out}/{train,val,test}_scaled.parquet`` and ``demo_info.json``; return the split paths.
 
-    ``size`` multiplies the number of symbols. Deterministic for a given seed; files appear atomically.
+    ``size`` multiplies the number of symbols. ``signal``: True/"default" (realistic), "strong" (for tests
+    that need fast learning) or False/"none" (labels independent of features); see :func:`signal_strength`.
+    Deterministic for a given seed; files appear atomically. The bars are hourly and 24/7: annualise with
+    ``BARS_PER_YEAR`` = 8760 (also written to ``demo_info.json``).
+
+    Raises:
+        ValueError: splits too short for the horizons, or an unknown ``signal``.
     """
+    signal_name, signal_b = signal_strength(signal)
     out, n_sym, lengths = Path(out), demo_symbol_count(n_symbols, size), split_lengths(n_bars)
     if min(lengths) <= max(horizons):
         raise ValueError(f"n_bars={n_bars} gives splits of {lengths} bars: each needs > {max(horizons)} bars")
@@ -362,7 +393,7 @@ def make_demo_splits(out: str | Path, *, seed: int = 0, n_symbols: int = 10, n_b
             "rows": dict(zip(SPLITS, (n_sym * n for n in lengths), strict=True)),
             "start": str(START), "bars_per_year": BARS_PER_YEAR, "horizons": list(horizons),
             "barrier_k": {str(h): barrier_k(h) for h in horizons},
-            "signal": signal, "signal_b": list(SIGNAL_B) if signal else [0.0, 0.0],
+            "signal": signal_name, "signal_b": list(signal_b),
             "signal_features": list(SIGNAL_FEATURES), "feature_names": names,
             "scaling": {"train_symbols": min(n_sym, STATS_SYMBOLS), "mean": mean.tolist(), "std": std.tolist()},
         }

@@ -65,7 +65,8 @@ def align(run_dirs: list[Path], split: str) -> Aligned:
 
 def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, bars_per_year: float) -> dict:
     return score_probabilities(split, probs, frame["label"].to_numpy() + 1, utc_ns(frame["datetime"]),
-                               frame["fwd_return"].to_numpy(), horizon, bars_per_year)  # fmt: skip
+                               frame["fwd_return"].to_numpy(), horizon, bars_per_year,
+                               symbol=pd.factorize(frame["symbol"])[0])  # fmt: skip
 
 
 def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None) -> Path:

@@ -1,6 +1,8 @@
 """Metrics shared by every model family: torchmetrics `Metric`s that sync under DDP."""
 
+from ensemble.metrics.calendar import infer_bars_per_year
 from ensemble.metrics.classification import CLASS_NAMES, LogLoss, classification_metrics
+from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.suite import MetricSuite
 from ensemble.metrics.trading import (
     Exposure,
@@ -8,6 +10,7 @@ from ensemble.metrics.trading import (
     NumTrades,
     ProfitFactor,
     SharpeRatio,
+    TradingMetrics,
     WinRate,
     equity_curve,
     portfolio_returns,
@@ -23,9 +26,12 @@ __all__ = [
     "NumTrades",
     "ProfitFactor",
     "SharpeRatio",
+    "TradingConfig",
+    "TradingMetrics",
     "WinRate",
     "classification_metrics",
     "equity_curve",
+    "infer_bars_per_year",
     "portfolio_returns",
     "trading_metrics",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.suite import MetricSuite
 
 
@@ -15,7 +16,9 @@ def score_probabilities(
     time: np.ndarray,
     fwd_return: np.ndarray,
     horizon: int,
-    bars_per_year: float,
+    bars_per_year: float | None,
+    symbol: np.ndarray | None = None,
+    trading: TradingConfig | None = None,
 ) -> dict[str, float]:
     """``MetricSuite`` of one split, as nets compute it batch by batch.
 
@@ -25,7 +28,8 @@ def score_probabilities(
         y: (N,) class ids 0/1/2.
         time: (N,) int64 nanoseconds since the epoch.
         fwd_return: (N,) the label's realised forward return (a fraction, not percent).
-        horizon, bars_per_year: as ``MetricSuite``.
+        horizon, bars_per_year, trading: as ``MetricSuite``.
+        symbol: (N,) int64 symbol ids, one per symbol of the split (turnover and IC are per symbol).
 
     Returns:
         ``{stage}/<metric>`` -> value.
@@ -33,12 +37,13 @@ def score_probabilities(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tens of thousands of rows: more threads only contend with the caller's own
     try:
-        suite = MetricSuite(stage, horizon, bars_per_year)
+        suite = MetricSuite(stage, horizon, bars_per_year, trading)
         suite.update(
             torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)),
             torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
             torch.from_numpy(np.ascontiguousarray(time, dtype=np.int64)),
             torch.from_numpy(np.ascontiguousarray(fwd_return, dtype=np.float32)),
+            symbol=None if symbol is None else torch.from_numpy(np.ascontiguousarray(symbol, dtype=np.int64)),
         )
         return suite.compute()
     finally:

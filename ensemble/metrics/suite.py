@@ -6,7 +6,9 @@ import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ensemble.metrics.book import size_positions
 from ensemble.metrics.classification import CLASS_NAMES, classification_metrics
+from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.trading import trading_metrics
 
 
@@ -14,22 +16,41 @@ class MetricSuite(torch.nn.Module):
     """Classification and trading metrics of one stage, keyed ``{stage}/{name}``.
 
     An ``nn.Module`` so it moves with the LightningModule that owns it and its metrics sync under DDP.
+
+    Args:
+        stage: key prefix (``val``, ``test``, ...).
+        horizon: h, bars per forward return.
+        bars_per_year: annualisation; ``None``: inferred from the evaluated timestamps. ``trading.bars_per_year``,
+            when set, wins over it.
+        trading: costs, sizing, book and benchmark (default: ``TradingConfig()``, 5 bps, arg-max, per symbol).
     """
 
-    def __init__(self, stage: str, horizon: int, bars_per_year: float = 252.0) -> None:
+    def __init__(self, stage: str, horizon: int, bars_per_year: float | None = 252.0,
+                 trading: TradingConfig | None = None) -> None:
         super().__init__()
         self.stage = stage
+        self.trading_config = trading or TradingConfig()
         self.classification = classification_metrics(CLASS_NAMES)
-        self.trading = trading_metrics(horizon, bars_per_year)
+        self.trading = trading_metrics(horizon, bars_per_year, self.trading_config)
         self.confmat = MulticlassConfusionMatrix(len(CLASS_NAMES))
 
-    def update(self, probs: Tensor, target: Tensor, time: Tensor, fwd_return: Tensor) -> None:
-        """probs: (B, 3) class probabilities; target: (B,) in {0, 1, 2}; time: (B,) int64; fwd_return: (B,)."""
+    def update(self, probs: Tensor, target: Tensor, time: Tensor, fwd_return: Tensor,
+               symbol: Tensor | None = None) -> None:
+        """probs: (B, 3) class probabilities; target: (B,) in {0, 1, 2}; time: (B,) int64 ns; fwd_return: (B,)
+        h-bar return (NaN: no trading row); symbol: (B,) int64 symbol codes, required.
+
+        Raises:
+            ValueError: ``symbol`` missing (turnover, costs and the top-k book follow each symbol).
+        """
+        if symbol is None:
+            raise ValueError("MetricSuite.update needs symbol= (B,) int64 symbol codes: turnover, costs and "
+                             "the top-k book follow each symbol")
         probs, target = probs.detach(), target.detach()
         self.classification.update(probs, target)
         self.confmat.update(probs, target)
-        position = probs.argmax(dim=1) - 1  # class 0/1/2 -> short/flat/long = -1/0/+1
-        self.trading.update(time, position, fwd_return.detach())
+        score = probs[:, 2] - probs[:, 0]  # p_long - p_short: ranks the top-k book and feeds the IC
+        position = size_positions(probs, self.trading_config)
+        self.trading.update(time, position, fwd_return.detach(), symbol.detach(), score)
 
     def compute(self) -> dict[str, float]:
         results = {**self.classification.compute(), **self.trading.compute()}

@@ -1,28 +1,62 @@
-"""Trading metrics of the predicted position, one equal-weight portfolio across symbols.
+"""Trading metrics of the predicted book: before and after costs, against a benchmark, and the IC.
 
-Convention
-----------
-Each row is (time, position, fwd_return): position = predicted class - 1 in {-1, 0, +1}, fwd_return the
-realised h-bar forward return from that row. Rows whose fwd_return is NaN are dropped.
+Rows and weights
+----------------
+A row is (time t, symbol s, position, score, fwd_return): the position comes from the class probabilities
+per ``TradingConfig.sizing`` (argmax: -1/0/+1), score = p_long - p_short, fwd_return is the realised h-bar
+return from t. Rows whose fwd_return is NaN are dropped (that symbol is out of the book at t). One row per (t, s).
 
-* Portfolio: R(t) = mean over the rows at timestamp t of position * fwd_return. Flat rows (position 0)
-  are cash and still count in the mean, so R(t) is the return of an equal-weight book of all symbols.
-* No overlap: an h-bar return must not be counted h times. Sort the unique timestamps t_0..t_{T-1}; the
-  phase-j series R_j = [R(t_k) for k = j (mod h)] is the per-period return of a book rebalanced every h
-  bars starting at bar j. Return-series metrics are computed on each R_j and averaged over the h phases,
-  so every row is used and none is counted twice.
+* Weights w(t, s), per unit of capital:
+  - ``per_symbol``: w = position / N_t, N_t = rows at t; flat rows are cash, so R(t) = mean of position * r.
+  - ``topk``: +1/(2k) on the k highest scores at t, -1/(2k) on the k lowest (ties broken by symbol code):
+    dollar-neutral, gross exposure 1; flat at a timestamp with fewer than 2k rows.
+  - benchmark ``equal_weight``: w = 1/N_t on every row, long the universe.
+* Gross return of the rebalance at t: R(t) = sum_s w(t, s) * fwd_return(t, s).
 
-  - ``SharpeRatio``: mean(R_j) / std(R_j, unbiased) * sqrt(bars_per_year / h); a phase with fewer than
-    2 periods or zero std contributes 0.
-  - ``MaxDrawdown``: on additive equity E = [0, cumsum(R_j)...], max_k(max_{i<=k} E_i - E_k) >= 0.
+No overlap: h staggered tranches
+--------------------------------
+Sort the unique timestamps t_0..t_{T-1}. An h-bar return must not be counted h times, so the book is h
+tranches: tranche (phase) j rebalances at t_k for k = j (mod h) and holds w(t_k, .) until its next rebalance
+h bars later, earning fwd_return(t_k, .). Its per-period returns R_j = [R(t_k) for k = j (mod h)] do not
+overlap. Return-series metrics are computed on each R_j and averaged over the h phases: every row is used
+once and none twice.
 
-* Per-trade metrics use every row; a row with position != 0 opens one tranche (a trade):
-  ``NumTrades`` = count of such rows, ``Exposure`` = NumTrades / rows, ``WinRate`` = fraction of trades
-  with position * fwd_return > 0 (0 with no trades), ``ProfitFactor`` = sum of trade gains / |sum of
-  trade losses| (0 with no gains, inf with gains and no losses).
-* With no rows every metric is 0.0, never NaN.
-* ``equity_curve`` is the book of h staggered tranches of size 1/h each: cumsum over sorted unique
-  timestamps of R(t) / h. Its final value is the phase average of sum(R_j).
+Turnover and costs under the tranches
+-------------------------------------
+* Each tranche is a book of its own. At t_k it trades from its previous holding w(t_{k-h}, .) to w(t_k, .):
+  TO(t_k) = sum_s |w(t_k, s) - w(t_{k-h}, s)|, with w(t_{k-h}, s) = 0 before the tranche's first
+  rebalance or when s had no row at t_{k-h}. A symbol held at t_{k-h} with no row at t_k is closed at t_k.
+  Nothing is liquidated after the last timestamp (marked to market): a constant position pays at entry
+  only, and at exit only if it is closed within the data.
+* Net return: R_net(t_k) = R(t_k) - c * TO(t_k), c = (cost_bps + slippage_bps) * 1e-4 per unit of |dw|.
+* The staggered book (the h tranches at 1/h each: the equity curve) trades TO(t)/h and pays c * TO(t)/h at
+  each bar: the average of the phase books, so curves and metrics agree.
+* ``turnover``: mean over phases of the mean TO per rebalance (a tranche rebalances every h bars).
+* ``cost_drag`` = c * turnover * P: annualised return lost to costs, P = bars_per_year / h periods a year.
+* ``break_even_bps`` = 1e4 * mean(R) / turnover: the cost + slippage at which the mean net return is 0
+  (0 with no turnover, which means no position either).
+
+Metrics
+-------
+Means over periods are averaged over the phases; annualised returns are arithmetic, mean * P.
+
+* ``sharpe`` (gross) and ``sharpe_net``: mean / std(ddof=1) * sqrt(P); a phase with fewer than 2 periods
+  or zero std gives 0.
+* ``psr``: probabilistic Sharpe ratio of the net per-period returns against 0 (Bailey and Lopez de Prado
+  2012, see ``stats.probabilistic_sharpe``); skew, kurtosis and track length n are those of each phase.
+* ``max_drawdown``: of the gross additive equity [0, cumsum(R_j)...] per phase (>= 0).
+* ``excess_return`` = mean(R_net - B_net) * P and ``information_ratio`` = Sharpe of R_net - B_net, B the
+  benchmark charged under the same convention (entry, exits, 1/N_t changes). Absent with benchmark ``none``.
+* Per row: a trade is a row with a non-zero position (``topk``: +-1 for a row in a leg); ``n_trades``,
+  ``exposure`` = trades / rows, ``win_rate`` = share of trades with position * fwd_return > 0,
+  ``profit_factor`` = trade gains / |trade losses| (0 without gains, inf with gains and no losses).
+* ``ic`` / ``rank_ic``: per timestamp, the Pearson / Spearman correlation across symbols of score and
+  fwd_return, averaged over timestamps; ``icir`` / ``rank_icir``: their mean / std (ddof=1), not
+  annualised (as Qlib reports them). A timestamp with fewer than 3 rows or a constant score or return is
+  skipped; ``ic_skipped`` counts them. Each timestamp is one cross-section: nothing is counted twice.
+* ``bars_per_year``: the annualisation used (given, or inferred from the timestamps).
+
+With no rows every metric is 0.0, never NaN.
 
 DDP: the states are cat lists, so after sync every rank sees all rows; the grouping by timestamp happens in
 ``compute`` because the rows of one timestamp may come from different ranks.
@@ -34,9 +68,22 @@ import math
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
+from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
+
+from ensemble.metrics.book import book_series
+from ensemble.metrics.calendar import infer_bars_per_year
+from ensemble.metrics.config import TradingConfig
+from ensemble.metrics.stats import (
+    cross_sectional_corr,
+    group_ranks,
+    masked_mean,
+    max_drawdown,
+    phase_matrix,
+    probabilistic_sharpe,
+    sharpe,
+)
 
 
 def _wide(x: Tensor) -> Tensor:
@@ -55,140 +102,216 @@ def portfolio_returns(time: Tensor, position: Tensor, fwd_return: Tensor) -> tup
 
 
 def equity_curve(time: Tensor, position: Tensor, fwd_return: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
-    """(unique_times (T,), cumulative pnl (T,)) of h staggered tranches of size 1/h, for plotting."""
+    """(unique_times (T,), cumulative gross pnl (T,)) of h staggered tranches of size 1/h, for plotting."""
     keep = ~torch.isnan(fwd_return)
     times, returns = portfolio_returns(time[keep], position[keep], fwd_return[keep])
     return times, torch.cumsum(returns / horizon, dim=0)
 
 
+def trade_stats(position: Tensor, fwd_return: Tensor) -> dict[str, float]:
+    """win_rate, profit_factor, n_trades and exposure of rows (N,), a trade being a non-zero position."""
+    trades = position != 0
+    pnl = _wide(position[trades]) * _wide(fwd_return[trades])
+    gains, losses = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
+    return {
+        "win_rate": float((pnl > 0).sum()) / len(pnl) if len(pnl) else 0.0,
+        "profit_factor": 0.0 if gains == 0 else (math.inf if losses == 0 else gains / losses),
+        "n_trades": float(len(pnl)),
+        "exposure": len(pnl) / len(position) if len(position) else 0.0,
+    }
+
+
 class _TradingMetric(Metric):
-    """Holds the (time, position, fwd_return) rows; subclasses compute one number from them."""
+    """Holds the rows (time, symbol, position, score, fwd_return); subclasses compute from them."""
 
     is_differentiable = False
     full_state_update = False
 
-    def __init__(self, horizon: int, bars_per_year: float = 252.0, **kwargs) -> None:
+    def __init__(self, horizon: int, bars_per_year: float | None = 252.0, **kwargs) -> None:
         super().__init__(**kwargs)
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if bars_per_year is not None and not bars_per_year > 0:
+            raise ValueError(f"bars_per_year must be > 0 (or None to infer it), got {bars_per_year}")
         self.horizon = horizon
         self.bars_per_year = bars_per_year
-        self.add_state("time", default=[], dist_reduce_fx="cat")
-        self.add_state("position", default=[], dist_reduce_fx="cat")
-        self.add_state("fwd_return", default=[], dist_reduce_fx="cat")
+        for name in ("time", "symbol", "position", "score", "fwd_return"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, time: Tensor, position: Tensor, fwd_return: Tensor) -> None:
-        """time: (B,) int64 timestamps; position: (B,) in {-1, 0, 1}; fwd_return: (B,) h-bar return."""
+    def update(self, time: Tensor, position: Tensor, fwd_return: Tensor, symbol: Tensor | None = None,
+               score: Tensor | None = None) -> None:
+        """time: (B,) int64 ns; position: (B,) sized position; fwd_return: (B,) h-bar return;
+        symbol: (B,) int64 symbol codes (None: -1, enough for the gross metrics); score: (B,) ranking
+        score p_long - p_short (None: the position)."""
         keep = ~torch.isnan(fwd_return)
         self.time.append(time[keep].long())
-        # One float dtype on every rank: all_gather needs matching dtypes.
-        self.position.append(position[keep].to(self.dtype))
-        self.fwd_return.append(fwd_return[keep].to(self.dtype))
+        self.symbol.append(torch.full_like(self.time[-1], -1) if symbol is None else symbol[keep].long())
+        # One float dtype on every rank (all_gather needs matching dtypes): float64, so that costs of a few
+        # 1e-4 on returns of a few 1e-2 keep their digits; MPS has no float64.
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self.position.append(position[keep].to(dtype))
+        self.score.append((position if score is None else score)[keep].to(dtype))
+        self.fwd_return.append(fwd_return[keep].to(dtype))
 
     def _sync_dist(self, dist_sync_fn=gather_all_tensors, process_group=None) -> None:
-        # torchmetrics pads a rank that saw no rows with float32 empties; int64 `time` needs an int64 one.
+        # torchmetrics pads a rank that saw no rows with float32 empties; the gather needs every rank's dtypes.
         if isinstance(self.time, list) and not self.time:
-            self.time.append(torch.empty(0, dtype=torch.long, device=self.device))
+            dtype = torch.float32 if self.device.type == "mps" else torch.float64
+            for name in ("time", "symbol", "position", "score", "fwd_return"):
+                kind = torch.long if name in ("time", "symbol") else dtype
+                getattr(self, name).append(torch.empty(0, dtype=kind, device=self.device))
         super()._sync_dist(dist_sync_fn, process_group)
 
-    def _rows(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _rows(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(time, symbol, position, score, fwd_return), the floats as float64."""
         if isinstance(self.time, list) and not self.time:
-            empty = torch.empty(0, device=self.device)
-            return empty.long(), empty, empty
-        return dim_zero_cat(self.time), dim_zero_cat(self.position), dim_zero_cat(self.fwd_return)
+            empty = torch.empty(0, device=self.device, dtype=torch.float64)
+            return empty.long(), empty.long(), empty, empty, empty
+        time, symbol = dim_zero_cat(self.time), dim_zero_cat(self.symbol)
+        return time, symbol, *(_wide(dim_zero_cat(x)) for x in (self.position, self.score, self.fwd_return))
 
-    def _phases(self) -> list[Tensor]:
-        """Non-overlapping per-period portfolio returns R_j for each phase j = 0..h-1."""
-        _, returns = portfolio_returns(*self._rows())
-        return [returns[j :: self.horizon] for j in range(self.horizon)]
+    def _annualisation(self, time: Tensor) -> float:
+        """bars_per_year as given, else inferred from the rows' timestamps (0 with fewer than 2)."""
+        if self.bars_per_year is not None:
+            return float(self.bars_per_year)
+        times = torch.unique(time)
+        return infer_bars_per_year(times.cpu().numpy()) if len(times) >= 2 else 0.0
 
-    def _trade_pnl(self) -> tuple[Tensor, int]:
-        """position * fwd_return of each trade (position != 0), and the number of rows."""
-        _, position, fwd_return = self._rows()
-        trades = position != 0
-        return _wide(position[trades]) * _wide(fwd_return[trades]), len(position)
+    def _gross_phases(self) -> tuple[Tensor, Tensor]:
+        time, _, position, _, fwd_return = self._rows()
+        return phase_matrix(portfolio_returns(time, position, fwd_return)[1], self.horizon)
+
+
+class TradingMetrics(_TradingMetric):
+    """Every trading metric of the book from one copy of the rows: ``compute`` returns {name: value}.
+
+    The convention is in this module's docstring. ``update`` needs ``symbol`` (turnover and costs follow
+    each symbol's weight; ``topk`` breaks ties by it).
+
+    Args:
+        horizon: h, bars per forward return.
+        bars_per_year: annualisation; ``None``: inferred from the evaluated timestamps.
+        config: costs, sizing, book, benchmark; its ``bars_per_year``, when set, wins over the argument.
+    """
+
+    def __init__(self, horizon: int, bars_per_year: float | None = 252.0, config: TradingConfig | None = None,
+                 **kwargs) -> None:
+        self.config = config or TradingConfig()
+        super().__init__(horizon, self.config.bars_per_year or bars_per_year, **kwargs)
+
+    def update(self, time: Tensor, position: Tensor, fwd_return: Tensor, symbol: Tensor | None = None,
+               score: Tensor | None = None) -> None:
+        """As the base class; raises ValueError without ``symbol``."""
+        if symbol is None:
+            raise ValueError("trading metrics need symbol= (B,) int64 symbol codes: turnover, costs and the "
+                             "top-k book follow each symbol")
+        super().update(time, position, fwd_return, symbol, score)
+
+    def compute(self) -> dict[str, Tensor]:
+        """{name: float64 scalar} of every metric in the module docstring.
+
+        Raises:
+            ValueError: a ``topk`` book whose k exceeds half the symbols seen; two rows with one (time, symbol).
+        """
+        time, symbol, position, score, fwd_return = self._rows()
+        h, cfg = self.horizon, self.config
+        if cfg.book == "topk" and len(symbol):  # else a k too large for the universe gives a silently flat book
+            cfg.check_symbols(len(torch.unique(symbol)))
+        bars_per_year = self._annualisation(time)
+        annual = math.sqrt(bars_per_year / h)  # Sharpe of an h-bar period -> per year
+        s = book_series(time, symbol, position, score, fwd_return, h, cfg)
+        gross, mask = phase_matrix(s.gross, h)
+        turnover = phase_matrix(s.turnover, h)[0]
+        net = phase_matrix(s.net(cfg.cost_rate), h)[0]
+        mean_gross, mean_turnover = float(masked_mean(gross, mask).mean()), float(masked_mean(turnover, mask).mean())
+        out = {
+            "sharpe": float(sharpe(gross, mask).mean()) * annual,
+            "sharpe_net": float(sharpe(net, mask).mean()) * annual,
+            "psr": float(probabilistic_sharpe(net, mask).mean()),
+            "max_drawdown": float(max_drawdown(gross, mask).mean()),
+            "turnover": mean_turnover,
+            "cost_drag": cfg.cost_rate * mean_turnover * bars_per_year / h,
+            "break_even_bps": 1e4 * mean_gross / mean_turnover if mean_turnover > 0 else 0.0,
+        }
+        if cfg.benchmark == "equal_weight":
+            excess = phase_matrix(s.net(cfg.cost_rate) - s.bench_net(cfg.cost_rate), h)[0]
+            out["excess_return"] = float(masked_mean(excess, mask).mean()) * bars_per_year / h
+            out["information_ratio"] = float(sharpe(excess, mask).mean()) * annual
+        traded = position if cfg.book == "per_symbol" else torch.sign(s.weight)  # topk: +-1 in a leg
+        out.update(trade_stats(traded, fwd_return))
+        out.update(self._information_coefficients(s.group, len(s.times), score, fwd_return))
+        out["bars_per_year"] = bars_per_year
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+
+    @staticmethod
+    def _information_coefficients(group: Tensor, n_times: int, score: Tensor, fwd_return: Tensor
+                                  ) -> dict[str, float]:
+        ic, valid = cross_sectional_corr(group, n_times, score, fwd_return)
+        ranks = group_ranks(group, torch.stack([score, fwd_return]))  # Spearman = Pearson of the ranks
+        rank_ic, _ = cross_sectional_corr(group, n_times, ranks[0], ranks[1])
+        out = {"ic_skipped": float(n_times - int(valid.sum()))}
+        for name, values in (("ic", ic[valid]), ("rank_ic", rank_ic[valid])):
+            mean = float(values.mean()) if len(values) else 0.0
+            std = float(values.std()) if len(values) >= 2 else 0.0
+            out[name] = mean
+            out[f"{name}ir"] = mean / std if std > 0 else 0.0
+        return out
 
 
 class SharpeRatio(_TradingMetric):
-    """Annualised Sharpe ratio of the non-overlapping h-bar returns, averaged over the h phases."""
+    """Annualised gross Sharpe ratio of the non-overlapping h-bar returns, averaged over the h phases."""
 
     higher_is_better = True
 
     def compute(self) -> Tensor:
-        scale = math.sqrt(self.bars_per_year / self.horizon)
-        ratios = []
-        for r in self._phases():
-            if len(r) < 2:
-                ratios.append(0.0)
-                continue
-            std = r.std()
-            # A std at rounding level means constant returns, whose Sharpe is undefined: count it as 0.
-            ratios.append(0.0 if std <= 1e-9 * r.abs().max() else float(r.mean() / std) * scale)
-        return torch.tensor(sum(ratios) / self.horizon, dtype=torch.float64)
+        scale = math.sqrt(self._annualisation(self._rows()[0]) / self.horizon)
+        return torch.tensor(float(sharpe(*self._gross_phases()).mean()) * scale, dtype=torch.float64)
 
 
 class MaxDrawdown(_TradingMetric):
-    """Largest peak-to-trough fall of the additive equity curve, averaged over the h phases."""
+    """Largest peak-to-trough fall of the gross additive equity curve, averaged over the h phases."""
 
     higher_is_better = False
 
     def compute(self) -> Tensor:
-        drawdowns = []
-        for r in self._phases():
-            equity = torch.cat([r.new_zeros(1), torch.cumsum(r, dim=0)])
-            drawdowns.append(float((torch.cummax(equity, dim=0).values - equity).max()))
-        return torch.tensor(sum(drawdowns) / self.horizon, dtype=torch.float64)
+        return torch.tensor(float(max_drawdown(*self._gross_phases()).mean()), dtype=torch.float64)
 
 
-class ProfitFactor(_TradingMetric):
+class _TradeStat(_TradingMetric):
+    key = ""
+
+    def compute(self) -> Tensor:
+        _, _, position, _, fwd_return = self._rows()
+        return torch.tensor(trade_stats(position, fwd_return)[self.key], dtype=torch.float64)
+
+
+class ProfitFactor(_TradeStat):
     """Sum of trade gains over |sum of trade losses|."""
 
     higher_is_better = True
-
-    def compute(self) -> Tensor:
-        pnl, _ = self._trade_pnl()
-        gains, losses = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
-        value = 0.0 if gains == 0 else (math.inf if losses == 0 else gains / losses)
-        return torch.tensor(value, dtype=torch.float64)
+    key = "profit_factor"
 
 
-class WinRate(_TradingMetric):
+class WinRate(_TradeStat):
     """Fraction of trades with a positive return."""
 
     higher_is_better = True
-
-    def compute(self) -> Tensor:
-        pnl, _ = self._trade_pnl()
-        return torch.tensor(float((pnl > 0).sum()) / len(pnl) if len(pnl) else 0.0, dtype=torch.float64)
+    key = "win_rate"
 
 
-class NumTrades(_TradingMetric):
+class NumTrades(_TradeStat):
     """Number of rows with a non-zero position (each opens one tranche)."""
 
-    def compute(self) -> Tensor:
-        pnl, _ = self._trade_pnl()
-        return torch.tensor(float(len(pnl)), dtype=torch.float64)
+    key = "n_trades"
 
 
-class Exposure(_TradingMetric):
+class Exposure(_TradeStat):
     """Fraction of rows holding a non-zero position."""
 
-    def compute(self) -> Tensor:
-        pnl, rows = self._trade_pnl()
-        return torch.tensor(len(pnl) / rows if rows else 0.0, dtype=torch.float64)
+    key = "exposure"
 
 
-def trading_metrics(horizon: int, bars_per_year: float = 252.0) -> MetricCollection:
-    """All trading metrics as one collection; they share a single copy of the row states."""
-    kinds = {
-        "sharpe": SharpeRatio,
-        "win_rate": WinRate,
-        "max_drawdown": MaxDrawdown,
-        "profit_factor": ProfitFactor,
-        "n_trades": NumTrades,
-        "exposure": Exposure,
-    }
-    return MetricCollection(
-        {name: kind(horizon, bars_per_year) for name, kind in kinds.items()},
-        compute_groups=[list(kinds)],
-    )
+def trading_metrics(horizon: int, bars_per_year: float | None = 252.0, config: TradingConfig | None = None
+                    ) -> TradingMetrics:
+    """All trading metrics as one ``Metric`` whose ``compute`` returns {name: value}."""
+    return TradingMetrics(horizon, bars_per_year, config)

@@ -97,7 +97,8 @@ class Classifier(pl.LightningModule):
         probs = logits.float().softmax(dim=-1)
         if stage in EVAL_STAGES:
             self.losses[stage].update(loss.detach(), weight=batch["y"].shape[0])
-            self.metrics[stage].update(probs, batch["y"], batch["time"], batch["fwd_return"])
+            self.metrics[stage].update(probs, batch["y"], batch["time"], batch["fwd_return"],
+                                       symbol=batch["symbol"])
         return {"loss": loss, "probs": probs.detach()}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -16,8 +16,9 @@ import torch
 
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.io import atomic_write, write_figure, write_json, write_parquet
-from ensemble.metrics import equity_curve
-from ensemble.training.plots import confusion_matrix_figure, equity_curve_figure, feature_importance_figure
+from ensemble.metrics import TradingConfig
+from ensemble.metrics.curves import equity_curves, ic_series
+from ensemble.training.plots import confusion_matrix_figure, equity_curve_figure, feature_importance_figure, ic_figure
 
 PROB_COLUMNS = ("prob_short", "prob_flat", "prob_long")
 IMPORTANCE_CSV, IMPORTANCE_PNG = "feature_importance.csv", "feature_importance.png"
@@ -123,9 +124,11 @@ def write_stage(
     loggers: list[Any],
     step: int,
     ckpt: str | Path | None = None,
+    trading: TradingConfig | None = None,
+    model: str | None = None,
 ) -> None:
     """Predictions parquet, metrics.json entries (with the checkpoint ``ckpt`` they came from) and plots for
-    one evaluated split."""
+    one evaluated split. ``model`` names the model in the figures' titles (default: the run's folder name)."""
     import matplotlib.pyplot as plt
 
     pred_path = write_parquet(run_dir / "predictions" / f"{split}.parquet", df)
@@ -136,15 +139,22 @@ def write_stage(
     log_file(loggers, metrics_path, "")
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
-    times, pnl = equity_curve(
-        torch.as_tensor(utc_ns(df["datetime"])),
-        torch.tensor(df["prediction"].to_numpy(), dtype=torch.float32),
-        torch.tensor(df["fwd_return"].to_numpy(), dtype=torch.float32),
-        horizon,
-    )
+    time = torch.as_tensor(utc_ns(df["datetime"]))
+    probs = torch.as_tensor(df[list(PROB_COLUMNS)].to_numpy(np.float64))
+    fwd_return = torch.as_tensor(df["fwd_return"].to_numpy(np.float64))
+    symbol = torch.as_tensor(pd.factorize(df["symbol"], sort=True)[0])
+    curves = equity_curves(time, symbol, probs, fwd_return, horizon, trading)
+    ic = ic_series(time, probs, fwd_return)
+    name = f"{model or run_dir.parent.name} h={horizon} {split}"
     figures = {
-        "confusion_matrix": confusion_matrix_figure(cm, f"{split} confusion matrix"),
-        "equity_curve": equity_curve_figure(times.numpy().astype("datetime64[ns]"), pnl.numpy(), f"{split} equity"),
+        "confusion_matrix": confusion_matrix_figure(cm, f"{name}: confusion matrix"),
+        "equity_curve": equity_curve_figure(
+            curves.times.numpy().astype("datetime64[ns]"), curves.gross.numpy(), f"{name}: equity",
+            net=curves.net.numpy(),
+            benchmark=None if (trading and trading.benchmark == "none") else curves.benchmark.numpy(),
+        ),
+        "ic": ic_figure(ic.times[ic.valid].numpy().astype("datetime64[ns]"), ic.ic[ic.valid].numpy(),
+                        f"{name}: IC of p_long - p_short"),
     }
     for name, fig in figures.items():
         path = write_figure(run_dir / "plots" / f"{split}_{name}.png", fig)

@@ -1,4 +1,4 @@
-"""Figures every run writes: confusion matrix, equity curve, feature importance."""
+"""Figures every run writes: confusion matrix, equity curve with drawdown, IC per timestamp, feature importance."""
 
 from __future__ import annotations
 
@@ -31,11 +31,48 @@ def confusion_matrix_figure(cm: np.ndarray, title: str) -> plt.Figure:
     return fig
 
 
-def equity_curve_figure(times: np.ndarray, pnl: np.ndarray, title: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot(pd.to_datetime(times), pnl, lw=1.2)
+def equity_curve_figure(times: np.ndarray, gross: np.ndarray, title: str, net: np.ndarray | None = None,
+                        benchmark: np.ndarray | None = None) -> plt.Figure:
+    """Cumulative return of the book (gross, net of costs, benchmark) over a drawdown panel.
+
+    times: (T,) datetime64; gross, net, benchmark: (T,) cumulative additive returns as fractions (0.01 = 1%),
+    e.g. ``metrics.curves.equity_curves``. The drawdown panel is of the net curve when given, else gross.
+    """
+    fig, (ax, dd_ax) = plt.subplots(2, 1, figsize=(7, 4.4), sharex=True, height_ratios=(3, 1))
+    t = pd.to_datetime(times)
+    curves = {"gross": gross, "net of costs": net, "benchmark (equal weight, net)": benchmark}
+    for (label, curve), color in zip(curves.items(), ("C0", "C1", "grey"), strict=True):
+        if curve is not None:
+            ax.plot(t, 100 * np.asarray(curve), lw=1.2, label=label, color=color)
     ax.axhline(0.0, color="grey", lw=0.6)
-    ax.set_ylabel("cumulative return (sum)")
+    ax.set_ylabel("cumulative return (%)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title)
+    equity = np.asarray(net if net is not None else gross, dtype=float)
+    drawdown = 100 * (np.maximum.accumulate(np.maximum(equity, 0.0)) - equity)  # from the start's 0 too
+    dd_ax.fill_between(t, 0, -drawdown, color="C3", alpha=0.4, lw=0)
+    dd_ax.set_ylabel("drawdown (%)")
+    dd_ax.set_xlabel("time")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def ic_figure(times: np.ndarray, ic: np.ndarray, title: str, window: int = 100) -> plt.Figure:
+    """Information coefficient per timestamp with its rolling mean over ``window`` timestamps.
+
+    times: (T,) datetime64 of the timestamps that count; ic: (T,) correlations in [-1, 1].
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    series = pd.Series(np.asarray(ic, dtype=float), index=pd.to_datetime(times))
+    window = max(1, min(window, len(series)))
+    ax.plot(series.index, series.to_numpy(), lw=0.5, color="C0", alpha=0.4, label="IC per timestamp")
+    rolling = series.rolling(window, min_periods=1).mean()
+    ax.plot(rolling.index, rolling.to_numpy(), lw=1.5, color="C1", label=f"rolling mean ({window} timestamps)")
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set_ylabel("IC (correlation across symbols)")
+    ax.set_xlabel("time")
+    ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title)
     fig.autofmt_xdate()
     fig.tight_layout()

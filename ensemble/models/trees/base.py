@@ -135,7 +135,7 @@ class TreeModel:
         """The shared metric suite of ``probs`` (N, 3) on ``data``, plus ``{stage}/loss`` (the nets' key;
         trees optimise log loss)."""
         metrics = score_probabilities(stage, probs, data.y, data.time, data.fwd_return, self.horizon,
-                                      self.bars_per_year)  # fmt: skip
+                                      self.bars_per_year, symbol=data.symbol)  # fmt: skip
         metrics[f"{stage}/loss"] = metrics[f"{stage}/log_loss"]
         return metrics
 
