@@ -242,6 +242,20 @@ def test_tune_runs_tree_trials_with_pruning(splits, tmp_path):
     assert all(len(t.intermediate_values) == 2 for t in study.trials)  # one report per epoch
     assert (tmp_path / "out" / "best.yaml").is_file()
 
+    # three earlier trials that reached val/f1_macro 0.99 at every epoch: the median pruner (3 start-up
+    # trials, 1 warm-up step) must stop the next real trial at epoch 1, well below them
+    dist = optuna.distributions.IntDistribution(2, 4)
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(params={"model.init_args.max_depth": 3},
+                                                  distributions={"model.init_args.max_depth": dist}, value=0.99,
+                                                  intermediate_values={0: 0.99, 1: 0.99, 2: 0.99}))  # fmt: skip
+    tune[1] = "1"
+    assert main(["tune", *cli("xgboost", splits, tmp_path / "runs", epochs=3)[1:], *tune, "--tune.pruner",
+                 "median"]) == 0  # fmt: skip
+    last = optuna.load_study(study_name="s", storage=storage).trials[-1]
+    assert last.state == optuna.trial.TrialState.PRUNED
+    assert sorted(last.intermediate_values) == [0, 1]  # stopped after the epoch the pruner judged
+
 
 def test_pruning_callback_stops_a_trial(splits, tmp_path):
     import optuna

@@ -150,11 +150,16 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) 
     return study
 
 
-def write_best_config(study: optuna.Study, path: Path) -> Path:
-    """The best trial's full run config, renamed so refitting it lands beside the study."""
-    run_dir = Path(study.best_trial.user_attrs["run_dir"])
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+def write_best_config(study: optuna.Study, path: Path) -> Path | None:
+    """The full run config of the best trial that has a run (trials added by hand have none), renamed so
+    refitting it lands beside the study; None when no completed trial has a run."""
+    ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "run_dir" in t.user_attrs]
+    if not ran:
+        return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    best = pick(ran, key=lambda t: t.value)
+    cfg = yaml.safe_load((Path(best.user_attrs["run_dir"]) / "config.yaml").read_text())
     cfg.setdefault("tracking", {})["name"] = f"{study.study_name}/best"
     cfg.pop("ckpt_path", None)
-    header = f"# best of study '{study.study_name}': trial {study.best_trial.number}, value {study.best_value}\n"
+    header = f"# best of study '{study.study_name}': trial {best.number}, value {best.value}\n"
     return atomic_write(path, lambda p: p.write_text(header + yaml.safe_dump(cfg, sort_keys=False)))
