@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ensemble.callbacks.artifacts import PROB_COLUMNS, write_stage
-from ensemble.plots import equity_curve_figure, ic_figure
 from test_trading_metrics import BENCH, BENCH_TURNOVER, GROSS, HOUR, POS, RET, TURNOVER
 
 from ensemble.metrics import TradingConfig, trading_metrics
 from ensemble.metrics.curves import equity_curves, ic_series
+from ensemble.training.artifacts import PROB_COLUMNS, write_stage
+from ensemble.training.plots import equity_curve_figure, ic_figure
 
 ONE_HOT = {1: [0.1, 0.2, 0.7], -1: [0.7, 0.2, 0.1], 0: [0.2, 0.6, 0.2]}  # arg-max = the hand position
 
