@@ -42,7 +42,8 @@ def test_suite_val_balanced_accuracy_with_every_label_long():
     probs = torch.softmax(torch.randn(n, 3, generator=g), dim=1)
     target = torch.full((n,), 2)
     suite = MetricSuite("val", horizon=5)
-    suite.update(probs, target, torch.arange(n) * 3_600 * 10**9, torch.randn(n, generator=g) * 0.01)
+    suite.update(probs, target, torch.arange(n) * 3_600 * 10**9, torch.randn(n, generator=g) * 0.01,
+                 symbol=torch.zeros(n, dtype=torch.long))  # one symbol, one row per timestamp
     got = suite.compute()["val/balanced_accuracy"]
     want = _sklearn(target.numpy(), probs.argmax(1).numpy())
     assert want == pytest.approx(float((probs.argmax(1) == 2).float().mean()))

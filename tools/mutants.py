@@ -37,8 +37,8 @@ TESTS: dict[str, list[str]] = {
     # "ensemble/metrics/trading.py": ["tests/test_metrics.py"],  # being rewritten: uncomment with its mutants
     "ensemble/ensembling/methods.py": ["tests/test_blend_methods.py", "tests/test_blend.py"],
     "ensemble/experiments/leaderboard.py": ["tests/test_leaderboard.py"],
-    "ensemble/callbacks/artifacts.py": ["tests/test_predictions_source.py"],
-    "ensemble/data/datamodule.py": ["tests/test_device_precision.py"],
+    "ensemble/training/artifacts.py": ["tests/test_predictions_source.py"],
+    "ensemble/data/split_data.py": ["tests/test_device_precision.py"],
 }
 
 
@@ -53,8 +53,8 @@ class Mutant:
 
 
 W, C, K = "ensemble/data/windows.py", "ensemble/data/contract.py", "ensemble/metrics/classification.py"
-B, LB, A = "ensemble/ensembling/methods.py", "ensemble/experiments/leaderboard.py", "ensemble/callbacks/artifacts.py"
-DM = "ensemble/data/datamodule.py"
+B, LB, A = "ensemble/ensembling/methods.py", "ensemble/experiments/leaderboard.py", "ensemble/training/artifacts.py"
+DM = "ensemble/data/split_data.py"
 
 MUTANTS: list[Mutant] = [
     # windows: look-ahead, symbol crossing, off-by-one, DDP sharding, shuffling, batch fields
@@ -112,8 +112,9 @@ MUTANTS: list[Mutant] = [
     Mutant("metrics-logloss-ddp-mean", K, 'default=torch.tensor(0), dist_reduce_fx="sum"',
            'default=torch.tensor(0), dist_reduce_fx="mean"', "log loss count averaged across ranks",
            ("tests/test_metrics_ddp.py",)),
-    Mutant("metrics-balanced-micro", K, '"balanced_accuracy": MulticlassRecall(n, average="macro")',
-           '"balanced_accuracy": MulticlassRecall(n, average="micro")', "balanced accuracy is plain accuracy"),
+    Mutant("metrics-balanced-absent", K, "(self.hits[present].double() / self.support[present]).mean()",
+           "(self.hits.double() / self.support.clamp_min(1)).mean()", "absent classes count as recall 0",
+           ("tests/test_metrics.py", "tests/test_first_hour_metrics.py")),
     Mutant("metrics-f1-weighted", K, '"f1_macro": MulticlassF1Score(n, average="macro")',
            '"f1_macro": MulticlassF1Score(n, average="weighted")', "macro F1 weighted by support"),
     Mutant("metrics-class-names-reversed", K, "labels = list(class_names)", "labels = list(reversed(class_names))",
