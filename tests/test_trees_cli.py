@@ -184,10 +184,17 @@ def test_print_config(splits, capsys):
 
 
 def test_accelerator_cuda_reaches_each_library(splits):
-    """``device: cuda`` becomes each library's own GPU setting (checked on the params, no GPU needed)."""
+    """``device: cuda`` becomes each library's own GPU setting (checked on the params, no GPU needed); without
+    a visible CUDA device, asking for one is refused up front rather than failing deep in a library."""
+    from ensemble.errors import ConfigError
     from ensemble.training.trees.devices import single_device
 
-    device = single_device("cuda", [1], "auto")
+    if torch.cuda.is_available():
+        device = single_device("cuda", [1], "auto") if torch.cuda.device_count() > 1 else "cuda:1"
+    else:
+        with pytest.raises(ConfigError, match="no visible CUDA device"):
+            single_device("cuda", [1], "auto")
+        device = "cuda:1"  # what single_device gives for devices=[1] on a GPU machine
     models = [cls() for cls in (XGBoostModel, LightGBMModel, CatBoostModel)]
     for model in models:
         model.device = device
