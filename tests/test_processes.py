@@ -163,3 +163,23 @@ def test_sigterm_to_an_experiment_stops_its_cell_and_exits_143(tmp_path, splits)
     assert not _alive(cell)
     ckpts = tmp_path / "exp" / "runs" / "lstm_h5" / "version_0" / "checkpoints"
     assert (ckpts / "last.ckpt").is_file()  # the cell itself was pre-empted cleanly, with a checkpoint
+
+
+def test_sigterm_to_tune_exits_143_after_the_trial_stops(tmp_path, fit_args):
+    marker = tmp_path / "stalled"
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"model.init_args.learning_rate": {"type": "float", "low": 0.05, "high": 0.2}}))
+    args = [*fit_args(config="configs/lightgbm.yaml", epochs=3), "--model.init_args.min_data_in_leaf", "5",
+            "--tune.n_trials", "2", "--tune.search_space", str(space), "--tune.storage",
+            f"sqlite:///{tmp_path / 'optuna.db'}", "--tune.study_name", "s", "--tune.out", str(tmp_path / "out"),
+            "--trainer.callbacks+=killer.TreeStallAt", f"--trainer.callbacks.marker={marker}",
+            "--trainer.callbacks.epoch=1"]  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-m", "ensemble.cli", "tune", *args], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _wait_for(marker.exists, worker)
+    worker.send_signal(signal.SIGTERM)
+    err = worker.communicate(timeout=240)[1].decode()
+    assert worker.returncode == 143, err[-2000:]
+    assert "SIGTERM received" in err.strip().splitlines()[-1]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert len(study.trials) == 1  # the second trial never started
