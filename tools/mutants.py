@@ -34,7 +34,7 @@ TESTS: dict[str, list[str]] = {
     "ensemble/data/windows.py": ["tests/test_windows.py"],
     "ensemble/data/contract.py": ["tests/test_data_contract.py", "tests/test_contract_roles.py"],
     "ensemble/metrics/classification.py": ["tests/test_metrics.py"],
-    # "ensemble/metrics/trading.py": ["tests/test_metrics.py"],  # being rewritten: uncomment with its mutants
+    "ensemble/metrics/book.py": ["tests/test_trading_metrics.py", "tests/test_trading_properties.py"],
     "ensemble/ensembling/methods.py": ["tests/test_blend_methods.py", "tests/test_blend.py"],
     "ensemble/experiments/leaderboard.py": ["tests/test_leaderboard.py"],
     "ensemble/training/artifacts.py": ["tests/test_predictions_source.py"],
@@ -55,8 +55,21 @@ class Mutant:
 W, C, K = "ensemble/data/windows.py", "ensemble/data/contract.py", "ensemble/metrics/classification.py"
 B, LB, A = "ensemble/ensembling/methods.py", "ensemble/experiments/leaderboard.py", "ensemble/training/artifacts.py"
 DM = "ensemble/data/split_data.py"
+BK = "ensemble/metrics/book.py"
 
 MUTANTS: list[Mutant] = [
+    # the trading book: the position's side, costs, the top-k legs, turnover
+    Mutant("book-side-flipped", BK, "side = (probs.argmax(dim=1) - 1).to(probs.dtype)",
+           "side = (1 - probs.argmax(dim=1)).to(probs.dtype)", "long and short swapped"),
+    Mutant("book-costs-added", BK, "return self.gross - cost_rate * self.turnover",
+           "return self.gross + cost_rate * self.turnover", "costs credited instead of charged"),
+    Mutant("book-prob-diff-reversed", BK, "return probs[:, 2] - probs[:, 0]", "return probs[:, 0] - probs[:, 2]",
+           "prob_diff sizing trades against the score"),
+    Mutant("book-topk-legs-swapped", BK, "leg = torch.where(rank >= size - k, 1.0, torch.where(rank < k, -1.0, 0.0))",
+           "leg = torch.where(rank >= size - k, -1.0, torch.where(rank < k, 1.0, 0.0))",
+           "top-k goes short the best scores"),
+    Mutant("book-turnover-no-abs", BK, "index_add_(0, g, (w2 - previous).abs())", "index_add_(0, g, (w2 - previous))",
+           "turnover nets buys against sells"),
     # windows: look-ahead, symbol crossing, off-by-one, DDP sharding, shuffling, batch fields
     Mutant("windows-loader-lookahead", W, '"x": gather_windows(p.features, e, self.seq_len)',
            '"x": gather_windows(p.features, e + 1, self.seq_len)', "loader serves windows one row ahead"),
