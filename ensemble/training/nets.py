@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ensemble.data import WindowDataModule
 from ensemble.data.windows import WindowLoader
@@ -37,12 +37,23 @@ from ensemble.training.tracking import Tracking, run_loggers
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
 
 
+class RunConfigOnce(SaveConfigCallback):
+    """``config.yaml`` is the fit's record of a run: written when the run is made, never rewritten by an
+    evaluation (``validate``/``test``/``predict`` with its checkpoint) or a resume, failed or not."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if log_dir is not None and (Path(log_dir) / self.config_filename).exists():
+            self.already_saved = True
+        super().setup(trainer, pl_module, stage)
+
+
 class EnsembleCLI(LightningCLI):
     """LightningCLI for every net: ``EnsembleCLI(args=argv)`` runs a subcommand, ``args=dict, run=False``
     only builds (what ``NetFamily.build`` does)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # resume rewrites the same run's config
+        kwargs.setdefault("save_config_callback", RunConfigOnce)
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "prog": "ensemble"})  # one-line errors
         with warnings.catch_warnings():

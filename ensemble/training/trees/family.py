@@ -102,12 +102,13 @@ class TreeJob(Job):
         self.trainer.callbacks.remove(callback)
 
     def start(self) -> None:
-        """Claim the run folder (or reuse the resumed one), attach the loggers, write config.yaml."""
+        """Claim the run folder (or reuse the resumed one), attach the loggers, and write config.yaml once: it is
+        the fit's record, never rewritten by an evaluation or a resume."""
         self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
         self.trainer.default_root_dir = self._run_dir
         if self._logger in (None, True):
             self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name, lightning=False)
-        if self.subcommand == "fit" or not (self._run_dir / "config.yaml").exists():  # evaluations keep fit's
+        if not (self._run_dir / "config.yaml").exists():
             text = self.parser.dump(self.namespace, skip_none=False)
             atomic_write(self._run_dir / "config.yaml", lambda p: p.write_text(text))
 
