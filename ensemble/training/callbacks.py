@@ -165,3 +165,18 @@ class PreemptionCheckpoint(Callback):
             saved = Path(callback.dirpath) / "last.ckpt"
             trainer.save_checkpoint(saved)  # every rank calls it: a collective under DDP
             exception.checkpoint = saved
+
+
+class EpochLine(Callback):
+    """One line per epoch (``epoch 3: train/loss 1.0812  val/f1_macro 0.3512``) where no progress bar
+    draws: output that is not a terminal (CI, a log file, an experiment cell) gets progress, not redraws."""
+
+    KEYS = ("train/loss", "val/loss", "val/f1_macro")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after the epoch's validation, so its val metrics are this epoch's
+        if trainer.progress_bar_callback is not None or not trainer.is_global_zero:
+            return
+        shown = "  ".join(f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in self.KEYS
+                          if k in trainer.callback_metrics)  # fmt: skip
+        print(f"epoch {trainer.current_epoch}: {shown}", flush=True)

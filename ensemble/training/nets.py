@@ -7,6 +7,7 @@ sections, a run folder per run (reused on resume) and the best checkpoint evalua
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -22,7 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from ensemble.data import WindowDataModule
 from ensemble.data.windows import WindowLoader
 from ensemble.errors import EnsembleError, Preempted
-from ensemble.training.callbacks import ArtifactWriter, FeatureImportance, PreemptionCheckpoint
+from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
@@ -54,6 +55,8 @@ class EnsembleCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", RunConfigOnce)
+        # per-batch bars only on a terminal; elsewhere EpochLine prints a line per epoch
+        kwargs.setdefault("trainer_defaults", {"enable_progress_bar": sys.stderr.isatty()})
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "prog": "ensemble"})  # one-line errors
         with warnings.catch_warnings():
@@ -117,7 +120,7 @@ class EnsembleCLI(LightningCLI):
             self._checkpoint = None  # Lightning loads the file again; do not hold two copies
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
-        callbacks = [*callbacks, PreemptionCheckpoint()]
+        callbacks = [*callbacks, PreemptionCheckpoint(), EpochLine()]
         if config.get("logger") in (None, True):
             tracking = self._subcommand_config().tracking
             run_dir = self._run_dir
