@@ -1,4 +1,4 @@
-"""Deterministic demo splits in exactly the production shape (DESIGN.md section 2).
+"""Deterministic demo splits in exactly the production shape (the README's data contract).
 
 Simulation (hourly, 24/7): r_{t+1} = mu_t + beta_i * m_{t+1} + e_{t+1}, with a common market factor m and an
 idiosyncratic part e, each GARCH(1,1) with Student-t shocks (vol clustering, fat tails, correlated symbols).
@@ -36,10 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ensemble.data.constants import SPLITS
+
 DEMO_HORIZONS = (5, 20)
 BARS_PER_YEAR = 8760  # hourly bars, 24/7
 START = np.datetime64("2020-01-01T00:00", "ns")
-SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SIGNAL_B = (0.03, 0.015)  # (b1, b2) of the default demo: realistic (see tests/test_demo_realism.py)
 SIGNAL_B_STRONG = (0.20, 0.10)  # learnable in a few epochs, far from perfect (see tests/test_demo_data.py)
