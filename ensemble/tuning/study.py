@@ -64,7 +64,7 @@ def open_storage(url: str, heartbeat: int = 0, retries: int = 0) -> optuna.stora
                 return optuna.storages.RDBStorage(url)
             retry = optuna.storages.RetryFailedTrialCallback(max_retry=retries) if retries > 0 else None
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                                              failed_trial_callback=retry)  # fmt: skip
+                                              heartbeat_stale_trial_callback=retry)  # fmt: skip
         except (IntegrityError, ProgrammingError):
             # workers starting together on a fresh database race to create Optuna's tables;
             # the loser retries once the winner has created them
