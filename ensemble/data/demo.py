@@ -37,6 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ensemble.data.constants import SPLITS
+from ensemble.data.rolling import lag as _lag
+from ensemble.data.rolling import rext as _rext
+from ensemble.data.rolling import rmean as _rmean
+from ensemble.data.rolling import rstd as _rstd
+from ensemble.data.rolling import rsum as _rsum
 
 DEMO_HORIZONS = (5, 20)
 BARS_PER_YEAR = 8760  # hourly bars, 24/7
@@ -178,30 +183,6 @@ def simulate_bars(seed: int, symbols: Sequence[int], n_bars: int, signal: bool |
 
 
 # -- features (past-only: every value at t uses rows <= t) ---------------------------------------
-def _rsum(x: np.ndarray, w: int) -> np.ndarray:
-    c = np.cumsum(x, axis=0)
-    c[w:] = c[w:] - c[:-w]
-    return c
-
-
-def _rmean(x: np.ndarray, w: int) -> np.ndarray:
-    return _rsum(x, w) / w
-
-
-def _rstd(x: np.ndarray, w: int) -> np.ndarray:
-    x = x - x[:1]  # shift-invariant; keeps the cumulative sums small
-    return np.sqrt(np.maximum(_rmean(x**2, w) - _rmean(x, w) ** 2, 1e-20))
-
-
-def _rext(x: np.ndarray, w: int, fn) -> np.ndarray:
-    pad = np.concatenate([np.repeat(x[:1], w - 1, axis=0), x])
-    return fn(np.lib.stride_tricks.sliding_window_view(pad, w, axis=0), axis=-1)
-
-
-def _lag(x: np.ndarray, k: int) -> np.ndarray:
-    return x if k == 0 else np.concatenate([np.repeat(x[:1], k, axis=0), x[:-k]])
-
-
 def bar_features(b: Bars) -> tuple[list[str], np.ndarray]:
     """All catalog + noise features of ``b``, as (names, float32 array (F, T, S))."""
     names: list[str] = []
