@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -35,17 +37,31 @@ def check_keys(base: Mapping[str, Any], space: SearchSpace) -> None:
         SearchSpaceError: a key the config does not have, naming the search-space file and the key.
     """
     quiet = {"trainer.logger": False}
-    build(base, quiet)  # raises ConfigError about the run flags or config file
-    try:
-        build(base, {**space.first_point(), **quiet})
-        return
-    except EnsembleError:
-        pass
-    for key, value in space.first_point().items():
+    with _lightning_quiet():  # checks, not runs: no "GPU available" lines per check
+        build(base, quiet)  # raises ConfigError about the run flags or config file
         try:
-            build(base, {key: value, **quiet})
-        except EnsembleError as err:
-            raise SearchSpaceError(f"{space.source}: key '{key}' is not a valid config key ({one_line(err)})") from err
+            build(base, {**space.first_point(), **quiet})
+            return
+        except EnsembleError:
+            pass
+        for key, value in space.first_point().items():
+            try:
+                build(base, {key: value, **quiet})
+            except EnsembleError as err:
+                raise SearchSpaceError(
+                    f"{space.source}: key '{key}' is not a valid config key ({one_line(err)})"
+                ) from err
+
+
+@contextmanager
+def _lightning_quiet() -> Iterator[None]:
+    """INFO log lines (Lightning's seed, devices and tips) off for the block; Lightning may be imported inside
+    it and set its own loggers' levels, so this disables the level itself rather than one logger."""
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def run_trial(trial: optuna.Trial, config: Mapping[str, Any], metric: str) -> float:
