@@ -75,8 +75,6 @@ def default_models(exp: Experiment) -> list[str]:
 
 
 def run_experiment(exp: Experiment) -> list[dict]:
-    import ensemble.models  # noqa: F401  (registers the bundled models)
-
     models = exp.models or default_models(exp)
     for m in models:
         get_model(m)  # unknown names fail before any cell runs
