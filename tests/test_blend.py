@@ -23,7 +23,7 @@ def _probs(labels: np.ndarray, skill: float, rng) -> np.ndarray:
 def _member(root, name, val_probs, test_probs, labels, horizon=5):
     run = root / name / "version_0"
     (run / "predictions").mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"horizon": horizon, "bars_per_year": 252}}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"horizon": horizon}, "trading": {"bars_per_year": 252}}))
     times = pd.date_range("2022-01-01", periods=N // 2, freq="h").repeat(2)
     for split, probs in (("val", val_probs), ("test", test_probs)):
         y = labels[split]

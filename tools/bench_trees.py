@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--threads", type=int, default=None, help="library threads (default: all cores)")
     args = parser.parse_args()
-    dm = WindowDataModule(root=args.root, horizon=args.horizon, bars_per_year=8760)
+    dm = WindowDataModule(root=args.root, horizon=args.horizon)  # bars_per_year: inferred (8760 on the demo)
     dm.setup("fit")
     dm.setup("test")
     data = {split: arrays(dm, split) for split in ("train", "val", "test")}

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ensemble.data.calendar import infer_bars_per_year
 from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
 from ensemble.data.panel import SplitPanel, format_time, load_split, open_parquet, read_keys, read_roles, timezone
@@ -34,7 +35,6 @@ class SplitData:
             (past features only; those rows never become targets).
         data_on_device: keep the split tensors on the trainer's device and gather batches there.
         seed: seeds the per-epoch shuffle.
-        bars_per_year: bars in a year at this data's frequency, for annualised trading metrics.
         predict_split: which split ``ensemble predict`` runs on.
         feature_order: read the features by name in this order (a trained model's, e.g. a checkpoint's
             ``feature_names``) instead of the train file's; it must name exactly the train file's features.
@@ -56,7 +56,6 @@ class SplitData:
         context_from_previous_split: bool = False,
         data_on_device: bool = False,
         seed: int = 0,
-        bars_per_year: float = 252.0,
         predict_split: str = "test",
         feature_order: list[str] | None = None,
     ) -> None:
@@ -79,7 +78,7 @@ class SplitData:
         self.context_from_previous_split = context_from_previous_split
         self.data_on_device = data_on_device
         self.seed = seed
-        self.bars_per_year = bars_per_year
+        self._bars_per_year: float | None = None
         self.predict_split = predict_split
         self.feature_order = list(feature_order) if feature_order is not None else None
         self.panels: dict[str, SplitPanel] = {}
@@ -112,6 +111,19 @@ class SplitData:
     @property
     def feature_names(self) -> list[str]:
         return list(self.roles.features)
+
+    @property
+    def bars_per_year(self) -> float:
+        """Bars per year at this data's frequency, inferred from the train split's timestamps
+        (``ensemble.data.calendar.infer_bars_per_year``); ``trading.bars_per_year``, when set, wins over it."""
+        if self._bars_per_year is None:
+            path = self.path("train")
+            _, times, _ = read_keys(open_parquet(path), path, self.roles)
+            try:
+                self._bars_per_year = infer_bars_per_year(times)
+            except ValueError as err:
+                raise DataContractError(f"{path}: {err} (trading.bars_per_year)") from err
+        return self._bars_per_year
 
     @property
     def num_features(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,11 +10,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ensemble.errors import EnsembleError
+from ensemble.errors import ConfigError, EnsembleError
 from ensemble.io import atomic_write, write_json
 from ensemble.metrics.arrays import score_probabilities
+from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, utc_ns, write_stage
 from ensemble.training.runs import claim_run_dir
+from ensemble.training.trading import trading_section
 
 KEYS = ["datetime", "symbol"]
 
@@ -63,14 +66,53 @@ def align(run_dirs: list[Path], split: str) -> Aligned:
     return Aligned(parts[0][[*KEYS, "label", "fwd_return"]], probs)
 
 
-def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, bars_per_year: float) -> dict:
+def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, trading: TradingConfig) -> dict:
+    """The metric suite of ``probs`` (N, 3) on the aligned rows ``frame``, booked as ``trading`` says."""
     return score_probabilities(split, probs, frame["label"].to_numpy() + 1, utc_ns(frame["datetime"]),
-                               frame["fwd_return"].to_numpy(), horizon, bars_per_year,
-                               symbol=pd.factorize(frame["symbol"])[0])  # fmt: skip
+                               frame["fwd_return"].to_numpy(), horizon, trading.bars_per_year,
+                               symbol=pd.factorize(frame["symbol"])[0], trading=trading)  # fmt: skip
 
 
-def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None) -> Path:
-    """Fit ``method`` on the members' val predictions, evaluate on val and test, write a run."""
+def members_trading(run_dirs: list[Path], configs: list[dict]) -> TradingConfig:
+    """The members' common ``trading:`` section, with the annualisation their own metrics used when it infers it.
+
+    Raises:
+        BlendError: members booked with different settings (naming the key and two runs), or a member whose
+            section is not valid.
+    """
+    sections = []
+    for run, config in zip(run_dirs, configs, strict=True):
+        try:
+            section = trading_section(config).as_dict()
+        except ConfigError as err:
+            raise BlendError(f"{run}/config.yaml: {err}") from err
+        if section["bars_per_year"] is None:  # inferred at fit time; each split's metrics record the value
+            section["bars_per_year"] = _recorded_bars_per_year(run)
+        sections.append(section)
+    for run, section in zip(run_dirs[1:], sections[1:], strict=True):
+        for key, value in section.items():
+            if value != sections[0][key]:
+                raise BlendError(f"{run}: trading.{key} is {value}, but {run_dirs[0]} has {sections[0][key]}; "
+                                 f"blend runs booked alike, or set --trading.{key}")
+    return TradingConfig.from_mapping(sections[0])
+
+
+def _recorded_bars_per_year(run: Path) -> float | None:
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    return metrics.get("val/bars_per_year")
+
+
+def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
+          trading: TradingConfig | None = None) -> Path:
+    """Fit ``method`` on the members' val predictions, evaluate on val and test, write a run.
+
+    Args:
+        trading: how the blend's predictions are booked; None takes the members' common ``trading:`` section.
+
+    Raises:
+        BlendError: fewer than two runs, an unknown method, mixed horizons or trading sections, no shared rows.
+    """
     from ensemble.ensembling.methods import METHODS
 
     if method not in METHODS:
@@ -81,19 +123,21 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None)
     horizons = {c["data"]["horizon"] for c in configs}
     if len(horizons) != 1:
         raise BlendError(f"runs have different horizons {sorted(horizons)}: {[str(r) for r in run_dirs]}")
-    horizon, bars_per_year = horizons.pop(), float(configs[0]["data"].get("bars_per_year", 252.0))
+    horizon = horizons.pop()
+    trading = trading or members_trading(run_dirs, configs)
     val = align(run_dirs, "val")
     model = METHODS[method]().fit(val.probs, val.labels)  # validation only: test never reaches a fit
     run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
     record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
               "weights": getattr(model, "weights_", np.array([])).tolist()}
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
-        {"blend": record, "data": {"horizon": horizon, "bars_per_year": bars_per_year}}, sort_keys=False)))
+        {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
     for split, data in (("val", val), ("test", align(run_dirs, "test"))):
         probs = model.predict_proba(data.probs)
         df = data.frame.assign(**{c: probs[:, i].astype(np.float32) for i, c in enumerate(PROB_COLUMNS)})
         df["prediction"] = (probs.argmax(axis=1) - 1).astype(np.int8)
         df = df[[*KEYS, "label", *PROB_COLUMNS, "prediction", "fwd_return"]]
-        write_stage(run_dir, split, df, split_metrics(split, df, probs, horizon, bars_per_year), horizon, [], 0)
+        write_stage(run_dir, split, df, split_metrics(split, df, probs, horizon, trading), horizon, [], 0,
+                    trading=trading)
     write_json(run_dir / "blend.json", record)
     return run_dir

@@ -26,7 +26,10 @@ from ensemble.io import atomic_write, write_figure
 COLUMNS = {
     "val/f1_macro": "val_f1_macro", "test/f1_macro": "test_f1_macro",
     "val/log_loss": "val_log_loss", "test/log_loss": "test_log_loss",
-    "test/sharpe": "test_sharpe", "test/max_drawdown": "test_max_drawdown",
+    "test/sharpe": "test_sharpe", "test/sharpe_net": "test_sharpe_net", "test/psr": "test_psr",
+    "test/turnover": "test_turnover", "test/break_even_bps": "test_break_even_bps",
+    "test/max_drawdown": "test_max_drawdown", "val/ic": "val_ic", "test/ic": "test_ic",
+    "test/rank_ic": "test_rank_ic", "test/icir": "test_icir",
     "fit/train_time_s": "train_time_s", "fit/peak_rss_mib": "peak_rss_mib",
 }
 KEYS = ["datetime", "symbol"]

@@ -13,8 +13,9 @@ from ensemble.errors import ConfigError
 from ensemble.experiments.cells import fingerprint, finished_runs, record_cell, run_cell
 from ensemble.experiments.leaderboard import row, write_leaderboard
 from ensemble.models.registry import get_model, list_models
-from ensemble.training.config import config_from_flags, resolve_config
+from ensemble.training.config import config_from_flags, merge, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
+from ensemble.training.trading import trading_section
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Experiment:
         model_args: extra flags per model name (the same form).
         blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
+        trading: a ``trading:`` section (costs, sizing, book, benchmark, bars_per_year) laid over every cell's
+            config and used by its blends; ``fit_args`` still win over it.
         on_change: a cell whose finished run was trained with another config (edited ``fit_args``, another
             config file): ``rerun`` trains it again as a new version, ``refuse`` stops before any cell runs.
     """
@@ -46,6 +49,7 @@ class Experiment:
     mlflow_uri: str = "sqlite:///mlflow.db"
     mlflow_experiment: str = "ensemble"
     on_change: Literal["rerun", "refuse"] = "rerun"
+    trading: dict[str, Any] | None = None
 
 
 def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> dict[str, Any]:
@@ -54,6 +58,8 @@ def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: s
     config = resolve_config(Path(exp.configs_dir) / Path(get_model(model).config).name, {
         "data.root": exp.data_root, "data.horizon": horizon, "tracking.save_dir": str(runs),
         "tracking.name": f"{model}_h{horizon}", "trainer.enable_progress_bar": False})  # fmt: skip
+    if exp.trading:
+        config = merge(config, {"trading": exp.trading})
     config = config_from_flags(exp.fit_args, base=config)
     config = config_from_flags(exp.model_args.get(model, []), base=config)
     if parent:
@@ -76,6 +82,7 @@ def default_models(exp: Experiment) -> list[str]:
 
 def run_experiment(exp: Experiment) -> list[dict]:
     models = exp.models or default_models(exp)
+    trading = trading_section({"trading": exp.trading}) if exp.trading else None  # bad keys fail before any cell
     for m in models:
         get_model(m)  # unknown names fail before any cell runs
     out = Path(exp.out or Path("experiments") / exp.name)
@@ -114,7 +121,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
     for horizon in exp.horizons:
         members = [Path(r["run_dir"]) for r in rows if r["horizon"] == horizon and r["status"] == "done"]
         for method in exp.blends if len(members) >= 2 else []:
-            run_dir = blend(members, method, runs, name=f"ensemble_{method}_h{horizon}")
+            run_dir = blend(members, method, runs, name=f"ensemble_{method}_h{horizon}", trading=trading)
             rows.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
     board = write_leaderboard(rows, out)
     if parent:

@@ -1,6 +1,6 @@
 """Metrics shared by every model family: torchmetrics `Metric`s that sync under DDP."""
 
-from ensemble.metrics.calendar import infer_bars_per_year
+from ensemble.data.calendar import infer_bars_per_year
 from ensemble.metrics.classification import CLASS_NAMES, LogLoss, classification_metrics
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.suite import MetricSuite

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from ensemble.errors import ConfigError
 
 SIZINGS = ("argmax", "prob_diff", "threshold")
 BOOKS = ("per_symbol", "topk")
@@ -37,7 +39,7 @@ class TradingConfig:
         bars_per_year: annualisation; ``None``: inferred from the timestamps (``infer_bars_per_year``).
 
     Raises:
-        ValueError: one line naming the key, e.g. ``trading.cost_bps must be >= 0, got -1``.
+        ConfigError: (a ``ValueError``) one line naming the key, e.g. ``trading.cost_bps must be >= 0, got -1``.
     """
 
     cost_bps: float = 5.0
@@ -53,17 +55,36 @@ class TradingConfig:
         for key in ("cost_bps", "slippage_bps"):
             value = getattr(self, key)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"trading.{key} must be >= 0, got {value}")
+                raise ConfigError(f"trading.{key} must be >= 0, got {value}")
         for key, allowed in (("sizing", SIZINGS), ("book", BOOKS), ("benchmark", BENCHMARKS)):
             if getattr(self, key) not in allowed:
-                raise ValueError(f"trading.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+                raise ConfigError(f"trading.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if not (isinstance(self.threshold, int | float) and 1 / 3 < self.threshold < 1):
-            raise ValueError(f"trading.threshold must lie in (1/3, 1), got {self.threshold}")
+            raise ConfigError(f"trading.threshold must lie in (1/3, 1), got {self.threshold}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"trading.k must be an integer >= 1, got {self.k}")
+            raise ConfigError(f"trading.k must be an integer >= 1, got {self.k}")
         bpy = self.bars_per_year
         if bpy is not None and not (isinstance(bpy, int | float) and math.isfinite(bpy) and bpy > 0):
-            raise ValueError(f"trading.bars_per_year must be > 0 (or null to infer it), got {bpy}")
+            raise ConfigError(f"trading.bars_per_year must be > 0 (or null to infer it), got {bpy}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any] | TradingConfig | None) -> TradingConfig:
+        """The config of a ``trading:`` section (a dict, as checkpoints and run configs store it); None gives
+        the defaults.
+
+        Raises:
+            ConfigError: an unknown key (named, with the known ones) or a bad value.
+        """
+        if values is None or isinstance(values, TradingConfig):
+            return values or cls()
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"trading.{unknown[0]}: unknown key; known: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The section as plain values, for checkpoints, run configs and metrics.json."""
+        return dict(vars(self))
 
     @property
     def cost_rate(self) -> float:
@@ -74,7 +95,7 @@ class TradingConfig:
         """Checks what needs the universe: a ``topk`` book needs 2k <= symbols.
 
         Raises:
-            ValueError: ``trading.k must be <= half the symbols ...``.
+            ConfigError: ``trading.k must be <= half the symbols ...``.
         """
         if self.book == "topk" and 2 * self.k > n_symbols:
-            raise ValueError(f"trading.k must be <= half the symbols ({n_symbols // 2} of {n_symbols}), got {self.k}")
+            raise ConfigError(f"trading.k must be <= half the symbols ({n_symbols // 2} of {n_symbols}), got {self.k}")

@@ -73,7 +73,7 @@ from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ensemble.metrics.book import book_series
-from ensemble.metrics.calendar import infer_bars_per_year
+from ensemble.data.calendar import infer_bars_per_year
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.stats import (
     cross_sectional_corr,

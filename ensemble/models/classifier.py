@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.errors import ConfigError, NonFiniteLossError
-from ensemble.metrics import MetricSuite
+from ensemble.metrics import MetricSuite, TradingConfig
 from ensemble.models.checks import check_checkpoint_matches
 
 EVAL_STAGES = ("val", "test")
@@ -29,7 +29,10 @@ class Classifier(pl.LightningModule):
 
     Args:
         net: the backbone, (B, L, F) -> (B, 3) logits.
-        horizon, bars_per_year, feature_names: linked from the data; stored in every checkpoint.
+        horizon, bars_per_year, feature_names: linked from the data (``bars_per_year``: inferred from its
+            timestamps); stored in every checkpoint.
+        trading: the config's ``trading:`` section as a dict (see ``TradingConfig``), linked from it: costs,
+            sizing, book and benchmark of the trading metrics; its ``bars_per_year``, when set, wins.
         class_weights: optional cross-entropy weights for short/flat/long.
         label_smoothing: cross-entropy label smoothing.
         use_sample_weights: weight each sample's loss by ``sample_weight_h{H}``.
@@ -37,13 +40,13 @@ class Classifier(pl.LightningModule):
         monitor: the metric a plateau scheduler watches.
     """
 
-
     def __init__(
         self,
         net: nn.Module,
         horizon: int = 5,
-        bars_per_year: float = 252.0,
+        bars_per_year: float | None = None,
         feature_names: list[str] | None = None,
+        trading: dict[str, Any] | None = None,
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
         use_sample_weights: bool = False,
@@ -67,7 +70,10 @@ class Classifier(pl.LightningModule):
         self.register_buffer(
             "class_weights", None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         )
-        self.metrics = nn.ModuleDict({s: MetricSuite(s, horizon, bars_per_year) for s in EVAL_STAGES})
+        self.trading_config = TradingConfig.from_mapping(trading)
+        self.metrics = nn.ModuleDict(
+            {s: MetricSuite(s, horizon, bars_per_year, self.trading_config) for s in EVAL_STAGES}
+        )
         self.losses = nn.ModuleDict({s: MeanMetric() for s in EVAL_STAGES})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -140,7 +140,7 @@ def write_stage(
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
     time = torch.as_tensor(utc_ns(df["datetime"]))
-    probs = torch.as_tensor(df[list(PROB_COLUMNS)].to_numpy(np.float64))
+    probs = torch.as_tensor(df[list(PROB_COLUMNS)].to_numpy(np.float64, copy=True))
     fwd_return = torch.as_tensor(df["fwd_return"].to_numpy(np.float64))
     symbol = torch.as_tensor(pd.factorize(df["symbol"], sort=True)[0])
     curves = equity_curves(time, symbol, probs, fwd_return, horizon, trading)

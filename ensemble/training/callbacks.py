@@ -70,7 +70,7 @@ class ArtifactWriter(Callback):
         panel = dm.panel(split)
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
-                    trainer.ckpt_path)  # fmt: skip
+                    trainer.ckpt_path, trading=getattr(pl_module, "trading_config", None))  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

@@ -218,7 +218,14 @@ class Family(ABC):
 
 
 def family_for(config: Mapping[str, Any]) -> Family:
-    """The family that trains ``config``'s model, as the model registry records it."""
+    """The family that trains ``config``'s model, as the model registry records it.
+
+    Raises:
+        ConfigError: a key that moved to another section (``data.bars_per_year``), naming its new place.
+    """
+    from ensemble.training.trading import check_moved_keys
+
+    check_moved_keys(config)
     return family_named(family_name(config))
 
 

@@ -25,6 +25,7 @@ from ensemble.data.windows import WindowLoader
 from ensemble.errors import EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
+from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
@@ -65,6 +66,7 @@ class EnsembleCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(Tracking, "tracking")
+        add_trading_arguments(parser, "model.init_args.trading")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -81,6 +83,13 @@ class EnsembleCLI(LightningCLI):
             parser.link_arguments(f"data.{name}", f"model.init_args.net.init_args.{name}", apply_on="instantiate")
         for name in ("horizon", "bars_per_year", "feature_names"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check the ``trading:`` section at once: a bad value is one line before the seed is set
+        or anything is built."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        check_trading(self.config[subcommand] if subcommand else self.config)
 
     def _subcommand_config(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -115,6 +124,9 @@ class EnsembleCLI(LightningCLI):
         """Refuse checkpoint weights that do not fit the built model (a hand-built checkpoint has no config
         to compare), before Lightning's ``load_state_dict`` fails with a traceback."""
         super().after_instantiate_classes()
+        trading = getattr(self.model, "trading_config", None)
+        if trading is not None and _is_rank_zero():
+            announce_bars_per_year(trading, self.datamodule.bars_per_year, self.datamodule.path("train"))
         if self._checkpoint is not None:
             check_same_weights(self._checkpoint, self.model, self._subcommand_config().ckpt_path)
             self._checkpoint = None  # Lightning loads the file again; do not hold two copies

@@ -19,6 +19,7 @@ import torch
 from ensemble.data import NUM_CLASSES, SplitPanel
 from ensemble.errors import ConfigError
 from ensemble.metrics.arrays import score_probabilities
+from ensemble.metrics.config import TradingConfig
 from ensemble.models.trees.design import WindowFeatures, design_matrix, design_names
 
 # Library parameters that would fight the trainer's own round count and early stopping.
@@ -54,7 +55,10 @@ class TreeModel:
         seed: the library's seed; ``None`` takes ``seed_everything``'s.
         n_jobs: library threads; ``None`` keeps the library's default (all cores).
         params: any other native library parameters; they win over the named ones.
-        horizon, bars_per_year, feature_names, seq_len: linked from the data; stored in every checkpoint.
+        horizon, bars_per_year, feature_names, seq_len: linked from the data (``bars_per_year``: inferred from
+            its timestamps); stored in every checkpoint.
+        trading: the config's ``trading:`` section as a dict (see ``TradingConfig``), linked from it; its
+            ``bars_per_year``, when set, wins.
     """
 
     suffix: ClassVar[str] = ""  # native checkpoint format
@@ -68,9 +72,10 @@ class TreeModel:
         n_jobs: int | None = None,
         params: dict[str, Any] | None = None,
         horizon: int = 5,
-        bars_per_year: float = 252.0,
+        bars_per_year: float | None = None,
         feature_names: list[str] | None = None,
         seq_len: int = 1,
+        trading: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(class_weights, list) and len(class_weights) != NUM_CLASSES:
             raise ConfigError(
@@ -96,6 +101,7 @@ class TreeModel:
         self.params = dict(params or {})
         self.horizon = horizon
         self.bars_per_year = bars_per_year
+        self.trading_config = TradingConfig.from_mapping(trading)
         self.feature_names = list(feature_names or [])
         self.seq_len = seq_len
         self.device = "cpu"  # set by TreeTrainer: "cpu" or "cuda:N"
@@ -135,7 +141,7 @@ class TreeModel:
         """The shared metric suite of ``probs`` (N, 3) on ``data``, plus ``{stage}/loss`` (the nets' key;
         trees optimise log loss)."""
         metrics = score_probabilities(stage, probs, data.y, data.time, data.fwd_return, self.horizon,
-                                      self.bars_per_year, symbol=data.symbol)  # fmt: skip
+                                      self.bars_per_year, symbol=data.symbol, trading=self.trading_config)  # fmt: skip
         metrics[f"{stage}/loss"] = metrics[f"{stage}/log_loss"]
         return metrics
 
@@ -156,7 +162,8 @@ class TreeModel:
     def hparams(self) -> dict[str, Any]:
         """What the loggers record as the run's hyperparameters (as a net's ``hparams``)."""
         shared = ("horizon", "bars_per_year", "seq_len", "window_features", "class_weights", "use_sample_weights")
-        return {"model": self.name, **{k: getattr(self, k) for k in shared}, **self.library_params()}
+        return {"model": self.name, **{k: getattr(self, k) for k in shared}, "trading": self.trading_config.as_dict(),
+                **self.library_params()}
 
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint must carry to be used again: features, horizon and windowing."""

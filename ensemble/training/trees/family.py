@@ -17,6 +17,7 @@ from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
+from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
 from ensemble.training.runs import claim_run_dir, discard_if_unused, run_base
 from ensemble.training.seed import seed_everything
@@ -50,6 +51,7 @@ def tree_parser(subcommand: str = "fit") -> ArgumentParser:
     parser.add_subclass_arguments(TreeModel, "model", required=True)
     parser.add_class_arguments(SplitData, "data")
     parser.add_class_arguments(Tracking, "tracking")
+    add_trading_arguments(parser, "model.init_args.trading")
     parser.add_class_arguments(ModelCheckpoint, "checkpoint")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="last, best, or a checkpoint file")
     for name in LINKED_FROM_DATA:
@@ -66,6 +68,7 @@ class TreeJob(Job):
     def __init__(self, parser: ArgumentParser, config: Namespace, subcommand: str = "fit") -> None:
         self.subcommand, self.parser, self.namespace = subcommand, parser, config
         self.config = config.as_dict()
+        check_trading(config)
         if config.seed_everything is not False:
             seed_everything(None if config.seed_everything is True else config.seed_everything)
         self.tracking = Tracking(**vars(config.tracking))
@@ -79,6 +82,7 @@ class TreeJob(Job):
             raise ConfigError(f"'ensemble {subcommand}' of a tree model needs --ckpt_path (last, best or a file)")
         init = parser.instantiate_classes(config)
         self.model, self.datamodule = init.model, init.data
+        announce_bars_per_year(self.model.trading_config, self.datamodule.bars_per_year, self.datamodule.path("train"))
         kwargs: dict[str, Any] = dict(vars(init.trainer))
         self._logger = kwargs.pop("logger")
         callbacks = [*(kwargs.pop("callbacks") or []), ArtifactWriter()]

@@ -1,0 +1,74 @@
+"""The ``trading:`` section of a run config: parsed once, handed to the model, and reported.
+
+Every config (nets, trees, blends, walk-forward, experiments) carries the same section; the model receives it as
+a plain dict (``TradingConfig.as_dict``) so checkpoints store values, never pickled objects.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ensemble.errors import ConfigError
+from ensemble.metrics.config import TradingConfig
+
+_ANNOUNCED: set[tuple[str, float]] = set()  # once per process: a tuning study builds one job per trial
+
+# Keys that moved between sections: an old config fails with the new place rather than "not expected".
+MOVED_KEYS = {"data.bars_per_year": "trading.bars_per_year"}
+
+
+def add_trading_arguments(parser: Any, target: str) -> None:
+    """Add ``--trading.*`` (the ``TradingConfig`` fields) to a jsonargparse ``parser`` and link the section, as a
+    dict, into the model argument ``target`` (e.g. ``model.init_args.trading``) when classes are instantiated."""
+    parser.add_class_arguments(TradingConfig, "trading")
+    parser.link_arguments("trading", target, compute_fn=TradingConfig.as_dict, apply_on="instantiate")
+
+
+def trading_section(config: Mapping[str, Any]) -> TradingConfig:
+    """The checked ``trading:`` section of a resolved config dict (defaults when it has none).
+
+    Raises:
+        ConfigError: an unknown key or a bad value, named ``trading.<key>``.
+    """
+    section = config.get("trading")
+    if section is not None and not isinstance(section, Mapping):
+        raise ConfigError(f"trading: expected a mapping of keys ({', '.join(TradingConfig.__dataclass_fields__)})")
+    return TradingConfig.from_mapping(dict(section) if section else None)
+
+
+def check_trading(namespace: Any) -> TradingConfig:
+    """The ``trading`` group of a parsed jsonargparse namespace, checked before anything is built.
+
+    Raises:
+        ConfigError: a bad value, named ``trading.<key>``.
+    """
+    section = namespace.get("trading") if hasattr(namespace, "get") else None
+    return TradingConfig.from_mapping(section.as_dict() if hasattr(section, "as_dict") else section)
+
+
+def check_moved_keys(config: Mapping[str, Any]) -> None:
+    """Refuse a key that moved to another section, naming where it lives now.
+
+    Raises:
+        ConfigError: e.g. ``data.bars_per_year moved to trading.bars_per_year``.
+    """
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(config.get(section), Mapping) and key in config[section]:
+            raise ConfigError(f"{old} moved to {new}; move the key in your config (null infers it from the data)")
+
+
+def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str) -> None:
+    """Say on stderr which annualisation the trading metrics use when the config does not set one.
+
+    Args:
+        trading: the run's section; nothing is printed when it sets ``bars_per_year``.
+        inferred: the value inferred from the data's timestamps (bars per year).
+        source: where it was inferred from, e.g. the train file's path.
+    """
+    if trading.bars_per_year is None and (str(source), inferred) not in _ANNOUNCED:
+        _ANNOUNCED.add((str(source), inferred))
+        print(f"trading.bars_per_year not set: {inferred:g} bars a year, inferred from the timestamps of {source} "
+              "(stored as */bars_per_year in metrics.json)", file=sys.stderr)
