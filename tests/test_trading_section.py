@@ -148,7 +148,8 @@ def test_blend_books_as_its_members_and_flags_override(tmp_path, capsys):
             "--trading.cost_bps", "25"]  # fmt: skip
     assert main(argv) == 0
     dear = _metrics(_run(tmp_path / "b2"))
-    assert dear["test/sharpe"] == pytest.approx(free["test/sharpe"]) and dear["test/sharpe_net"] < free["test/sharpe_net"]
+    assert dear["test/sharpe"] == pytest.approx(free["test/sharpe"])
+    assert dear["test/sharpe_net"] < free["test/sharpe_net"]
     assert yaml.safe_load((_run(tmp_path / "b2") / "config.yaml").read_text())["trading"]["cost_bps"] == 25
     other = _member(tmp_path, "m9", {"cost_bps": 10, "bars_per_year": 252}, rng)
     with pytest.raises(BlendError, match=r"trading.cost_bps is 10, but .* has 0; blend runs booked alike"):

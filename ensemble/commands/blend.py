@@ -39,7 +39,8 @@ def run(argv: list[str]) -> int:
     given = {key: getattr(args, dest) for key, dest in trading_flags.items() if getattr(args, dest) is not None}
     trading = None
     if given:  # flags override the members' common section, key by key
-        trading = TradingConfig.from_mapping({**members_trading(runs, [run_config(r) for r in runs]).as_dict(), **given})
+        members = members_trading(runs, [run_config(r) for r in runs])
+        trading = TradingConfig.from_mapping({**members.as_dict(), **given})
     run_dir = blend(runs, args.method, Path(args.out), args.name, trading)
     print(f"blend run: {run_dir}")
     print((run_dir / "metrics.json").read_text())

@@ -72,8 +72,8 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from ensemble.metrics.book import book_series
 from ensemble.data.calendar import infer_bars_per_year
+from ensemble.metrics.book import book_series
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.stats import (
     cross_sectional_corr,

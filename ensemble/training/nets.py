@@ -25,7 +25,6 @@ from ensemble.data.windows import WindowLoader
 from ensemble.errors import EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
-from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
@@ -35,6 +34,7 @@ from ensemble.training.net_checkpoints import (
 )
 from ensemble.training.runs import NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
 from ensemble.training.tracking import Tracking, run_loggers
+from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
 

@@ -17,11 +17,11 @@ from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
-from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
 from ensemble.training.runs import claim_run_dir, discard_if_unused, run_base
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
+from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
 from ensemble.training.trees.checkpoint import (
     STAGED_NAME,
