@@ -64,6 +64,15 @@ class Overlap:
     first_late: int  # UTC ns
 
 
+def _pairs(codes: np.ndarray, values: np.ndarray, base: int, n_codes: int) -> list[tuple[int, int]]:
+    """Distinct (code, value) pairs, 0 <= value < base: one int64 key each (a 1-D unique is a plain sort)
+    while ``n_codes * base`` fits int64 (106,000 symbols for times of day), else a row-wise unique."""
+    if n_codes < np.iinfo(np.int64).max // base:
+        code, value = np.divmod(np.unique(codes * base + values), base)
+        return list(zip(code.tolist(), value.tolist(), strict=True))
+    return [tuple(pair) for pair in np.unique(np.stack([codes, values], axis=1), axis=0).tolist()]
+
+
 class _Clock:
     """The bar slots of every symbol: open dates of the panel, and per symbol its weekdays and times of day."""
 
@@ -74,8 +83,8 @@ class _Clock:
         tods: dict[str, set[int]] = {}
         for keys, local, day in zip(splits, locals_, days, strict=True):
             weekday, tod = (day + 3) % 7, local - day * DAY_NS  # 1970-01-01 was a Thursday (weekday 3)
-            for out, values in ((self.weekdays, weekday), (tods, tod)):
-                for code, value in np.unique(np.stack([keys.codes, values], axis=1), axis=0).tolist():
+            for out, values, base in ((self.weekdays, weekday, 7), (tods, tod, DAY_NS)):
+                for code, value in _pairs(keys.codes, values, base, len(keys.names)):
                     out.setdefault(keys.names[code], set()).add(value)
         self.tods = {name: sorted(td, reverse=True) for name, td in tods.items()}  # latest first
 
