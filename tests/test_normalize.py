@@ -1,5 +1,7 @@
 """Normalisation fitted on the training windows' rows only (``--data.normalize``), stored and reapplied."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,7 +112,8 @@ def test_bad_method_is_one_line_naming_the_key(tmp_path, splits, capsys):
                  "--data.normalize", "foo", "--tracking.save_dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.normalize" in err[0] and "foo" in err[0]
-    with pytest.raises(DataContractError, match="data.normalize must be one of none|zscore|robust, got 'foo'"):
+    message = re.escape("data.normalize must be one of none|zscore|robust, got 'foo'")
+    with pytest.raises(DataContractError, match=message):
         SplitData(root=str(splits), normalize="foo")
 
 
@@ -164,7 +167,8 @@ def test_tree_checkpoint_and_export_carry_the_statistics(tmp_path):
     splits = _learnable_splits(tmp_path)
 
     common = ["--config", "configs/lightgbm.yaml", "--data.root", str(splits), "--tracking.save_dir",
-              str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", "--model.init_args.min_data_in_leaf", "5"]
+              str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+              "--model.init_args.min_data_in_leaf", "5"]
     assert main(["fit", *common, "--trainer.max_epochs", "2", "--data.normalize", "zscore"]) == 0
     run = tmp_path / "runs" / "lightgbm" / "version_0"
     _check_export_and_checkpoint(tmp_path, splits, run, ["test", *common, "--ckpt_path", "best"])
@@ -174,11 +178,13 @@ def test_net_checkpoint_and_export_carry_the_statistics(tmp_path, fit_args):
     from ensemble.cli import main
 
     splits = _learnable_splits(tmp_path)
+    lr = {"model__init_args__optimizer__init_args__lr": 0.01}
     assert main(["fit", *fit_args(epochs=3, data__root=splits, data__normalize="robust",
-                                  data__normalize_per_symbol="true", model__init_args__optimizer__init_args__lr=0.01)]) == 0
+                                  data__normalize_per_symbol="true", **lr)]) == 0
     run = tmp_path / "runs" / "lstm" / "version_0"
     best = sorted((run / "checkpoints").glob("best*.ckpt"))[0]
     stored = torch.load(best, weights_only=True)["WindowDataModule"]["normalizer"]
     assert stored["method"] == "robust" and set(stored["center"]) == {"*", "S0", "S1", "S2"}
     # evaluating without the flag: the checkpoint's statistics decide, not the command line
-    _check_export_and_checkpoint(tmp_path, splits, run, ["test", *fit_args(data__root=splits), "--ckpt_path", str(best)])
+    evaluate = ["test", *fit_args(data__root=splits), "--ckpt_path", str(best)]
+    _check_export_and_checkpoint(tmp_path, splits, run, evaluate)

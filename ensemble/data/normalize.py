@@ -129,7 +129,8 @@ class Normalizer:
             norm = cls(str(state["method"]), list(state["feature_names"]), bool(state["per_symbol"]),
                        dict(state["center"]), dict(state["scale"]))  # fmt: skip
         except (KeyError, TypeError, ValueError) as err:
-            raise DataContractError(f"{source}: damaged normalisation statistics ({type(err).__name__}: {err})") from err
+            reason = f"{type(err).__name__}: {err}"
+            raise DataContractError(f"{source}: damaged normalisation statistics ({reason})") from err
         check_method(norm.method, f"{source}: normalizer.method")
         sizes = {len(v) for v in [*norm.center.values(), *norm.scale.values()]}
         if norm.method != "none" and (POOLED not in norm.center or set(norm.center) != set(norm.scale)

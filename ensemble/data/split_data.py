@@ -7,9 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import numpy as np
+import torch
 
 from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
@@ -236,12 +235,16 @@ class SplitData:
         """What a checkpoint keeps of the data: the fitted normalisation (Lightning saves this for nets)."""
         return {"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any], source: str = "checkpoint") -> None:
         """Use a checkpoint's stored normalisation instead of refitting one. Panels already normalised with
-        any statistics are dropped and reloaded on next use (Lightning restores after ``setup``)."""
+        other statistics are dropped and reloaded on next use (Lightning restores after ``setup``).
+
+        Raises:
+            DataContractError: the stored statistics (from ``source``, for the message) are damaged.
+        """
         if "normalizer" not in state_dict:
             return
-        stored = Normalizer.from_state(state_dict["normalizer"], "checkpoint")
+        stored = Normalizer.from_state(state_dict["normalizer"], source)
         if self.normalizer is not None and self.normalizer.state_dict() == stored.state_dict():
             return
         if self.panels:  # mixing raw and normalised rows (borrowed context) must never happen

@@ -118,7 +118,8 @@ class EnsembleCLI(LightningCLI):
         if self._checkpoint is not None:
             check_same_weights(self._checkpoint, self.model, self._subcommand_config().ckpt_path)
             # the checkpoint's normalisation, before setup would fit one (Lightning restores it only after setup)
-            self.datamodule.load_state_dict(self._checkpoint.get(type(self.datamodule).__qualname__) or {})
+            self.datamodule.load_state_dict(self._checkpoint.get(type(self.datamodule).__qualname__) or {},
+                                            self._subcommand_config().ckpt_path)
             self._checkpoint = None  # Lightning loads the file again; do not hold two copies
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:

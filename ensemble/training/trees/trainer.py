@@ -111,7 +111,7 @@ class TreeTrainer:
         """Boost until ``max_epochs`` or a callback sets ``should_stop``; ``ckpt_path`` continues a checkpoint."""
         self._setup(model)
         init_from, state = read_checkpoint(ckpt_path, model) if ckpt_path is not None else (None, {})
-        datamodule.load_state_dict(state.get("datamodule") or {})  # a resume keeps its normalisation
+        datamodule.load_state_dict(state.get("datamodule") or {}, str(ckpt_path))  # a resume keeps its statistics
         datamodule.setup("fit")
         self.datamodule_state = datamodule.state_dict()
         train = model.split(datamodule.panel("train"), datamodule.ends["train"])
@@ -149,7 +149,7 @@ class TreeTrainer:
             model_file, state = read_checkpoint(ckpt_path, model)
             with native_file(model_file):
                 model.load(model_file)
-            datamodule.load_state_dict(state.get("datamodule") or {})  # its statistics, never a refit
+            datamodule.load_state_dict(state.get("datamodule") or {}, str(ckpt_path))  # never a refit
             self.global_step = state.get("global_step", model.num_rounds)
         if model.num_rounds == 0:
             raise ConfigError("no trained tree model to evaluate: fit one, or pass ckpt_path")
