@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.data.contract import DataContractError, detect_roles
+from ensemble.data.normalize import Normalizer
 from ensemble.data.panel import load_split, open_parquet
 from ensemble.data.windows import valid_ends
 from ensemble.io import write_json
@@ -274,6 +275,8 @@ def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = 
     roles = _check_features(Path(data), meta["feature_names"], exclude)
     # by name, in the model's order: the file's column order must not change what the model sees
     panel = load_split(Path(data), roles, meta["horizon"], require_labels=False, feature_names=meta["feature_names"])
+    if meta.get("normalizer") is not None:  # the training run's statistics, never refitted on this file
+        Normalizer.from_state(meta["normalizer"], str(export / "metadata.json")).apply(panel, meta["feature_names"])
     ends = valid_ends(panel, meta["seq_len"], require_label=False)
     skipped = unpredicted_rows(panel, ends, int(meta["seq_len"]))
     if len(ends) == 0:

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     summary.add_argument("--horizon", type=int, default=5)
     summary.add_argument("--seq_len", type=int, default=60)
     summary.add_argument("--context_from_previous_split", action="store_true")
+    summary.add_argument("--purge_labels", action="store_true",
+                         help="null labels whose window reaches the next split instead of refusing the splits")
 
 
 def run(argv: list[str]) -> int:
@@ -48,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         seq_len=args.seq_len,
         context_from_previous_split=args.context_from_previous_split,
+        purge_labels=args.purge_labels,
     )
     for stage in ("fit", "test"):
         dm.setup(stage)

@@ -164,6 +164,11 @@ def _label_values(col: pa.ChunkedArray, path: Path, column: str, names: list[str
     return values
 
 
+def label_present(pf: pq.ParquetFile, path: Path, column: str, codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """(N,) bool in file order: whether the row has a label in ``column`` (null and NaN are missing)."""
+    return ~np.isnan(_label_values(pf.read(columns=[column]).column(column), path, column, names, codes))
+
+
 def read_labels(
     pf: pq.ParquetFile, path: Path, column: str, order: np.ndarray, codes: np.ndarray, names: list[str]
 ) -> np.ndarray:

@@ -7,12 +7,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ensemble.data.calendar import infer_bars_per_year
 from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
-from ensemble.data.panel import SplitPanel, format_time, load_split, open_parquet, read_keys, read_roles, timezone
+from ensemble.data.normalize import NormalizeMethod, Normalizer, check_method, window_rows
+from ensemble.data.panel import (
+    SplitPanel,
+    format_time,
+    label_present,
+    load_split,
+    open_parquet,
+    read_keys,
+    read_roles,
+    timezone,
+)
+from ensemble.data.purge import SplitKeys, label_overlaps, overlap_error
 from ensemble.data.splits import check_no_overlap, check_symbol_lengths, with_context
 from ensemble.data.windows import valid_ends
 
@@ -38,6 +50,11 @@ class SplitData:
         predict_split: which split ``ensemble predict`` runs on.
         feature_order: read the features by name in this order (a trained model's, e.g. a checkpoint's
             ``feature_names``) instead of the train file's; it must name exactly the train file's features.
+        normalize: ``none``, ``zscore`` or ``robust`` per feature, fitted on the rows the training windows read
+            (``ensemble.data.normalize``); a checkpoint's stored statistics replace a refit (``load_state_dict``).
+        normalize_per_symbol: one set of statistics per symbol (pooled ones for a symbol without training rows).
+        purge_labels: null the labels whose ``h``-bar window reaches the next split (``ensemble.data.purge``)
+            instead of refusing the splits; those rows stay as past context.
     """
 
     def __init__(
@@ -58,6 +75,9 @@ class SplitData:
         seed: int = 0,
         predict_split: str = "test",
         feature_order: list[str] | None = None,
+        normalize: NormalizeMethod = "none",
+        normalize_per_symbol: bool = False,
+        purge_labels: bool = False,
     ) -> None:
         super().__init__()  # cooperative: LightningDataModule's in WindowDataModule
         if seq_len < 1:
@@ -66,6 +86,7 @@ class SplitData:
             raise DataContractError(f"data.horizon must be >= 1, got {horizon}")
         if predict_split not in SPLITS:
             raise DataContractError(f"data.predict_split must be one of {SPLITS}, got '{predict_split}'")
+        check_method(normalize)
         self._record_hyperparameters(inspect.currentframe())
         self.datetime_col, self.symbol_col = datetime_col, symbol_col
         self.root = Path(root)
@@ -81,9 +102,13 @@ class SplitData:
         self._bars_per_year: float | None = None
         self.predict_split = predict_split
         self.feature_order = list(feature_order) if feature_order is not None else None
+        self.normalize, self.normalize_per_symbol, self.purge_labels = normalize, normalize_per_symbol, purge_labels
+        self.normalizer: Normalizer | None = None  # fitted at the end of setup, or loaded from a checkpoint
         self.panels: dict[str, SplitPanel] = {}
         self.ends: dict[str, torch.Tensor] = {}
         self._roles: ColumnRoles | None = None
+        self._normalized: list[torch.Tensor] = []  # feature tensors already normalised (never twice)
+        self._purged: dict[str, dict[str, np.ndarray]] | None = None  # split -> symbol -> UTC ns to unlabel
 
     # -- schema, read lazily so LightningCLI can link these into the model right after __init__
     def path(self, split: str) -> Path:
@@ -145,21 +170,36 @@ class SplitData:
 
     # -- loading
     def _check_all_splits(self) -> None:
+        """Same features, no time overlap, and no label window reaching the next split (or ``purge_labels``)."""
         roles = self.roles
-        keys = []
+        keys, split_keys = [], []
         for split in SPLITS:
             path = self.path(split)
             pf = open_parquet(path)
             other = read_roles(path, roles.datetime, roles.symbol, self.exclude)
             check_same_features(roles, other, self.path("train"), path)
             other.require_horizon(self.horizon, path)
-            keys.append((path, *read_keys(pf, path, roles), timezone(pf, roles.datetime)))
+            codes, times, names = read_keys(pf, path, roles)
+            tz = timezone(pf, roles.datetime)
+            keys.append((path, codes, times, names, tz))
+            labelled = label_present(pf, path, other.labels[self.horizon], codes, names)
+            split_keys.append(SplitKeys(path, codes, times, names, tz, labelled))
         check_no_overlap(keys)
+        overlaps = label_overlaps(split_keys, self.horizon)
+        if overlaps and not self.purge_labels:
+            overlap_error(split_keys, SPLITS, overlaps, self.horizon)
+        self._purged = {split: {} for split in SPLITS}
+        for overlap in overlaps:
+            self._purged[SPLITS[overlap.early]][overlap.symbol] = overlap.times
 
     def panel(self, split: str) -> SplitPanel:
         """The loaded split (with borrowed context if enabled), loading it on first use."""
         if split not in self.panels:
-            panel = load_split(self.path(split), self.roles, self.horizon)
+            if self._purged is None:
+                self._check_all_splits()
+            panel = self._purge(load_split(self.path(split), self.roles, self.horizon), split)
+            if self.normalizer is not None:  # before borrowing context: the previous panel is normalised too
+                self.normalizer.apply(panel, self.feature_names)
             index = SPLITS.index(split)
             if self.context_from_previous_split and index > 0:
                 panel = with_context(panel, self.panel(SPLITS[index - 1]), self.seq_len)
@@ -171,8 +211,57 @@ class SplitData:
             if device is not None:
                 panel = _to_device(panel, device)
                 ends = ends.to(device)
+            if self.normalizer is not None:
+                self._normalized.append(panel.features)
             self.panels[split], self.ends[split] = panel, ends
         return self.panels[split]
+
+    def _purge(self, panel: SplitPanel, split: str) -> SplitPanel:
+        """Null the labels (and weights) of the rows ``purge_labels`` found reaching the next split."""
+        for symbol, times in (self._purged or {}).get(split, {}).items():
+            code = panel.symbols.index(symbol)
+            rows = torch.from_numpy((panel.symbol.numpy() == code) & np.isin(panel.time.numpy(), times))
+            panel.label[rows], panel.weight[rows] = -1, 0.0
+        return panel
+
+    # -- normalisation
+    def normalize_panels(self) -> None:
+        """Fit the normalisation (unless loaded from a checkpoint) on the feature rows the training windows read
+        (``ends["train"]`` and their ``seq_len - 1`` look-back rows: borrowed context counts, other splits'
+        rows never do), then normalise each distinct loaded panel once, in place.
+
+        Called at the end of ``setup``; ``train``, ``val`` and ``test`` may be one panel object with different
+        ends (a walk-forward fold), which is normalised once.
+        """
+        if self.normalizer is None:
+            train = self.panel("train")
+            rows = window_rows(self.ends["train"], self.seq_len)
+            self.normalizer = Normalizer.fit(train, rows, self.normalize, self.feature_names,
+                                             self.normalize_per_symbol)  # fmt: skip
+        for panel in self.panels.values():
+            if not any(panel.features is done for done in self._normalized):
+                self.normalizer.apply(panel, self.feature_names)
+                self._normalized.append(panel.features)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the data: the fitted normalisation (Lightning saves this for nets)."""
+        return {"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any], source: str = "checkpoint") -> None:
+        """Use a checkpoint's stored normalisation instead of refitting one. Panels already normalised with
+        other statistics are dropped and reloaded on next use (Lightning restores after ``setup``).
+
+        Raises:
+            DataContractError: the stored statistics (from ``source``, for the message) are damaged.
+        """
+        if "normalizer" not in state_dict:
+            return
+        stored = Normalizer.from_state(state_dict["normalizer"], source)
+        if self.normalizer is not None and self.normalizer.state_dict() == stored.state_dict():
+            return
+        if self.panels:  # mixing raw and normalised rows (borrowed context) must never happen
+            self.panels, self.ends, self._normalized = {}, {}, []
+        self.normalizer = stored
 
     def _record_hyperparameters(self, frame: Any) -> None:
         """Where the Lightning datamodule saves its constructor's arguments; nothing here."""
@@ -182,10 +271,11 @@ class SplitData:
         return None
 
     def setup(self, stage: str) -> None:
-        if not self.panels:
+        if self._purged is None:
             self._check_all_splits()
         for split in _STAGE_SPLITS.get(stage, (self.predict_split,)):
             self.panel(split)
+        self.normalize_panels()
 
     def describe(self) -> str:
         """A short human summary of the splits and their windows."""

@@ -205,7 +205,8 @@ class Family(ABC):
 
     @abstractmethod
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
-        """``feature_names`` (list) and ``horizon`` (int) stored with an exported model."""
+        """``feature_names`` (list), ``horizon`` (int) and ``normalizer`` (the data's fitted normalisation,
+        ``Normalizer.state_dict()``, None for a model trained before it was stored) kept with an exported model."""
 
     @abstractmethod
     def run_command(self, subcommand: str, argv: list[str]) -> None:
@@ -214,7 +215,8 @@ class Family(ABC):
 
     @abstractmethod
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
-        """Load an export's model; the result maps (panel, window ends) to (N, 3) probabilities."""
+        """Load an export's model; the result maps (panel, window ends) to (N, 3) probabilities. The panel's
+        features must already be normalised with ``metadata["normalizer"]`` (``export.predict_file`` does it)."""
 
 
 def family_for(config: Mapping[str, Any]) -> Family:

@@ -129,6 +129,9 @@ class EnsembleCLI(LightningCLI):
             announce_bars_per_year(trading, self.datamodule.bars_per_year, self.datamodule.path("train"))
         if self._checkpoint is not None:
             check_same_weights(self._checkpoint, self.model, self._subcommand_config().ckpt_path)
+            # the checkpoint's normalisation, before setup would fit one (Lightning restores it only after setup)
+            self.datamodule.load_state_dict(self._checkpoint.get(type(self.datamodule).__qualname__) or {},
+                                            self._subcommand_config().ckpt_path)
             self._checkpoint = None  # Lightning loads the file again; do not hold two copies
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -262,8 +265,10 @@ class NetFamily(Family):
         return {"model.ckpt": files[0]}
 
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
-        hparams = read_net_checkpoint(model_dir / "model.ckpt")["hyper_parameters"]
-        return {"feature_names": list(hparams["feature_names"]), "horizon": int(hparams["horizon"])}
+        ckpt = read_net_checkpoint(model_dir / "model.ckpt")
+        hparams, data_state = ckpt["hyper_parameters"], ckpt.get(WindowDataModule.__qualname__) or {}
+        return {"feature_names": list(hparams["feature_names"]), "horizon": int(hparams["horizon"]),
+                "normalizer": data_state.get("normalizer")}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
         from ensemble.models import Classifier

@@ -199,7 +199,8 @@ class TreeFamily(Family):
 
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
         meta = read_sidecar(meta_path(model_dir, "best"))  # the sidecar holds what the data linked in
-        return {"feature_names": list(meta["feature_names"]), "horizon": int(meta["horizon"])}
+        return {"feature_names": list(meta["feature_names"]), "horizon": int(meta["horizon"]),
+                "normalizer": (meta.get("datamodule") or {}).get("normalizer")}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
         spec = {"class_path": config["model"]["class_path"], "init_args": {

@@ -72,6 +72,7 @@ class TreeTrainer:
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
         self.callback_metrics: dict[str, float] = {}
         self.ckpt_path: str | Path | None = None  # the checkpoint the last evaluation loaded
+        self.datamodule_state: dict[str, Any] = {}  # the data's fitted normalisation, kept in every checkpoint
 
     @property
     def log_dir(self) -> Path | None:
@@ -98,6 +99,7 @@ class TreeTrainer:
             "global_step": self.global_step,
             "metrics": self.callback_metrics,
             "callbacks": {k: v for k, v in callbacks.items() if v},
+            "datamodule": self.datamodule_state,
         }
 
     def _setup(self, model: TreeModel) -> None:
@@ -108,8 +110,10 @@ class TreeTrainer:
     def fit(self, model: TreeModel, datamodule: SplitData, ckpt_path: str | Path | None = None) -> None:
         """Boost until ``max_epochs`` or a callback sets ``should_stop``; ``ckpt_path`` continues a checkpoint."""
         self._setup(model)
-        datamodule.setup("fit")
         init_from, state = read_checkpoint(ckpt_path, model) if ckpt_path is not None else (None, {})
+        datamodule.load_state_dict(state.get("datamodule") or {}, str(ckpt_path))  # a resume keeps its statistics
+        datamodule.setup("fit")
+        self.datamodule_state = datamodule.state_dict()
         train = model.split(datamodule.panel("train"), datamodule.ends["train"])
         val = model.split(datamodule.panel("val"), datamodule.ends["val"])
         with native_file(init_from) if init_from is not None else nullcontext():  # a damaged file: one line
@@ -145,6 +149,7 @@ class TreeTrainer:
             model_file, state = read_checkpoint(ckpt_path, model)
             with native_file(model_file):
                 model.load(model_file)
+            datamodule.load_state_dict(state.get("datamodule") or {}, str(ckpt_path))  # never a refit
             self.global_step = state.get("global_step", model.num_rounds)
         if model.num_rounds == 0:
             raise ConfigError("no trained tree model to evaluate: fit one, or pass ckpt_path")
