@@ -5,11 +5,13 @@ ordinary run folder (predictions, metrics.json, plots)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ensemble.commands.parsing import OneLineParser
 from ensemble.ensembling.blend import blend
 from ensemble.ensembling.methods import METHODS
+from ensemble.training.results import print_results
 from ensemble.training.runs import check_name
 
 
@@ -23,6 +25,6 @@ def run(argv: list[str]) -> int:
     if args.name is not None:
         check_name(args.name, "--name")  # it names <out>/<name>/version_N
     run_dir = blend([Path(r) for r in args.runs], args.method, Path(args.out), args.name)
-    print(f"blend run: {run_dir}")
-    print((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print_results(metrics, run_dir, f"{args.method} of {len(args.runs)} runs, fitted on val", ("val", "test"), "blend")
     return 0

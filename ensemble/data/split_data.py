@@ -175,6 +175,12 @@ class SplitData:
         for split in _STAGE_SPLITS.get(stage, (self.predict_split,)):
             self.panel(split)
 
+    def class_counts(self, split: str) -> torch.Tensor:
+        """(3,) int64 counts of short/flat/long among ``split``'s window ends (the rows a model learns from or is
+        judged on), loading the split on first use."""
+        panel = self.panel(split)
+        return torch.bincount(panel.label[self.ends[split]].cpu(), minlength=NUM_CLASSES)
+
     def describe(self) -> str:
         """A short human summary of the splits and their windows."""
         lines = [
@@ -183,7 +189,7 @@ class SplitData:
         ]
         for split in SPLITS:
             p, ends = self.panel(split), self.ends[split]
-            counts = torch.bincount(p.label[ends].cpu(), minlength=NUM_CLASSES).tolist()
+            counts = self.class_counts(split).tolist()
             share = "/".join(f"{c / max(1, sum(counts)):.2f}" for c in counts)
             t0, t1 = (format_time(int(v), p.tz)[:16] for v in (p.time.min(), p.time.max()))
             lines.append(f"{split:<6}{len(p):>10}{len(p.symbols):>9}{len(ends):>10}  {share:<16} {t0} .. {t1}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ensemble import console
 from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel, TreeSplit
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
@@ -130,13 +131,13 @@ class ModelCheckpoint(TreeCallback):
 
 class ProgressBar(TreeCallback):
     """A tqdm bar over boosting rounds on a terminal; elsewhere (CI, a log file, an experiment cell) one line
-    per epoch, so logs hold progress without a redrawn bar."""
+    per epoch, so logs hold progress without a redrawn bar. Neither with ``--quiet`` or in a tuning trial."""
 
     def __init__(self) -> None:
         self._bar: Any = None
 
     def on_fit_start(self, trainer: TreeTrainer, model: TreeModel) -> None:
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and console.level() >= console.NORMAL:
             from tqdm import tqdm
 
             self._bar = tqdm(total=trainer.max_epochs * trainer.rounds_per_epoch, initial=trainer.global_step,
@@ -145,8 +146,7 @@ class ProgressBar(TreeCallback):
     def on_epoch_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
         f1 = trainer.callback_metrics["val/f1_macro"]
         if self._bar is None:
-            print(f"{model.name} epoch {trainer.current_epoch}: {model.num_rounds} rounds, val/f1_macro {f1:.4f}",
-                  flush=True)  # fmt: skip
+            console.say(f"{model.name} epoch {trainer.current_epoch}: {model.num_rounds} rounds, val/f1_macro {f1:.4f}")
             return
         self._bar.update(model.num_rounds - self._bar.n)
         self._bar.set_description(f"{model.name} epoch {trainer.current_epoch}")

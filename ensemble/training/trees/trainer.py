@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble import console
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError
@@ -121,8 +122,8 @@ class TreeTrainer:
             logger.log_hyperparams({**model.hparams(), "rounds_per_epoch": self.rounds_per_epoch})
         check_monitors(self.callbacks, model.score(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val"))
         if self.enable_model_summary:
-            print(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
-                  f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")  # fmt: skip
+            console.say(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
+                        f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")
         del train  # the library holds its own copy
         self.trigger("on_fit_start", model)
         while self.current_epoch < self.max_epochs and not self.should_stop:
