@@ -9,8 +9,9 @@ Three levels:
 - **muted** (each trial of ``ensemble tune``): nothing per trial but errors; the study prints one line a trial.
 
 Notes the user cannot act on are dropped by their exact message, in every level: the ``LeafSpec`` deprecation
-that Lightning's own code triggers in torch, Lightning's LitLogger advertisement, and "checkpoint directory
-exists" when a run resumes into its own folder (``resuming_quietly``).
+that Lightning's own code triggers in torch, Lightning's LitLogger advertisement, Optuna's "experimental" notes
+on the tuning heartbeat, and "checkpoint directory exists" when a run resumes into its own folder
+(``resuming_quietly``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ _RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric
 UNACTIONABLE_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r".*args parameter is intended to run from within Python",  # LightningCLI on args=, which is how we call it
+    # Optuna marks the heartbeat (how dead tuning workers are detected) experimental since 2.8; nothing to change
+    r"RetryHeartbeatStaleTrialCallback is experimental",
+    r"Argument ``heartbeat_interval`` is an experimental feature",
+    r"Argument ``grace_period`` is an experimental feature",
 )
 UNACTIONABLE_LOG_LINES = ("💡 Tip: For seamless cloud logging",)  # Lightning's LitLogger advertisement
 RESUME_WARNING = r"Checkpoint directory .* exists and is not empty"

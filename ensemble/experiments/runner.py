@@ -26,10 +26,18 @@ class Experiment:
     and have no ``model_args`` entry to say where the weights are.
 
     Args:
+        name: the experiment's name; its folder is ``experiments/<name>`` unless ``out`` says otherwise.
+        models: registry names (``ensemble models``); default the grid described above.
+        horizons: label horizons H, one cell per model and horizon (reads ``label_h{H}``).
+        data_root: the folder of the train/val/test splits every cell trains on.
         fit_args: extra ``ensemble fit`` flags for every cell, e.g. ["--trainer.max_epochs", "3"].
         model_args: extra flags per model name (the same form).
         blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
+        out: the experiment's folder (runs, cell logs, leaderboard); default ``experiments/<name>``.
+        mlflow: log every cell to MLflow as a child run of one experiment run.
+        mlflow_uri: the MLflow tracking store (``sqlite:///mlflow.db``, or a server URL).
+        mlflow_experiment: the MLflow experiment name.
         on_change: a cell whose finished run was trained with another config (edited ``fit_args``, another
             config file): ``rerun`` trains it again as a new version, ``refuse`` stops before any cell runs.
     """

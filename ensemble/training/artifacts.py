@@ -166,14 +166,16 @@ def write_stage(
 
 
 def write_importance(plots: Path, importance: pd.Series, column: str, title: str, loggers: list[Any], step: int,
-                     top: int = 30) -> None:  # fmt: skip
-    """``plots/feature_importance.csv`` and ``.png`` for one model, logged like other plots.
+                     top: int = 30, xlabel: str = "importance") -> None:  # fmt: skip
+    """``plots/feature_importance.csv`` (every feature) and ``.png`` (those above 0) for one model, logged like
+    other plots.
 
     Args:
         importance: importance per feature (index: feature names), e.g. normalised gain or mean selection weight.
         column: the CSV column it is stored under; other columns of the same features (another split of the
             same run) are kept.
-        title: the plot's title, naming the model and the kind of importance.
+        title: the plot's title, naming the model, horizon, split and the kind of importance.
+        xlabel: the value axis, with its unit (e.g. "gain, share of the total").
     """
     import matplotlib.pyplot as plt
 
@@ -187,7 +189,7 @@ def write_importance(plots: Path, importance: pd.Series, column: str, title: str
     table = table.sort_values(column, ascending=False)
     atomic_write(csv_path, lambda p: table.to_csv(p, index_label="feature"))
     log_file(loggers, csv_path, "plots")
-    fig = feature_importance_figure(importance, title, top=top)
+    fig = feature_importance_figure(importance, title, xlabel, top=top)
     png_path = write_figure(plots / IMPORTANCE_PNG, fig)
     log_figure(loggers, fig, f"{column}/feature_importance", png_path, step)
     plt.close(fig)

@@ -155,8 +155,10 @@ class FeatureImportance(Callback):
         split = "val" if trainer.state.fn == "validate" else "test"
         importance = pd.Series((total[:-1] / total[-1]).cpu().numpy(), index=pd.Index(names, name="feature"))
         plots = Path(trainer.log_dir or trainer.default_root_dir) / "plots"
-        write_importance(plots, importance, split, f"mean variable-selection weight ({split})", trainer.loggers,
-                         trainer.global_step, top=self.top)  # fmt: skip
+        model = type(pl_module.net).__name__
+        title = f"{model} h={pl_module.hparams['horizon']}, {split}: feature importance by variable selection"
+        write_importance(plots, importance, split, title, trainer.loggers, trainer.global_step, top=self.top,
+                         xlabel=f"mean variable-selection weight over {split} windows (0 to 1, sums to 1)")
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

@@ -175,6 +175,8 @@ class ArtifactWriter(TreeCallback):
         if self._importance_of != (id(model), model.num_rounds):
             self._importance_of = (id(model), model.num_rounds)
             importance = model.feature_importance().sort_values(ascending=False)
-            write_importance(trainer.log_dir / "plots", importance, "importance",
-                             f"{model.name} feature importance ({model.num_rounds} rounds)", trainer.loggers,
-                             trainer.global_step)  # fmt: skip
+            kind = model.importance_type
+            title = (f"{model.name} h={model.horizon}, train: feature importance by {kind} "
+                     f"({model.num_rounds} rounds)")  # measured on the trees grown from the train split
+            write_importance(trainer.log_dir / "plots", importance, "importance", title, trainer.loggers,
+                             trainer.global_step, xlabel=f"{kind} (share of the total, sums to 1)")
