@@ -130,14 +130,20 @@ class ModelCheckpoint(TreeCallback):
 
 
 class ProgressBar(TreeCallback):
-    """A tqdm bar over boosting rounds on a terminal; elsewhere (CI, a log file, an experiment cell) one line
-    per epoch, so logs hold progress without a redrawn bar. Neither with ``--quiet`` or in a tuning trial."""
+    """A tqdm bar over boosting rounds on a terminal (unless ``bar`` is False); elsewhere (CI, a log file, an
+    experiment cell) one line per epoch, as nets print, so logs hold progress without a redrawn bar. Neither
+    with ``--quiet`` or in a tuning trial.
 
-    def __init__(self) -> None:
+    Args:
+        bar: allow the bar (``trainer.enable_progress_bar``); False keeps the line per epoch.
+    """
+
+    def __init__(self, bar: bool = True) -> None:
+        self.bar_allowed = bar
         self._bar: Any = None
 
     def on_fit_start(self, trainer: TreeTrainer, model: TreeModel) -> None:
-        if sys.stderr.isatty() and console.level() >= console.NORMAL:
+        if self.bar_allowed and sys.stderr.isatty() and console.level() >= console.NORMAL:
             from tqdm import tqdm
 
             self._bar = tqdm(total=trainer.max_epochs * trainer.rounds_per_epoch, initial=trainer.global_step,

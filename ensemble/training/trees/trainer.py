@@ -33,7 +33,7 @@ class TreeTrainer:
         devices: exactly one device; a one-element list picks the GPU index.
         strategy: single-device only.
         callbacks: e.g. ``ensemble.training.trees.EarlyStopping``; a ``ModelCheckpoint`` is added when missing.
-        enable_progress_bar: a bar over rounds on a terminal, else one line per epoch.
+        enable_progress_bar: a bar over rounds on a terminal; without it (or off a terminal) one line per epoch.
         enable_model_summary: print the model, its data and its library parameters when fit starts.
         enable_checkpointing: add the default ``ModelCheckpoint`` when none is given.
         logger: loggers (``RunLogger``s: ours, or Lightning's); the training layer builds the run's from ``tracking``.
@@ -63,8 +63,7 @@ class TreeTrainer:
         self.callbacks = list(callbacks or [])
         if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
             self.callbacks.append(ModelCheckpoint())
-        if enable_progress_bar:
-            self.callbacks.append(ProgressBar())
+        self.callbacks.append(ProgressBar(bar=enable_progress_bar))
         # checkpoints last, so they store the other callbacks' updated state (Lightning's order too)
         self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
         self.enable_model_summary = enable_model_summary
