@@ -326,7 +326,7 @@ def test_tuning_history_names_the_metric_and_its_direction(tmp_path, monkeypatch
     assert "lstm h=20" in history[0] and "val/log_loss" in history[0] and "minimize: lower is better" in history[0]
     assert history[1] == "trial number" and history[2].startswith("val/log_loss")
     importance = figures["param_importances.png"][0]
-    assert "fANOVA" in importance[1] and "val/log_loss" in importance[0]
+    assert "PED-ANOVA" in importance[1] and "val/log_loss" in importance[0]
 
 
 # -- 18: baselines

@@ -32,7 +32,7 @@ from ensemble.training.net_checkpoints import (
     check_same_weights,
     read_net_checkpoint,
 )
-from ensemble.training.results import print_results
+from ensemble.training.results import print_predictions, print_results
 from ensemble.training.runs import CKPT_PATH_HELP, NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
 from ensemble.training.tracking import Tracking, run_loggers
 
@@ -173,6 +173,10 @@ class EnsembleCLI(LightningCLI):
 
     def after_test(self) -> None:
         self._print_split("test")
+
+    def after_predict(self) -> None:
+        if self.trainer.is_global_zero:
+            print_predictions(self.trainer.log_dir, self.trainer.ckpt_path)
 
 
 def check_plateau_mode(model: Mapping[str, Any], mode: str) -> None:

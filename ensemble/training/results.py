@@ -78,3 +78,12 @@ def print_results(results: Mapping[str, Any], run_dir: Path | str | None, checkp
     gap = "\n" if console.level() >= console.NORMAL else ""  # set apart from the progress lines above it
     print(f"{gap}run: {run_dir}\n{source}: {checkpoint or '(the weights in memory)'}", flush=True)
     print(metrics_table(results, splits), flush=True)
+
+
+def print_predictions(run_dir: Path | str | None, checkpoint: str | None) -> None:
+    """``predict``'s result: where the predictions went and the checkpoint that made them (as ``print_results``)."""
+    if not console.tables_shown():
+        return
+    gap = "\n" if console.level() >= console.NORMAL else ""
+    print(f"{gap}run: {run_dir}\ncheckpoint: {checkpoint or '(the weights in memory)'}\n"
+          f"predictions: {Path(str(run_dir)) / 'predictions' / 'predict.parquet'}", flush=True)  # fmt: skip

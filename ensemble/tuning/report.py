@@ -46,10 +46,12 @@ def write_report(study: optuna.Study, out: Path, metric: str = "objective", subj
         write_figure(out / "history.png", ax.figure)
         plt.close(ax.figure)
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
-        fanova = optuna.importance.FanovaImportanceEvaluator(seed=0)  # named, not the release's default evaluator
-        ax = plot_param_importances(study, evaluator=fanova, target_name=metric)
+        # named rather than the release's default; PED-ANOVA also copes with trials that all scored the same
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        ax = plot_param_importances(study, evaluator=evaluator, target_name=metric)
         ax.set_title(f"{who}: parameter importance for {metric} ({goal})", fontsize=9)
-        ax.set_xlabel(f"importance (fANOVA: share of the variance of {metric} across trials)")
+        ax.set_xlabel(f"importance (PED-ANOVA: how far the best trials' values of a key differ from all trials'; "
+                      "shares sum to 1)", fontsize=8)  # fmt: skip
         ax.set_ylabel("search-space key")
         write_figure(out / "param_importances.png", ax.figure)
         plt.close(ax.figure)

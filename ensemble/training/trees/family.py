@@ -150,7 +150,7 @@ class TreeJob(Job):
 
     def run(self) -> None:
         """Run the parsed subcommand, as ``ensemble fit|validate|test|predict`` does."""
-        from ensemble.training.results import print_results
+        from ensemble.training.results import print_predictions, print_results
 
         if self.subcommand == "fit":
             self.fit()
@@ -158,7 +158,7 @@ class TreeJob(Job):
         self.start()
         if self.subcommand == "predict":
             self.trainer.predict(self.model, self.datamodule, self.ckpt)
-            print(f"\nrun: {self._run_dir}\npredictions: {self._run_dir / 'predictions' / 'predict.parquet'}")
+            print_predictions(self._run_dir, str(self.ckpt))
         else:
             results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
             print_results(results, self._run_dir, str(self.ckpt))
