@@ -164,9 +164,10 @@ class EnsembleCLI(LightningCLI):
             NetJob(self).finish(fit_cost(self._fit_started))
 
     def _print_split(self, split: str) -> None:
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{split}/")}
-            print_results({**results, **NetJob(self).partial(split)}, self.trainer.log_dir, self.trainer.ckpt_path)
+            print_results({**results, **NetJob(self).partial(split)}, run_dir, self.trainer.ckpt_path)
 
     def after_validate(self) -> None:
         self._print_split("val")
@@ -175,8 +176,9 @@ class EnsembleCLI(LightningCLI):
         self._print_split("test")
 
     def after_predict(self) -> None:
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
-            print_predictions(self.trainer.log_dir, self.trainer.ckpt_path)
+            print_predictions(run_dir, self.trainer.ckpt_path)
 
 
 def check_plateau_mode(model: Mapping[str, Any], mode: str) -> None:
