@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ensemble import console
 from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
 from ensemble.data.panel import SplitPanel, format_time, load_split, open_parquet, read_keys, read_roles, timezone
@@ -128,7 +129,7 @@ class SplitData:
             raise DataContractError(f"{self.path('train')}: file not found (data.root='{self.root}')")
         from ensemble.data.demo import make_demo_splits
 
-        print(f"Demo data not found: generating it in {self.root} (one time, deterministic) ...")
+        console.say(f"Demo data not found: generating it in {self.root} (one time, deterministic) ...")
         make_demo_splits(self.root)
 
     # -- loading
