@@ -1,4 +1,7 @@
-"""The ``ensemble`` command. User errors print one clear line and exit 2; ``--debug`` shows the traceback.
+"""The ``ensemble`` command: train, evaluate, tune, blend and export trading classifiers (trees and nets).
+
+User errors print one clear line and exit 2; ``--debug`` shows the traceback; ``--quiet`` (anywhere on the line)
+prints the result table and errors only.
 
 Start-up stays light: a subcommand imports what it runs, so ``ensemble --help`` and ``ensemble models`` load
 neither Lightning nor a tree library.
@@ -10,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from ensemble import console
 from ensemble.cli_errors import one_line, user_error
 from ensemble.commands.parsing import OneLineParser
 from ensemble.errors import Preempted
@@ -33,6 +37,8 @@ COMMANDS = {
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="ensemble", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print the result table (or leaderboard) and errors only: no progress, notes or warnings")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, _, text) in COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -56,8 +62,10 @@ def _dispatch(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    level = console.QUIET if "--quiet" in argv else console.NORMAL
     try:
-        return _dispatch([a for a in argv if a != "--debug"])
+        with console.at_level(level):
+            return _dispatch([a for a in argv if a not in ("--debug", "--quiet")])
     except Preempted as stop:
         print(f"ensemble: stopped: {stop.message}", file=sys.stderr)
         return Preempted.EXIT_CODE

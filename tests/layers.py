@@ -7,7 +7,7 @@ from pathlib import Path
 
 # lower floors first; a module may import its own floor or lower ones, never a higher one
 RANKS = {
-    "ensemble": 0, "ensemble.errors": 0, "ensemble.io": 0, "ensemble.lazy": 0,
+    "ensemble": 0, "ensemble.errors": 0, "ensemble.io": 0, "ensemble.lazy": 0, "ensemble.console": 0,
     "ensemble.data": 1,
     "ensemble.metrics": 2,
     "ensemble.models": 3,

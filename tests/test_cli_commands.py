@@ -61,7 +61,7 @@ def test_data_summary_of_bad_splits_is_one_clear_line(tmp_path, splits, capsys):
 
 
 def _models_table(text: str) -> dict[str, tuple[str, str, str]]:
-    lines = text.strip().splitlines()
+    lines = text.strip().split("\n\n", 1)[1].splitlines()  # after the line that says what is listed
     assert lines[0].split() == ["name", "family", "config", "class"]
     return {name: (family, config, cls) for name, family, config, cls in (ln.split() for ln in lines[1:])}
 

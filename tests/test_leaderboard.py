@@ -16,10 +16,25 @@ from ensemble.experiments.leaderboard import NOTE, row, shared_row_log_loss, wri
 TIMES = pd.date_range("2023-01-02", periods=6, freq="D")
 
 
+TRAIN_LABELS = [-1, -1, 0, 0, 0, 0, 1, 1]  # the class_prior baseline's shares: 1/4, 1/2, 1/4
+
+
+def _train_split(root: Path) -> Path:
+    """The train split the runs were trained on: only its labels matter (the class_prior baseline)."""
+    data = root / "data"
+    if not (data / "train_scaled.parquet").is_file():
+        data.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"datetime": pd.date_range("2022-01-03", periods=8, freq="D"), "symbol": "X", "f0": 0.5,
+                      "label_h5": TRAIN_LABELS, "fwd_return_h5": 0.01}).to_parquet(data / "train_scaled.parquet")
+    return data
+
+
 def _run(root: Path, name: str, p: dict[str, list[float]], members: list[Path] | None = None) -> Path:
     """A finished run whose p[split][i] is its probability of the true class on row i; None: no prediction."""
     run = root / name / "version_0"
     (run / "predictions").mkdir(parents=True)
+    data = {"horizon": 5, "bars_per_year": 252} | ({"root": str(_train_split(root))} if members is None else {})
+    (run / "config.yaml").write_text(json.dumps({"data": data}))  # JSON is YAML; a blend's records no data root
     metrics = {}
     for split, probs in p.items():
         kept = [(t, q) for t, q in zip(TIMES, probs, strict=True) if q is not None]
@@ -85,13 +100,14 @@ def test_leaderboard_ranks_on_val_marks_in_sample_and_survives_a_failed_member(m
     root, lgb, lstm = members
     blend = _run(root, "blend", {"val": _flat(0.7), "test": _flat(0.55)}, members=[lgb, lstm])
     board = _board(tmp_path, lgb, lstm, blend, failed=True)
-    # val on shared rows: blend 0.357 < lightgbm 0.693 < lstm 0.916; the failed run last
-    assert list(board.index) == ["ensemble_weighted", "lightgbm", "lstm", "catboost"]
-    assert board.val_in_sample.tolist() == [True, False, False, False]
+    # val on shared rows: blend 0.357 < lightgbm 0.693 < lstm 0.916 < uniform ln 3 < class_prior ln 4 (every
+    # label is long, the train share of long is 1/4); the failed run last
+    assert list(board.index) == ["ensemble_weighted", "lightgbm", "lstm", "uniform", "class_prior", "catboost"]
+    assert board.val_in_sample.tolist() == [True, False, False, False, False, False]
     assert board.at["ensemble_weighted", "best_member"] == "lightgbm"
     on_disk = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
-    assert on_disk.beats_best_member.tolist() == [True, False, False, False]
-    assert on_disk.at[3, "status"] == "failed" and pd.isna(on_disk.at[3, "val_log_loss_shared"])
+    assert on_disk.beats_best_member.tolist() == [True, False, False, False, False, False]
+    assert on_disk.at[5, "status"] == "failed" and pd.isna(on_disk.at[5, "val_log_loss_shared"])
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert NOTE in md and "in-sample" in md
     assert (tmp_path / "out" / "leaderboard.png").is_file()

@@ -27,13 +27,13 @@ TINY = {"lightgbm": ["--model.init_args.min_data_in_leaf", "5"]}  # the config's
 
 
 def net_metric_keys() -> set[str]:
-    """Every key a net's run writes: the suite's metrics plus the loss, for val and test, and the checkpoint
-    each split was evaluated from."""
+    """Every key a net's run writes: the suite's metrics plus the loss, for val and test, the checkpoint each
+    split was evaluated from and whether only part of it was (``{split}/partial``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # computing an empty suite only to read its names
         names = {k for stage in ("val", "test") for k in MetricSuite(stage, 5).compute()}
     return names | {"val/loss", "test/loss", "fit/train_time_s", "fit/peak_rss_mib"} | {
-        "checkpoint/val", "checkpoint/test"}  # fmt: skip
+        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial"}  # fmt: skip
 
 
 def cli(name: str, splits: Path, save_dir: Path, *extra: str, command: str = "fit", epochs: int = 2) -> list[str]:

@@ -5,12 +5,14 @@ ordinary run folder (predictions, metrics.json, plots)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ensemble.commands.parsing import OneLineParser
 from ensemble.ensembling.blend import blend, members_trading, run_config
 from ensemble.ensembling.methods import METHODS
 from ensemble.metrics.config import TradingConfig
+from ensemble.training.results import print_results
 from ensemble.training.runs import check_name
 
 
@@ -42,6 +44,6 @@ def run(argv: list[str]) -> int:
         members = members_trading(runs, [run_config(r) for r in runs])
         trading = TradingConfig.from_mapping({**members.as_dict(), **given})
     run_dir = blend(runs, args.method, Path(args.out), args.name, trading)
-    print(f"blend run: {run_dir}")
-    print((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print_results(metrics, run_dir, f"{args.method} of {len(args.runs)} runs, fitted on val", ("val", "test"), "blend")
     return 0

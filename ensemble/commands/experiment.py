@@ -31,7 +31,7 @@ def run(argv: list[str]) -> int:
         check_name(cfg["name"], "name")  # it names experiments/<name>/
     cfg["configs_dir"] = _beside_yaml(cfg["configs_dir"], [Path(str(c)) for c in configs])
     rows = run_experiment(Experiment(**cfg))
-    failed = [f"{r['model']}_h{r['horizon']}" for r in rows if r.get("status") == "failed"]
+    failed = [f"{r['model']}_h{r['horizon']}" for r in rows if r.get("status") == "failed" and r["kind"] == "member"]
     if failed:
         print(f"ensemble: {len(failed)} cell(s) failed: {', '.join(failed)} (see their cell.log)", file=sys.stderr)
         return 1

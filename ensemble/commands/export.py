@@ -33,15 +33,20 @@ def run_register(argv: list[str]) -> int:
     return 0
 
 
-def run_predict(argv: list[str]) -> int:
-    p = OneLineParser(prog="ensemble predict --from",
-                                description="Predict a parquet file with an export folder or models:/name@alias")
+def predict_from_parser() -> OneLineParser:
+    """The parser of ``ensemble predict --from``; ``ensemble predict --help`` shows its options first."""
+    p = OneLineParser(prog="ensemble predict",
+                      description="Predict a parquet file with an export folder or models:/name@alias")
     p.add_argument("--from", dest="source", required=True, help="export folder or models:/<name>@<alias>")
     p.add_argument("--input", required=True, help="parquet file with the model's feature columns")
     p.add_argument("--out", required=True,
                    help="predictions parquet to write; OUT.unpredicted.csv beside it lists rows without a prediction")
-    p.add_argument("--mlflow_uri", default="sqlite:///mlflow.db")
-    args = p.parse_args(argv)
+    p.add_argument("--mlflow_uri", default="sqlite:///mlflow.db", help="MLflow store of a models:/ source")
+    return p
+
+
+def run_predict(argv: list[str]) -> int:
+    args = predict_from_parser().parse_args(argv)
     df = predict_file(args.source, Path(args.input), Path(args.out), args.mlflow_uri)
     print(unpredicted_summary(df.attrs["unpredicted"], len(df), unpredicted_path(Path(args.out))))
     print(f"{len(df)} predictions -> {args.out}")

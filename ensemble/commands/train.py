@@ -12,8 +12,22 @@ def run(subcommand: str, argv: list[str]) -> int:
     """Run ``subcommand`` on ``argv`` (everything after it). Returns the exit status."""
     from ensemble.training.family import family_for
 
+    if subcommand == "predict" and any(a in ("-h", "--help") for a in argv):
+        from ensemble.commands.export import predict_from_parser
+
+        print(PREDICT_HELP.format(export=predict_from_parser().format_help()), flush=True)
     family_for(_model_sections(argv)).run_command(subcommand, argv)
     return 0
+
+
+# ``ensemble predict --help``: both ways to predict, the export's options first (they are parsed elsewhere)
+PREDICT_HELP = """ensemble predict has two forms.
+
+1. From an export folder or a registered model (no config, no checkpoint):
+
+{export}
+2. From a checkpoint of a run, with its config: ensemble predict --config CONFIG --ckpt_path CKPT [options below]
+"""
 
 
 def _model_sections(argv: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from ensemble import console
 from ensemble.commands.parsing import OneLineParser
 from ensemble.errors import ConfigError
 from ensemble.training.config import config_from_flags, read_yaml
@@ -41,11 +42,13 @@ def parser() -> argparse.ArgumentParser:
             continue
         kind = int if f.name in ("n_trials", "seed", "heartbeat", "retries") else str
         p.add_argument(f"--tune.{f.name}", dest=f.name, type=kind, default=getattr(defaults, f.name),
-                       help=f"{HELP[f.name]} (default: %(default)s)")
+                       help=HELP[f.name] if "default" in HELP[f.name] else f"{HELP[f.name]} (default: %(default)s)")
     return p
 
 
 def run(argv: list[str]) -> int:
+    import optuna
+
     from ensemble.tuning.study import tune
 
     known, base_args = parser().parse_known_args(argv)
@@ -59,6 +62,9 @@ def run(argv: list[str]) -> int:
     configs = [Path(a.split("=", 1)[1] if "=" in a else base_args[i + 1])
                for i, a in enumerate(base_args) if a.split("=", 1)[0] in ("--config", "-c")]  # fmt: skip
     base = config_from_flags(base_args)
+    if console.level() < console.NORMAL:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # --quiet: not even a line per trial
+    console.say(f"Seed set to {base.get('seed_everything', 0)} for every trial")  # once; the trials are muted
     study = tune(TuneConfig(**vars(known)), base, configs[-1].parent if configs else None)
     done = [t for t in study.trials if t.value is not None]
     print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ensemble import console
 from ensemble.data.calendar import infer_bars_per_year
 from ensemble.data.constants import DEFAULT_DEMO_ROOT, NUM_CLASSES, SPLITS
 from ensemble.data.contract import ColumnRoles, DataContractError, check_same_features
@@ -165,7 +166,7 @@ class SplitData:
             raise DataContractError(f"{self.path('train')}: file not found (data.root='{self.root}')")
         from ensemble.data.demo import make_demo_splits
 
-        print(f"Demo data not found: generating it in {self.root} (one time, deterministic) ...")
+        console.say(f"Demo data not found: generating it in {self.root} (one time, deterministic) ...")
         make_demo_splits(self.root)
 
     # -- loading
@@ -277,6 +278,12 @@ class SplitData:
             self.panel(split)
         self.normalize_panels()
 
+    def class_counts(self, split: str) -> torch.Tensor:
+        """(3,) int64 counts of short/flat/long among ``split``'s window ends (the rows a model learns from or is
+        judged on), loading the split on first use."""
+        panel = self.panel(split)
+        return torch.bincount(panel.label[self.ends[split]].cpu(), minlength=NUM_CLASSES)
+
     def describe(self) -> str:
         """A short human summary of the splits and their windows."""
         lines = [
@@ -285,7 +292,7 @@ class SplitData:
         ]
         for split in SPLITS:
             p, ends = self.panel(split), self.ends[split]
-            counts = torch.bincount(p.label[ends].cpu(), minlength=NUM_CLASSES).tolist()
+            counts = self.class_counts(split).tolist()
             share = "/".join(f"{c / max(1, sum(counts)):.2f}" for c in counts)
             t0, t1 = (format_time(int(v), p.tz)[:16] for v in (p.time.min(), p.time.max()))
             lines.append(f"{split:<6}{len(p):>10}{len(p.symbols):>9}{len(ends):>10}  {share:<16} {t0} .. {t1}")

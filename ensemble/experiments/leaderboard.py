@@ -21,7 +21,11 @@ import numpy as np
 import pandas as pd
 
 from ensemble.ensembling.methods import log_loss
+from ensemble.errors import EnsembleError
+from ensemble.experiments.baselines import BASELINES, baseline_metrics
+from ensemble.experiments.baselines import KIND as BASELINE
 from ensemble.io import atomic_write, write_figure
+from ensemble.training.results import format_cell, render
 
 COLUMNS = {
     "val/f1_macro": "val_f1_macro", "test/f1_macro": "test_f1_macro",
@@ -31,19 +35,28 @@ COLUMNS = {
     "test/max_drawdown": "test_max_drawdown", "val/ic": "val_ic", "test/ic": "test_ic",
     "test/rank_ic": "test_rank_ic", "test/icir": "test_icir",
     "fit/train_time_s": "train_time_s", "fit/peak_rss_mib": "peak_rss_mib",
+    "val/partial": "val_partial",
 }
 KEYS = ["datetime", "symbol"]
 PROBS = ["prob_short", "prob_flat", "prob_long"]
 NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished run of the horizon predicted. "
         "A blend's val log loss is in-sample (its weights were fitted on val). best_member: the blend's member "
         "with the lowest val_log_loss_shared; beats_best_member: the blend's test_log_loss_shared is strictly "
-        "below that member's. Test is reported, never used to choose.")
+        "below that member's. Test is reported, never used to choose. Baselines (kind baseline, never chosen): "
+        "uniform (p = 1/3 each, log loss ln 3 = 1.0986) and class_prior (the train split's class shares), scored "
+        "on the same rows; a run ranked below them does worse than a guess. val_partial: val metrics of part of "
+        "the split (trainer.limit_val_batches < 1).")
+# the columns the terminal shows, in this order
+TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared", "val_f1_macro",
+            "test_f1_macro", "test_sharpe", "best_member", "beats_best_member"]  # fmt: skip
 
 
-def row(model: str, horizon: int, kind: str, run_dir: Path | None, status: str, error: str = "") -> dict:
-    """One leaderboard row; metrics come from ``run_dir/metrics.json`` when the run finished."""
-    metrics = {}
-    if run_dir is not None and (run_dir / "metrics.json").is_file():
+def row(model: str, horizon: int, kind: str, run_dir: Path | None, status: str, error: str = "",
+        metrics: dict | None = None) -> dict:  # fmt: skip
+    """One leaderboard row; metrics are ``metrics`` when given (a baseline's), else ``run_dir/metrics.json``
+    when the run finished."""
+    metrics = dict(metrics or {})
+    if not metrics and run_dir is not None and (run_dir / "metrics.json").is_file():
         metrics = json.loads((run_dir / "metrics.json").read_text())
     out = {"model": model, "horizon": horizon, "kind": kind, "status": status}
     out.update({name: metrics.get(key) for key, name in COLUMNS.items()})
@@ -98,6 +111,31 @@ def _same_row_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _baselines(df: pd.DataFrame) -> pd.DataFrame:
+    """The baseline rows of every horizon with a finished run, scored on that horizon's shared rows (their log
+    loss is already on those rows); a horizon whose baselines cannot be built gets failed rows naming why."""
+    rows = []
+    for horizon, part in df[(df.status == "done") & (df.kind != BASELINE)].groupby("horizon"):
+        try:
+            scored = baseline_metrics(int(horizon), part.run_dir.tolist())
+        except EnsembleError as err:
+            rows += [row(name, int(horizon), BASELINE, None, "failed", str(err)) for name in BASELINES]
+            continue
+        rows += [row(name, int(horizon), BASELINE, None, "done", metrics=m) for name, m in scored.items()]
+    if not rows:
+        return pd.DataFrame(columns=df.columns)
+    out = pd.DataFrame(rows)
+    return out.assign(val_in_sample=False, val_log_loss_shared=out["val_log_loss"],
+                      test_log_loss_shared=out["test_log_loss"], best_member="", beats_best_member=False)
+
+
+def terminal_table(df: pd.DataFrame) -> str:
+    """The leaderboard as the terminal shows it (``TERMINAL`` columns), in the one result-table format."""
+    cells = [[format_cell(c, v.item() if isinstance(v, np.generic) else v) for c, v in zip(TERMINAL, r, strict=True)]
+             for r in df[TERMINAL].itertuples(index=False)]  # fmt: skip
+    return render(TERMINAL, cells)
+
+
 def markdown(df: pd.DataFrame, note: str = "") -> str:
     def cell(v) -> str:
         if isinstance(v, float):
@@ -109,21 +147,67 @@ def markdown(df: pd.DataFrame, note: str = "") -> str:
     return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
+# how the chart sets kinds apart: bar hatch and, for baselines, grey bars
+_HATCH = {"member": "", "blend": "//", BASELINE: ".."}
+CHANCE_F1 = 1 / 3  # macro-F1 of guessing each class at its own share: F1_c = f_c, mean over 3 classes = 1/3
+UNIFORM_LOG_LOSS = float(np.log(3))  # p = 1/3 for every class
+
+
+def _bars(ax, part: pd.DataFrame, columns: tuple[str, str], chance: float, chance_label: str) -> None:
+    """Val and test bars per run, blends hatched, baselines grey and dotted; a dashed chance line; the value
+    axis spans the data and the chance line, not from 0 (differences of a few hundredths must show)."""
+    x = np.arange(len(part))
+    for offset, column, color in ((-0.2, columns[0], "C0"), (0.2, columns[1], "C1")):
+        values = part[column].astype(float).to_numpy()
+        for xi, value, kind in zip(x, values, part["kind"], strict=True):
+            if np.isfinite(value):
+                ax.bar(xi + offset, value, width=0.4, color="0.75" if kind == BASELINE else color,
+                       hatch=_HATCH.get(kind, ""), edgecolor="black", linewidth=0.5)  # fmt: skip
+    ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=chance_label)
+    shown = np.append(part[list(columns)].astype(float).to_numpy().ravel(), chance)
+    shown = shown[np.isfinite(shown)]
+    lo, hi = shown.min(), shown.max()
+    pad = max(0.1 * (hi - lo), 0.01)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xticks(x, part["model"], rotation=30, ha="right")
+    ax.set_xlabel("run (member, blend or baseline)")
+
+
+def _legend(ax, chance_label: str) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor="C0", edgecolor="black", label="val"),
+               Patch(facecolor="C1", edgecolor="black", label="test"),
+               Patch(facecolor="white", edgecolor="black", hatch=_HATCH["blend"], label="blend"),
+               Patch(facecolor="0.75", edgecolor="black", hatch=_HATCH[BASELINE], label="baseline (a guess)"),
+               Line2D([], [], color="black", linestyle="--", label=chance_label)]  # fmt: skip
+    ax.legend(handles=handles, fontsize=7, loc="best")
+
+
 def chart(df: pd.DataFrame):
+    """One row of panels per horizon: macro-F1 (val, test; own rows) and log loss (val, test; the horizon's
+    shared rows) of every finished run, blends and baselines set apart. Returns the matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     horizons = sorted(df["horizon"].unique())
-    fig, axes = plt.subplots(len(horizons), 2, figsize=(12, 3.2 * len(horizons)), squeeze=False)
-    for ax_row, h in zip(axes, horizons, strict=True):
-        part = df[(df.horizon == h) & (df.status == "done")].set_index("model")
-        part[["val_f1_macro", "test_f1_macro"]].plot.bar(ax=ax_row[0], rot=30, title=f"h{h}: macro-F1")
-        part[["val_log_loss", "test_log_loss"]].plot.bar(ax=ax_row[1], rot=30,
-                                                         title=f"h{h}: log loss (blends' val is in-sample)")
-        lo = part[["val_log_loss", "test_log_loss"]].min().min()
-        ax_row[1].set_ylim(lo - 0.02 if pd.notna(lo) else 0, None)
+    fig, axes = plt.subplots(len(horizons), 2, figsize=(12, 3.8 * len(horizons)), squeeze=False)
+    for (f1_ax, loss_ax), h in zip(axes, horizons, strict=True):
+        part = df[(df.horizon == h) & (df.status == "done")]
+        chance = f"chance: a guess at the class shares (macro-F1 {CHANCE_F1:.3f})"
+        _bars(f1_ax, part, ("val_f1_macro", "test_f1_macro"), CHANCE_F1, chance)
+        f1_ax.set_title(f"leaderboard h={h}, val and test: macro-F1 (higher is better)", fontsize=9)
+        f1_ax.set_ylabel("macro-F1 (0 to 1)")
+        _legend(f1_ax, chance)
+        uniform = f"uniform guess: ln 3 = {UNIFORM_LOG_LOSS:.4f}"
+        _bars(loss_ax, part, ("val_log_loss_shared", "test_log_loss_shared"), UNIFORM_LOG_LOSS, uniform)
+        loss_ax.set_title(f"leaderboard h={h}, val and test on shared rows: log loss (lower is better; "
+                          "blends' val is in-sample)", fontsize=9)  # fmt: skip
+        loss_ax.set_ylabel("log loss (nats per row)")
+        _legend(loss_ax, uniform)
     fig.tight_layout()
     return fig
 
@@ -133,8 +217,10 @@ def write_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
     every finished run of that horizon predicted (lower first). Returns the table as written."""
     df = pd.DataFrame(rows)
     df["val_in_sample"] = df["kind"] == "blend"
-    df = _same_row_columns(df).sort_values(["horizon", "val_log_loss_shared"], na_position="last", kind="stable")
-    df = df.reset_index(drop=True)
+    df = _same_row_columns(df)
+    baselines = _baselines(df)
+    df = pd.concat([df, baselines], ignore_index=True) if len(baselines) else df
+    df = df.sort_values(["horizon", "val_log_loss_shared"], na_position="last", kind="stable").reset_index(drop=True)
     atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))
     atomic_write(out / "leaderboard.md", lambda p: p.write_text(markdown(df.drop(columns=["run_dir"]), NOTE)))
     if (df.status == "done").any():

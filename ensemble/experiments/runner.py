@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ensemble import console
 from ensemble.ensembling.blend import blend
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import fingerprint, finished_runs, record_cell, run_cell
-from ensemble.experiments.leaderboard import row, write_leaderboard
+from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
@@ -26,10 +27,18 @@ class Experiment:
     and have no ``model_args`` entry to say where the weights are.
 
     Args:
+        name: the experiment's name; its folder is ``experiments/<name>`` unless ``out`` says otherwise.
+        models: registry names (``ensemble models``); default the grid described above.
+        horizons: label horizons H, one cell per model and horizon (reads ``label_h{H}``).
+        data_root: the folder of the train/val/test splits every cell trains on.
         fit_args: extra ``ensemble fit`` flags for every cell, e.g. ["--trainer.max_epochs", "3"].
         model_args: extra flags per model name (the same form).
         blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
+        out: the experiment's folder (runs, cell logs, leaderboard); default ``experiments/<name>``.
+        mlflow: log every cell to MLflow as a child run of one experiment run.
+        mlflow_uri: the MLflow tracking store (``sqlite:///mlflow.db``, or a server URL).
+        mlflow_experiment: the MLflow experiment name.
         trading: a ``trading:`` section (costs, sizing, book, benchmark, bars_per_year) laid over every cell's
             config and used by its blends; ``fit_args`` still win over it.
         on_change: a cell whose finished run was trained with another config (edited ``fit_args``, another
@@ -73,8 +82,8 @@ def default_models(exp: Experiment) -> list[str]:
     models = []
     for entry in list_models():
         if entry.needs_weights and entry.name not in exp.model_args:
-            print(f"{entry.name}: not in the default grid, it needs pretrained weights; list it in models and "
-                  f"give its checkpoint in model_args", flush=True)
+            console.say(f"{entry.name}: not in the default grid, it needs pretrained weights; list it in models "
+                        "and give its checkpoint in model_args")
             continue
         models.append(entry.name)
     return models
@@ -101,11 +110,11 @@ def run_experiment(exp: Experiment) -> list[dict]:
         before = finished_runs(runs / cell)
         match = [run for run, fp in before if fp == fingerprint(config)]
         if match:
-            print(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({match[-1]})", flush=True)
+            console.say(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({match[-1]})")
             rows.append(row(model, horizon, "member", match[-1], "done"))
             continue
         if before:
-            print(f"[{i}/{len(cells)}] {cell}: config changed since {before[-1][0]}, training it again", flush=True)
+            console.say(f"[{i}/{len(cells)}] {cell}: config changed since {before[-1][0]}, training it again")
         start = time.perf_counter()
         code, error = run_cell(config, runs / cell)
         new = [run for run, _ in finished_runs(runs / cell) if run not in {r for r, _ in before}]
@@ -113,10 +122,10 @@ def run_experiment(exp: Experiment) -> list[dict]:
         if done is not None:
             record_cell(done, config)
         if code != 0 or done is None:  # reported and recorded; the other cells go on
-            print(f"[{i}/{len(cells)}] {cell}: FAILED ({error})", flush=True)
+            console.say(f"[{i}/{len(cells)}] {cell}: FAILED ({error})")
             rows.append(row(model, horizon, "member", None, "failed", error))
             continue
-        print(f"[{i}/{len(cells)}] {cell}: done in {time.perf_counter() - start:.0f}s ({done})", flush=True)
+        console.say(f"[{i}/{len(cells)}] {cell}: done in {time.perf_counter() - start:.0f}s ({done})")
         rows.append(row(model, horizon, "member", done, "done"))
     for horizon in exp.horizons:
         members = [Path(r["run_dir"]) for r in rows if r["horizon"] == horizon and r["status"] == "done"]
@@ -126,5 +135,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
     board = write_leaderboard(rows, out)
     if parent:
         finish_run(tracking, parent)
-    print(f"leaderboard: {out / 'leaderboard.md'}")
+    if console.tables_shown():
+        print(f"\nleaderboard: {out / 'leaderboard.md'} (each cell's log: {runs}/<model>_h<horizon>/cell.log)")
+        print(terminal_table(board), flush=True)
     return board.to_dict("records")

@@ -11,6 +11,9 @@ from ensemble.metrics.classification import CLASS_NAMES, classification_metrics
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.trading import trading_metrics
 
+# metrics whose values are whole numbers (counts, and the bars a year the data has): tables show them as integers
+INTEGER_METRICS = frozenset({"n_trades", "ic_skipped", "bars_per_year"})
+
 
 class MetricSuite(torch.nn.Module):
     """Classification and trading metrics of one stage, keyed ``{stage}/{name}``.

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ensemble import console
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.io import atomic_write, write_figure, write_json, write_parquet
 from ensemble.metrics import TradingConfig
@@ -89,8 +90,8 @@ def record_split_metrics(run_dir: Path, split: str, metrics: dict[str, float], c
     others = {s: recorded[f"checkpoint/{s}"] for s in ("val", "test") if s != split and f"checkpoint/{s}" in recorded}
     for other, other_name in others.items():
         if other_name != name and any(k.startswith(f"{other}/") for k in recorded):
-            print(f"note: {path} now holds {split}/* of {name or 'the in-memory weights'} and {other}/* of "
-                  f"{other_name or 'the in-memory weights'} (see checkpoint/{split}, checkpoint/{other})")  # fmt: skip
+            console.say(f"note: {path} now holds {split}/* of {name or 'the in-memory weights'} and {other}/* of "
+                        f"{other_name or 'the in-memory weights'} (see checkpoint/{split}, checkpoint/{other})")  # fmt: skip
     return path
 
 
@@ -126,22 +127,24 @@ def write_stage(
     ckpt: str | Path | None = None,
     trading: TradingConfig | None = None,
     model: str | None = None,
+    partial: bool = False,
 ) -> None:
     """Predictions parquet, metrics.json entries (with the checkpoint ``ckpt`` they came from) and plots for
-    one evaluated split. ``model`` names the model in the figures' titles (default: the run's folder name)."""
+    one evaluated split. ``model`` names the model in the figures' titles (default: the run's folder name);
+    ``partial`` (recorded as ``{split}/partial``) says only part of the split was evaluated."""
     import matplotlib.pyplot as plt
 
     pred_path = write_parquet(run_dir / "predictions" / f"{split}.parquet", df)
     log_file(loggers, pred_path, "predictions")
     if split == "predict":
         return
-    metrics_path = record_split_metrics(run_dir, split, metrics, ckpt)
+    metrics_path = record_split_metrics(run_dir, split, {**metrics, f"{split}/partial": partial}, ckpt)
     log_file(loggers, metrics_path, "")
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
     time = torch.as_tensor(utc_ns(df["datetime"]))
-    probs = torch.as_tensor(df[list(PROB_COLUMNS)].to_numpy(np.float64, copy=True))
-    fwd_return = torch.as_tensor(df["fwd_return"].to_numpy(np.float64))
+    probs = torch.as_tensor(df[list(PROB_COLUMNS)].to_numpy(np.float64, copy=True))  # writable, as torch wants
+    fwd_return = torch.as_tensor(df["fwd_return"].to_numpy(np.float64, copy=True))
     symbol = torch.as_tensor(pd.factorize(df["symbol"], sort=True)[0])
     curves = equity_curves(time, symbol, probs, fwd_return, horizon, trading)
     ic = ic_series(time, probs, fwd_return)
@@ -163,14 +166,16 @@ def write_stage(
 
 
 def write_importance(plots: Path, importance: pd.Series, column: str, title: str, loggers: list[Any], step: int,
-                     top: int = 30) -> None:  # fmt: skip
-    """``plots/feature_importance.csv`` and ``.png`` for one model, logged like other plots.
+                     top: int = 30, xlabel: str = "importance") -> None:  # fmt: skip
+    """``plots/feature_importance.csv`` (every feature) and ``.png`` (those above 0) for one model, logged like
+    other plots.
 
     Args:
         importance: importance per feature (index: feature names), e.g. normalised gain or mean selection weight.
         column: the CSV column it is stored under; other columns of the same features (another split of the
             same run) are kept.
-        title: the plot's title, naming the model and the kind of importance.
+        title: the plot's title, naming the model, horizon, split and the kind of importance.
+        xlabel: the value axis, with its unit (e.g. "gain, share of the total").
     """
     import matplotlib.pyplot as plt
 
@@ -184,7 +189,7 @@ def write_importance(plots: Path, importance: pd.Series, column: str, title: str
     table = table.sort_values(column, ascending=False)
     atomic_write(csv_path, lambda p: table.to_csv(p, index_label="feature"))
     log_file(loggers, csv_path, "plots")
-    fig = feature_importance_figure(importance, title, top=top)
+    fig = feature_importance_figure(importance, title, xlabel, top=top)
     png_path = write_figure(plots / IMPORTANCE_PNG, fig)
     log_figure(loggers, fig, f"{column}/feature_importance", png_path, step)
     plt.close(fig)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from ensemble import console
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
 
 _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
@@ -27,6 +28,7 @@ class ArtifactWriter(Callback):
 
     def __init__(self) -> None:
         self._parts: list[dict[str, torch.Tensor]] = []
+        self.partial: dict[str, bool] = {}  # split -> evaluated on part of its batches (limit_*_batches)
 
     def _collect(self, trainer: Trainer, outputs: Any, batch: dict[str, torch.Tensor]) -> None:
         if trainer.state.fn == "fit" or trainer.sanity_checking:
@@ -67,10 +69,13 @@ class ArtifactWriter(Callback):
         prefix = f"{split}/"
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
         stage_name = "predict" if trainer.state.fn.value == "predict" else split
+        if stage_name != "predict":
+            self.partial[split] = partial_evaluation(trainer, split)
         panel = dm.panel(split)
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
-                    trainer.ckpt_path, trading=getattr(pl_module, "trading_config", None))  # fmt: skip
+                    trainer.ckpt_path, trading=getattr(pl_module, "trading_config", None),
+                    partial=self.partial.get(split, False))  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)
@@ -80,6 +85,15 @@ class ArtifactWriter(Callback):
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)
+
+
+def partial_evaluation(trainer: Trainer, split: str) -> bool:
+    """Whether the running ``validate``/``test`` sees fewer batches than its loaders hold
+    (``trainer.limit_val_batches`` / ``limit_test_batches`` below the whole split)."""
+    evaluated = trainer.num_val_batches if split == "val" else trainer.num_test_batches
+    loaders = trainer.val_dataloaders if split == "val" else trainer.test_dataloaders
+    loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+    return sum(evaluated) < sum(len(loader) for loader in loaders)
 
 
 class FeatureImportance(Callback):
@@ -142,8 +156,10 @@ class FeatureImportance(Callback):
         split = "val" if trainer.state.fn == "validate" else "test"
         importance = pd.Series((total[:-1] / total[-1]).cpu().numpy(), index=pd.Index(names, name="feature"))
         plots = Path(trainer.log_dir or trainer.default_root_dir) / "plots"
-        write_importance(plots, importance, split, f"mean variable-selection weight ({split})", trainer.loggers,
-                         trainer.global_step, top=self.top)  # fmt: skip
+        model = type(pl_module.net).__name__
+        title = f"{model} h={pl_module.hparams['horizon']}, {split}: feature importance by variable selection"
+        write_importance(plots, importance, split, title, trainer.loggers, trainer.global_step, top=self.top,
+                         xlabel=f"mean variable-selection weight over {split} windows (0 to 1, sums to 1)")
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)
@@ -169,7 +185,8 @@ class PreemptionCheckpoint(Callback):
 
 class EpochLine(Callback):
     """One line per epoch (``epoch 3: train/loss 1.0812  val/f1_macro 0.3512``) where no progress bar
-    draws: output that is not a terminal (CI, a log file, an experiment cell) gets progress, not redraws."""
+    draws: output that is not a terminal (CI, a log file, an experiment cell) gets progress, not redraws.
+    Printed at the normal level only (not with ``--quiet``, not in a tuning trial)."""
 
     KEYS = ("train/loss", "val/loss", "val/f1_macro")
 
@@ -179,4 +196,4 @@ class EpochLine(Callback):
             return
         shown = "  ".join(f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in self.KEYS
                           if k in trainer.callback_metrics)  # fmt: skip
-        print(f"epoch {trainer.current_epoch}: {shown}", flush=True)
+        console.say(f"epoch {trainer.current_epoch}: {shown}")

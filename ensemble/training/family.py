@@ -148,15 +148,14 @@ class Job(ABC):
     def finish(self, cost: Mapping[str, float]) -> dict[str, float]:
         """The after-fit evaluation of the best checkpoint, shared by both families and by the CLI."""
         from ensemble.training.artifacts import update_metrics_json
-        from ensemble.training.runs import print_metrics
-
+        from ensemble.training.results import print_results
 
         best = self.best_checkpoint()
         results = {**self.evaluate("val", best), **self.evaluate("test", best)}
         run_dir = self.run_dir  # a collective under DDP: every rank asks
         if self.is_global_zero():
             update_metrics_json(run_dir, dict(cost))  # the leaderboard's cost columns
-            print_metrics(results, run_dir, best or "")
+            print_results(results, run_dir, best)
         return results
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +19,10 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from ensemble import console
 from ensemble.data import WindowDataModule
 from ensemble.data.windows import WindowLoader
-from ensemble.errors import EnsembleError, Preempted
+from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
@@ -32,11 +32,10 @@ from ensemble.training.net_checkpoints import (
     check_same_weights,
     read_net_checkpoint,
 )
-from ensemble.training.runs import NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
+from ensemble.training.results import print_predictions, print_results
+from ensemble.training.runs import CKPT_PATH_HELP, NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
-
-_QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
 
 
 class RunConfigOnce(SaveConfigCallback):
@@ -56,18 +55,33 @@ class EnsembleCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", RunConfigOnce)
-        # per-batch bars only on a terminal; elsewhere EpochLine prints a line per epoch
-        kwargs.setdefault("trainer_defaults", {"enable_progress_bar": sys.stderr.isatty()})
+        # per-batch bars only on a terminal and at the normal level; elsewhere EpochLine prints a line per epoch
+        bars = sys.stderr.isatty() and console.level() >= console.NORMAL
+        kwargs.setdefault("trainer_defaults", {"enable_progress_bar": bars})
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "prog": "ensemble"})  # one-line errors
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_QUIET)
-            super().__init__(LightningModule, WindowDataModule, *args, subclass_mode_model=True, **kwargs)
+        # the model configures its own optimizer and scheduler (model.init_args.optimizer): one place for them
+        kwargs.setdefault("auto_configure_optimizers", False)
+        console.quiet_libraries()  # Lightning is imported now, with its loggers at INFO
+        super().__init__(LightningModule, WindowDataModule, *args, subclass_mode_model=True, **kwargs)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """Lightning's subcommand parser with this tool's ``--ckpt_path`` help, and no Lightning results table
+        after ``validate``/``test`` (``verbose``): every command prints the one result table instead."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        for action in parser._actions:
+            if action.dest == "ckpt_path":
+                action.help = CKPT_PATH_HELP
+        if "verbose" in self._subcommand_method_arguments[subcommand]:
+            parser.set_defaults(verbose=False)
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(Tracking, "tracking")
         add_trading_arguments(parser, "model.init_args.trading")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # one monitor: a plateau scheduler watches what the checkpoint watches (``check_plateau_mode``)
+        parser.link_arguments("checkpoint.monitor", "model.init_args.monitor", apply_on="parse")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/f1_macro",
@@ -112,10 +126,13 @@ class EnsembleCLI(LightningCLI):
         base = run_base(tracking.save_dir, tracking.name)
         self._run_dir: Path | None = None
         self._checkpoint: dict[str, Any] | None = None
+        check_plateau_mode(cfg.model.as_dict(), cfg.checkpoint.mode)
         ckpt = cfg.get("ckpt_path")
         if ckpt is not None:
             resuming = self.subcommand == "fit" and _is_rank_zero()
             ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming)
+            if self.subcommand == "fit" and self._run_dir is not None:
+                console.resuming_quietly()
             cfg.ckpt_path = str(ckpt_file)
             self._checkpoint = read_net_checkpoint(ckpt_file)
             check_same_model(self._checkpoint, cfg.model.as_dict(), cfg.data.get("seq_len"), str(ckpt_file))
@@ -160,6 +177,39 @@ class EnsembleCLI(LightningCLI):
         """Evaluate the best checkpoint on val and test, as every family does after ``fit``."""
         if not self.trainer.interrupted:
             NetJob(self).finish(fit_cost(self._fit_started))
+
+    def _print_split(self, split: str) -> None:
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
+        if self.trainer.is_global_zero:
+            results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{split}/")}
+            print_results({**results, **NetJob(self).partial(split)}, run_dir, self.trainer.ckpt_path)
+
+    def after_validate(self) -> None:
+        self._print_split("val")
+
+    def after_test(self) -> None:
+        self._print_split("test")
+
+    def after_predict(self) -> None:
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
+        if self.trainer.is_global_zero:
+            print_predictions(run_dir, self.trainer.ckpt_path)
+
+
+def check_plateau_mode(model: Mapping[str, Any], mode: str) -> None:
+    """A ``ReduceLROnPlateau`` scheduler watches ``checkpoint.monitor`` (linked into ``model.init_args.monitor``);
+    refuse one whose ``mode`` is not ``checkpoint.mode``: it would cut the learning rate while the metric improves.
+
+    Raises:
+        ConfigError: naming both modes and the key to set.
+    """
+    scheduler = (model.get("init_args") or {}).get("scheduler") or {}
+    if not isinstance(scheduler, Mapping) or not str(scheduler.get("class_path", "")).endswith("ReduceLROnPlateau"):
+        return
+    given = (scheduler.get("init_args") or {}).get("mode", "min")  # torch's default
+    if given != mode:
+        raise ConfigError(f"model.init_args.scheduler ReduceLROnPlateau has mode '{given}' but watches "
+                          f"checkpoint.monitor in mode '{mode}'; set its init_args.mode: {mode}")  # fmt: skip
 
 
 def _with_atomic_checkpoints(plugins: Any) -> list[Any]:
@@ -224,7 +274,12 @@ class NetJob(Job):
         results: dict[str, float] = {}
         for out in run(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False):
             results.update(out)
-        return results
+        return {**results, **self.partial(split)}
+
+    def partial(self, split: str) -> dict[str, bool]:
+        """``{split}/partial``: True when the last evaluation of ``split`` saw only part of its batches."""
+        writer = next((c for c in self.trainer.callbacks if isinstance(c, ArtifactWriter)), None)
+        return {f"{split}/partial": bool(writer.partial.get(split))} if writer is not None else {}
 
     def predict(self, ckpt: str | None = None) -> Any:
         outputs = self.trainer.predict(self.model, datamodule=self.datamodule, ckpt_path=ckpt)

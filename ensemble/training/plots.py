@@ -12,9 +12,12 @@ import pandas as pd
 from ensemble.data.constants import NUM_CLASSES
 
 CLASS_LABELS = ("short", "flat", "long")
+TIME_ZONE_LABEL = "UTC"  # the curves' timestamps are the rows' UTC instants (``metrics.curves``)
 
 
 def confusion_matrix_figure(cm: np.ndarray, title: str) -> plt.Figure:
+    """(3, 3) counts, rows true and columns predicted classes; each cell shows its count and its share of the
+    true class's rows (the colour)."""
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -24,8 +27,8 @@ def confusion_matrix_figure(cm: np.ndarray, title: str) -> plt.Figure:
                     color="white" if share[i, j] > 0.5 else "black", fontsize=8)
     ax.set_xticks(range(NUM_CLASSES), CLASS_LABELS)
     ax.set_yticks(range(NUM_CLASSES), CLASS_LABELS)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class (cells: rows, share of the true class)")
+    ax.set_ylabel("true class")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -52,7 +55,7 @@ def equity_curve_figure(times: np.ndarray, gross: np.ndarray, title: str, net: n
     drawdown = 100 * (np.maximum.accumulate(np.maximum(equity, 0.0)) - equity)  # from the start's 0 too
     dd_ax.fill_between(t, 0, -drawdown, color="C3", alpha=0.4, lw=0)
     dd_ax.set_ylabel("drawdown (%)")
-    dd_ax.set_xlabel("time")
+    dd_ax.set_xlabel(f"time ({TIME_ZONE_LABEL})")
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
@@ -70,8 +73,8 @@ def ic_figure(times: np.ndarray, ic: np.ndarray, title: str, window: int = 100) 
     rolling = series.rolling(window, min_periods=1).mean()
     ax.plot(rolling.index, rolling.to_numpy(), lw=1.5, color="C1", label=f"rolling mean ({window} timestamps)")
     ax.axhline(0.0, color="grey", lw=0.6)
-    ax.set_ylabel("IC (correlation across symbols)")
-    ax.set_xlabel("time")
+    ax.set_ylabel("IC (Pearson correlation across symbols, -1 to 1)")
+    ax.set_xlabel(f"time ({TIME_ZONE_LABEL})")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title)
     fig.autofmt_xdate()
@@ -79,10 +82,17 @@ def ic_figure(times: np.ndarray, ic: np.ndarray, title: str, window: int = 100) 
     return fig
 
 
-def feature_importance_figure(importance: pd.Series, title: str, top: int = 30) -> plt.Figure:
-    top_items = importance.sort_values(ascending=True).tail(top)
-    fig, ax = plt.subplots(figsize=(6, 0.22 * len(top_items) + 1))
+def feature_importance_figure(importance: pd.Series, title: str, xlabel: str, top: int = 30) -> plt.Figure:
+    """The ``top`` features by importance (index: feature names), largest at the top. Features at exactly 0
+    (never used) are left out and counted in the title, so the bars show what the model uses."""
+    used = importance[importance != 0]
+    dropped = len(importance) - len(used)
+    top_items = used.sort_values(ascending=True).tail(top)
+    fig, ax = plt.subplots(figsize=(6, 0.22 * max(len(top_items), 1) + 1.2))
     ax.barh(top_items.index, top_items.to_numpy())
-    ax.set_title(title)
+    note = f"\n({dropped} feature{'s' if dropped != 1 else ''} at 0 not shown)" if dropped else ""
+    ax.set_title(title + note, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("feature")
     fig.tight_layout()
     return fig

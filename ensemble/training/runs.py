@@ -6,7 +6,6 @@ import re
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from ensemble.errors import EnsembleError
 from ensemble.io import remove_partial_writes
@@ -149,10 +148,9 @@ def discard_if_unused(run_dir: Path | None) -> None:
         shutil.rmtree(run_dir)
 
 
-def print_metrics(results: dict[str, Any], run_dir: Path, best: str) -> None:
-    names = sorted({k.split("/", 1)[1] for k in results if "/" in k})
-    print(f"\nrun: {run_dir}\nbest checkpoint: {best or '(last weights)'}")
-    print(f"{'metric':<20}{'val':>12}{'test':>12}")
-    for name in names:
-        cells = [results.get(f"{stage}/{name}") for stage in ("val", "test")]
-        print(f"{name:<20}" + "".join(f"{c:>12.4f}" if c is not None else f"{'-':>12}" for c in cells))
+# ``--ckpt_path`` in every family's help: what ``best`` and ``last`` resolve to (``Family.find_checkpoint``)
+CKPT_PATH_HELP = (
+    "a checkpoint file, or 'best' / 'last': the best (by checkpoint.monitor) or the last checkpoint of the newest "
+    "run under <tracking.save_dir>/<tracking.name> whose model, horizon, seq_len and features match this config; "
+    "fit resumes from it, validate/test/predict evaluate it"
+)

@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from ensemble import console
 from ensemble.errors import EnsembleError, one_line
 from ensemble.training.config import merge, resolve_config
 from ensemble.training.family import build, family_for
@@ -65,10 +66,12 @@ def _lightning_quiet() -> Iterator[None]:
 
 
 def run_trial(trial: optuna.Trial, config: Mapping[str, Any], metric: str) -> float:
-    """Fit with pruning, evaluate the best checkpoint (artifacts), return the best monitored value."""
+    """Fit with pruning, evaluate the best checkpoint (artifacts), return the best monitored value. The trial
+    prints nothing but errors (no seed line, epoch lines or result table): the study logs one line a trial."""
     family = family_for(config)
-    job = family.build(config)
-    job.fit(train_callbacks=[family.pruning_callback(trial, metric)])
+    with console.muted():
+        job = family.build(config)
+        job.fit(train_callbacks=[family.pruning_callback(trial, metric)])
     trial.set_user_attr("run_dir", str(job.run_dir))
     score = job.best_score
     return score if score is not None else math.nan  # NaN marks the trial failed: never "best"

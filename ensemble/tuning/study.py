@@ -16,7 +16,7 @@ from ensemble.io import atomic_write
 from ensemble.training.config import model_short_name, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.tuning.objective import check_keys, run_trial, trial_config
-from ensemble.tuning.report import write_report
+from ensemble.tuning.report import study_subject, write_report
 from ensemble.tuning.space import SearchSpace
 
 
@@ -62,7 +62,10 @@ def open_storage(url: str, heartbeat: int = 0, retries: int = 0) -> optuna.stora
         try:
             if heartbeat <= 0:
                 return optuna.storages.RDBStorage(url)
-            retry = optuna.storages.RetryFailedTrialCallback(max_retry=retries) if retries > 0 else None
+            # Optuna 4.9 renamed the callback (the old name warns of its removal); older releases have the old one
+            retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback",
+                                  getattr(optuna.storages, "RetryFailedTrialCallback", None))  # fmt: skip
+            retry = retry_class(max_retry=retries) if retries > 0 else None
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                                               heartbeat_stale_trial_callback=retry)  # fmt: skip
         except (IntegrityError, ProgrammingError):
@@ -144,7 +147,7 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) 
     if tracking.mlflow:
         finish_run(tracking, study.user_attrs["mlflow_parent_run_id"])
     out = Path(cfg.out or Path("tune") / cfg.study_name)
-    write_report(study, out)
+    write_report(study, out, cfg.metric, study_subject(base))
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         write_best_config(study, out / "best.yaml")
     return study

@@ -62,6 +62,7 @@ class TreeModel:
     """
 
     suffix: ClassVar[str] = ""  # native checkpoint format
+    importance_type: ClassVar[str] = "the library's importance"  # what ``feature_importance`` measures
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ class CatBoostModel(TreeModel):
     """
 
     suffix = ".cbm"
+    importance_type = "PredictionValuesChange"
 
     def __init__(
         self,
@@ -139,4 +140,4 @@ class CatBoostModel(TreeModel):
         self.model.load_model(str(path), format="cbm")
 
     def feature_importance(self) -> pd.Series:
-        return self._importance(self.model.get_feature_importance(type="PredictionValuesChange"))
+        return self._importance(self.model.get_feature_importance(type=self.importance_type))

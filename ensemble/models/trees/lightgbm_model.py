@@ -29,6 +29,7 @@ class LightGBMModel(TreeModel):
     """
 
     suffix = ".txt"
+    importance_type = "gain"
 
     def __init__(
         self,
@@ -122,4 +123,4 @@ class LightGBMModel(TreeModel):
         self.booster = lgb.Booster(model_file=str(path))
 
     def feature_importance(self) -> pd.Series:
-        return self._importance(self.booster.feature_importance(importance_type="gain"))
+        return self._importance(self.booster.feature_importance(importance_type=self.importance_type))

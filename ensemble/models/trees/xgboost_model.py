@@ -24,6 +24,7 @@ class XGBoostModel(TreeModel):
     """
 
     suffix = ".json"
+    importance_type = "total_gain"
 
     def __init__(
         self,
@@ -88,7 +89,7 @@ class XGBoostModel(TreeModel):
         self.booster = xgb.Booster(self.library_params(), model_file=str(path))
 
     def feature_importance(self) -> pd.Series:
-        score = self.booster.get_score(importance_type="total_gain")  # keys f0, f1, ... (unnamed DMatrix)
+        score = self.booster.get_score(importance_type=self.importance_type)  # keys f0, f1, ... (unnamed DMatrix)
         values = np.zeros(len(self.design_names))
         for key, value in score.items():
             values[int(key[1:])] = value

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ensemble import console
 from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel, TreeSplit
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
@@ -129,14 +130,20 @@ class ModelCheckpoint(TreeCallback):
 
 
 class ProgressBar(TreeCallback):
-    """A tqdm bar over boosting rounds on a terminal; elsewhere (CI, a log file, an experiment cell) one line
-    per epoch, so logs hold progress without a redrawn bar."""
+    """A tqdm bar over boosting rounds on a terminal (unless ``bar`` is False); elsewhere (CI, a log file, an
+    experiment cell) one line per epoch, as nets print, so logs hold progress without a redrawn bar. Neither
+    with ``--quiet`` or in a tuning trial.
 
-    def __init__(self) -> None:
+    Args:
+        bar: allow the bar (``trainer.enable_progress_bar``); False keeps the line per epoch.
+    """
+
+    def __init__(self, bar: bool = True) -> None:
+        self.bar_allowed = bar
         self._bar: Any = None
 
     def on_fit_start(self, trainer: TreeTrainer, model: TreeModel) -> None:
-        if sys.stderr.isatty():
+        if self.bar_allowed and sys.stderr.isatty() and console.level() >= console.NORMAL:
             from tqdm import tqdm
 
             self._bar = tqdm(total=trainer.max_epochs * trainer.rounds_per_epoch, initial=trainer.global_step,
@@ -145,8 +152,7 @@ class ProgressBar(TreeCallback):
     def on_epoch_end(self, trainer: TreeTrainer, model: TreeModel) -> None:
         f1 = trainer.callback_metrics["val/f1_macro"]
         if self._bar is None:
-            print(f"{model.name} epoch {trainer.current_epoch}: {model.num_rounds} rounds, val/f1_macro {f1:.4f}",
-                  flush=True)  # fmt: skip
+            console.say(f"{model.name} epoch {trainer.current_epoch}: {model.num_rounds} rounds, val/f1_macro {f1:.4f}")
             return
         self._bar.update(model.num_rounds - self._bar.n)
         self._bar.set_description(f"{model.name} epoch {trainer.current_epoch}")
@@ -175,6 +181,8 @@ class ArtifactWriter(TreeCallback):
         if self._importance_of != (id(model), model.num_rounds):
             self._importance_of = (id(model), model.num_rounds)
             importance = model.feature_importance().sort_values(ascending=False)
-            write_importance(trainer.log_dir / "plots", importance, "importance",
-                             f"{model.name} feature importance ({model.num_rounds} rounds)", trainer.loggers,
-                             trainer.global_step)  # fmt: skip
+            kind = model.importance_type
+            title = (f"{model.name} h={model.horizon}, train: feature importance by {kind} "
+                     f"({model.num_rounds} rounds)")  # measured on the trees grown from the train split
+            write_importance(trainer.log_dir / "plots", importance, "importance", title, trainer.loggers,
+                             trainer.global_step, xlabel=f"{kind} (share of the total, sums to 1)")

@@ -18,7 +18,7 @@ from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
 from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
-from ensemble.training.runs import claim_run_dir, discard_if_unused, run_base
+from ensemble.training.runs import CKPT_PATH_HELP, claim_run_dir, discard_if_unused, run_base
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
@@ -53,7 +53,7 @@ def tree_parser(subcommand: str = "fit") -> ArgumentParser:
     parser.add_class_arguments(Tracking, "tracking")
     add_trading_arguments(parser, "model.init_args.trading")
     parser.add_class_arguments(ModelCheckpoint, "checkpoint")
-    parser.add_argument("--ckpt_path", type=str | None, default=None, help="last, best, or a checkpoint file")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
     for name in LINKED_FROM_DATA:
         parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
     return parser
@@ -154,7 +154,7 @@ class TreeJob(Job):
 
     def run(self) -> None:
         """Run the parsed subcommand, as ``ensemble fit|validate|test|predict`` does."""
-        from ensemble.training.runs import print_metrics
+        from ensemble.training.results import print_predictions, print_results
 
         if self.subcommand == "fit":
             self.fit()
@@ -162,10 +162,10 @@ class TreeJob(Job):
         self.start()
         if self.subcommand == "predict":
             self.trainer.predict(self.model, self.datamodule, self.ckpt)
-            print(f"\nrun: {self._run_dir}\npredictions: {self._run_dir / 'predictions' / 'predict.parquet'}")
+            print_predictions(self._run_dir, str(self.ckpt))
         else:
             results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
-            print_metrics(results, self._run_dir, str(self.ckpt))
+            print_results(results, self._run_dir, str(self.ckpt))
 
 
 class TreeFamily(Family):

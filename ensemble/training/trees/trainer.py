@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble import console
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError
@@ -32,7 +33,7 @@ class TreeTrainer:
         devices: exactly one device; a one-element list picks the GPU index.
         strategy: single-device only.
         callbacks: e.g. ``ensemble.training.trees.EarlyStopping``; a ``ModelCheckpoint`` is added when missing.
-        enable_progress_bar: a bar over rounds on a terminal, else one line per epoch.
+        enable_progress_bar: a bar over rounds on a terminal; without it (or off a terminal) one line per epoch.
         enable_model_summary: print the model, its data and its library parameters when fit starts.
         enable_checkpointing: add the default ``ModelCheckpoint`` when none is given.
         logger: loggers (``RunLogger``s: ours, or Lightning's); the training layer builds the run's from ``tracking``.
@@ -62,8 +63,7 @@ class TreeTrainer:
         self.callbacks = list(callbacks or [])
         if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
             self.callbacks.append(ModelCheckpoint())
-        if enable_progress_bar:
-            self.callbacks.append(ProgressBar())
+        self.callbacks.append(ProgressBar(bar=enable_progress_bar))
         # checkpoints last, so they store the other callbacks' updated state (Lightning's order too)
         self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
         self.enable_model_summary = enable_model_summary
@@ -125,8 +125,8 @@ class TreeTrainer:
             logger.log_hyperparams({**model.hparams(), "rounds_per_epoch": self.rounds_per_epoch})
         check_monitors(self.callbacks, model.score(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val"))
         if self.enable_model_summary:
-            print(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
-                  f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")  # fmt: skip
+            console.say(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
+                        f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")
         del train  # the library holds its own copy
         self.trigger("on_fit_start", model)
         while self.current_epoch < self.max_epochs and not self.should_stop:

@@ -1,0 +1,74 @@
+"""Guesses on the leaderboard: what a model must beat to have learned anything.
+
+Per horizon, two rows scored with the same metric suite on the same rows as the runs (the rows every finished
+run of the horizon predicted):
+
+- ``uniform``: p = 1/3 for each class. Its log loss is ln 3 = 1.0986 nats whatever the labels.
+- ``class_prior``: p = the train split's class frequencies (short/flat/long among its labelled rows). Its log
+  loss is the cross-entropy -sum_c f_c ln q_c of the evaluated rows' class shares f against the train shares q.
+
+Both are marked ``kind: baseline``: never a blend's member, never chosen.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.data.constants import NUM_CLASSES
+from ensemble.data.split_data import SplitData
+from ensemble.ensembling.blend import align, run_config, split_metrics
+from ensemble.errors import EnsembleError
+
+BASELINES = ("uniform", "class_prior")
+KIND = "baseline"
+
+
+def train_class_prior(run_dir: Path) -> np.ndarray:
+    """(3,) shares of short/flat/long among the labelled rows of the train split ``run_dir`` was trained on
+    (its ``config.yaml``'s ``data`` section, read with seq_len 1: every labelled row counts).
+
+    Raises:
+        BlendError: the run has no config.yaml.
+        DataContractError: the train split cannot be read.
+    """
+    data = dict(run_config(run_dir).get("data") or {})
+    known = set(inspect.signature(SplitData).parameters)
+    kwargs = {k: v for k, v in data.items() if k in known}
+    kwargs.update(seq_len=1, context_from_previous_split=False, data_on_device=False)
+    counts = SplitData(**kwargs).class_counts("train").double().numpy()
+    return counts / counts.sum()
+
+
+def baseline_probs(name: str, prior: np.ndarray, n: int) -> np.ndarray:
+    """(n, 3) probabilities of baseline ``name``: uniform thirds, or ``prior`` (3,) on every row."""
+    row = np.full(NUM_CLASSES, 1.0 / NUM_CLASSES) if name == "uniform" else np.asarray(prior, dtype=np.float64)
+    return np.tile(row, (n, 1))
+
+
+def baseline_metrics(horizon: int, run_dirs: list[str]) -> dict[str, dict[str, float]]:
+    """Baseline name -> its ``val/*`` and ``test/*`` metrics (``MetricSuite``) on the rows all of ``run_dirs``
+    (finished runs of ``horizon``) predicted; the class prior and bars_per_year come from the first run whose
+    config.yaml records its data (a member; a blend's records no data root).
+
+    Raises:
+        EnsembleError: no run records its data, its train split cannot be read, or the runs share no rows.
+    """
+    members = [Path(r) for r in run_dirs if "root" in ((_config(Path(r)) or {}).get("data") or {})]
+    if not members:
+        raise EnsembleError(f"no run of horizon {horizon} records its data (config.yaml data.root)")
+    prior = train_class_prior(members[0])
+    bars_per_year = float(run_config(members[0])["data"].get("bars_per_year", 252.0))
+    out: dict[str, dict[str, float]] = {name: {} for name in BASELINES}
+    for split in ("val", "test"):
+        frame = align([Path(r) for r in run_dirs], split).frame
+        for name in BASELINES:
+            probs = baseline_probs(name, prior, len(frame))
+            out[name].update(split_metrics(split, frame, probs, horizon, bars_per_year))
+    return out
+
+
+def _config(run_dir: Path) -> dict | None:
+    return run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
