@@ -37,6 +37,7 @@ class ExportError(EnsembleError):
     """A run that cannot be exported, or an export that cannot be used."""
 
 
+TEST_HELP = "fit: evaluate the best checkpoint on test after training (false: val only, as tuning trials do)"
 Predictor = Callable[[Any, Any], np.ndarray]  # (SplitPanel, ends) -> (N, 3) class probabilities
 
 
@@ -72,6 +73,7 @@ class Job(ABC):
     datamodule: Any
     trainer: Any
     config: dict[str, Any]
+    evaluate_test: bool = True  # the config's top-level ``test``: evaluate test after fit (tuning trials: off)
 
     @property
     @abstractmethod
@@ -124,14 +126,15 @@ class Job(ABC):
         """Whether this process writes the run's shared files (rank 0 under DDP)."""
 
     def fit(self, train_callbacks: list[Any] = ()) -> dict[str, float]:
-        """Train, then evaluate the best checkpoint on val and test: artifacts, metrics.json and a summary.
+        """Train, then evaluate the best checkpoint on val and (unless the config says ``test: false``) test:
+        artifacts, metrics.json and a summary.
 
         Args:
             train_callbacks: callbacks attached while training only (an Optuna pruning callback: the
                 final evaluation is not a pruning step).
 
         Returns:
-            ``val/*`` and ``test/*`` metrics of the best checkpoint, plus ``fit/train_time_s`` (s) and
+            ``val/*`` and ``test/*`` (when evaluated) metrics of the best checkpoint, plus ``fit/train_time_s`` (s) and
             ``fit/peak_rss_mib`` (MiB, this process's peak resident memory).
         """
         started = time.perf_counter()
@@ -150,9 +153,10 @@ class Job(ABC):
         from ensemble.training.artifacts import update_metrics_json
         from ensemble.training.runs import print_metrics
 
-
         best = self.best_checkpoint()
-        results = {**self.evaluate("val", best), **self.evaluate("test", best)}
+        results = self.evaluate("val", best)
+        if self.evaluate_test:
+            results.update(self.evaluate("test", best))
         run_dir = self.run_dir  # a collective under DDP: every rank asks
         if self.is_global_zero():
             update_metrics_json(run_dir, dict(cost))  # the leaderboard's cost columns

@@ -25,7 +25,7 @@ from ensemble.data.windows import WindowLoader
 from ensemble.errors import EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
     check_same_model,
@@ -75,6 +75,7 @@ class EnsembleCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_argument("--test", type=bool, default=True, help=TEST_HELP)
         parser.add_lightning_class_args(ArtifactWriter, "artifacts")
         parser.add_lightning_class_args(FeatureImportance, "importance")
         for name in ("num_features", "num_classes", "seq_len"):
@@ -181,6 +182,7 @@ class NetJob(Job):
         self.cli = cli
         self.model, self.datamodule, self.trainer = cli.model, cli.datamodule, cli.trainer
         self.config = cli.config.as_dict()
+        self.evaluate_test = bool(cli._subcommand_config().get("test", True))
 
     @property
     def run_dir(self) -> Path | None:

@@ -17,7 +17,7 @@ from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
 from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, on_sigterm
 from ensemble.training.runs import claim_run_dir, discard_if_unused, run_base
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
@@ -52,6 +52,7 @@ def tree_parser(subcommand: str = "fit") -> ArgumentParser:
     parser.add_class_arguments(Tracking, "tracking")
     parser.add_class_arguments(ModelCheckpoint, "checkpoint")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="last, best, or a checkpoint file")
+    parser.add_argument("--test", type=bool, default=True, help=TEST_HELP)
     for name in LINKED_FROM_DATA:
         parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
     return parser
@@ -66,6 +67,7 @@ class TreeJob(Job):
     def __init__(self, parser: ArgumentParser, config: Namespace, subcommand: str = "fit") -> None:
         self.subcommand, self.parser, self.namespace = subcommand, parser, config
         self.config = config.as_dict()
+        self.evaluate_test = bool(config.test)
         if config.seed_everything is not False:
             seed_everything(None if config.seed_everything is True else config.seed_everything)
         self.tracking = Tracking(**vars(config.tracking))
