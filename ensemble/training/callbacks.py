@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
+from ensemble.training.runs import run_name_of
 
 _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
 
@@ -70,7 +71,7 @@ class ArtifactWriter(Callback):
         panel = dm.panel(split)
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
-                    trainer.ckpt_path)  # fmt: skip
+                    trainer.ckpt_path, model=run_name_of(run_dir))  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

@@ -22,12 +22,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.training.config import ConfigSource, family_name, resolve_config
+
+if TYPE_CHECKING:
+    from ensemble.training.runs import RunKey
 
 # family name (as the registry records it) -> the class that trains it, imported on first use
 _FAMILIES = {"neural": "ensemble.training.nets:NetFamily", "tree": "ensemble.training.trees.family:TreeFamily"}
@@ -175,17 +178,30 @@ class Family(ABC):
         """The file that marks a given checkpoint path complete (a tree's sidecar); the path itself for nets."""
         return path
 
-    def find_checkpoint(self, ckpt: str, base: Path, resuming: bool = False) -> tuple[Path, Path | None]:
-        """(checkpoint file, its run folder) for ``last``/``best`` (the newest run under ``base`` holding one,
-        by this family's ``checkpoint_patterns``) or for a path; ``resuming`` cleans what a killed writer
-        left in that run.
+    def find_checkpoint(
+        self, ckpt: str, base: Path, resuming: bool = False, wanted: RunKey | None = None, own: bool = True
+    ) -> tuple[Path, Path | None]:
+        """(checkpoint file, its run folder) for ``last``/``best`` (the newest run under ``base`` holding one, by
+        this family's ``checkpoint_patterns``, whose config matches ``wanted``: model, horizon, seq_len and
+        features) or for a path. ``own``: the run only when it is one of ``base``'s (a fit continues only its
+        own run), else wherever the checkpoint lies (an evaluation writes into it); ``resuming`` cleans what a
+        killed writer left in that run.
 
         Raises:
-            RunNotFoundError: no such checkpoint, with the runs that exist.
+            RunNotFoundError: no such checkpoint, or none of a run that matches, with the runs that exist.
         """
         from ensemble.training.runs import checkpoint_to_resume
 
-        return checkpoint_to_resume(ckpt, base, resuming, self.checkpoint_patterns, self.checkpoint_marker)
+        return checkpoint_to_resume(ckpt, base, resuming, self.checkpoint_patterns, self.checkpoint_marker, wanted,
+                                    self.checkpoint_features, own)  # fmt: skip
+
+    @abstractmethod
+    def checkpoint_features(self, path: Path) -> list[str]:
+        """The feature names a checkpoint file (as ``find_checkpoint`` returns it) was trained on.
+
+        Raises:
+            CheckpointError: the file is damaged or not this family's.
+        """
 
     @abstractmethod
     def build(self, config: Mapping[str, Any]) -> Job:

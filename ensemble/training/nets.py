@@ -7,6 +7,7 @@ sections, a run folder per run (reused on resume) and the best checkpoint evalua
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -21,10 +22,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ensemble.data import WindowDataModule
+from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
-from ensemble.errors import EnsembleError, Preempted
+from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
-from ensemble.training.config import model_short_name
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
@@ -32,7 +33,18 @@ from ensemble.training.net_checkpoints import (
     check_same_weights,
     read_net_checkpoint,
 )
-from ensemble.training.runs import NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
+from ensemble.training.runs import (
+    EVAL_SPLITS,
+    NET_CHECKPOINTS,
+    RunKey,
+    claim_eval_dir,
+    claim_run_dir,
+    default_run_name,
+    discard_if_unused,
+    eval_dir,
+    run_base,
+    run_name_of,
+)
 from ensemble.training.tracking import Tracking, run_loggers
 
 _QUIET = ".*args parameter is intended to run from within Python.*"  # LightningCLI's note on args=
@@ -100,14 +112,20 @@ class EnsembleCLI(LightningCLI):
         """
         cfg = self._subcommand_config()
         tracking = cfg.tracking
-        tracking.name = tracking.name or model_short_name({"model": cfg.model.as_dict()})
+        config = {"model": cfg.model.as_dict(), "data": cfg.data.as_dict()}
+        tracking.name = tracking.name or default_run_name(config)
         base = run_base(tracking.save_dir, tracking.name)
         self._run_dir: Path | None = None
+        self._eval_dir: Path | None = None
+        self._claimed: Path | None = None
         self._checkpoint: dict[str, Any] | None = None
         ckpt = cfg.get("ckpt_path")
+        if ckpt is None and self.subcommand in EVAL_SPLITS:
+            raise ConfigError(f"'ensemble {self.subcommand}' needs --ckpt_path (last, best or a checkpoint file)")
         if ckpt is not None:
-            resuming = self.subcommand == "fit" and _is_rank_zero()
-            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming)
+            fit = self.subcommand == "fit"
+            wanted = RunKey.of(config, SplitData(**config["data"]).feature_names) if ckpt in NET_CHECKPOINTS else None
+            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, fit and _is_rank_zero(), wanted, own=fit)
             cfg.ckpt_path = str(ckpt_file)
             self._checkpoint = read_net_checkpoint(ckpt_file)
             check_same_model(self._checkpoint, cfg.model.as_dict(), cfg.data.get("seq_len"), str(ckpt_file))
@@ -123,11 +141,17 @@ class EnsembleCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         callbacks = [*callbacks, PreemptionCheckpoint(), EpochLine()]
         if config.get("logger") in (None, True):
-            tracking = self._subcommand_config().tracking
+            sub = self._subcommand_config()
             run_dir = self._run_dir
             if run_dir is None and _is_rank_zero():
-                run_dir = claim_run_dir(run_base(tracking.save_dir, tracking.name))
-            config["logger"] = run_loggers(tracking, run_dir.name if run_dir is not None else None)
+                run_dir = self._claimed = claim_run_dir(run_base(sub.tracking.save_dir, sub.tracking.name))
+            if self.subcommand in EVAL_SPLITS and run_dir is not None:  # into the checkpoint's run, beside the fit
+                make = claim_eval_dir if _is_rank_zero() else eval_dir
+                self._eval_dir = make(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
+                name = f"{run_name_of(run_dir)}/{run_dir.name}/{self._eval_dir.relative_to(run_dir)}"
+                config["logger"] = run_loggers(sub.tracking, None, folder=self._eval_dir, run_name=name)
+            else:
+                config["logger"] = run_loggers(sub.tracking, run_dir.name if run_dir is not None else None)
         config["plugins"] = _with_atomic_checkpoints(config.get("plugins"))
         return super()._instantiate_trainer(config, callbacks)
 
@@ -135,9 +159,16 @@ class EnsembleCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except EnsembleError:
-            if subcommand == "fit" and self._run_dir is None and _is_rank_zero():  # a fresh run that never started
-                discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
+            if _is_rank_zero():
+                if self._eval_dir is not None:  # a failed evaluation leaves no folder behind
+                    shutil.rmtree(self._eval_dir, ignore_errors=True)
+                if subcommand != "fit":  # a run claimed for a checkpoint outside any run
+                    discard_if_unused(self._claimed)
+                elif self._run_dir is None:  # a fresh run that never started
+                    discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
             raise
+        if self._eval_dir is not None and _is_rank_zero():
+            print(f"evaluation of {self._subcommand_config().ckpt_path}: {self._eval_dir}")
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
@@ -242,6 +273,9 @@ class NetFamily(Family):
         from optuna_integration import PyTorchLightningPruningCallback
 
         return PyTorchLightningPruningCallback(trial, monitor=monitor)
+
+    def checkpoint_features(self, path: Path) -> list[str]:
+        return list(read_net_checkpoint(path)["hyper_parameters"].get("feature_names") or [])
 
     def export_files(self, run_dir: Path) -> dict[str, Path]:
         ckpts = run_dir / "checkpoints"
