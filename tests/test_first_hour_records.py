@@ -15,15 +15,42 @@ config, test left out on request, and tuning studies that keep their definition 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
+from panels import make_frames, write_frames
 
 from ensemble.cli import main
 from ensemble.tuning.study import open_storage
 
 SPACE = {"model.init_args.net.init_args.hidden_size": {"type": "int", "low": 4, "high": 8}}
+
+
+# a net and a tree; LightGBM's config stops at once on tiny data without a small leaf size
+RUNS = {"lstm": {}, "lightgbm": {"model__init_args__min_data_in_leaf": "5"}}
+
+
+def _args(fit_args, name: str, **extra: str) -> list[str]:
+    return fit_args(config=f"configs/{name}.yaml", epochs=1, **RUNS[name], **extra)
+
+
+def _best(run: Path) -> Path:
+    (best,) = [p for p in (run / "checkpoints").glob("best*") if not p.name.endswith(".meta.json")]
+    return best
+
+
+def _files(run: Path) -> dict[Path, bytes]:
+    """Every file of a run but its evaluations and TensorBoard event files, with its bytes."""
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "eval" not in p.relative_to(run).parts
+            and not p.name.startswith("events.")}  # fmt: skip
+
+
+def _error_lines(capsys) -> list[str]:
+    """The CLI's error lines on stderr (Lightning's own log lines, which may share stderr in a test session, aside)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("ensemble: error:")]
 
 
 def _metrics(run: Path) -> dict:
@@ -41,6 +68,97 @@ def _tune(tmp_path: Path, fit_args, spec: dict, *extra: str, trials: int = 1, ba
 
 def _study(tmp_path: Path) -> optuna.Study:
     return optuna.load_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+
+
+# -- item 1: the run's record never changes after the fit
+@pytest.mark.parametrize("name", list(RUNS))
+def test_config_yaml_survives_evaluations_and_failures_and_export_keeps_the_fits_seq_len(tmp_path, fit_args, name,
+                                                                                         capsys):  # fmt: skip
+    args = _args(fit_args, name)  # seq_len 5
+    assert main(["fit", *args]) == 0
+    run = tmp_path / "runs" / f"{name}_h5" / "version_0"
+    record, best = (run / "config.yaml").read_bytes(), str(_best(run))
+    for command in ("validate", "test", "predict"):
+        assert main([command, *args, "--ckpt_path", best, "--data.batch_size", "16"]) == 0, command
+    assert main(["test", *args, "--data.horizon", "20", "--ckpt_path", best]) == 2  # horizon mismatch
+    assert "horizon" in capsys.readouterr().err
+    assert main(["test", *args, "--data.seq_len", "3", "--ckpt_path", best]) == 2  # another window
+    changed = (["--model.init_args.net.init_args.hidden_size", "16"] if name == "lstm"
+               else ["--data.seq_len", "3"])  # fmt: skip
+    assert main(["fit", *args, "--ckpt_path", "last", *changed]) == 2  # a resume that is refused
+    assert (run / "config.yaml").read_bytes() == record
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
+    assert json.loads((tmp_path / "export" / "metadata.json").read_text())["seq_len"] == 5
+
+
+# -- item 2: an evaluation writes into its checkpoint's own run, beside the fit's artifacts
+@pytest.mark.parametrize("name", list(RUNS))
+def test_evaluation_lands_in_the_checkpoints_own_run_without_touching_the_fit(tmp_path, fit_args, name, capsys):
+    assert main(["fit", *_args(fit_args, name, tracking__name="mine")]) == 0
+    run = tmp_path / "runs" / "mine" / "version_0"
+    fit_files, best = _files(run), str(_best(run))
+    args = _args(fit_args, name)  # the config's default run name, not the checkpoint's
+    assert main(["test", *args, "--ckpt_path", best]) == 0
+    evaluation = run / "eval" / f"test-{Path(best).stem}"
+    assert f"evaluation of {best}: {evaluation}" in capsys.readouterr().out
+    metrics = _metrics(evaluation)
+    assert metrics["checkpoint/test"] == str(Path(best).resolve()) and "test/f1_macro" in metrics
+    fitted = _metrics(run)
+    assert metrics["test/f1_macro"] == pytest.approx(fitted["test/f1_macro"], abs=1e-6)  # the same model, again
+    assert (evaluation / "predictions" / "test.parquet").is_file() and (evaluation / "config.yaml").is_file()
+    assert list((evaluation / "plots").glob("test_*.png"))
+    assert _files(run) == fit_files  # the fit's artifacts, byte for byte
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine"]  # no other run folder
+
+    (evaluation / "marker").write_text("an earlier evaluation")
+    assert main(["test", *args, "--data.horizon", "20", "--ckpt_path", best]) == 2  # fails: the earlier one stays
+    assert (evaluation / "marker").is_file() and not list((run / "eval").glob(".*"))
+    assert main(["test", *args, "--ckpt_path", best]) == 0  # succeeds: replaces it whole
+    assert not (evaluation / "marker").exists() and (evaluation / "metrics.json").is_file()
+    assert main(["predict", *args, "--ckpt_path", best]) == 0  # predict: the same place
+    assert (run / "eval" / f"predict-{Path(best).stem}" / "predictions" / "predict.parquet").is_file()
+    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted([evaluation.name, f"predict-{Path(best).stem}"])
+
+
+# -- item 3: best|last finds the run of this config
+@pytest.mark.parametrize("name", list(RUNS))
+def test_best_is_the_newest_run_of_this_horizon_and_window(tmp_path, fit_args, name, capsys):
+    assert main(["fit", *_args(fit_args, name, data__horizon="20")]) == 0
+    assert (tmp_path / "runs" / f"{name}_h20" / "version_0" / "config.yaml").is_file()  # the horizon in the name
+    capsys.readouterr()
+    assert main(["test", *_args(fit_args, name), "--ckpt_path", "best"]) == 2  # h5 asked, only h20 exists
+    err = _error_lines(capsys)
+    assert len(err) == 1, err
+    assert f"{name}_h20/version_0 (horizon 20, seq_len 5)" in err[0] and "--ckpt_path <its checkpoint file>" in err[0]
+
+    # one run name for every horizon and window: best|last still picks the run trained like this config
+    mine = {"tracking__name": "mine"}
+    assert main(["fit", *_args(fit_args, name, data__horizon="20", **mine)]) == 0  # version_0: h20
+    assert main(["fit", *_args(fit_args, name, **mine)]) == 0  # version_1: h5
+    assert main(["fit", *_args(fit_args, name, data__seq_len="3", **mine)]) == 0  # version_2: h5, seq_len 3
+    capsys.readouterr()
+    for horizon, seq_len, version in ((20, 5, 0), (5, 5, 1), (5, 3, 2)):
+        assert main(["test", *_args(fit_args, name, data__horizon=str(horizon), data__seq_len=str(seq_len), **mine),
+                     "--ckpt_path", "best"]) == 0  # fmt: skip
+        (evaluation,) = (tmp_path / "runs" / "mine").glob("version_*/eval/test-best*")
+        assert evaluation.parent.parent.name == f"version_{version}", (horizon, seq_len)
+        shutil.rmtree(evaluation)
+    assert main(["fit", *_args(fit_args, name, data__seq_len="4", **mine), "--ckpt_path", "last"]) == 2
+    assert "seq_len 4" in capsys.readouterr().err
+
+
+def test_best_skips_a_run_of_other_features(tmp_path, fit_args, capsys):
+    """Same model, horizon and window, other feature columns: not the run asked for."""
+    frames = {k: v.rename(columns={"f1": "f1_other"}) for k, v in make_frames().items()}
+    other = write_frames(tmp_path / "other", frames)
+    assert main(["fit", *_args(fit_args, "lstm"), "--data.root", str(other)]) == 0  # newest has other features
+    capsys.readouterr()
+    assert main(["test", *_args(fit_args, "lstm"), "--ckpt_path", "best"]) == 2
+    assert "its features" in capsys.readouterr().err
+    assert main(["fit", *_args(fit_args, "lstm")]) == 0
+    assert main(["fit", *_args(fit_args, "lstm"), "--data.root", str(other)]) == 0
+    assert main(["test", *_args(fit_args, "lstm"), "--ckpt_path", "best"]) == 0
+    assert (tmp_path / "runs" / "lstm_h5" / "version_1" / "eval").is_dir()  # not version_2, the newest
 
 
 # -- item 4: test only when asked
@@ -80,7 +198,7 @@ def test_resume_with_another_search_space_is_refused_before_a_trial(tmp_path, fi
     changed = {"model.init_args.net.init_args.hidden_size": {"type": "categorical", "choices": [4, 8]}}
     capsys.readouterr()
     assert _tune(tmp_path, fit_args, changed) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _error_lines(capsys)
     assert len(err) == 1 and "study 's'" in err[0] and "hidden_size" in err[0] and "CategoricalDistribution" in err[0]
     assert _tune(tmp_path, fit_args, SPACE, "--tune.metric", "val/loss", "--tune.direction", "minimize") == 2
     err = capsys.readouterr().err

@@ -32,7 +32,8 @@ def finished(tmp_path_factory):
     splits = write_splits(root / "splits")
     for config in ("lstm", "lightgbm"):
         assert main(["fit", *_args(splits, root / "runs", config)]) == 0
-        assert main(["export", "--run", str(root / "runs" / f"{config}_h5" / "version_0"), "--out", str(root / config)]) == 0
+        run = root / "runs" / f"{config}_h5" / "version_0"
+        assert main(["export", "--run", str(run), "--out", str(root / config)]) == 0
     return splits, root
 
 

@@ -37,13 +37,14 @@ from ensemble.training.runs import (
     EVAL_SPLITS,
     NET_CHECKPOINTS,
     RunKey,
-    claim_eval_dir,
     claim_run_dir,
+    commit_eval_dir,
     default_run_name,
     discard_if_unused,
     eval_dir,
     run_base,
     run_name_of,
+    stage_eval_dir,
 )
 from ensemble.training.tracking import Tracking, run_loggers
 
@@ -146,9 +147,10 @@ class EnsembleCLI(LightningCLI):
             if run_dir is None and _is_rank_zero():
                 run_dir = self._claimed = claim_run_dir(run_base(sub.tracking.save_dir, sub.tracking.name))
             if self.subcommand in EVAL_SPLITS and run_dir is not None:  # into the checkpoint's run, beside the fit
-                make = claim_eval_dir if _is_rank_zero() else eval_dir
+                make = stage_eval_dir if _is_rank_zero() else eval_dir  # rank 0's folder is broadcast as log_dir
                 self._eval_dir = make(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
-                name = f"{run_name_of(run_dir)}/{run_dir.name}/{self._eval_dir.relative_to(run_dir)}"
+                final = eval_dir(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
+                name = f"{run_name_of(run_dir)}/{run_dir.name}/{final.relative_to(run_dir)}"
                 config["logger"] = run_loggers(sub.tracking, None, folder=self._eval_dir, run_name=name)
             else:
                 config["logger"] = run_loggers(sub.tracking, run_dir.name if run_dir is not None else None)
@@ -168,7 +170,7 @@ class EnsembleCLI(LightningCLI):
                     discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
             raise
         if self._eval_dir is not None and _is_rank_zero():
-            print(f"evaluation of {self._subcommand_config().ckpt_path}: {self._eval_dir}")
+            print(f"evaluation of {self._subcommand_config().ckpt_path}: {commit_eval_dir(self._eval_dir)}")
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -106,8 +107,8 @@ class RunKey:
         """The key of a run config (``model`` and ``data`` sections, as a run's config.yaml holds them)."""
         from ensemble.training.config import get_dotted, model_short_name
 
-        return cls(model_short_name(config), int(get_dotted(config, "data.horizon", 5)),
-                   int(get_dotted(config, "data.seq_len", 1)), None if features is None else frozenset(features))  # fmt: skip
+        horizon, seq_len = int(get_dotted(config, "data.horizon", 5)), int(get_dotted(config, "data.seq_len", 1))
+        return cls(model_short_name(config), horizon, seq_len, None if features is None else frozenset(features))
 
     def describe(self) -> str:
         return f"{self.model}, horizon {self.horizon}, seq_len {self.seq_len}"
@@ -125,9 +126,9 @@ def _recorded_key(run: Path) -> RunKey | None:
 
 def _existing_runs(base: Path, model: str) -> list[str]:
     """``name/version_N (horizon H, seq_len L)`` of the runs of ``model`` under ``base`` and beside it."""
-    families = [base, *sorted(p for p in base.parent.iterdir() if p.is_dir() and p != base)] if base.parent.is_dir() else []
+    beside = sorted(p for p in base.parent.iterdir() if p.is_dir() and p != base) if base.parent.is_dir() else []
     out = []
-    for family in families:
+    for family in [base, *beside]:
         for _, run in _versions(family):
             key = _recorded_key(run)
             if key is not None and key.model == model:
@@ -140,8 +141,9 @@ def _no_match(ckpt: str, base: Path, wanted: RunKey) -> RunNotFoundError:
     listed = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "") if runs else "none"
     return RunNotFoundError(
         f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint of this config ({wanted.describe()}"
-        f"{', its features' if wanted.features else ''}); {wanted.model} runs in {base.parent}: {listed}; choose one with --ckpt_path <its "
-        "checkpoint file>, or with the --tracking.name, --data.horizon and --data.seq_len it was trained with"
+        f"{', its features' if wanted.features else ''}); {wanted.model} runs in {base.parent}: {listed}; choose one "
+        "with --ckpt_path <its checkpoint file>, or with the --tracking.name, --data.horizon and --data.seq_len it "
+        "was trained with"
     )
 
 
@@ -243,22 +245,38 @@ EVAL_SPLITS = {"validate": "val", "test": "test", "predict": "predict"}  # subco
 def eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
     """Where an evaluation of ``ckpt`` on ``split`` (val, test, predict) writes, inside the checkpoint's run:
     ``<run>/eval/<split>-<checkpoint>`` (``eval/test-best-03``, ``eval/val-last``), never over the fit's own
-    artifacts; a repeated evaluation of the same checkpoint and split replaces its folder."""
+    artifacts; a repeated evaluation of the same checkpoint and split replaces its folder once it succeeds."""
     name = Path(Path(ckpt).name.removesuffix(".meta.json")).stem  # best-03.ckpt, best.txt, best.meta.json
     return run / EVAL_DIR / f"{split}-{name}"
 
 
-def claim_eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
-    """``eval_dir``, emptied: an earlier evaluation of the same checkpoint and split is replaced whole."""
-    folder = eval_dir(run, split, ckpt)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
+_STAGED_EVAL = ".partial-"
+
+
+def stage_eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
+    """An empty folder beside ``eval_dir`` where the evaluation writes until ``commit_eval_dir``: a failed or
+    killed evaluation never replaces (or half-replaces) an earlier one of the same checkpoint and split."""
+    final = eval_dir(run, split, ckpt)
+    staging = final.with_name(f".{final.name}{_STAGED_EVAL}{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def commit_eval_dir(staging: Path) -> Path:
+    """Move a finished evaluation's staging folder to its ``eval_dir`` name, replacing an earlier one whole."""
+    final = staging.with_name(staging.name[1:].rsplit(_STAGED_EVAL, 1)[0])
+    old = staging.with_name(f"{staging.name}.old")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def run_name_of(folder: Path) -> str:
     """The run name (``lstm_h5``) of a run folder or of an evaluation folder inside one, for figure titles."""
-    if folder.parent.name == EVAL_DIR:
+    if folder.parent.name == EVAL_DIR:  # an evaluation's folder, or its staging folder
         folder = folder.parent.parent
     return folder.parent.name
 

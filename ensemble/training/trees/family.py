@@ -21,12 +21,13 @@ from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predic
 from ensemble.training.runs import (
     EVAL_SPLITS,
     RunKey,
-    claim_eval_dir,
     claim_run_dir,
+    commit_eval_dir,
     default_run_name,
     discard_if_unused,
     run_base,
     run_name_of,
+    stage_eval_dir,
 )
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
@@ -89,7 +90,8 @@ class TreeJob(Job):
         self.model, self.datamodule = init.model, init.data
         if config.ckpt_path is not None:
             fit = subcommand == "fit"
-            wanted = RunKey.of(self.config, self.datamodule.feature_names) if config.ckpt_path in TREE_CHECKPOINTS else None
+            tag = config.ckpt_path in TREE_CHECKPOINTS
+            wanted = RunKey.of(self.config, self.datamodule.feature_names) if tag else None
             meta, self._run_dir = TreeFamily().find_checkpoint(config.ckpt_path, base, fit, wanted, own=fit)
             self.ckpt = model_file(meta)
         kwargs: dict[str, Any] = dict(vars(init.trainer))
@@ -177,20 +179,23 @@ class TreeJob(Job):
             return
         claimed = self._run_dir is None  # a checkpoint outside any run: its evaluation gets a run of its own
         run = self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
-        out = claim_eval_dir(run, EVAL_SPLITS[self.subcommand], self.ckpt)  # beside the fit's artifacts
+        out = stage_eval_dir(run, EVAL_SPLITS[self.subcommand], self.ckpt)  # beside the fit's artifacts
         try:
             self._attach(out, None, eval_of=run)
             if self.subcommand == "predict":
                 self.trainer.predict(self.model, self.datamodule, self.ckpt)
-                print(f"\nrun: {run}\npredictions: {out / 'predictions' / 'predict.parquet'}")
             else:
                 results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
-                print_metrics(results, out, str(self.ckpt))
         except EnsembleError:
             shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no folder behind
             if claimed:
                 discard_if_unused(run)
             raise
+        out = commit_eval_dir(out)
+        if self.subcommand == "predict":
+            print(f"\nrun: {run}\npredictions: {out / 'predictions' / 'predict.parquet'}")
+        else:
+            print_metrics(results, out, str(self.ckpt))
         print(f"evaluation of {self.ckpt}: {out}")
 
 
