@@ -118,6 +118,9 @@ def test_evaluation_lands_in_the_checkpoints_own_run_without_touching_the_fit(tm
     assert main(["predict", *args, "--ckpt_path", best]) == 0  # predict: the same place
     assert (run / "eval" / f"predict-{Path(best).stem}" / "predictions" / "predict.parquet").is_file()
     assert sorted(p.name for p in (run / "eval").iterdir()) == sorted([evaluation.name, f"predict-{Path(best).stem}"])
+    capsys.readouterr()
+    assert main(["test", *args]) == 2  # an evaluation of no checkpoint: nothing to write where
+    assert "needs --ckpt_path" in _error_lines(capsys)[0]
 
 
 # -- item 3: best|last finds the run of this config

@@ -86,8 +86,8 @@ def test_checkpoints_and_exports_cannot_choose_what_is_imported(finished, tmp_pa
     assert not marker.exists() and EVIL not in sys.modules
 
     # a tree checkpoint's sidecar, and an export's config.yaml and metadata.json
-    run = tmp_path / "lightgbm"
-    shutil.copytree(root / "runs/lightgbm", run)
+    run = tmp_path / "lightgbm_h5"
+    shutil.copytree(root / "runs/lightgbm_h5", run)
     sidecar = run / "version_0/checkpoints/last.meta.json"
     real = "ensemble.models.trees.lightgbm_model.LightGBMModel"
     sidecar.write_text(sidecar.read_text().replace(real, f"{EVIL}.Thing"))

@@ -124,9 +124,10 @@ class EnsembleCLI(LightningCLI):
         if ckpt is None and self.subcommand in EVAL_SPLITS:
             raise ConfigError(f"'ensemble {self.subcommand}' needs --ckpt_path (last, best or a checkpoint file)")
         if ckpt is not None:
-            fit = self.subcommand == "fit"
+            fit = self.subcommand not in EVAL_SPLITS  # ``fit``, or a job built from Python (``NetFamily.build``)
             wanted = RunKey.of(config, SplitData(**config["data"]).feature_names) if ckpt in NET_CHECKPOINTS else None
-            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, fit and _is_rank_zero(), wanted, own=fit)
+            resuming = self.subcommand == "fit" and _is_rank_zero()
+            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming, wanted, own=fit)
             cfg.ckpt_path = str(ckpt_file)
             self._checkpoint = read_net_checkpoint(ckpt_file)
             check_same_model(self._checkpoint, cfg.model.as_dict(), cfg.data.get("seq_len"), str(ckpt_file))
