@@ -85,6 +85,6 @@ def test_config_case(fit_args, capsys, case):
 def test_checkpoint_for_another_horizon(tmp_path, fit_args, capsys):
     assert main(["fit", *fit_args(epochs=1)]) == 0
     capsys.readouterr()
-    ckpt = next((tmp_path / "runs/lstm/version_0/checkpoints").glob("best-*"))
+    ckpt = next((tmp_path / "runs/lstm_h5/version_0/checkpoints").glob("best-*"))
     line = _cli_error(capsys, ["test", *fit_args(), "--data.horizon", "20", "--ckpt_path", str(ckpt)])
     assert "horizon 5" in line and "horizon 20" in line

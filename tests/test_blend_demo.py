@@ -44,7 +44,7 @@ def test_weighted_blend_keeps_most_of_the_best_members_edge_and_the_leaderboard_
         argv = ["fit", "--config", f"configs/{config}.yaml", "--data.root", str(root),
                 "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", *extra]
         assert main(argv) == 0
-        runs[config] = tmp_path / "runs" / config / "version_0"
+        runs[config] = tmp_path / "runs" / f"{config}_h5" / "version_0"
     rows = [row(name, 5, "member", run, "done") for name, run in runs.items()]
     blends = {m: blend(list(runs.values()), m, tmp_path / "blends") for m in ("mean", "weighted", "stacked")}
     rows += [row(f"ensemble_{m}", 5, "blend", run, "done") for m, run in blends.items()]

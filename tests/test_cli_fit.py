@@ -16,7 +16,7 @@ METRIC_NAMES = {
 }
 
 
-def _run_dir(tmp_path, name="lstm", version=0):
+def _run_dir(tmp_path, name="lstm_h5", version=0):
     return tmp_path / "runs" / name / f"version_{version}"
 
 
@@ -77,14 +77,17 @@ def test_validate_test_predict_from_checkpoint(tmp_path, fit_args):
     assert main(["fit", *fit_args(epochs=1)]) == 0
     run = _run_dir(tmp_path)
     before = pd.read_parquet(run / "predictions/test.parquet")
-    (run / "predictions/test.parquet").unlink()
+    fit_files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "events" not in p.name}
     assert main(["test", *fit_args(), "--ckpt_path", "best"]) == 0
-    again = pd.read_parquet(run / "predictions/test.parquet")  # written into the same run
-    pd.testing.assert_frame_equal(before, again)
+    (evaluation,) = (run / "eval").glob("test-best-*")  # into the checkpoint's run, beside the fit's artifacts
+    pd.testing.assert_frame_equal(before, pd.read_parquet(evaluation / "predictions/test.parquet"))
     assert main(["validate", *fit_args(), "--ckpt_path", str(next((run / "checkpoints").glob("best-*")))]) == 0
+    assert (next((run / "eval").glob("val-best-*")) / "metrics.json").is_file()
     assert main(["predict", *fit_args(), "--ckpt_path", "last"]) == 0
-    pred = pd.read_parquet(run / "predictions/predict.parquet")
+    pred = pd.read_parquet(run / "eval/predict-last/predictions/predict.parquet")
     assert list(pred.columns) == PRED_COLUMNS and len(pred) == len(before)
+    assert {p: p.read_bytes() for p in fit_files} == fit_files  # the fit's own artifacts, byte for byte
+    assert [p.name for p in run.parent.iterdir()] == [run.name]  # no other run was claimed
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
 
 def test_ddp_evaluation_counts_every_sample_once(tmp_path, fit_args):
     assert main(["fit", *fit_args(epochs=1)]) == 0
-    run = tmp_path / "runs" / "lstm" / "version_0"
+    run = tmp_path / "runs" / "lstm_h5" / "version_0"
     ckpt = str(next((run / "checkpoints").glob("best-*")))
     single = {s: pd.read_parquet(run / f"predictions/{s}.parquet") for s in ("val", "test")}
     single_metrics = json.loads((run / "metrics.json").read_text())
@@ -46,7 +46,7 @@ def test_ddp_fit_trains_and_writes_one_run(tmp_path, fit_args):
     done = _cli("fit", *fit_args(epochs=1), "--trainer.strategy", "ddp", "--trainer.devices", "2",
                 "--trainer.accelerator", "cpu")
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = list((tmp_path / "runs" / "lstm").iterdir())
+    runs = list((tmp_path / "runs" / "lstm_h5").iterdir())
     assert [r.name for r in runs] == ["version_0"]  # rank 1 did not claim a folder of its own
     assert (runs[0] / "predictions" / "test.parquet").is_file()
 

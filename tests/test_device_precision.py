@@ -84,5 +84,5 @@ def test_precision_reaches_the_forward_pass(tmp_path, fit_args, output_dtypes, p
     small = [f"{net}d_model", "16", f"{net}dim_feedforward", "32", f"{net}num_layers", "1"]
     assert main(["fit", *fit_args("configs/transformer.yaml", epochs=1), *small, "--trainer.precision", precision]) == 0
     assert output_dtypes and set(output_dtypes) == {dtype}, set(output_dtypes)
-    metrics = json.loads((tmp_path / "runs/transformer/version_0/metrics.json").read_text())
+    metrics = json.loads((tmp_path / "runs/transformer_h5/version_0/metrics.json").read_text())
     assert 0.0 < metrics["test/log_loss"] < 5.0  # the loss and metrics stay float32 and finite

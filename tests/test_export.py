@@ -14,7 +14,7 @@ from ensemble.cli import main
 @pytest.fixture
 def finished_run(tmp_path, fit_args):
     assert main(["fit", *fit_args(epochs=1)]) == 0
-    return tmp_path / "runs" / "lstm" / "version_0"
+    return tmp_path / "runs" / "lstm_h5" / "version_0"
 
 
 def test_register_then_predict_in_a_fresh_process(tmp_path, splits, finished_run):
@@ -84,7 +84,7 @@ def test_tree_export_predicts_like_its_run(tmp_path, splits):
     argv = ["fit", "--config", "configs/lightgbm.yaml", "--data.root", str(splits), "--trainer.max_epochs", "2",
             "--tracking.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"]
     assert main(argv) == 0
-    run = tmp_path / "runs" / "lightgbm" / "version_0"
+    run = tmp_path / "runs" / "lightgbm_h5" / "version_0"
     (run / "checkpoints" / "best.0123abcd.txt").write_text("a staged file a killed run left behind")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
     exported = sorted(p.name for p in (tmp_path / "export" / "model").iterdir())

@@ -37,9 +37,9 @@ def _digest(folder: Path) -> dict[str, str]:
 def test_export_replaces_an_export_whole_and_refuses_other_folders(finished, tmp_path, capsys):
     splits, runs = finished
     out, fresh = tmp_path / "export", tmp_path / "fresh"
-    assert main(["export", "--run", str(runs / "lightgbm/version_0"), "--out", str(out)]) == 0
-    assert main(["export", "--run", str(runs / "lstm/version_0"), "--out", str(out)]) == 0  # over the tree's
-    assert main(["export", "--run", str(runs / "lstm/version_0"), "--out", str(fresh)]) == 0
+    assert main(["export", "--run", str(runs / "lightgbm_h5/version_0"), "--out", str(out)]) == 0
+    assert main(["export", "--run", str(runs / "lstm_h5/version_0"), "--out", str(out)]) == 0  # over the tree's
+    assert main(["export", "--run", str(runs / "lstm_h5/version_0"), "--out", str(fresh)]) == 0
     assert sorted(p.name for p in (out / "model").iterdir()) == ["model.ckpt"]  # nothing of the tree is left
     assert _digest(out).keys() == _digest(fresh).keys()
     assert _digest(out / "model") == _digest(fresh / "model")
@@ -54,7 +54,7 @@ def test_export_replaces_an_export_whole_and_refuses_other_folders(finished, tmp
     mine.mkdir()
     (mine / "todo.txt").write_text("a user's file")
     capsys.readouterr()
-    assert main(["export", "--run", str(runs / "lstm/version_0"), "--out", str(mine)]) == 2
+    assert main(["export", "--run", str(runs / "lstm_h5/version_0"), "--out", str(mine)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not empty and not an export" in err[0] and str(mine) in err[0]
     assert [p.name for p in mine.iterdir()] == ["todo.txt"] and (mine / "todo.txt").read_text() == "a user's file"
@@ -67,7 +67,7 @@ def test_registered_model_is_downloaded_once_per_version(finished, tmp_path, mon
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where a download used to be left on every call
-    assert main(["register", "--run", str(runs / "lstm/version_0"), "--name", "demo", "--mlflow_uri", uri,
+    assert main(["register", "--run", str(runs / "lstm_h5/version_0"), "--name", "demo", "--mlflow_uri", uri,
                  "--export", str(tmp_path / "export")]) == 0  # fmt: skip
     data = str(splits / SPLIT_FILES["test"])
     outs = [tmp_path / f"pred{i}.parquet" for i in range(2)]
@@ -79,7 +79,7 @@ def test_registered_model_is_downloaded_once_per_version(finished, tmp_path, mon
     assert not list(temp.rglob("model.ckpt"))  # and no model copy left in the temp folder
     pd.testing.assert_frame_equal(pd.read_parquet(outs[0]), pd.read_parquet(outs[1]))
 
-    assert main(["register", "--run", str(runs / "lightgbm/version_0"), "--name", "demo", "--mlflow_uri", uri,
+    assert main(["register", "--run", str(runs / "lightgbm_h5/version_0"), "--name", "demo", "--mlflow_uri", uri,
                  "--export", str(tmp_path / "export2")]) == 0  # the alias moves to version 2  # fmt: skip
     assert main(["predict", "--from", "models:/demo@production", "--input", data, "--out", str(outs[0]),
                  "--mlflow_uri", uri]) == 0  # fmt: skip
@@ -95,7 +95,7 @@ def test_registered_model_is_downloaded_once_per_version(finished, tmp_path, mon
 def test_rows_without_a_prediction_are_reported_per_symbol(finished, tmp_path, capsys):
     splits, runs = finished
     export = tmp_path / "export"
-    assert main(["export", "--run", str(runs / "lstm/version_0"), "--out", str(export)]) == 0
+    assert main(["export", "--run", str(runs / "lstm_h5/version_0"), "--out", str(export)]) == 0
     frame = pd.read_parquet(splits / SPLIT_FILES["test"])
     short = frame[frame.symbol == "S2"].head(3)  # S2 keeps 3 rows: fewer than seq_len 5
     data = tmp_path / "new.parquet"

@@ -359,7 +359,8 @@ def _run(root: Path, name: str, p_true: float, members: list[Path] | None = None
 def test_baselines_are_scored_on_the_same_rows_and_never_chosen(tmp_path):
     (tmp_path / "data").mkdir()
     pd.DataFrame({"datetime": pd.date_range("2022-01-03", periods=8, freq="D"), "symbol": "X", "f0": 0.5,
-                  "label_h5": TRAIN_LABELS, "fwd_return_h5": 0.01}).to_parquet(tmp_path / "data" / "train_scaled.parquet")
+                  "label_h5": TRAIN_LABELS, "fwd_return_h5": 0.01},
+                 ).to_parquet(tmp_path / "data" / "train_scaled.parquet")  # fmt: skip
     good, guess = _run(tmp_path, "good", 0.6), _run(tmp_path, "worse_than_a_guess", 0.3)  # -ln 0.3 = 1.204 > ln 3
     mean = _run(tmp_path, "mean", 0.5, members=[good, guess])
     rows = [row("good", 5, "member", good, "done"), row("worse_than_a_guess", 5, "member", guess, "done"),

@@ -27,7 +27,7 @@ RUNS = {"lstm": {}, "lightgbm": {"model__init_args__min_data_in_leaf": "5"}}
 def _fit(fit_args, tmp_path: Path, name: str, root: Path | None = None) -> Path:
     extra = {"data__root": str(root)} if root is not None else {}
     assert main(["fit", *fit_args(config=f"configs/{name}.yaml", epochs=2, **RUNS[name], **extra)]) == 0
-    return tmp_path / "runs" / name / "version_0"
+    return tmp_path / "runs" / f"{name}_h5" / "version_0"
 
 
 def _reversed_features(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +68,8 @@ def test_checkpoint_reads_reordered_splits_in_its_order_when_told(tmp_path, fit_
     assert main(argv) == 2
     assert "same names in another order" in capsys.readouterr().err
     assert main([*argv, "--data.feature_order", "[f0, f1, f2, f3]"]) == 0
-    got = pd.read_parquet(run / "predictions" / "test.parquet")
+    (evaluation,) = (run / "eval").glob("test-best*")
+    got = pd.read_parquet(evaluation / "predictions" / "test.parquet")
     pd.testing.assert_frame_equal(got, want, atol=1e-6)
 
 
@@ -101,7 +102,8 @@ def test_timezone_survives_every_output(tmp_path, fit_args, name):
     predict = ["predict", *fit_args(config=f"configs/{name}.yaml", **RUNS[name]), "--data.root", str(root),
                "--ckpt_path", "last", "--data.predict_split", "val"]
     assert main(predict) == 0
-    _joins_back(pd.read_parquet(run / "predictions" / "predict.parquet"), frames["val"], f"{name} predict")
+    predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
+    _joins_back(pd.read_parquet(predicted), frames["val"], f"{name} predict")
     export = tmp_path / "export"
     assert main(["export", "--run", str(run), "--out", str(export)]) == 0
     test_file = root / SPLIT_FILES["test"]
@@ -127,7 +129,7 @@ def test_class_absent_from_train_still_gives_three_probabilities(tmp_path, name)
     assert (frames["val"]["label_h5"] == -1).any()  # but it does in val, where it is scored
     root = write_frames(tmp_path / "no_short", frames)
     assert main(cli(name, root, tmp_path / "runs")) == 0
-    run = tmp_path / "runs" / name / "version_0"
+    run = tmp_path / "runs" / f"{name}_h5" / "version_0"
     for split in ("val", "test"):
         preds = pd.read_parquet(run / "predictions" / f"{split}.parquet")
         probs = preds[list(PROB_COLUMNS)].to_numpy(np.float64)

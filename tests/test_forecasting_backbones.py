@@ -147,7 +147,7 @@ def cli_runs(tmp_path_factory):
             *CLI_SMALL[name],
         ]
         assert main(argv) == 0
-        (run_dir,) = (root / "runs" / name).iterdir()
+        (run_dir,) = (root / "runs" / f"{name}_h5").iterdir()
         runs[name] = run_dir
     return data, runs
 

@@ -17,9 +17,9 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, fit_args, model):
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("unit")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.run_name == f"{model}/version_0"
+    assert run.info.run_name == f"{model}_h5/version_0"
     assert run.data.params["horizon"] == "5"
-    local = json.loads((tmp_path / f"runs/{model}/version_0/metrics.json").read_text())
+    local = json.loads((tmp_path / f"runs/{model}_h5/version_0/metrics.json").read_text())
     for key in ("val/f1_macro", "test/f1_macro", "test/sharpe", "test/log_loss"):
         assert abs(run.data.metrics[key] - local[key]) < 1e-6, key
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -33,7 +33,7 @@ def test_tensorboard_events_hold_the_val_metrics(tmp_path, fit_args, model):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert main(["fit", *fit_args(config=f"configs/{model}.yaml", epochs=2)]) == 0
-    run = tmp_path / "runs" / model / "version_0"
+    run = tmp_path / "runs" / f"{model}_h5" / "version_0"
     events = EventAccumulator(str(run)).Reload()
     assert "val/f1_macro" in events.Tags()["scalars"]
     logged = events.Scalars("val/f1_macro")[-1].value

@@ -94,7 +94,7 @@ def test_write_stage_writes_the_equity_and_ic_figures(tmp_path):
                                                                 for i, c in enumerate(PROB_COLUMNS)},
                        "prediction": (probs.argmax(1) - 1).numpy().astype(np.int8),
                        "fwd_return": ret.numpy().astype(np.float32)})
-    run = tmp_path / "lightgbm" / "version_0"
+    run = tmp_path / "lightgbm_h5" / "version_0"
     write_stage(run, "test", df, {"test/sharpe": 1.0}, 2, [], 0)
     for name in ("confusion_matrix", "equity_curve", "ic"):
         assert (run / "plots" / f"test_{name}.png").stat().st_size > 0, name

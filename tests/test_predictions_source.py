@@ -40,7 +40,7 @@ def assert_matches_source(pred: pd.DataFrame, source: pd.DataFrame, horizon: int
 def test_run_and_export_predictions_match_the_source_rows(tmp_path, splits, fit_args, config, horizon, extra):
     name = Path(config).stem
     assert main(["fit", *fit_args(config, epochs=1), "--data.horizon", str(horizon), *extra]) == 0
-    run = tmp_path / "runs" / name / "version_0"
+    run = tmp_path / "runs" / f"{name}_h{horizon}" / "version_0"
     source = {s: pd.read_parquet(splits / f) for s, f in SPLIT_FILES.items()}
     for split in ("val", "test"):
         pred = pd.read_parquet(run / "predictions" / f"{split}.parquet")

@@ -77,7 +77,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path, fit_args, capsys):
 
 def test_checkpoints_load_weights_only_and_rebuild_the_model(tmp_path, fit_args):
     assert main(["fit", *fit_args(epochs=1)]) == 0
-    ckpt = next((tmp_path / "runs/lstm/version_0/checkpoints").glob("best-*"))
+    ckpt = next((tmp_path / "runs/lstm_h5/version_0/checkpoints").glob("best-*"))
     model = Classifier.load_from_checkpoint(ckpt, weights_only=True)
     assert model.hparams.feature_names == ["f0", "f1", "f2", "f3"] and model.hparams.horizon == 5
     assert model(torch.randn(2, 5, 4)).shape == (2, 3)

@@ -11,7 +11,7 @@ def test_config_yaml_is_byte_identical_after_evaluations_and_resumes(config, tmp
     args = [*fit_args(config=config, epochs=2), *tiny]
     assert main(["fit", *args]) == 0
     name = "lstm" if "lstm" in config else "lightgbm"
-    record = tmp_path / "runs" / name / "version_0" / "config.yaml"
+    record = tmp_path / "runs" / f"{name}_h5" / "version_0" / "config.yaml"
     before = record.read_bytes()
 
     assert main(["test", *args, "--ckpt_path", "best", "--data.batch_size", "32"]) == 0  # an evaluation

@@ -198,7 +198,7 @@ def cli_run(request, tmp_path_factory, tiny):
             "--tracking.save_dir", str(root / "runs"), f"--{NET}checkpoint", str(tiny),
             f"--{NET}context_features", "[f0, f2]", f"--{NET}hidden_size", "8", f"--{NET}freeze", str(request.param)]
     assert main(argv) == 0
-    (run_dir,) = (root / "runs" / "timesfm").iterdir()
+    (run_dir,) = (root / "runs" / "timesfm_h5").iterdir()
     return request.param, data, run_dir
 
 

@@ -58,7 +58,7 @@ def test_tree_configs_route_to_the_tree_trainer_and_parse(splits):
 @pytest.mark.parametrize("name", TREES)
 def test_fit_writes_the_nets_run_layout(name, splits, tmp_path):
     assert main(cli(name, splits, tmp_path)) == 0
-    run = tmp_path / name / "version_0"
+    run = tmp_path / f"{name}_h5" / "version_0"
     suffix = TREES[name]
     for path in (
         "config.yaml",
@@ -85,18 +85,21 @@ def test_fit_writes_the_nets_run_layout(name, splits, tmp_path):
 
 def test_validate_test_predict_from_checkpoints(splits, tmp_path):
     assert main(cli("xgboost", splits, tmp_path)) == 0
-    run = tmp_path / "xgboost" / "version_0"
+    run = tmp_path / "xgboost_h5" / "version_0"
     fitted = quality(run)
-    (run / "metrics.json").unlink()
+    fit_metrics = (run / "metrics.json").read_bytes()
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", "best", command="validate")) == 0
     assert (
         main(cli("xgboost", splits, tmp_path, "--ckpt_path", str(run / "checkpoints/best.json"), command="test")) == 0
     )
-    again = quality(run)
-    assert again == pytest.approx(fitted)  # the best model, evaluated again from its native file
+    again = {**json.loads((run / "eval/val-best/metrics.json").read_text()),
+             **json.loads((run / "eval/test-best/metrics.json").read_text())}  # fmt: skip
+    assert quality_of(again) == pytest.approx(fitted)  # the best model, evaluated again from its native file
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", "last", command="predict")) == 0
-    assert list(pd.read_parquet(run / "predictions" / "predict.parquet").columns) == PREDICTION_COLUMNS
-    assert not (tmp_path / "xgboost" / "version_1").exists()  # evaluations land in the checkpoint's run
+    predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
+    assert list(pd.read_parquet(predicted).columns) == PREDICTION_COLUMNS
+    assert (run / "metrics.json").read_bytes() == fit_metrics  # the fit's own record is left alone
+    assert not (tmp_path / "xgboost_h5" / "version_1").exists()  # evaluations land in the checkpoint's run
 
 
 # XGBoost and LightGBM keep no RNG state in their model files: resume is bit-exact without row/column
@@ -114,8 +117,8 @@ def test_resume_matches_an_uninterrupted_run(name, splits, tmp_path):
     assert main(cli(name, splits, tmp_path / "a", *no_stop, epochs=2)) == 0
     assert main(cli(name, splits, tmp_path / "a", *no_stop, "--ckpt_path", "last", epochs=4)) == 0
     assert main(cli(name, splits, tmp_path / "b", *no_stop, epochs=4)) == 0
-    resumed, straight = tmp_path / "a" / name / "version_0", tmp_path / "b" / name / "version_0"
-    assert not (tmp_path / "a" / name / "version_1").exists()
+    resumed, straight = tmp_path / "a" / f"{name}_h5" / "version_0", tmp_path / "b" / f"{name}_h5" / "version_0"
+    assert not (tmp_path / "a" / f"{name}_h5" / "version_1").exists()
     for run in (resumed, straight):
         assert json.loads((run / "checkpoints" / "last.meta.json").read_text())["global_step"] == 12
     X = np.random.default_rng(0).standard_normal((200, 4)).astype(np.float32)
@@ -126,9 +129,14 @@ def test_resume_matches_an_uninterrupted_run(name, splits, tmp_path):
     assert quality(resumed) == quality(straight)
 
 
+def quality_of(metrics: dict) -> dict[str, float]:
+    """Metrics without the cost columns (time, memory), which differ run to run, and the checkpoint names."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/"))}
+
+
 def quality(run: Path) -> dict[str, float]:
-    """metrics.json without the cost columns (time, memory), which differ run to run."""
-    return {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if not k.startswith("fit/")}
+    """A run's metrics.json, as ``quality_of``."""
+    return quality_of(json.loads((run / "metrics.json").read_text()))
 
 
 def error_line(capsys) -> str:
@@ -155,7 +163,7 @@ def test_bad_input_gives_one_clear_error(extra, message, splits, tmp_path, capsy
 def test_checkpoint_must_fit_the_config(splits, tmp_path, capsys):
     assert main(cli("xgboost", splits, tmp_path)) == 0
     capsys.readouterr()
-    best = str(tmp_path / "xgboost" / "version_0" / "checkpoints" / "best.json")
+    best = str(tmp_path / "xgboost_h5" / "version_0" / "checkpoints" / "best.json")
     assert main(cli("lightgbm", splits, tmp_path, "--ckpt_path", best, command="validate")) == 2
     assert "holds a 'xgboost' model" in error_line(capsys)
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", best, "--data.horizon", "20", command="test")) == 2
@@ -167,7 +175,7 @@ def test_checkpoint_must_fit_the_config(splits, tmp_path, capsys):
 def test_catboost_continues_only_from_last(splits, tmp_path, capsys):
     """Only ``last`` keeps CatBoost's training snapshot; ``best`` is for evaluating (and exporting)."""
     assert main(cli("catboost", splits, tmp_path)) == 0
-    ckpts = tmp_path / "catboost" / "version_0" / "checkpoints"
+    ckpts = tmp_path / "catboost_h5" / "version_0" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == [
         "best.cbm", "best.meta.json", "last.cbm", "last.cbsnapshot", "last.meta.json"
     ]  # fmt: skip
@@ -208,7 +216,7 @@ def test_accelerator_cuda_reaches_each_library(splits):
 def test_windows_become_named_summary_columns(splits, tmp_path):
     extra = ["--data.seq_len", "4", "--model.init_args.window_features", "summary"]
     assert main(cli("xgboost", splits, tmp_path, *extra)) == 0
-    run = tmp_path / "xgboost" / "version_0"
+    run = tmp_path / "xgboost_h5" / "version_0"
     features = set(pd.read_csv(run / "plots" / "feature_importance.csv")["feature"])
     assert features == {f"f{j}_{s}" for j in range(4) for s in ("last", "mean", "std", "min", "max")}
     meta = json.loads((run / "checkpoints" / "best.meta.json").read_text())
@@ -223,9 +231,9 @@ def test_mlflow_run_has_params_metrics_and_artifacts(splits, tmp_path):
     assert main(cli("lightgbm", splits, tmp_path / "runs", *extra)) == 0
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
-    assert run.info.run_name == "lightgbm/version_0"
+    assert run.info.run_name == "lightgbm_h5/version_0"
     assert run.data.params["horizon"] == "5" and run.data.params["num_leaves"] == "15"
-    local = json.loads((tmp_path / "runs/lightgbm/version_0/metrics.json").read_text())
+    local = json.loads((tmp_path / "runs/lightgbm_h5/version_0/metrics.json").read_text())
     for key in ("val/f1_macro", "test/f1_macro", "test/sharpe", "test/log_loss"):
         assert abs(run.data.metrics[key] - local[key]) < 1e-6, key
     assert {"plots", "predictions", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -46,7 +46,7 @@ def test_sigkill_mid_fit_then_resume_matches_uninterrupted(name, epoch, during, 
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    run = tmp_path / "a" / name / "version_0"
+    run = tmp_path / "a" / f"{name}_h5" / "version_0"
     assert json.loads((run / "checkpoints/last.meta.json").read_text())["global_step"] == step
     staged = [p for p in (run / "checkpoints").iterdir() if re.match(r"(last|best)\.[0-9a-f]{8}\.", p.name)]
     assert bool(staged) == (during is not None)
@@ -54,7 +54,7 @@ def test_sigkill_mid_fit_then_resume_matches_uninterrupted(name, epoch, during, 
 
     assert main(args(tmp_path / "a", "--ckpt_path", "last")) == 0
     assert main(args(tmp_path / "b")) == 0
-    straight = tmp_path / "b" / name / "version_0"
+    straight = tmp_path / "b" / f"{name}_h5" / "version_0"
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]  # resumed in the same run dir
     for tag in ("last", "best"):
         a, b = (json.loads((r / f"checkpoints/{tag}.meta.json").read_text()) for r in (run, straight))

@@ -32,7 +32,8 @@ def finished(tmp_path_factory):
     splits = write_splits(root / "splits")
     for config in ("lstm", "lightgbm"):
         assert main(["fit", *_args(splits, root / "runs", config)]) == 0
-        assert main(["export", "--run", str(root / "runs" / config / "version_0"), "--out", str(root / config)]) == 0
+        run = root / "runs" / f"{config}_h5" / "version_0"
+        assert main(["export", "--run", str(run), "--out", str(root / config)]) == 0
     return splits, root
 
 
@@ -77,7 +78,7 @@ def _planted_checkpoints(src: Path, folder: Path) -> dict[str, Path]:
 
 def test_checkpoints_and_exports_cannot_choose_what_is_imported(finished, tmp_path, marker, capsys):
     splits, root = finished
-    src = root / "runs/lstm/version_0/checkpoints/last.ckpt"
+    src = root / "runs/lstm_h5/version_0/checkpoints/last.ckpt"
     for name, ckpt in _planted_checkpoints(src, tmp_path / "planted").items():
         assert main(["test", *_args(splits, tmp_path / "runs"), "--ckpt_path", str(ckpt)]) == 2, name
         line = _one_line(capsys)
@@ -85,8 +86,8 @@ def test_checkpoints_and_exports_cannot_choose_what_is_imported(finished, tmp_pa
     assert not marker.exists() and EVIL not in sys.modules
 
     # a tree checkpoint's sidecar, and an export's config.yaml and metadata.json
-    run = tmp_path / "lightgbm"
-    shutil.copytree(root / "runs/lightgbm", run)
+    run = tmp_path / "lightgbm_h5"
+    shutil.copytree(root / "runs/lightgbm_h5", run)
     sidecar = run / "version_0/checkpoints/last.meta.json"
     real = "ensemble.models.trees.lightgbm_model.LightGBMModel"
     sidecar.write_text(sidecar.read_text().replace(real, f"{EVIL}.Thing"))
@@ -141,7 +142,7 @@ def test_hostile_yaml_and_pickle_are_one_line(finished, tmp_path, capsys):
         line = _one_line(capsys)
         assert "not a loadable YAML config" in line and ("hostile.yaml" in line or "space.yaml" in line), line
     payload = tmp_path / "payload.ckpt"
-    ckpt = torch.load(root / "runs/lstm/version_0/checkpoints/last.ckpt", weights_only=True)
+    ckpt = torch.load(root / "runs/lstm_h5/version_0/checkpoints/last.ckpt", weights_only=True)
     torch.save({**ckpt, "extra": _Payload(marker)}, payload)
     for command in ("fit", "test", "predict"):
         assert main([command, *_args(splits, tmp_path / "runs"), "--ckpt_path", str(payload)]) == 2

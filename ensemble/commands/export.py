@@ -10,7 +10,7 @@ from ensemble.export import export_run, predict_file, register, unpredicted_path
 
 def run_export(argv: list[str]) -> int:
     p = OneLineParser(prog="ensemble export", description="Export a finished run as a self-contained folder")
-    p.add_argument("--run", required=True, help="run folder, e.g. lightning_logs/lstm/version_0")
+    p.add_argument("--run", required=True, help="run folder, e.g. lightning_logs/lstm_h5/version_0")
     p.add_argument("--out", required=True, help="export folder to write")
     args = p.parse_args(argv)
     print(f"exported to {export_run(Path(args.run), Path(args.out))}")

@@ -6,7 +6,6 @@ import textwrap
 
 from ensemble.commands.parsing import OneLineParser
 
-
 LISTS = ("The models this installation can train{only} (bundled, and registered by packages through the "
          "ensemble.models entry point). name: what experiments, search spaces and run folders call it; family: "
          "neural (trained by Lightning) or tree (TreeTrainer); config: train it with ensemble fit --config CONFIG.")

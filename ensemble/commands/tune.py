@@ -8,6 +8,7 @@ Every flag that is not ``--tune.*`` is passed to each trial's ``fit`` (data root
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,14 +24,21 @@ HELP = {
     "search_space": "YAML of config keys -> distributions (default: search_spaces/<model>.yaml beside the config)",
     "study_name": "study name; re-running the same name on the same storage resumes it (default: the model)",
     "storage": "sqlite:///optuna.db (default), journal:PATH, or any RDB URL such as postgresql://user@host/db",
-    "metric": "the val metric to optimise, e.g. val/f1_macro or val/loss",
+    "metric": "the val metric to optimise, e.g. val/f1_macro or val/loss; checkpoints and early stopping follow it",
     "direction": "maximize or minimize",
     "pruner": "median (default), hyperband or none",
     "seed": "sampler seed (give each parallel worker its own, or none)",
     "out": "folder for best.yaml, trials.csv and plots (default: tune/<study_name>)",
     "heartbeat": "seconds between a worker's heartbeats (RDB storages); a dead worker's trial turns FAIL; 0: off",
     "retries": "how often a trial whose worker died is retried with the same parameters",
+    "test": "also evaluate each trial's best checkpoint on test (default false: a study chooses on val only)",
 }
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+    return text.lower() == "true"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     for f in fields(TuneConfig):
         if f.name == "extra":
             continue
-        kind = int if f.name in ("n_trials", "seed", "heartbeat", "retries") else str
+        kind = int if f.name in ("n_trials", "seed", "heartbeat", "retries") else _bool if f.name == "test" else str
         p.add_argument(f"--tune.{f.name}", dest=f.name, type=kind, default=getattr(defaults, f.name),
                        help=HELP[f.name] if "default" in HELP[f.name] else f"{HELP[f.name]} (default: %(default)s)")
     return p
@@ -65,9 +73,23 @@ def run(argv: list[str]) -> int:
     if console.level() < console.NORMAL:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # --quiet: not even a line per trial
     console.say(f"Seed set to {base.get('seed_everything', 0)} for every trial")  # once; the trials are muted
-    study = tune(TuneConfig(**vars(known)), base, configs[-1].parent if configs else None)
+    ran: list = []
+    study = tune(TuneConfig(**vars(known)), base, configs[-1].parent if configs else None, ran)
     done = [t for t in study.trials if t.value is not None]
     print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
     if done:
         print(f"best trial {study.best_trial.number}: {study.best_value:.5f}  params {study.best_params}")
+    return _report_failures(ran)
+
+
+def _report_failures(trials: list) -> int:
+    """Exit 1 when every trial this process ran failed (nothing was learned), naming the first errors."""
+    import optuna
+
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    for trial in failed[:3]:
+        print(f"trial {trial.number} failed: {trial.user_attrs.get('error', 'no value (non-finite metric)')}")
+    if trials and len(failed) == len(trials):
+        print(f"ensemble tune: all {len(trials)} trials of this run failed", file=sys.stderr)
+        return 1
     return 0

@@ -105,7 +105,8 @@ def _recorded_bars_per_year(run: Path) -> float | None:
 
 def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
           trading: TradingConfig | None = None) -> Path:
-    """Fit ``method`` on the members' val predictions, evaluate on val and test, write a run.
+    """Fit ``method`` on the members' val predictions, evaluate on val and test, write a run. Test is left out
+    when a member was fitted without it (``--test false``): a blend is judged on the rows all members have.
 
     Args:
         trading: how the blend's predictions are booked; None takes the members' common ``trading:`` section.
@@ -132,7 +133,8 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
               "weights": getattr(model, "weights_", np.array([])).tolist()}
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
         {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
-    for split, data in (("val", val), ("test", align(run_dirs, "test"))):
+    tested = all((r / "predictions" / "test.parquet").is_file() for r in run_dirs)
+    for split, data in (("val", val), *((("test", align(run_dirs, "test")),) if tested else ())):
         probs = model.predict_proba(data.probs)
         df = data.frame.assign(**{c: probs[:, i].astype(np.float32) for i, c in enumerate(PROB_COLUMNS)})
         df["prediction"] = (probs.argmax(axis=1) - 1).astype(np.int8)

@@ -96,6 +96,8 @@ def _same_row_columns(df: pd.DataFrame) -> pd.DataFrame:
     for _, part in df[df.status == "done"].groupby("horizon"):
         runs = part.run_dir.tolist()
         for split in ("val", "test"):
+            if split == "test" and not all((Path(r) / "predictions" / "test.parquet").is_file() for r in runs):
+                continue  # a run fitted with --test false: no test column for this horizon, never a crash
             scores = shared_row_log_loss(runs, split)
             df.loc[part.index, f"{split}_log_loss_shared"] = [scores[r] for r in runs]
         done = df.loc[part.index].set_index("run_dir")

@@ -90,8 +90,9 @@ def record_split_metrics(run_dir: Path, split: str, metrics: dict[str, float], c
     others = {s: recorded[f"checkpoint/{s}"] for s in ("val", "test") if s != split and f"checkpoint/{s}" in recorded}
     for other, other_name in others.items():
         if other_name != name and any(k.startswith(f"{other}/") for k in recorded):
-            console.say(f"note: {path} now holds {split}/* of {name or 'the in-memory weights'} and {other}/* of "
-                        f"{other_name or 'the in-memory weights'} (see checkpoint/{split}, checkpoint/{other})")  # fmt: skip
+            mine, theirs = name or "the in-memory weights", other_name or "the in-memory weights"
+            console.say(f"note: {path} now holds {split}/* of {mine} and {other}/* of {theirs} "
+                        f"(see checkpoint/{split}, checkpoint/{other})")  # fmt: skip
     return path
 
 

@@ -16,6 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ensemble import console
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
+from ensemble.training.runs import run_name_of
 
 _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
 
@@ -75,7 +76,7 @@ class ArtifactWriter(Callback):
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
                     trainer.ckpt_path, trading=getattr(pl_module, "trading_config", None),
-                    partial=self.partial.get(split, False))  # fmt: skip
+                    partial=self.partial.get(split, False), model=run_name_of(run_dir))  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

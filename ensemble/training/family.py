@@ -22,12 +22,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.training.config import ConfigSource, family_name, resolve_config
+
+if TYPE_CHECKING:
+    from ensemble.training.runs import RunKey
 
 # family name (as the registry records it) -> the class that trains it, imported on first use
 _FAMILIES = {"neural": "ensemble.training.nets:NetFamily", "tree": "ensemble.training.trees.family:TreeFamily"}
@@ -37,6 +40,7 @@ class ExportError(EnsembleError):
     """A run that cannot be exported, or an export that cannot be used."""
 
 
+TEST_HELP = "fit: evaluate the best checkpoint on test after training (false: val only, as tuning trials do)"
 Predictor = Callable[[Any, Any], np.ndarray]  # (SplitPanel, ends) -> (N, 3) class probabilities
 
 
@@ -72,6 +76,7 @@ class Job(ABC):
     datamodule: Any
     trainer: Any
     config: dict[str, Any]
+    evaluate_test: bool = True  # the config's top-level ``test``: evaluate test after fit (tuning trials: off)
 
     @property
     @abstractmethod
@@ -124,14 +129,15 @@ class Job(ABC):
         """Whether this process writes the run's shared files (rank 0 under DDP)."""
 
     def fit(self, train_callbacks: list[Any] = ()) -> dict[str, float]:
-        """Train, then evaluate the best checkpoint on val and test: artifacts, metrics.json and a summary.
+        """Train, then evaluate the best checkpoint on val and (unless the config says ``test: false``) test:
+        artifacts, metrics.json and a summary.
 
         Args:
             train_callbacks: callbacks attached while training only (an Optuna pruning callback: the
                 final evaluation is not a pruning step).
 
         Returns:
-            ``val/*`` and ``test/*`` metrics of the best checkpoint, plus ``fit/train_time_s`` (s) and
+            ``val/*`` and ``test/*`` (when evaluated) metrics of the best checkpoint, plus ``fit/train_time_s`` (s) and
             ``fit/peak_rss_mib`` (MiB, this process's peak resident memory).
         """
         started = time.perf_counter()
@@ -151,7 +157,9 @@ class Job(ABC):
         from ensemble.training.results import print_results
 
         best = self.best_checkpoint()
-        results = {**self.evaluate("val", best), **self.evaluate("test", best)}
+        results = self.evaluate("val", best)
+        if self.evaluate_test:
+            results.update(self.evaluate("test", best))
         run_dir = self.run_dir  # a collective under DDP: every rank asks
         if self.is_global_zero():
             update_metrics_json(run_dir, dict(cost))  # the leaderboard's cost columns
@@ -170,17 +178,30 @@ class Family(ABC):
         """The file that marks a given checkpoint path complete (a tree's sidecar); the path itself for nets."""
         return path
 
-    def find_checkpoint(self, ckpt: str, base: Path, resuming: bool = False) -> tuple[Path, Path | None]:
-        """(checkpoint file, its run folder) for ``last``/``best`` (the newest run under ``base`` holding one,
-        by this family's ``checkpoint_patterns``) or for a path; ``resuming`` cleans what a killed writer
-        left in that run.
+    def find_checkpoint(
+        self, ckpt: str, base: Path, resuming: bool = False, wanted: RunKey | None = None, own: bool = True
+    ) -> tuple[Path, Path | None]:
+        """(checkpoint file, its run folder) for ``last``/``best`` (the newest run under ``base`` holding one, by
+        this family's ``checkpoint_patterns``, whose config matches ``wanted``: model, horizon, seq_len and
+        features) or for a path. ``own``: the run only when it is one of ``base``'s (a fit continues only its
+        own run), else wherever the checkpoint lies (an evaluation writes into it); ``resuming`` cleans what a
+        killed writer left in that run.
 
         Raises:
-            RunNotFoundError: no such checkpoint, with the runs that exist.
+            RunNotFoundError: no such checkpoint, or none of a run that matches, with the runs that exist.
         """
         from ensemble.training.runs import checkpoint_to_resume
 
-        return checkpoint_to_resume(ckpt, base, resuming, self.checkpoint_patterns, self.checkpoint_marker)
+        return checkpoint_to_resume(ckpt, base, resuming, self.checkpoint_patterns, self.checkpoint_marker, wanted,
+                                    self.checkpoint_features, own)  # fmt: skip
+
+    @abstractmethod
+    def checkpoint_features(self, path: Path) -> list[str]:
+        """The feature names a checkpoint file (as ``find_checkpoint`` returns it) was trained on.
+
+        Raises:
+            CheckpointError: the file is damaged or not this family's.
+        """
 
     @abstractmethod
     def build(self, config: Mapping[str, Any]) -> Job:

@@ -7,6 +7,7 @@ sections, a run folder per run (reused on resume) and the best checkpoint evalua
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -21,11 +22,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from ensemble import console
 from ensemble.data import WindowDataModule
+from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
-from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, fit_cost
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
     check_same_model,
@@ -33,7 +34,20 @@ from ensemble.training.net_checkpoints import (
     read_net_checkpoint,
 )
 from ensemble.training.results import print_predictions, print_results
-from ensemble.training.runs import CKPT_PATH_HELP, NET_CHECKPOINTS, claim_run_dir, discard_if_unused, run_base
+from ensemble.training.runs import (
+    CKPT_PATH_HELP,
+    EVAL_SPLITS,
+    NET_CHECKPOINTS,
+    RunKey,
+    claim_run_dir,
+    commit_eval_dir,
+    default_run_name,
+    discard_if_unused,
+    eval_dir,
+    run_base,
+    run_name_of,
+    stage_eval_dir,
+)
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 
@@ -91,6 +105,7 @@ class EnsembleCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_argument("--test", type=bool, default=True, help=TEST_HELP)
         parser.add_lightning_class_args(ArtifactWriter, "artifacts")
         parser.add_lightning_class_args(FeatureImportance, "importance")
         for name in ("num_features", "num_classes", "seq_len"):
@@ -122,15 +137,22 @@ class EnsembleCLI(LightningCLI):
         """
         cfg = self._subcommand_config()
         tracking = cfg.tracking
-        tracking.name = tracking.name or model_short_name({"model": cfg.model.as_dict()})
+        config = {"model": cfg.model.as_dict(), "data": cfg.data.as_dict()}
+        tracking.name = tracking.name or default_run_name(config)
         base = run_base(tracking.save_dir, tracking.name)
         self._run_dir: Path | None = None
+        self._eval_dir: Path | None = None
+        self._claimed: Path | None = None
         self._checkpoint: dict[str, Any] | None = None
         check_plateau_mode(cfg.model.as_dict(), cfg.checkpoint.mode)
         ckpt = cfg.get("ckpt_path")
+        if ckpt is None and self.subcommand in EVAL_SPLITS:
+            raise ConfigError(f"'ensemble {self.subcommand}' needs --ckpt_path (last, best or a checkpoint file)")
         if ckpt is not None:
+            fit = self.subcommand not in EVAL_SPLITS  # ``fit``, or a job built from Python (``NetFamily.build``)
+            wanted = RunKey.of(config, SplitData(**config["data"]).feature_names) if ckpt in NET_CHECKPOINTS else None
             resuming = self.subcommand == "fit" and _is_rank_zero()
-            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming)
+            ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming, wanted, own=fit)
             if self.subcommand == "fit" and self._run_dir is not None:
                 console.resuming_quietly()
             cfg.ckpt_path = str(ckpt_file)
@@ -154,11 +176,18 @@ class EnsembleCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         callbacks = [*callbacks, PreemptionCheckpoint(), EpochLine()]
         if config.get("logger") in (None, True):
-            tracking = self._subcommand_config().tracking
+            sub = self._subcommand_config()
             run_dir = self._run_dir
             if run_dir is None and _is_rank_zero():
-                run_dir = claim_run_dir(run_base(tracking.save_dir, tracking.name))
-            config["logger"] = run_loggers(tracking, run_dir.name if run_dir is not None else None)
+                run_dir = self._claimed = claim_run_dir(run_base(sub.tracking.save_dir, sub.tracking.name))
+            if self.subcommand in EVAL_SPLITS and run_dir is not None:  # into the checkpoint's run, beside the fit
+                make = stage_eval_dir if _is_rank_zero() else eval_dir  # rank 0's folder is broadcast as log_dir
+                self._eval_dir = make(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
+                final = eval_dir(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
+                name = f"{run_name_of(run_dir)}/{run_dir.name}/{final.relative_to(run_dir)}"
+                config["logger"] = run_loggers(sub.tracking, None, folder=self._eval_dir, run_name=name)
+            else:
+                config["logger"] = run_loggers(sub.tracking, run_dir.name if run_dir is not None else None)
         config["plugins"] = _with_atomic_checkpoints(config.get("plugins"))
         return super()._instantiate_trainer(config, callbacks)
 
@@ -166,9 +195,16 @@ class EnsembleCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except EnsembleError:
-            if subcommand == "fit" and self._run_dir is None and _is_rank_zero():  # a fresh run that never started
-                discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
+            if _is_rank_zero():
+                if self._eval_dir is not None:  # a failed evaluation leaves no folder behind
+                    shutil.rmtree(self._eval_dir, ignore_errors=True)
+                if subcommand != "fit":  # a run claimed for a checkpoint outside any run
+                    discard_if_unused(self._claimed)
+                elif self._run_dir is None:  # a fresh run that never started
+                    discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
             raise
+        if self._eval_dir is not None and _is_rank_zero():
+            print(f"evaluation of {self._subcommand_config().ckpt_path}: {commit_eval_dir(self._eval_dir)}")
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
@@ -246,6 +282,7 @@ class NetJob(Job):
         self.cli = cli
         self.model, self.datamodule, self.trainer = cli.model, cli.datamodule, cli.trainer
         self.config = cli.config.as_dict()
+        self.evaluate_test = bool(cli._subcommand_config().get("test", True))
 
     @property
     def run_dir(self) -> Path | None:
@@ -310,6 +347,9 @@ class NetFamily(Family):
         from optuna_integration import PyTorchLightningPruningCallback
 
         return PyTorchLightningPruningCallback(trial, monitor=monitor)
+
+    def checkpoint_features(self, path: Path) -> list[str]:
+        return list(read_net_checkpoint(path)["hyper_parameters"].get("feature_names") or [])
 
     def export_files(self, run_dir: Path) -> dict[str, Path]:
         ckpts = run_dir / "checkpoints"

@@ -1,11 +1,14 @@
-"""Run directories: claim a fresh one atomically, find one to resume, print a run's results."""
+"""Run directories: claim a fresh one atomically, find one to resume or evaluate, and where evaluations land."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ensemble.errors import EnsembleError
 from ensemble.io import remove_partial_writes
@@ -64,6 +67,13 @@ def run_base(save_dir: str | Path, name: str) -> Path:
     return Path(save_dir) / check_name(name)
 
 
+def default_run_name(config: Mapping[str, Any]) -> str:
+    """A run's name when ``tracking.name`` is not given: the model's short name and the horizon, ``lstm_h5``
+    (as experiment cells are named), so runs of another horizon never share a folder of versions."""
+    key = RunKey.of(config)
+    return f"{key.model}_h{key.horizon}"
+
+
 def claim_run_dir(base: Path) -> Path:
     """Create ``base/version_N`` with the next free N. ``mkdir`` is atomic, so two runs started
     at the same moment never share a directory."""
@@ -82,23 +92,92 @@ def claim_run_dir(base: Path) -> Path:
 NET_CHECKPOINTS = {"last": "last.ckpt", "best": "best*.ckpt"}
 
 
+@dataclass(frozen=True)
+class RunKey:
+    """What a run must share with a config for ``--ckpt_path best|last`` to pick it: the model's short name,
+    the label horizon, the window length and (when known) the feature names, in any order."""
+
+    model: str
+    horizon: int
+    seq_len: int
+    features: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any], features: Sequence[str] | None = None) -> RunKey:
+        """The key of a run config (``model`` and ``data`` sections, as a run's config.yaml holds them)."""
+        from ensemble.training.config import get_dotted, model_short_name
+
+        horizon, seq_len = int(get_dotted(config, "data.horizon", 5)), int(get_dotted(config, "data.seq_len", 1))
+        return cls(model_short_name(config), horizon, seq_len, None if features is None else frozenset(features))
+
+    def describe(self) -> str:
+        return f"{self.model}, horizon {self.horizon}, seq_len {self.seq_len}"
+
+
+def _recorded_key(run: Path) -> RunKey | None:
+    """The key of a run from its config.yaml (the fit's record), or None when it has none or it is unreadable."""
+    from ensemble.training.config import read_yaml
+
+    try:
+        return RunKey.of(read_yaml(run / "config.yaml"))
+    except (EnsembleError, TypeError, ValueError):  # not a run's record: never the run asked for
+        return None
+
+
+def _existing_runs(base: Path, model: str) -> list[str]:
+    """``name/version_N (horizon H, seq_len L)`` of the runs of ``model`` under ``base`` and beside it."""
+    beside = sorted(p for p in base.parent.iterdir() if p.is_dir() and p != base) if base.parent.is_dir() else []
+    out = []
+    for family in [base, *beside]:
+        for _, run in _versions(family):
+            key = _recorded_key(run)
+            if key is not None and key.model == model:
+                out.append(f"{run.relative_to(base.parent)} (horizon {key.horizon}, seq_len {key.seq_len})")
+    return out
+
+
+def _no_match(ckpt: str, base: Path, wanted: RunKey) -> RunNotFoundError:
+    runs = _existing_runs(base, wanted.model)
+    listed = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "") if runs else "none"
+    return RunNotFoundError(
+        f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint of this config ({wanted.describe()}"
+        f"{', its features' if wanted.features else ''}); {wanted.model} runs in {base.parent}: {listed}; choose one "
+        "with --ckpt_path <its checkpoint file>, or with the --tracking.name, --data.horizon and --data.seq_len it "
+        "was trained with"
+    )
+
+
 def find_run_checkpoint(
     ckpt: str,
     base: Path,
     patterns: Mapping[str, str] = NET_CHECKPOINTS,
     marker: Callable[[Path], Path] = lambda path: path,
+    wanted: RunKey | None = None,
+    features_of: Callable[[Path], Sequence[str]] | None = None,
 ) -> tuple[Path, Path | None]:
-    """Resolve ``last``/``best`` to the newest run under ``base`` holding one, or a path to its run.
+    """Resolve ``last``/``best`` to the newest run under ``base`` holding one whose config matches ``wanted``,
+    or a path to the run folder it lies in (anywhere; None for a file outside a run).
 
     One lookup for every model family: ``patterns`` globs a tag's file in ``checkpoints/`` (the newest match
     wins), and ``marker`` maps a given path to the file that marks a complete checkpoint (a tree's sidecar);
-    the file returned is the match or the marker.
+    the file returned is the match or the marker. A run matches when its config.yaml has ``wanted``'s model,
+    horizon and seq_len, and ``features_of`` (the checkpoint's feature names) the same features.
+
+    Raises:
+        RunNotFoundError: no such checkpoint, or no run that matches (listing the runs there are).
+        CheckpointError: a file that is not a checkpoint of this family.
     """
     if ckpt in patterns:
+        any_found = False
         for _, run in reversed(_versions(base)):
             found = [f for f in (run / "checkpoints").glob(patterns[ckpt]) if f.is_file()]
-            if found:
-                return max(found, key=lambda f: f.stat().st_mtime), run
+            if not found:
+                continue
+            any_found, newest = True, max(found, key=lambda f: f.stat().st_mtime)
+            if wanted is None or _matches(run, newest, wanted, features_of):
+                return newest, run
+        if wanted is not None and (any_found or _existing_runs(base, wanted.model)):
+            raise _no_match(ckpt, base, wanted)
         raise RunNotFoundError(f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint; train one first")
     path = marker(Path(ckpt))
     if not path.exists():
@@ -108,19 +187,33 @@ def find_run_checkpoint(
                 "use the config of the model that wrote it"
             )
         raise RunNotFoundError(f"ckpt_path: checkpoint not found: {ckpt}")
-    return path, _own_run(path, base)
+    return path, checkpoint_run(path)
 
 
-def _own_run(path: Path, base: Path) -> Path | None:
-    """The run folder of a checkpoint file when that run is ``base/version_N``: the run this config writes to.
+def _matches(run: Path, ckpt: Path, wanted: RunKey, features_of: Callable[[Path], Sequence[str]] | None) -> bool:
+    key = _recorded_key(run)
+    if key is None or (key.model, key.horizon, key.seq_len) != (wanted.model, wanted.horizon, wanted.seq_len):
+        return False
+    return wanted.features is None or features_of is None or frozenset(features_of(ckpt)) == wanted.features
 
-    A checkpoint of any other run (another save_dir or name, an export) is only read: the resumed or evaluated
-    run claims a fresh version, so it never writes into a finished run that merely shares a version number.
-    """
+
+def checkpoint_run(path: Path) -> Path | None:
+    """The run folder a checkpoint file lies in (``<run>/checkpoints/<file>``, ``<run>`` a ``version_N``),
+    wherever it is; None for a file outside a run (an export's model, a copied file)."""
     run = path.parent.parent
     if path.parent.name != "checkpoints" or not _VERSION_RE.match(run.name):
         return None
-    return run if run.parent.resolve() == base.resolve() else None
+    return run
+
+
+def _own_run(run: Path | None, base: Path) -> Path | None:
+    """``run`` when it is ``base/version_N``, the run this config writes to; else None.
+
+    A resumed fit continues only its own run: a checkpoint of any other run (another save_dir or name, an
+    export) is only read, and the resumed run claims a fresh version, so it never writes into a finished run
+    that merely shares a version number.
+    """
+    return run if run is not None and run.parent.resolve() == base.resolve() else None
 
 
 def checkpoint_to_resume(
@@ -129,13 +222,63 @@ def checkpoint_to_resume(
     resuming: bool,
     patterns: Mapping[str, str] = NET_CHECKPOINTS,
     marker: Callable[[Path], Path] = lambda path: path,
+    wanted: RunKey | None = None,
+    features_of: Callable[[Path], Sequence[str]] | None = None,
+    own: bool = True,
 ) -> tuple[Path, Path | None]:
-    """``find_run_checkpoint``, and when ``resuming`` a fit into that run, delete what its killed predecessor
-    half-wrote there (``atomic_write`` temp files). Only the one process that writes the run may resume it."""
-    found, run_dir = find_run_checkpoint(ckpt, base, patterns, marker)
+    """``find_run_checkpoint``; with ``own`` the run only when it is one of ``base``'s (a fit continues only its
+    own run), else the checkpoint's run wherever it is (an evaluation writes into it). When ``resuming`` a fit
+    into that run, delete what its killed predecessor half-wrote there (``atomic_write`` temp files). Only the
+    one process that writes the run may resume it."""
+    found, run_dir = find_run_checkpoint(ckpt, base, patterns, marker, wanted, features_of)
+    if own:
+        run_dir = _own_run(run_dir, base)
     if resuming and run_dir is not None:
         remove_partial_writes(run_dir)
     return found, run_dir
+
+
+EVAL_DIR = "eval"
+EVAL_SPLITS = {"validate": "val", "test": "test", "predict": "predict"}  # subcommand -> its eval folder's prefix
+
+
+def eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
+    """Where an evaluation of ``ckpt`` on ``split`` (val, test, predict) writes, inside the checkpoint's run:
+    ``<run>/eval/<split>-<checkpoint>`` (``eval/test-best-03``, ``eval/val-last``), never over the fit's own
+    artifacts; a repeated evaluation of the same checkpoint and split replaces its folder once it succeeds."""
+    name = Path(Path(ckpt).name.removesuffix(".meta.json")).stem  # best-03.ckpt, best.txt, best.meta.json
+    return run / EVAL_DIR / f"{split}-{name}"
+
+
+_STAGED_EVAL = ".partial-"
+
+
+def stage_eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
+    """An empty folder beside ``eval_dir`` where the evaluation writes until ``commit_eval_dir``: a failed or
+    killed evaluation never replaces (or half-replaces) an earlier one of the same checkpoint and split."""
+    final = eval_dir(run, split, ckpt)
+    staging = final.with_name(f".{final.name}{_STAGED_EVAL}{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def commit_eval_dir(staging: Path) -> Path:
+    """Move a finished evaluation's staging folder to its ``eval_dir`` name, replacing an earlier one whole."""
+    final = staging.with_name(staging.name[1:].rsplit(_STAGED_EVAL, 1)[0])
+    old = staging.with_name(f"{staging.name}.old")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def run_name_of(folder: Path) -> str:
+    """The run name (``lstm_h5``) of a run folder or of an evaluation folder inside one, for figure titles."""
+    if folder.parent.name == EVAL_DIR:  # an evaluation's folder, or its staging folder
+        folder = folder.parent.parent
+    return folder.parent.name
 
 
 def discard_if_unused(run_dir: Path | None) -> None:

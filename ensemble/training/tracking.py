@@ -4,6 +4,7 @@ parent runs (a study or an experiment is one run, its trials or cells are its ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -30,20 +31,26 @@ class Tracking:
     parent_run_id: str | None = None
 
 
-def run_loggers(tracking: Tracking, version: str | None, lightning: bool = True) -> list[Any]:
+def run_loggers(tracking: Tracking, version: str | None, lightning: bool = True, folder: Path | None = None,
+                run_name: str | None = None) -> list[Any]:  # fmt: skip
     """TensorBoard first (Lightning takes the run folder from it), then MLflow when asked for; the same
-    folders and run names for nets (Lightning's loggers) and trees (``loggers.py``, no Lightning import)."""
-    run_name = f"{tracking.name}/{version}"
+    folders and run names for nets (Lightning's loggers) and trees (``loggers.py``, no Lightning import).
+
+    The folder is ``save_dir/name/version`` unless ``folder`` is given (an evaluation's folder inside a run,
+    ``runs.eval_dir``); ``run_name`` is the MLflow run's name (default ``name/version``)."""
+    run_name = run_name or f"{tracking.name}/{version}"
+    save_dir, name = (folder.parent, folder.name) if folder is not None else (tracking.save_dir, tracking.name)
+    version = "" if folder is not None else version  # "": the folder itself, as Lightning joins the parts
     if not lightning:
         from ensemble.training.loggers import MLflowRunLogger, TensorBoardRunLogger
 
-        plain: list[Any] = [TensorBoardRunLogger(tracking.save_dir, tracking.name, version)]
+        plain: list[Any] = [TensorBoardRunLogger(save_dir, name, version)]
         if tracking.mlflow:
             plain.append(MLflowRunLogger(tracking.experiment, run_name, tracking.mlflow_uri, tracking.parent_run_id))
         return plain
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
-    loggers: list[Any] = [TensorBoardLogger(save_dir=tracking.save_dir, name=tracking.name, version=version)]
+    loggers: list[Any] = [TensorBoardLogger(save_dir=str(save_dir), name=name, version=version)]
     if tracking.mlflow:
         tags = {"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else None
         loggers.append(MLFlowLogger(experiment_name=tracking.experiment, run_name=run_name,

@@ -12,21 +12,49 @@ import optuna
 
 from ensemble import console
 from ensemble.errors import EnsembleError, one_line
-from ensemble.training.config import merge, resolve_config
+from ensemble.training.config import get_dotted, merge, resolve_config
 from ensemble.training.family import build, family_for
 from ensemble.tuning.space import SearchSpace, SearchSpaceError
 
-# quiet trials: the study reports progress; the user's own config still wins over these
+# quiet trials: the study reports progress; the user's own config still wins over these. ``best.yaml`` drops
+# them again (``trial_only``), with the other keys a trial sets that a refit of the best config must not keep.
 TRIAL_DEFAULTS = {"trainer": {"enable_progress_bar": False, "enable_model_summary": False}}
+TRIAL_ONLY = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "test", "tracking.parent_run_id")
 
 
 def trial_config(base: Mapping[str, Any], params: Mapping[str, Any], metric: str, direction: str,
-                 name: str) -> dict[str, Any]:  # fmt: skip
-    """The run config of one trial: ``base`` with the sampled ``params`` (dotted keys), the checkpoint
-    monitoring the tuned metric, and the run named ``name``."""
+                 name: str, test: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The run config of one trial: ``base`` with the sampled ``params`` (dotted keys), the checkpoint and every
+    early-stopping callback watching the tuned metric in its direction, test evaluated only when ``test``, and
+    the run named ``name``."""
     mode = "max" if direction == "maximize" else "min"
-    return resolve_config(merge(TRIAL_DEFAULTS, base), {
-        **params, "checkpoint.monitor": metric, "checkpoint.mode": mode, "tracking.name": name})
+    config = resolve_config(merge(TRIAL_DEFAULTS, base), {
+        **params, "checkpoint.monitor": metric, "checkpoint.mode": mode, "tracking.name": name, "test": test})
+    for callback in get_dotted(config, "trainer.callbacks") or []:
+        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("EarlyStopping"):
+            init = callback.get("init_args") or {}
+            callback["init_args"] = {**init, "monitor": metric, "mode": mode}  # stops on what the study judges
+    return config
+
+
+def trial_only(config: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a trial's run config) with the keys only a trial sets (``TRIAL_ONLY``) as ``base`` has them,
+    or removed where ``base`` has none, so the parser's defaults apply again."""
+    out = resolve_config(config)
+    for key in TRIAL_ONLY:
+        section, _, name = key.rpartition(".")
+        parent = get_dotted(out, section) if section else out
+        if not isinstance(parent, dict):
+            continue
+        given = get_dotted(base, key, _MISSING)
+        if given is _MISSING:
+            parent.pop(name, None)
+        else:
+            parent[name] = given
+    return out
+
+
+_MISSING = object()
 
 
 def check_keys(base: Mapping[str, Any], space: SearchSpace) -> None:

@@ -50,7 +50,7 @@ def write_report(study: optuna.Study, out: Path, metric: str = "objective", subj
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
         ax = plot_param_importances(study, evaluator=evaluator, target_name=metric)
         ax.set_title(f"{who}: parameter importance for {metric} ({goal})", fontsize=9)
-        ax.set_xlabel(f"importance (PED-ANOVA: how far the best trials' values of a key differ from all trials'; "
+        ax.set_xlabel("importance (PED-ANOVA: how far the best trials' values of a key differ from all trials'; "
                       "shares sum to 1)", fontsize=8)  # fmt: skip
         ax.set_ylabel("search-space key")
         write_figure(out / "param_importances.png", ax.figure)

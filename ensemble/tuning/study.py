@@ -15,7 +15,8 @@ from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.io import atomic_write
 from ensemble.training.config import model_short_name, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
-from ensemble.tuning.objective import check_keys, run_trial, trial_config
+from ensemble.tuning.definition import check_definition, study_definition
+from ensemble.tuning.objective import check_keys, run_trial, trial_config, trial_only
 from ensemble.tuning.report import study_subject, write_report
 from ensemble.tuning.space import SearchSpace
 
@@ -42,6 +43,7 @@ class TuneConfig:
     out: str | None = None
     heartbeat: int = 30
     retries: int = 1
+    test: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,7 +94,8 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 
 def objective(trial: optuna.Trial, base: dict[str, Any], space: SearchSpace, cfg: TuneConfig) -> float:
     params = space.suggest(trial)
-    config = trial_config(base, params, cfg.metric, cfg.direction, f"{cfg.study_name}/trial_{trial.number}")
+    config = trial_config(base, params, cfg.metric, cfg.direction, f"{cfg.study_name}/trial_{trial.number}",
+                          cfg.test)
     try:
         return run_trial(trial, config, cfg.metric)
     except optuna.TrialPruned:
@@ -111,16 +114,19 @@ def default_space(base: dict[str, Any], config_dir: Path | None) -> str:
     return str(Path("configs/search_spaces") / name)
 
 
-def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) -> optuna.Study:
+def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
+         ran: list[optuna.trial.FrozenTrial] | None = None) -> optuna.Study:
     """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config).
 
     Args:
         cfg: the ``--tune.*`` settings.
         base: the run config every trial starts from.
         config_dir: the folder of the config file; its ``search_spaces/`` is searched first.
+        ran: when given, the trials this process ran are appended to it (other workers' are not).
 
     Raises:
-        ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault.
+        ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault (a resumed
+            study whose model, metric, direction or search space changed included).
     """
     if cfg.direction not in ("maximize", "minimize"):
         raise ConfigError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
@@ -133,6 +139,7 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) 
         study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=pruner,
     )
+    check_definition(study, study_definition(model_short_name(base), cfg.metric, cfg.direction, space))
     tracking = Tracking(**(base.get("tracking") or {}))
     trial_base = base
     if tracking.mlflow:  # trials become child runs of the study's run, shared by all workers
@@ -143,25 +150,27 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None) 
         trial_base = resolve_config(base, {"tracking.parent_run_id": parent})
     # a raising trial is recorded as failed with its error, and the study goes on
     study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg),
-                   n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True)
+                   n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True,
+                   callbacks=[lambda _, trial: ran.append(trial)] if ran is not None else None)
     if tracking.mlflow:
         finish_run(tracking, study.user_attrs["mlflow_parent_run_id"])
     out = Path(cfg.out or Path("tune") / cfg.study_name)
     write_report(study, out, cfg.metric, study_subject(base))
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        write_best_config(study, out / "best.yaml")
+        write_best_config(study, out / "best.yaml", base)
     return study
 
 
-def write_best_config(study: optuna.Study, path: Path) -> Path | None:
+def write_best_config(study: optuna.Study, path: Path, base: dict[str, Any] | None = None) -> Path | None:
     """The full run config of the best trial that has a run (trials added by hand have none), renamed so
-    refitting it lands beside the study; None when no completed trial has a run."""
+    refitting it lands beside the study, without the switches only a trial sets (quiet output, no test, the
+    MLflow parent: as ``base`` has them); None when no completed trial has a run."""
     ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "run_dir" in t.user_attrs]
     if not ran:
         return None
     pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
     best = pick(ran, key=lambda t: t.value)
-    cfg = yaml.safe_load((Path(best.user_attrs["run_dir"]) / "config.yaml").read_text())
+    cfg = trial_only(yaml.safe_load((Path(best.user_attrs["run_dir"]) / "config.yaml").read_text()), base or {})
     cfg.setdefault("tracking", {})["name"] = f"{study.study_name}/best"
     cfg.pop("ckpt_path", None)
     header = f"# best of study '{study.study_name}': trial {best.number}, value {best.value}\n"

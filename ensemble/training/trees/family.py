@@ -6,6 +6,7 @@ The config has the nets' sections and flags (``data``, ``trainer``, ``model``, `
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,9 +17,19 @@ from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
-from ensemble.training.config import model_short_name
-from ensemble.training.family import ExportError, Family, Job, Predictor, check_split, on_sigterm
-from ensemble.training.runs import CKPT_PATH_HELP, claim_run_dir, discard_if_unused, run_base
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, on_sigterm
+from ensemble.training.runs import (
+    CKPT_PATH_HELP,
+    EVAL_SPLITS,
+    RunKey,
+    claim_run_dir,
+    commit_eval_dir,
+    default_run_name,
+    discard_if_unused,
+    run_base,
+    run_name_of,
+    stage_eval_dir,
+)
 from ensemble.training.seed import seed_everything
 from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
@@ -54,6 +65,7 @@ def tree_parser(subcommand: str = "fit") -> ArgumentParser:
     add_trading_arguments(parser, "model.init_args.trading")
     parser.add_class_arguments(ModelCheckpoint, "checkpoint")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
+    parser.add_argument("--test", type=bool, default=True, help=TEST_HELP)
     for name in LINKED_FROM_DATA:
         parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
     return parser
@@ -69,20 +81,24 @@ class TreeJob(Job):
         self.subcommand, self.parser, self.namespace = subcommand, parser, config
         self.config = config.as_dict()
         check_trading(config)
+        self.evaluate_test = bool(config.test)
         if config.seed_everything is not False:
             seed_everything(None if config.seed_everything is True else config.seed_everything)
         self.tracking = Tracking(**vars(config.tracking))
-        self.tracking.name = self.tracking.name or model_short_name(self.config)
+        self.tracking.name = self.tracking.name or default_run_name(self.config)
         self.ckpt, self._run_dir = None, None
         base = run_base(self.tracking.save_dir, self.tracking.name)  # a name that is a path: refused here
-        if config.ckpt_path is not None:
-            meta, self._run_dir = TreeFamily().find_checkpoint(config.ckpt_path, base, resuming=subcommand == "fit")
-            self.ckpt = model_file(meta)
-        elif subcommand != "fit":
-            raise ConfigError(f"'ensemble {subcommand}' of a tree model needs --ckpt_path (last, best or a file)")
+        if config.ckpt_path is None and subcommand != "fit":
+            raise ConfigError(f"'ensemble {subcommand}' needs --ckpt_path (last, best or a checkpoint file)")
         init = parser.instantiate_classes(config)
         self.model, self.datamodule = init.model, init.data
         announce_bars_per_year(self.model.trading_config, self.datamodule.bars_per_year, self.datamodule.path("train"))
+        if config.ckpt_path is not None:
+            fit = subcommand == "fit"
+            tag = config.ckpt_path in TREE_CHECKPOINTS
+            wanted = RunKey.of(self.config, self.datamodule.feature_names) if tag else None
+            meta, self._run_dir = TreeFamily().find_checkpoint(config.ckpt_path, base, fit, wanted, own=fit)
+            self.ckpt = model_file(meta)
         kwargs: dict[str, Any] = dict(vars(init.trainer))
         self._logger = kwargs.pop("logger")
         callbacks = [*(kwargs.pop("callbacks") or []), ArtifactWriter()]
@@ -109,12 +125,19 @@ class TreeJob(Job):
         """Claim the run folder (or reuse the resumed one), attach the loggers, and write config.yaml once: it is
         the fit's record, never rewritten by an evaluation or a resume."""
         self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
-        self.trainer.default_root_dir = self._run_dir
+        self._attach(self._run_dir, self._run_dir.name)
+
+    def _attach(self, folder: Path, version: str | None, eval_of: Path | None = None) -> None:
+        """Point the trainer and its loggers at ``folder`` (a run, or an evaluation's folder ``eval_of``
+        holds) and write the config there unless a config.yaml is there already."""
+        self.trainer.default_root_dir = folder
         if self._logger in (None, True):
-            self.trainer.loggers = run_loggers(self.tracking, self._run_dir.name, lightning=False)
-        if not (self._run_dir / "config.yaml").exists():
+            name = None if eval_of is None else f"{run_name_of(eval_of)}/{eval_of.name}/{folder.relative_to(eval_of)}"
+            where = None if eval_of is None else folder
+            self.trainer.loggers = run_loggers(self.tracking, version, lightning=False, folder=where, run_name=name)
+        if not (folder / "config.yaml").exists():
             text = self.parser.dump(self.namespace, skip_none=False)
-            atomic_write(self._run_dir / "config.yaml", lambda p: p.write_text(text))
+            atomic_write(folder / "config.yaml", lambda p: p.write_text(text))
 
     def train(self) -> None:
         fresh = self._run_dir is None
@@ -159,13 +182,25 @@ class TreeJob(Job):
         if self.subcommand == "fit":
             self.fit()
             return
-        self.start()
+        claimed = self._run_dir is None  # a checkpoint outside any run: its evaluation gets a run of its own
+        run = self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
+        out = stage_eval_dir(run, EVAL_SPLITS[self.subcommand], self.ckpt)  # beside the fit's artifacts
+        try:
+            self._attach(out, None, eval_of=run)
+            if self.subcommand == "predict":
+                self.trainer.predict(self.model, self.datamodule, self.ckpt)
+            else:
+                results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
+        except EnsembleError:
+            shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no folder behind
+            if claimed:
+                discard_if_unused(run)
+            raise
+        out = commit_eval_dir(out)
         if self.subcommand == "predict":
-            self.trainer.predict(self.model, self.datamodule, self.ckpt)
-            print_predictions(self._run_dir, str(self.ckpt))
+            print_predictions(out, str(self.ckpt))
         else:
-            results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
-            print_results(results, self._run_dir, str(self.ckpt))
+            print_results(results, out, str(self.ckpt))
 
 
 class TreeFamily(Family):
@@ -187,6 +222,9 @@ class TreeFamily(Family):
         from ensemble.training.trees.pruning import TreePruningCallback
 
         return TreePruningCallback(trial, monitor=monitor)
+
+    def checkpoint_features(self, path: Path) -> list[str]:
+        return list(read_sidecar(sidecar_of(path))["feature_names"])
 
     def export_files(self, run_dir: Path) -> dict[str, Path]:
         ckpts = run_dir / "checkpoints"

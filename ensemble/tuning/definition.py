@@ -1,0 +1,74 @@
+"""What defines a study, stored with it: the model, the metric and its direction, and the search space.
+
+A study resumed on the same storage and name must be the same study: trials sampled from another space (a key
+that was an int and is now categorical) make Optuna fail every new trial, and trials of another metric or model
+are not comparable with the old ones. The definition is kept as the study's user attribute ``definition``
+(Optuna's ``Study.set_user_attr``, stored in the study's storage beside its trials), and a resume that
+changes it is refused before the first trial, naming what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+from optuna.distributions import distribution_to_json, json_to_distribution
+
+from ensemble.errors import ConfigError
+from ensemble.tuning.space import SearchSpace
+
+ATTR = "definition"
+
+
+def study_definition(model: str, metric: str, direction: str, space: SearchSpace) -> dict[str, Any]:
+    """The JSON-able definition of a study: model short name, metric, direction, and each search-space key's
+    Optuna distribution (as ``optuna.distributions.distribution_to_json`` writes it)."""
+    return {"model": model, "metric": metric, "direction": direction,
+            "search_space": {k: distribution_to_json(d) for k, d in sorted(space.distributions.items())}}  # fmt: skip
+
+
+def _show(text: str) -> str:
+    return repr(json_to_distribution(text))
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changed = [f"{k} was '{old.get(k)}', now '{new[k]}'" for k in ("model", "metric", "direction")
+               if old.get(k) != new[k]]  # fmt: skip
+    before, now = old.get("search_space") or {}, new["search_space"]
+    for key in sorted(set(before) | set(now)):
+        if key not in now:
+            changed.append(f"search-space key '{key}' was removed")
+        elif key not in before:
+            changed.append(f"search-space key '{key}' was added")
+        elif json.loads(before[key]) != json.loads(now[key]):
+            changed.append(f"search-space key '{key}' was {_show(before[key])}, now {_show(now[key])}")
+    return changed
+
+
+def _from_trials(study: optuna.Study, new: dict[str, Any]) -> list[str]:
+    """Changes seen in a study made before definitions were stored: its trials' distributions against the space."""
+    seen: dict[str, str] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, dist in trial.distributions.items():
+            seen.setdefault(key, distribution_to_json(dist))
+    return [c for c in _changes({**new, "search_space": seen}, new) if "added" not in c]
+
+
+def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
+    """Store ``definition`` with a new study; refuse to resume one that was defined otherwise.
+
+    Raises:
+        ConfigError: one line naming the study and the first changes (model, metric, direction,
+            search-space keys added, removed or with another distribution).
+    """
+    old = study.user_attrs.get(ATTR)
+    changes = _changes(old, definition) if old is not None else _from_trials(study, definition)
+    if changes:
+        more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
+        raise ConfigError(
+            f"study '{study.study_name}' was made with another definition: {'; '.join(changes[:3])}"
+            f"{more}; resume it with its own settings, or start a new study with --tune.study_name"
+        )
+    if old is None:
+        study.set_user_attr(ATTR, definition)
