@@ -183,7 +183,7 @@ class EnsembleCLI(LightningCLI):
             if self.subcommand in EVAL_SPLITS and run_dir is not None:  # into the checkpoint's run, beside the fit
                 make = stage_eval_dir if _is_rank_zero() else eval_dir  # rank 0's folder is broadcast as log_dir
                 self._eval_dir = make(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
-                final = eval_dir(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
+                final = self._eval_final = eval_dir(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
                 name = f"{run_name_of(run_dir)}/{run_dir.name}/{final.relative_to(run_dir)}"
                 config["logger"] = run_loggers(sub.tracking, None, folder=self._eval_dir, run_name=name)
             else:
@@ -214,8 +214,13 @@ class EnsembleCLI(LightningCLI):
         if not self.trainer.interrupted:
             NetJob(self).finish(fit_cost(self._fit_started))
 
-    def _print_split(self, split: str) -> None:
+    def _shown_dir(self) -> Any:
+        """Where the printed results live: an evaluation's final folder (it is staged until it succeeds)."""
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
+        return getattr(self, "_eval_final", None) if self._eval_dir is not None else run_dir
+
+    def _print_split(self, split: str) -> None:
+        run_dir = self._shown_dir()
         if self.trainer.is_global_zero:
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{split}/")}
             print_results({**results, **NetJob(self).partial(split)}, run_dir, self.trainer.ckpt_path)
@@ -227,7 +232,7 @@ class EnsembleCLI(LightningCLI):
         self._print_split("test")
 
     def after_predict(self) -> None:
-        run_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
+        run_dir = self._shown_dir()
         if self.trainer.is_global_zero:
             print_predictions(run_dir, self.trainer.ckpt_path)
 

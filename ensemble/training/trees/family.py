@@ -201,6 +201,7 @@ class TreeJob(Job):
             print_predictions(out, str(self.ckpt))
         else:
             print_results(results, out, str(self.ckpt))
+        print(f"evaluation of {self.ckpt}: {out}")  # as nets print it
 
 
 class TreeFamily(Family):
