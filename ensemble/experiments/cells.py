@@ -16,13 +16,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -32,7 +30,7 @@ from typing import Any
 
 from ensemble.errors import ConfigError, Preempted
 from ensemble.io import write_json
-from ensemble.launchers.base import CellResult, CellSpec, Slot
+from ensemble.launchers.base import CellResult, CellSpec, Slot, die_with_parent
 from ensemble.training.family import family_for, on_sigterm
 
 _VOLATILE = ("tracking.parent_run_id",)  # differ between runs of the same cell, change nothing trained
@@ -60,22 +58,13 @@ def finished_runs(base: Path) -> list[tuple[Path, str | None]]:
     return done
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 def _fit_cell(config: dict[str, Any], log: str, parent_pid: int, slot: Slot | None = None) -> None:
     """The cell's process: its output goes to the cell's log; a user error is its log's last line."""
     from ensemble.errors import EnsembleError
     from ensemble.training.family import build
     from ensemble.training.threads import apply_threads, thread_overrides
 
-    _die_with_parent()
-    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
-        os._exit(1)
+    die_with_parent(parent_pid)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -131,7 +120,8 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None) -> 
     """
     log = folder / "cell.log"
     with cell_lock(folder):
-        proc = multiprocessing.get_context("spawn").Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot))
+        spawn = multiprocessing.get_context("spawn")
+        proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot))
         stop: list[bool] = []
         with on_sigterm(lambda: (stop.append(True), proc.terminate())):
             proc.start()
@@ -156,7 +146,7 @@ def check_writable(folder: Path) -> str | None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        return (f"{folder}: cannot write the cell's folder here ({err.strerror or err}); on a cluster the "
+        return (f"{folder}: cannot write there ({err.strerror or err}); on a cluster the "
                 "experiment's out must be a filesystem every node shares")  # fmt: skip
     return None
 

@@ -92,6 +92,22 @@ class LauncherSettings:
         return self
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """In a child process: ask Linux to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``), so killing
+    the launching process, even with SIGKILL, never leaves an orphaned fit; exit at once if the parent is
+    already gone (it died before the signal was armed). No-op off Linux."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def visible_gpus() -> list[str]:
     """The CUDA devices this process sees, as ``CUDA_VISIBLE_DEVICES`` entries (empty on a CPU machine)."""
     import os

@@ -69,5 +69,8 @@ def thread_overrides(config: Mapping[str, Any], threads: int) -> dict[str, Any]:
 
     if family_name(config) != "tree":
         return {}
-    init = ((config.get("model") or {}).get("init_args")) or {}
-    return {} if init.get("n_jobs") is not None else {"model.init_args.n_jobs": threads}
+    model = config.get("model")
+    init = model.get("init_args") if isinstance(model, Mapping) else None
+    if not isinstance(init, Mapping) or init.get("n_jobs") is not None:  # the user's own choice wins
+        return {}
+    return {"model.init_args.n_jobs": threads}
