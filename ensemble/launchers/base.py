@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ensemble.errors import ConfigError
 from ensemble.training.threads import check_threads
@@ -73,7 +73,7 @@ class LauncherSettings:
         gpus_per_cell: ``ray`` only: GPUs each cell's task asks for (default: 1 when the cell trains on a GPU).
     """
 
-    kind: Literal["sequential", "local", "ray"] = "sequential"
+    kind: str = "sequential"
     workers: int | None = None
     address: str | None = None
     retries: int = 1
