@@ -118,6 +118,27 @@ def test_a_cell_killed_mid_fit_is_retried_and_resumes_from_its_checkpoint(tmp_pa
     assert strip(cell / "version_0") == strip(ref.run_dir)
 
 
+def test_sigterm_to_a_local_experiment_stops_its_cells_and_exits_143(tmp_path, splits):
+    marker = tmp_path / "stalled"
+    fit = json.dumps(["--trainer.max_epochs", "4", "--trainer.rounds_per_epoch", "4",
+                      "--trainer.callbacks+=killer.TreeStallOnce", f"--trainer.callbacks.marker={marker}",
+                      "--trainer.callbacks.epoch=0"])  # fmt: skip
+    args = grid_args(splits, tmp_path / "exp", "--launcher", "local", "--launcher.workers", "2",
+                     models="[lightgbm]", fit=fit)  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-m", "ensemble.cli", *args], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 240
+    while not (marker.exists() and marker.read_text()):
+        assert parent.poll() is None and time.time() < deadline, parent.stderr.read()[-3000:]
+        time.sleep(0.1)
+    cell = int(marker.read_text())
+    parent.send_signal(signal.SIGTERM)  # cells run in worker threads: the main thread stops them all
+    err = parent.communicate(timeout=240)[1].decode()
+    assert parent.returncode == 143, err[-2000:]
+    assert "SIGTERM received: cell lightgbm_h" in err.strip().splitlines()[-1]
+    assert not Path(f"/proc/{cell}").exists() or "Z" in Path(f"/proc/{cell}/stat").read_text().split(")")[-1][:3]
+
+
 def test_bad_launcher_settings_are_one_line_each(tmp_path, splits, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

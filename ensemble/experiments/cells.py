@@ -33,6 +33,8 @@ from ensemble.io import write_json
 from ensemble.launchers.base import CellResult, CellSpec, Slot, die_with_parent
 from ensemble.training.family import family_for, on_sigterm
 
+_LIVE: dict[int, Any] = {}  # pid -> process of the cells this process's threads are running
+_STOPPING: list[bool] = []  # set once a SIGTERM asked every running cell to stop
 _VOLATILE = ("tracking.parent_run_id",)  # differ between runs of the same cell, change nothing trained
 CELL_RECORD = "cell.json"
 
@@ -123,14 +125,26 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None) -> 
         spawn = multiprocessing.get_context("spawn")
         proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot))
         stop: list[bool] = []
-        with on_sigterm(lambda: (stop.append(True), proc.terminate())):
+        with on_sigterm(lambda: (stop.append(True), proc.terminate())):  # no-op outside the main thread
             proc.start()
-            proc.join()
-        if stop:
+            _LIVE[proc.pid] = proc
+            try:
+                proc.join()
+            finally:
+                _LIVE.pop(proc.pid, None)
+        if stop or _STOPPING:
             raise Preempted(f"SIGTERM received: cell {folder.name} was stopped; re-run the experiment to go on "
                             "(finished cells are skipped)")  # fmt: skip
     lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
     return proc.exitcode or 0, (lines or ["no output"])[-1]
+
+
+def stop_running_cells() -> None:
+    """SIGTERM handler of a launcher that runs cells in threads (``local``): terminate every running cell's
+    process; each ``run_cell`` then raises ``Preempted`` instead of reporting a failure or retrying."""
+    _STOPPING.append(True)
+    for proc in list(_LIVE.values()):
+        proc.terminate()
 
 
 def record_cell(run_dir: Path, config: Mapping[str, Any]) -> None:

@@ -12,11 +12,19 @@ from typing import Any, Literal
 
 from ensemble.ensembling.blend import blend
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import check_writable, fingerprint, finished_runs, record_cell, run_cell_spec
+from ensemble.experiments.cells import (
+    check_writable,
+    fingerprint,
+    finished_runs,
+    record_cell,
+    run_cell_spec,
+    stop_running_cells,
+)
 from ensemble.experiments.leaderboard import row, write_leaderboard
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, resolve_config
+from ensemble.training.family import on_sigterm
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 
 
@@ -141,7 +149,8 @@ def run_experiment(exp: Experiment) -> list[dict]:
         return f"done in {result.wall_s:.0f}s, {_key_metric(spec.config, done)} ({done})"
 
     if todo:
-        launcher.run(todo, run_cell_spec, on_done)
+        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+            launcher.run(todo, run_cell_spec, on_done)
     members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
     blends = []
     for horizon in exp.horizons:
