@@ -42,6 +42,7 @@ def experiment(splits: Path, out: Path, rounds: int, threads: int | None, *launc
     started = time.perf_counter()
     done = subprocess.run(args, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    print(f"  {' '.join(launcher) or 'sequential'}: {wall:.1f} s", flush=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(launcher) or 'sequential'} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return wall
