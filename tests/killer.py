@@ -56,3 +56,19 @@ def _stall(stopped, seconds: float = 600) -> None:
     end = time.time() + seconds
     while time.time() < end and not stopped():
         time.sleep(0.05)
+
+
+class TreeStallOnce(TreeCallback):
+    """At the end of ``epoch`` (its trees boosted, not yet checkpointed), the first fit to get there writes its
+    pid to ``marker`` and stalls, so a test can SIGKILL exactly that process; every later fit, the retried
+    one included, finds the marker and trains on untouched."""
+
+    def __init__(self, marker: str, epoch: int = 2) -> None:
+        self.marker, self.epoch = Path(marker), epoch
+
+    def on_epoch_end(self, trainer, model) -> None:
+        if trainer.current_epoch == self.epoch and not self.marker.exists():
+            import os
+
+            self.marker.write_text(str(os.getpid()))
+            _stall(lambda: trainer.should_stop)

@@ -19,8 +19,14 @@ def parser() -> ArgumentParser:
     return p
 
 
+def launcher_flags(argv: list[str]) -> list[str]:
+    """``--launcher local`` (or ``=local``) is the short form of ``--launcher.kind local``."""
+    return [f"--launcher.kind{a[len('--launcher'):]}" if a.split("=", 1)[0] == "--launcher" else a for a in argv]
+
+
 def run(argv: list[str]) -> int:
     """Run the experiment; exit 1 (listing them) when any cell failed, so a scheduler sees the failure."""
+    argv = launcher_flags(argv)
     for i, arg in enumerate(argv):  # a config that does not load safely (a Python tag): one line naming it
         key, eq, value = arg.partition("=")
         if key == "--config" and (eq or i + 1 < len(argv)):

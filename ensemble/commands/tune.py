@@ -1,6 +1,7 @@
 """``ensemble tune``: an Optuna study over any ``ensemble fit`` config.
 
     ensemble tune --config configs/lstm.yaml --tune.n_trials 50 [--tune.storage postgresql://...] [fit flags]
+    ensemble tune --config configs/lightgbm.yaml --tune.n_trials 40 --tune.workers 4   # 4 processes, one study
 
 Every flag that is not ``--tune.*`` is passed to each trial's ``fit`` (data root, horizon, ...).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
 
 from ensemble import console
@@ -32,6 +34,7 @@ HELP = {
     "heartbeat": "seconds between a worker's heartbeats (RDB storages); a dead worker's trial turns FAIL; 0: off",
     "retries": "how often a trial whose worker died is retried with the same parameters",
     "test": "also evaluate each trial's best checkpoint on test (default false: a study chooses on val only)",
+    "workers": "worker processes on this machine sharing the study and n_trials, one GPU (or core share) each",
 }
 
 
@@ -48,18 +51,25 @@ def parser() -> argparse.ArgumentParser:
     for f in fields(TuneConfig):
         if f.name == "extra":
             continue
-        kind = int if f.name in ("n_trials", "seed", "heartbeat", "retries") else _bool if f.name == "test" else str
+        ints = ("n_trials", "seed", "heartbeat", "retries", "workers")
+        kind = int if f.name in ints else _bool if f.name == "test" else str
         p.add_argument(f"--tune.{f.name}", dest=f.name, type=kind, default=getattr(defaults, f.name),
                        help=HELP[f.name] if "default" in HELP[f.name] else f"{HELP[f.name]} (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch, OpenMP and tree-library threads per worker (default: the usable cores / workers)")
     return p
 
 
 def run(argv: list[str]) -> int:
     import optuna
 
+    from ensemble.training.threads import check_threads, default_threads
     from ensemble.tuning.study import tune
+    from ensemble.tuning.workers import threaded_base, tune_in_workers
 
     known, base_args = parser().parse_known_args(argv)
+    threads = check_threads(vars(known).pop("threads"), "--threads")
+    check_threads(known.workers, "--tune.workers")
     unknown = [a.split("=", 1)[0] for a in base_args if a.startswith("--tune.")]
     if unknown:  # not a run flag either: say so, rather than pass it on to every trial's fit
         raise ConfigError(f"ensemble tune: unknown option {unknown[0]}; see ensemble tune --help")
@@ -73,8 +83,14 @@ def run(argv: list[str]) -> int:
     if console.level() < console.NORMAL:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # --quiet: not even a line per trial
     console.say(f"Seed set to {base.get('seed_everything', 0)} for every trial")  # once; the trials are muted
+    config_dir = configs[-1].parent if configs else None
     ran: list = []
-    study = tune(TuneConfig(**vars(known)), base, configs[-1].parent if configs else None, ran)
+    if known.workers > 1:
+        started = datetime.now()
+        study = tune_in_workers(TuneConfig(**vars(known)), base, config_dir, threads)
+        ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
+    else:
+        study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir, ran)
     done = [t for t in study.trials if t.value is not None]
     print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
     if done:

@@ -7,18 +7,22 @@
   the same folder is refused in one line naming the holder's pid, instead of training the cell again beside it.
 - **Fingerprinted.** ``<run>/cell.json`` records a hash of the cell's resolved config. A finished run whose
   fingerprint differs from the config now asked for is stale: the cell is re-run (or refused, as chosen).
+- **Retried.** A fit process killed by a signal (a worker lost, the OOM killer) is started again up to the
+  spec's ``retries`` times, resuming from the last checkpoint of the run it was writing.
+- **On its slot.** The fit process sets its threads and ``CUDA_VISIBLE_DEVICES`` from the launcher's slot
+  before building anything; the thread count reaches the tree libraries through ``model.init_args.n_jobs``,
+  outside the fingerprint (threads change how fast a cell trains, not what it is).
 """
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
-import signal
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +30,11 @@ from typing import Any
 
 from ensemble.errors import ConfigError, Preempted
 from ensemble.io import write_json
-from ensemble.training.family import on_sigterm
+from ensemble.launchers.base import CellResult, CellSpec, Slot, die_with_parent
+from ensemble.training.family import family_for, on_sigterm
 
+_LIVE: dict[int, Any] = {}  # pid -> process of the cells this process's threads are running
+_STOPPING: list[bool] = []  # set once a SIGTERM asked every running cell to stop
 _VOLATILE = ("tracking.parent_run_id",)  # differ between runs of the same cell, change nothing trained
 CELL_RECORD = "cell.json"
 
@@ -53,26 +60,27 @@ def finished_runs(base: Path) -> list[tuple[Path, str | None]]:
     return done
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _fit_cell(config: dict[str, Any], log: str, parent_pid: int) -> None:
+def _fit_cell(config: dict[str, Any], log: str, parent_pid: int, slot: Slot | None = None) -> None:
     """The cell's process: its output goes to the cell's log; a user error is its log's last line."""
     from ensemble.errors import EnsembleError
     from ensemble.training.family import build
+    from ensemble.training.threads import apply_threads, thread_overrides
 
-    _die_with_parent()
-    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
-        os._exit(1)
+    die_with_parent(parent_pid)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    overrides: dict[str, Any] = {}
+    if slot is not None:
+        if slot.cuda_devices is not None:  # before anything initialises CUDA
+            os.environ["CUDA_VISIBLE_DEVICES"] = slot.cuda_devices
+        overrides = thread_overrides(config, slot.threads)
+        applied = apply_threads(slot.threads)
+        print(f"cell process {os.getpid()}: threads {applied['threads']} (torch {applied['torch']}, "
+              f"tree n_jobs {overrides.get('model.init_args.n_jobs', 'as configured')}), "
+              f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", flush=True)  # fmt: skip
     try:
-        build(config).fit()
+        build(config, overrides).fit()
     except EnsembleError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -104,8 +112,9 @@ def cell_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_cell(config: dict[str, Any], folder: Path) -> tuple[int, str]:
+def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None) -> tuple[int, str]:
     """Fit ``config`` in a fresh process while holding the cell's lock; (exit code, last line of its log).
+    The exit code is negative when a signal killed the process (-9: SIGKILL).
 
     Raises:
         ConfigError: the cell is locked by another live process.
@@ -113,18 +122,82 @@ def run_cell(config: dict[str, Any], folder: Path) -> tuple[int, str]:
     """
     log = folder / "cell.log"
     with cell_lock(folder):
-        proc = multiprocessing.get_context("spawn").Process(target=_fit_cell, args=(config, str(log), os.getpid()))
+        spawn = multiprocessing.get_context("spawn")
+        proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot))
         stop: list[bool] = []
-        with on_sigterm(lambda: (stop.append(True), proc.terminate())):
+        with on_sigterm(lambda: (stop.append(True), proc.terminate())):  # no-op outside the main thread
             proc.start()
-            proc.join()
-        if stop:
+            _LIVE[proc.pid] = proc
+            try:
+                proc.join()
+            finally:
+                _LIVE.pop(proc.pid, None)
+        if stop or _STOPPING:
             raise Preempted(f"SIGTERM received: cell {folder.name} was stopped; re-run the experiment to go on "
                             "(finished cells are skipped)")  # fmt: skip
     lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
     return proc.exitcode or 0, (lines or ["no output"])[-1]
 
 
+def stop_running_cells() -> None:
+    """SIGTERM handler of a launcher that runs cells in threads (``local``): terminate every running cell's
+    process; each ``run_cell`` then raises ``Preempted`` instead of reporting a failure or retrying."""
+    _STOPPING.append(True)
+    for proc in list(_LIVE.values()):
+        proc.terminate()
+
+
 def record_cell(run_dir: Path, config: Mapping[str, Any]) -> None:
     """Write the finished run's ``cell.json``: the fingerprint and the config it stands for."""
     write_json(run_dir / CELL_RECORD, {"fingerprint": fingerprint(config), "config": dict(config)})
+
+
+def check_writable(folder: Path) -> str | None:
+    """None if this process can create ``folder`` and write in it, else why not (one line)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        return (f"{folder}: cannot write there ({err.strerror or err}); on a cluster the "
+                "experiment's out must be a filesystem every node shares")  # fmt: skip
+    return None
+
+
+def resume_point(config: Mapping[str, Any], folder: Path) -> Path | None:
+    """The last checkpoint of the newest run under ``folder`` when that run is unfinished (the run a killed
+    fit was writing), else None: a retry never resumes an older, finished run."""
+    versions = sorted(folder.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    if not versions or versions[-1] in {run for run, _ in finished_runs(folder)}:
+        return None
+    found = sorted((versions[-1] / "checkpoints").glob(family_for(config).checkpoint_patterns["last"]))
+    return found[-1] if found else None
+
+
+def run_cell_spec(spec: CellSpec, slot: Slot) -> CellResult:
+    """A launcher's ``run_one`` for experiment cells: check the folder is writable (on the node that runs the
+    cell), then ``run_cell`` on ``slot``; a process killed by a signal is run again, resuming from its last
+    checkpoint, up to ``spec.retries`` times.
+
+    Raises:
+        ConfigError: the cell is locked by another live process.
+        Preempted: SIGTERM arrived while the cell ran.
+    """
+    started = time.perf_counter()
+    folder = Path(spec.folder)
+    why = check_writable(folder)
+    if why is not None:
+        return CellResult(spec.key, 2, why, time.perf_counter() - started, 0)
+    config, attempts = spec.config, 0
+    while True:
+        attempts += 1
+        code, message = run_cell(config, folder, slot)
+        if code >= 0 or attempts > spec.retries:
+            break
+        resume = resume_point(spec.config, folder)
+        config = {**spec.config, "ckpt_path": str(resume)} if resume is not None else spec.config
+        with open(folder / "cell.log", "a") as log:  # the retry's reason, in the cell's own record
+            log.write(f"cell process killed by signal {-code}; retry {attempts} of {spec.retries}, "
+                      f"{f'resuming from {resume}' if resume else 'from the start (no checkpoint yet)'}\n")
+    return CellResult(spec.key, code, message, time.perf_counter() - started, attempts)

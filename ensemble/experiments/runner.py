@@ -1,9 +1,11 @@
 """Run a grid of models x horizons; each cell is an ordinary ``ensemble fit`` in its own process
-(isolated memory and failures), skipped on a re-run once it has finished."""
+(isolated memory and failures), skipped on a re-run once it has finished. The cells go to a launcher
+(``ensemble.launchers``): one after another, several at once on this machine, or as Ray tasks; the
+skipping, records, leaderboard and blends are the same whichever runs them."""
 
 from __future__ import annotations
 
-import time
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -11,10 +13,19 @@ from typing import Any, Literal
 from ensemble import console
 from ensemble.ensembling.blend import blend
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import fingerprint, finished_runs, record_cell, run_cell
+from ensemble.experiments.cells import (
+    check_writable,
+    fingerprint,
+    finished_runs,
+    record_cell,
+    run_cell_spec,
+    stop_running_cells,
+)
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard
+from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
+from ensemble.training.family import on_sigterm
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.training.trading import trading_section
 
@@ -43,6 +54,9 @@ class Experiment:
             config and used by its blends; ``fit_args`` still win over it.
         on_change: a cell whose finished run was trained with another config (edited ``fit_args``, another
             config file): ``rerun`` trains it again as a new version, ``refuse`` stops before any cell runs.
+        launcher: how cells run: ``sequential``, ``local`` (``workers`` at once) or ``ray`` (docs/scaling.md).
+        threads: torch, OpenMP and tree-library threads of each cell's process (default: the cores this
+            process may use, divided among the workers).
     """
 
     name: str = "baseline"
@@ -59,6 +73,12 @@ class Experiment:
     mlflow_experiment: str = "ensemble"
     on_change: Literal["rerun", "refuse"] = "rerun"
     trading: dict[str, Any] | None = None
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.launcher, dict):  # as parsed from flags or YAML
+            self.launcher = LauncherSettings(**self.launcher)
 
 
 def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> dict[str, Any]:
@@ -90,12 +110,22 @@ def default_models(exp: Experiment) -> list[str]:
 
 
 def run_experiment(exp: Experiment) -> list[dict]:
+    """Run the experiment's cells (those not finished earlier) with its launcher, then its blends and
+    leaderboard; the leaderboard's rows, members in grid order then blends.
+
+    Raises:
+        ConfigError: an unknown model, a bad launcher setting, an output folder that cannot be written, or
+            (``on_change: refuse``) a changed cell; all before any cell runs.
+    """
     models = exp.models or default_models(exp)
     trading = trading_section({"trading": exp.trading}) if exp.trading else None  # bad keys fail before any cell
     for m in models:
         get_model(m)  # unknown names fail before any cell runs
+    launcher = make_launcher(exp.launcher, exp.threads)  # a bad setting, too
     out = Path(exp.out or Path("experiments") / exp.name)
     runs = out / "runs"
+    if (why := check_writable(out)) is not None:
+        raise ConfigError(why)
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
@@ -104,38 +134,57 @@ def run_experiment(exp: Experiment) -> list[dict]:
     if stale and exp.on_change == "refuse":  # before any cell trains
         raise ConfigError(f"{stale[0][0]}: its finished run {stale[0][1]} was trained with another config; "
                           f"set on_change: rerun to train the {len(stale)} changed cell(s) again")  # fmt: skip
-    rows = []
+    rows: dict[str, dict] = {}
+    todo: list[CellSpec] = []
+    before: dict[str, set[Path]] = {}
     for i, (model, horizon, config) in enumerate(cells, 1):
         cell = f"{model}_h{horizon}"
-        before = finished_runs(runs / cell)
-        match = [run for run, fp in before if fp == fingerprint(config)]
+        finished = finished_runs(runs / cell)
+        match = [run for run, fp in finished if fp == fingerprint(config)]
         if match:
             console.say(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({match[-1]})")
-            rows.append(row(model, horizon, "member", match[-1], "done"))
+            rows[cell] = row(model, horizon, "member", match[-1], "done")
             continue
-        if before:
-            console.say(f"[{i}/{len(cells)}] {cell}: config changed since {before[-1][0]}, training it again")
-        start = time.perf_counter()
-        code, error = run_cell(config, runs / cell)
-        new = [run for run, _ in finished_runs(runs / cell) if run not in {r for r, _ in before}]
+        if finished:
+            console.say(f"[{i}/{len(cells)}] {cell}: config changed since {finished[-1][0]}, training it again")
+        before[cell] = {run for run, _ in finished}
+        todo.append(CellSpec(cell, str(runs / cell), config, exp.launcher.retries))
+    grid = {f"{m}_h{h}": (m, h) for m, h, _ in cells}
+
+    def on_done(spec: CellSpec, result: CellResult) -> str:
+        """Record a finished cell (its ``cell.json`` and leaderboard row); the detail of its progress line."""
+        model, horizon = grid[spec.key]
+        new = [run for run, _ in finished_runs(Path(spec.folder)) if run not in before[spec.key]]
         done = new[-1] if new else None
         if done is not None:
-            record_cell(done, config)
-        if code != 0 or done is None:  # reported and recorded; the other cells go on
-            console.say(f"[{i}/{len(cells)}] {cell}: FAILED ({error})")
-            rows.append(row(model, horizon, "member", None, "failed", error))
-            continue
-        console.say(f"[{i}/{len(cells)}] {cell}: done in {time.perf_counter() - start:.0f}s ({done})")
-        rows.append(row(model, horizon, "member", done, "done"))
+            record_cell(done, spec.config)
+        if result.code != 0 or done is None:  # reported and recorded; the other cells go on
+            rows[spec.key] = row(model, horizon, "member", None, "failed", result.message)
+            return f"FAILED ({result.message})"
+        rows[spec.key] = row(model, horizon, "member", done, "done")
+        return f"done in {result.wall_s:.0f}s, {_key_metric(spec.config, done)} ({done})"
+
+    if todo:
+        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+            launcher.run(todo, run_cell_spec, on_done)
+    members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
+    blends = []
     for horizon in exp.horizons:
-        members = [Path(r["run_dir"]) for r in rows if r["horizon"] == horizon and r["status"] == "done"]
-        for method in exp.blends if len(members) >= 2 else []:
-            run_dir = blend(members, method, runs, name=f"ensemble_{method}_h{horizon}", trading=trading)
-            rows.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
-    board = write_leaderboard(rows, out)
+        done_runs = [Path(r["run_dir"]) for r in members if r["horizon"] == horizon and r["status"] == "done"]
+        for method in exp.blends if len(done_runs) >= 2 else []:
+            run_dir = blend(done_runs, method, runs, name=f"ensemble_{method}_h{horizon}", trading=trading)
+            blends.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
+    board = write_leaderboard(members + blends, out)
     if parent:
         finish_run(tracking, parent)
     if console.tables_shown():
         print(f"\nleaderboard: {out / 'leaderboard.md'} (each cell's log: {runs}/<model>_h<horizon>/cell.log)")
         print(terminal_table(board), flush=True)
     return board.to_dict("records")
+
+
+def _key_metric(config: dict, run_dir: Path) -> str:
+    """``<monitor> <value>`` of a finished run: the metric its checkpoint selected on (e.g. val/f1_macro)."""
+    monitor = (config.get("checkpoint") or {}).get("monitor") or "val/f1_macro"
+    value = json.loads((run_dir / "metrics.json").read_text()).get(monitor)
+    return f"{monitor} {value:.4f}" if isinstance(value, float | int) else f"{monitor} -"

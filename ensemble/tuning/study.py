@@ -44,6 +44,7 @@ class TuneConfig:
     heartbeat: int = 30
     retries: int = 1
     test: bool = False
+    workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,15 +115,13 @@ def default_space(base: dict[str, Any], config_dir: Path | None) -> str:
     return str(Path("configs/search_spaces") / name)
 
 
-def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
-         ran: list[optuna.trial.FrozenTrial] | None = None) -> optuna.Study:
-    """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config).
+def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None
+               ) -> tuple[optuna.Study, SearchSpace, dict[str, Any]]:  # fmt: skip
+    """Check the settings, then create the study (or load it: several workers share one) and, with MLflow,
+    its parent run (kept in the study's user attrs, so every worker nests its trials under the same run).
 
-    Args:
-        cfg: the ``--tune.*`` settings.
-        base: the run config every trial starts from.
-        config_dir: the folder of the config file; its ``search_spaces/`` is searched first.
-        ran: when given, the trials this process ran are appended to it (other workers' are not).
+    Returns:
+        The study, its search space, and the run config every trial starts from.
 
     Raises:
         ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault (a resumed
@@ -140,25 +139,50 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=pruner,
     )
     check_definition(study, study_definition(model_short_name(base), cfg.metric, cfg.direction, space))
-    tracking = Tracking(**(base.get("tracking") or {}))
     trial_base = base
-    if tracking.mlflow:  # trials become child runs of the study's run, shared by all workers
+    if Tracking(**(base.get("tracking") or {})).mlflow:  # trials become child runs of the study's run
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent is None:
-            parent = parent_run(tracking, f"tune:{cfg.study_name}")
+            parent = parent_run(Tracking(**(base.get("tracking") or {})), f"tune:{cfg.study_name}")
             study.set_user_attr("mlflow_parent_run_id", parent)
         trial_base = resolve_config(base, {"tracking.parent_run_id": parent})
+    return study, space, trial_base
+
+
+def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
+         ran: list[optuna.trial.FrozenTrial] | None = None, report: bool = True) -> optuna.Study:
+    """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config) in this process.
+
+    Args:
+        cfg: the ``--tune.*`` settings.
+        base: the run config every trial starts from.
+        config_dir: the folder of the config file; its ``search_spaces/`` is searched first.
+        ran: when given, the trials this process ran are appended to it (other workers' are not).
+        report: finish the study's MLflow run and write its outputs (a worker of ``--tune.workers`` leaves
+            that to the process that started it).
+
+    Raises:
+        ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault.
+    """
+    study, space, trial_base = open_study(cfg, base, config_dir)
     # a raising trial is recorded as failed with its error, and the study goes on
     study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg),
                    n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True,
                    callbacks=[lambda _, trial: ran.append(trial)] if ran is not None else None)
+    if report:
+        finish_study(study, cfg, base)
+    return study
+
+
+def finish_study(study: optuna.Study, cfg: TuneConfig, base: dict[str, Any]) -> None:
+    """Mark the study's MLflow parent run finished; write trials.csv, the plots and best.yaml."""
+    tracking = Tracking(**(base.get("tracking") or {}))
     if tracking.mlflow:
         finish_run(tracking, study.user_attrs["mlflow_parent_run_id"])
-    out = Path(cfg.out or Path("tune") / cfg.study_name)
+    out = Path(cfg.out or Path("tune") / str(cfg.study_name))
     write_report(study, out, cfg.metric, study_subject(base))
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         write_best_config(study, out / "best.yaml", base)
-    return study
 
 
 def write_best_config(study: optuna.Study, path: Path, base: dict[str, Any] | None = None) -> Path | None:

@@ -1,0 +1,138 @@
+"""``--launcher ray``: each cell is a Ray task, on an existing cluster (``--launcher.address``) or on a local
+Ray instance started for the run and stopped after it.
+
+- **Resources.** A task asks for ``num_cpus`` = the cell's threads and ``num_gpus`` = ``gpus_per_cell`` (default:
+  the cell config's ``trainer.devices`` when it trains on a GPU, else 0); Ray sets the task's
+  ``CUDA_VISIBLE_DEVICES``.
+- **Faults.** A task whose worker or node dies is retried by Ray (``max_retries`` = ``launcher.retries``); a fit
+  process that dies inside a live task is retried by ``run_one`` itself. Either way the cell resumes from its
+  last checkpoint, which is why the run folders must be on a filesystem every node shares.
+- **Output.** Workers' output stays in each cell's ``cell.log`` (``log_to_driver=False``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ensemble.errors import ConfigError
+from ensemble.launchers.base import CellResult, CellSpec, Launcher, OnDone, RunOne, Slot, visible_gpus
+from ensemble.launchers.progress import Progress
+from ensemble.training.threads import usable_cores
+
+PROBE_TIMEOUT_S = 3.0  # an address that does not answer within this is reported, not waited on
+
+
+def _call(run_one: RunOne, spec: CellSpec, slot: Slot) -> CellResult:
+    """The body of a cell's Ray task (module level, so Ray pickles it by reference)."""
+    return run_one(spec, slot)
+
+
+def probe(address: str) -> None:
+    """Check that ``host:port`` of a Ray address (``host:6379``, ``ray://host:10001``) accepts connections.
+
+    Raises:
+        ConfigError: it does not within ``PROBE_TIMEOUT_S`` seconds, naming the address and the cause.
+    """
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"launcher.address '{address}' is not auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(f"launcher.address '{address}': no Ray cluster answers there ({err.strerror or err}); "
+                          "start one with 'ray start --head', or leave the address out for a local Ray "
+                          "instance") from None  # fmt: skip
+
+
+def gpus_for(config: dict[str, Any], gpus_per_cell: float | None) -> float:
+    """GPUs a cell's task asks for: ``gpus_per_cell``, else ``trainer.devices`` (a count; 1 for a list or
+    ``auto``) when ``trainer.accelerator`` is gpu or cuda, else 0."""
+    if gpus_per_cell is not None:
+        return gpus_per_cell
+    trainer = config.get("trainer") or {}
+    if str(trainer.get("accelerator", "cpu")) not in ("gpu", "cuda"):
+        return 0
+    devices = trainer.get("devices", 1)
+    return float(devices) if isinstance(devices, int) and devices > 0 else 1.0
+
+
+class RayLauncher(Launcher):
+    """Submit every cell at once; Ray runs as many as the cluster's resources allow."""
+
+    def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
+        import ray
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
+        ours = self.connect(ray)
+        try:
+            cpus = self.threads or self._cpus_per_cell(ray, ours)
+            task = ray.remote(_call)
+            progress = Progress(len(specs), on_done)
+            pending: dict[Any, CellSpec] = {}
+            submitted = time.perf_counter()
+            for spec in specs:
+                options = {"num_cpus": cpus, "num_gpus": gpus_for(spec.config, self.settings.gpus_per_cell),
+                           "max_retries": self.settings.retries}  # fmt: skip
+                pending[task.options(**options).remote(run_one, spec, Slot(cpus))] = spec
+                progress.start(spec)
+            results: dict[str, CellResult] = {}
+            try:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    spec = pending.pop(done[0])
+                    results[spec.key] = self._result(ray, done[0], spec, submitted)
+                    progress.done(spec, results[spec.key])
+            finally:
+                progress.close()
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+            return [results[spec.key] for spec in specs]
+        finally:
+            if ours:
+                ray.shutdown()
+
+    def connect(self, ray: Any) -> bool:
+        """Join ``settings.address``, or start a local instance; True when this process started it.
+
+        Raises:
+            ConfigError: the address cannot be reached, in one line and within seconds.
+        """
+        address = self.settings.address
+        quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if ray.is_initialized():
+            return False
+        try:
+            if address is None:
+                workers = self.settings.workers
+                cpus = workers * self.threads if workers and self.threads else usable_cores()
+                ray.init(num_cpus=cpus, num_gpus=len(visible_gpus()), **quiet)
+                return True
+            if address != "auto":
+                probe(address)
+            ray.init(address=address, **quiet)
+            return False
+        except ConnectionError as err:
+            raise ConfigError(f"launcher.address '{address}': {str(err).splitlines()[0]}") from None
+
+    def _cpus_per_cell(self, ray: Any, ours: bool) -> int:
+        """Each cell's CPUs: on our own instance its share among ``workers`` (default: as many workers as
+        CPUs, one each), on a cluster 1 unless ``--threads`` says otherwise."""
+        if not ours:
+            return 1
+        total = int(ray.cluster_resources().get("CPU", 1))
+        return max(1, total // self.settings.workers) if self.settings.workers else 1
+
+    @staticmethod
+    def _result(ray: Any, ref: Any, spec: CellSpec, submitted: float) -> CellResult:
+        """The task's result; a task Ray gave up on (its retries spent) is a failed cell, not a crash."""
+        try:
+            return ray.get(ref)
+        except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.NodeDiedError, ray.exceptions.TaskCancelledError) as err:  # fmt: skip
+            return CellResult(spec.key, 1, f"Ray task failed: {str(err).strip().splitlines()[-1]}",
+                              time.perf_counter() - submitted)  # fmt: skip

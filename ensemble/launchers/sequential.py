@@ -1,0 +1,27 @@
+"""``--launcher sequential``: one cell at a time in this process's order, each in its own fit process
+(today's behaviour), with all of this process's cores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ensemble.launchers.base import CellResult, CellSpec, Launcher, OnDone, RunOne, Slot
+from ensemble.launchers.progress import Progress
+from ensemble.training.threads import default_threads
+
+
+class SequentialLauncher(Launcher):
+    """Run the cells one after another; a failed cell is reported by its result and the next one starts."""
+
+    def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
+        slot = Slot(self.threads or default_threads(1))  # every GPU stays visible to the one cell running
+        progress = Progress(len(specs), on_done)
+        results = []
+        try:
+            for spec in specs:
+                progress.start(spec)
+                results.append(run_one(spec, slot))
+                progress.done(spec, results[-1])
+        finally:
+            progress.close()
+        return results

@@ -1,0 +1,190 @@
+"""Launchers with real processes on 2 cores: ``local`` and ``ray`` give the leaderboard ``sequential`` gives,
+a SIGKILLed cell is retried from its checkpoint, ``--threads`` reaches torch and the tree library, and bad
+launcher settings are one line each."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from launch_grid import board, grid_args, run_contents
+
+from ensemble.cli import main
+
+TESTS = Path(__file__).parent
+ENV = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+CELLS = ("xgboost_h5", "lightgbm_h5", "xgboost_h20", "lightgbm_h20")
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """The splits, and the grid run once with ``sequential``: the reference every launcher must match."""
+    from panels import write_splits
+
+    root = tmp_path_factory.mktemp("grid")
+    splits = write_splits(root / "splits")
+    assert main(grid_args(splits, root / "sequential")) == 0
+    return splits, root
+
+
+def test_local_with_two_workers_gives_the_sequential_leaderboard_and_runs(grid, capsys):
+    splits, root = grid
+    out = root / "local"
+    capsys.readouterr()
+    assert main(grid_args(splits, out, "--launcher", "local", "--launcher.workers", "2")) == 0
+    lines = capsys.readouterr().out
+    pd.testing.assert_frame_equal(board(out), board(root / "sequential"))
+    for cell in CELLS:
+        ours, reference = out / "runs" / cell / "version_0", root / "sequential" / "runs" / cell / "version_0"
+        assert run_contents(ours) == run_contents(reference), cell
+        assert f"{cell}: done in " in lines and "val/f1_macro 0." in lines  # one line per cell, wall time, metric
+    assert "Epoch" not in lines and "[LightGBM]" not in lines  # workers' output stays in their cell.log
+
+    # --threads 1 reached the worker: torch's pool and the tree library's own thread parameter
+    for cell in CELLS:
+        log = (out / "runs" / cell / "cell.log").read_text()
+        assert "threads 1 (torch 1, tree n_jobs 1)" in log.splitlines()[0]
+        assert ("'nthread': 1" if cell.startswith("xgboost") else "'num_threads': 1") in log
+        assert "n_jobs: 1" in (out / "runs" / cell / "version_0" / "config.yaml").read_text()
+
+    capsys.readouterr()  # a re-run skips every finished cell, whatever the launcher
+    assert main(grid_args(splits, out, "--launcher", "local", "--launcher.workers", "2")) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+
+
+@pytest.mark.slow
+def test_ray_on_a_local_instance_gives_the_sequential_leaderboard_and_leaves_no_process(grid):
+    splits, root = grid
+    before = _ray_processes()
+    out = root / "ray"
+    assert main(grid_args(splits, out, "--launcher", "ray", "--launcher.workers", "2")) == 0
+    pd.testing.assert_frame_equal(board(out), board(root / "sequential"))
+    time.sleep(1)
+    assert not _ray_processes() - before, _ray_processes() - before
+
+
+def _ray_processes() -> set[tuple[int, str]]:
+    """(pid, command line) of the live processes of Ray's own (raylet, GCS, workers) on this machine."""
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "ray/core" in cmd or "ray/_private" in cmd or "default_worker.py" in cmd or "raylet" in cmd:
+            found.add((int(proc.name), cmd[:200]))
+    return found
+
+
+def test_a_cell_killed_mid_fit_is_retried_and_resumes_from_its_checkpoint(tmp_path, splits):
+    from ensemble.training.family import build
+
+    marker = tmp_path / "stalled"
+    fit = json.dumps(["--trainer.max_epochs", "4", "--trainer.rounds_per_epoch", "4",
+                      "--trainer.callbacks+=killer.TreeStallOnce", f"--trainer.callbacks.marker={marker}"])  # fmt: skip
+    out = tmp_path / "exp"
+    args = grid_args(splits, out, "--launcher", "local", "--launcher.workers", "2", models="[lightgbm]", fit=fit)
+    parent = subprocess.Popen([sys.executable, "-m", "ensemble.cli", *args], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 240
+    while not (marker.exists() and marker.read_text()):
+        assert parent.poll() is None and time.time() < deadline, parent.stderr.read()[-3000:]
+        time.sleep(0.1)
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # the cell's own fit process, mid-training
+    _, stderr = parent.communicate(timeout=300)
+    assert parent.returncode == 0, stderr.decode()[-3000:]
+
+    logs = {c: (out / "runs" / c / "cell.log").read_text() for c in ("lightgbm_h5", "lightgbm_h20")}
+    killed = [c for c, text in logs.items() if "killed by signal 9" in text]
+    assert len(killed) == 1
+    cell = out / "runs" / killed[0]
+    log = (cell / "cell.log").read_text()
+    assert "retry 1 of 1, resuming from" in log and "last.meta.json" in log
+    assert "from round 8" in log  # the retry went on after the 2 checkpointed epochs (4 rounds each)
+    assert sorted(p.name for p in cell.glob("version_*")) == ["version_0"]  # resumed in the run it was writing
+
+    # the same cell trained without interruption (the marker exists now: no stall) gives the same metrics
+    config = json.loads((cell / "version_0" / "cell.json").read_text())["config"]
+    ref = build(config, {"tracking.save_dir": str(tmp_path / "ref"), "model.init_args.n_jobs": 1})
+    ref.fit()
+    timing = ("fit/", "time", "rss")
+    strip = lambda run: {k: v for k, v in json.loads((run / "metrics.json").read_text()).items()  # noqa: E731
+                         if not any(t in k for t in timing)}  # fmt: skip
+    assert strip(cell / "version_0") == strip(ref.run_dir)
+
+
+def test_sigterm_to_a_local_experiment_stops_its_cells_and_exits_143(tmp_path, splits):
+    marker = tmp_path / "stalled"
+    fit = json.dumps(["--trainer.max_epochs", "4", "--trainer.rounds_per_epoch", "4",
+                      "--trainer.callbacks+=killer.TreeStallOnce", f"--trainer.callbacks.marker={marker}",
+                      "--trainer.callbacks.epoch=0"])  # fmt: skip
+    args = grid_args(splits, tmp_path / "exp", "--launcher", "local", "--launcher.workers", "2",
+                     models="[lightgbm]", fit=fit)  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-m", "ensemble.cli", *args], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 240
+    while not (marker.exists() and marker.read_text()):
+        assert parent.poll() is None and time.time() < deadline, parent.stderr.read()[-3000:]
+        time.sleep(0.1)
+    cell = int(marker.read_text())
+    parent.send_signal(signal.SIGTERM)  # cells run in worker threads: the main thread stops them all
+    err = parent.communicate(timeout=240)[1].decode()
+    assert parent.returncode == 143, err[-2000:]
+    assert "SIGTERM received: cell lightgbm_h" in err.strip().splitlines()[-1]
+    assert not Path(f"/proc/{cell}").exists() or "Z" in Path(f"/proc/{cell}/stat").read_text().split(")")[-1][:3]
+
+
+def test_bad_launcher_settings_are_one_line_each(tmp_path, splits, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cases = [
+        (["--launcher", "foo"], "launcher"),
+        (["--launcher", "local", "--launcher.workers", "0"], "launcher.workers must be a whole number >= 1, got 0"),
+        (["--threads", "0"], "threads must be a whole number >= 1, got 0"),
+        (["--launcher.address", "127.0.0.1:1"], "launcher.address is for --launcher ray"),
+    ]
+    for extra, expected in cases:
+        capsys.readouterr()
+        assert main(grid_args(splits, tmp_path / "exp", *extra)) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], (extra, err)
+    capsys.readouterr()
+    assert main(grid_args(splits, blocker / "exp")) == 2  # out cannot be created: a file is in the way
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write there" in err[0] and "every node shares" in err[0], err
+    assert not (tmp_path / "exp").exists()
+
+
+def test_an_unreachable_ray_address_is_one_line_within_seconds(tmp_path, splits, capsys):
+    started = time.perf_counter()
+    args = grid_args(splits, tmp_path / "exp", "--launcher", "ray", "--launcher.address", "127.0.0.1:1")
+    assert main(args) == 2
+    assert time.perf_counter() - started < 20  # the probe gives up after 3 s; the rest is parsing the grid
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "launcher.address '127.0.0.1:1': no Ray cluster answers there" in err[0], err
+
+
+def test_tune_workers_share_one_study(tmp_path, fit_args):
+    import optuna
+    import yaml
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"model.init_args.learning_rate": {"type": "float", "low": 0.05, "high": 0.2}}))
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [*fit_args(config="configs/lightgbm.yaml", epochs=2), "--model.init_args.min_data_in_leaf", "5",
+            "--tune.n_trials", "3", "--tune.workers", "2", "--tune.search_space", str(space), "--tune.storage", url,
+            "--tune.study_name", "s", "--tune.out", str(tmp_path / "out"), "--threads", "1"]  # fmt: skip
+    assert main(["tune", *args]) == 0
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    logs = [(tmp_path / "out" / f"worker_{i}.log").read_text() for i in range(2)]
+    assert [log.count("\nrun: ") for log in logs] == [2, 1]  # the 3 trials, split over the 2 processes
+    assert (tmp_path / "out" / "trials.csv").is_file() and (tmp_path / "out" / "best.yaml").is_file()
+    runs = {yaml.safe_load((Path(t.user_attrs["run_dir"]) / "config.yaml").read_text())["model"]["init_args"]["n_jobs"]
+            for t in study.trials}  # fmt: skip
+    assert runs == {1}
