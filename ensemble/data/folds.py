@@ -6,8 +6,8 @@ bars are counted exactly. Its distinct target timestamps are cut into ``folds + 
 (1..folds) predicts group k. For each symbol, with ``b`` the first bar of the fold's test block:
 
 - the training window is its bars before ``b`` (``rolling``: only the last ``train_bars`` of them);
-- the inner validation slice is the last ``val_bars`` (or ``val_fraction`` of the window's) bars before ``b``,
-  starting at bar ``v``;
+- the inner validation slice starts at bar ``v`` and runs to ``b``: ``val_bars`` (or ``val_fraction`` of the
+  window's bars) kept as targets, then the ``h + embargo`` bars purged before the block;
 - **purge** (López de Prado, *Advances in Financial Machine Learning*, 2018, §7.4.1): a row ``t`` whose label
   window ``(t, t+h]`` reaches bar ``v`` (training targets) or bar ``b`` (inner-val targets) is dropped as a
   target, i.e. kept only when ``t + h < v`` (resp. ``< b``). It stays in the panel, so later windows may
@@ -41,8 +41,9 @@ class FoldSpec:
         folds: test blocks (>= 2).
         mode: ``expanding`` (train on all bars before the block) or ``rolling`` (the last ``train_bars``).
         train_bars: the rolling training window per symbol, inner-val slice included; rolling mode only.
-        val_bars: the inner validation slice per symbol, in bars; wins over ``val_fraction``.
-        val_fraction: the inner validation slice as a fraction (0, 1) of each symbol's training window.
+        val_bars: inner-val targets per symbol, in bars (the purged bars before the block come on top); wins
+            over ``val_fraction``.
+        val_fraction: inner-val targets as a fraction (0, 1) of each symbol's training window.
         embargo: extra bars dropped before each boundary, after the purged label windows (>= 0).
 
     Raises:
@@ -147,7 +148,7 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
         lo = np.maximum(b - spec.train_bars, 0) if spec.mode == "rolling" else np.zeros_like(b)
         n_val = (np.full_like(b, spec.val_bars) if spec.val_bars is not None
                  else np.round(spec.val_fraction * (b - lo)).astype(np.int64))  # fmt: skip
-        v = np.maximum(b - np.maximum(n_val, 1), lo)
+        v = np.maximum(b - gap - np.maximum(n_val, 1), lo)  # val targets, then the purged gap before the block
         bs, ls, vs = b[symbol], lo[symbol], v[symbol]
         window = eligible & (pos >= ls) & (pos < vs)
         train = window & (pos + gap < vs)
