@@ -21,8 +21,8 @@ _TYPES = {"folds": int, "train_bars": int, "val_bars": int, "embargo": int, "ref
 
 
 def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="ensemble walkforward", description=__doc__, add_help=True,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = OneLineParser(prog="ensemble walkforward", description=__doc__, add_help=True, allow_abbrev=False,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip  (--wf.fold is no --wf.folds)
     defaults = WalkForward()
     for f in fields(WalkForward):
         p.add_argument(f"--wf.{f.name}", dest=f.name, type=_TYPES.get(f.name, str), default=getattr(defaults, f.name),

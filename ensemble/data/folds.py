@@ -6,8 +6,8 @@ bars are counted exactly. Its distinct target timestamps are cut into ``folds + 
 (1..folds) predicts group k. For each symbol, with ``b`` the first bar of the fold's test block:
 
 - the training window is its bars before ``b`` (``rolling``: only the last ``train_bars`` of them);
-- the inner validation slice starts at bar ``v`` and runs to ``b``: ``val_bars`` (or ``val_fraction`` of the
-  window's bars) kept as targets, then the ``h + embargo`` bars purged before the block;
+- the inner validation slice runs from bar ``v`` to ``b``: the symbol's last ``val_bars`` labelled bars (or
+  ``val_fraction`` of the window's labelled bars) whose label windows end before ``b``, then the purged bars;
 - **purge** (López de Prado, *Advances in Financial Machine Learning*, 2018, §7.4.1): a row ``t`` whose label
   window ``(t, t+h]`` reaches bar ``v`` (training targets) or bar ``b`` (inner-val targets) is dropped as a
   target, i.e. kept only when ``t + h < v`` (resp. ``< b``). It stays in the panel, so later windows may
@@ -146,17 +146,19 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
         # per symbol: b = bars before the block (the block's first bar), lo = the window's first bar
         b = np.bincount(symbol, weights=before, minlength=n_symbols).astype(np.int64)
         lo = np.maximum(b - spec.train_bars, 0) if spec.mode == "rolling" else np.zeros_like(b)
+        in_window = eligible & (pos >= lo[symbol]) & (pos < b[symbol])
         n_val = (np.full_like(b, spec.val_bars) if spec.val_bars is not None
-                 else np.round(spec.val_fraction * (b - lo)).astype(np.int64))  # fmt: skip
-        v = np.maximum(b - gap - np.maximum(n_val, 1), lo)  # val targets, then the purged gap before the block
-        bs, ls, vs = b[symbol], lo[symbol], v[symbol]
-        window = eligible & (pos >= ls) & (pos < vs)
-        train = window & (pos + gap < vs)
-        val_part = eligible & (pos >= vs) & (pos < bs)
-        val = val_part & (pos + gap < bs)
+                 else np.round(spec.val_fraction * np.bincount(symbol, weights=in_window, minlength=n_symbols)))
+        # inner val: each symbol's last n_val targets whose label window ends before the block (missing labels
+        # are skipped, so a split's unlabelled tail never empties it); it starts at bar v
+        can_val = in_window & (pos + gap < b[symbol])
+        val = can_val & (_count_from_end(can_val, symbol, n_symbols) <= np.maximum(n_val, 1)[symbol])
+        v = b - gap
+        np.minimum.at(v, symbol[val], pos[val])
+        train = in_window & (pos + gap < v[symbol])
         test = eligible & (time >= start) & (time < end)
         fold = Fold(k, np.flatnonzero(train), np.flatnonzero(val), np.flatnonzero(test),
-                    int(window.sum() - train.sum() + val_part.sum() - val.sum()), start,
+                    int(in_window.sum() - train.sum() - val.sum()), start,
                     None if k == spec.folds else end)  # fmt: skip
         for part, hint in (("train", "use fewer folds or a longer wf.train_bars"),
                            ("val", "raise wf.val_bars / wf.val_fraction, or use fewer folds")):  # fmt: skip
@@ -167,3 +169,11 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
                 )
         folds.append(fold)
     return folds
+
+
+def _count_from_end(mask: np.ndarray, symbol: np.ndarray, n_symbols: int) -> np.ndarray:
+    """(N,) for each row, how many ``mask`` rows of its symbol lie at or after it (rows grouped by symbol)."""
+    after = np.cumsum(mask[::-1])[::-1]  # mask rows from here to the end of the panel
+    ends = np.cumsum(np.bincount(symbol, minlength=n_symbols))  # each block's end (exclusive)
+    beyond = np.r_[after, 0][ends]  # mask rows after each block
+    return after - beyond[symbol]

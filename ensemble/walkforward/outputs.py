@@ -13,6 +13,7 @@ from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, write_json, write_parquet
 from ensemble.training.artifacts import PROB_COLUMNS
 
+_W = 16  # a metric column's width: fits "-12.345±67.890"
 SUMMARY_METRICS = {"f1_macro": "macro-F1", "log_loss": "log loss", "sharpe": "Sharpe", "max_drawdown": "max DD"}
 
 
@@ -90,17 +91,17 @@ def summary_table(per_fold: pd.DataFrame, folds_rows: list[dict], metrics: dict[
     out-of-fold line and the mean ± std over folds."""
     names = [m for m in SUMMARY_METRICS if m in per_fold.columns]
     head = f"{'fold':>4} {'train':>8} {'val':>7} {'test':>7} {'purged':>7} {'model':>6}" + "".join(
-        f"{SUMMARY_METRICS[m]:>12}" for m in names)  # fmt: skip
+        f"{SUMMARY_METRICS[m]:>{_W}}" for m in names)  # fmt: skip
     lines = [head, "-" * len(head)]
     for row in folds_rows:
         k = row["fold"]
         model = "fit" if row["refit_from"] == k else f"<{row['refit_from']}"
-        cells = "".join(f"{per_fold.at[k, m]:>12.4f}" for m in names)
+        cells = "".join(f"{per_fold.at[k, m]:>{_W}.4f}" for m in names)
         lines.append(f"{k:>4} {row['train_rows']:>8} {row['val_rows']:>7} {row['test_rows']:>7} "
                      f"{row['rows_purged']:>7} {model:>6}{cells}")  # fmt: skip
     lines.append("-" * len(head))
-    pad = " " * (len(head) - 12 * len(names) - 14)
-    lines.append(f"{'out-of-fold':<14}{pad}" + "".join(f"{metrics.get(f'oof/{m}', float('nan')):>12.4f}" for m in names))
+    pad = " " * (len(head) - _W * len(names) - 14)
+    lines.append(f"{'out-of-fold':<14}{pad}" + "".join(f"{metrics.get(f'oof/{m}', float('nan')):>{_W}.4f}" for m in names))
     spread = [f"{metrics[f'folds/{m}/mean']:.3f}±{metrics[f'folds/{m}/std']:.3f}" for m in names]
-    lines.append(f"{'mean ± std':<14}{pad}" + "".join(f"{cell:>12}" for cell in spread))
+    lines.append(f"{'mean ± std':<14}{pad}" + "".join(f"{cell:>{_W}}" for cell in spread))
     return "\n".join(lines)
