@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _fit_cell(config: dict[str, Any], log: str, parent_pid: int) -> None:
+def fit(config: dict[str, Any]) -> None:
+    """A member cell's work: ``ensemble fit`` of its config."""
+    from ensemble.training.family import build
+
+    build(config).fit()
+
+
+def _fit_cell(config: dict[str, Any], log: str, parent_pid: int, work: Callable[[dict[str, Any]], None]) -> None:
     """The cell's process: its output goes to the cell's log; a user error is its log's last line."""
     from ensemble.errors import EnsembleError
-    from ensemble.training.family import build
 
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
@@ -72,7 +78,7 @@ def _fit_cell(config: dict[str, Any], log: str, parent_pid: int) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     try:
-        build(config).fit()
+        work(config)
     except EnsembleError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -104,8 +110,9 @@ def cell_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_cell(config: dict[str, Any], folder: Path) -> tuple[int, str]:
-    """Fit ``config`` in a fresh process while holding the cell's lock; (exit code, last line of its log).
+def run_cell(config: dict[str, Any], folder: Path, work: Callable[[dict[str, Any]], None] = fit) -> tuple[int, str]:
+    """Fit ``config`` (or run another ``work`` on it, a picklable function such as a walk-forward) in a fresh
+    process while holding the cell's lock; (exit code, last line of its log).
 
     Raises:
         ConfigError: the cell is locked by another live process.
@@ -113,7 +120,8 @@ def run_cell(config: dict[str, Any], folder: Path) -> tuple[int, str]:
     """
     log = folder / "cell.log"
     with cell_lock(folder):
-        proc = multiprocessing.get_context("spawn").Process(target=_fit_cell, args=(config, str(log), os.getpid()))
+        proc = multiprocessing.get_context("spawn").Process(target=_fit_cell,
+                                                             args=(config, str(log), os.getpid(), work))
         stop: list[bool] = []
         with on_sigterm(lambda: (stop.append(True), proc.terminate())):
             proc.start()

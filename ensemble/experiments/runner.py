@@ -11,7 +11,8 @@ from typing import Any, Literal
 from ensemble.ensembling.blend import blend
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import fingerprint, finished_runs, record_cell, run_cell
-from ensemble.experiments.leaderboard import row, write_leaderboard
+from ensemble.experiments.leaderboard import row, write_leaderboard, write_walkforward_leaderboard
+from ensemble.experiments.walkforward_cells import run_walkforward_cells
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
@@ -31,6 +32,8 @@ class Experiment:
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
         on_change: a cell whose finished run was trained with another config (edited ``fit_args``, another
             config file): ``rerun`` trains it again as a new version, ``refuse`` stops before any cell runs.
+        walkforward: ``ensemble walkforward``'s ``wf`` settings (``{folds: 6, embargo: 5, ...}``); each cell is
+            then a walk-forward and the leaderboard ranks on out-of-fold metrics, with per-fold std beside them.
     """
 
     name: str = "baseline"
@@ -46,6 +49,7 @@ class Experiment:
     mlflow_uri: str = "sqlite:///mlflow.db"
     mlflow_experiment: str = "ensemble"
     on_change: Literal["rerun", "refuse"] = "rerun"
+    walkforward: dict[str, Any] | None = None
 
 
 def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> dict[str, Any]:
@@ -83,6 +87,13 @@ def run_experiment(exp: Experiment) -> list[dict]:
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
+    if exp.walkforward is not None:
+        rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change)
+        board = write_walkforward_leaderboard(rows, out)
+        if parent:
+            finish_run(tracking, parent)
+        print(f"leaderboard: {out / 'leaderboard.md'}")
+        return board.to_dict("records")
     stale = [(f"{m}_h{h}", done[-1][0]) for m, h, c in cells
              if (done := finished_runs(runs / f"{m}_h{h}")) and fingerprint(c) not in {f for _, f in done}]
     if stale and exp.on_change == "refuse":  # before any cell trains

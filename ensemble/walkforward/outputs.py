@@ -101,7 +101,8 @@ def summary_table(per_fold: pd.DataFrame, folds_rows: list[dict], metrics: dict[
                      f"{row['rows_purged']:>7} {model:>6}{cells}")  # fmt: skip
     lines.append("-" * len(head))
     pad = " " * (len(head) - _W * len(names) - 14)
-    lines.append(f"{'out-of-fold':<14}{pad}" + "".join(f"{metrics.get(f'oof/{m}', float('nan')):>{_W}.4f}" for m in names))
+    stitched = [metrics.get(f"oof/{m}", float("nan")) for m in names]
+    lines.append(f"{'out-of-fold':<14}{pad}" + "".join(f"{value:>{_W}.4f}" for value in stitched))
     spread = [f"{metrics[f'folds/{m}/mean']:.3f}±{metrics[f'folds/{m}/std']:.3f}" for m in names]
     lines.append(f"{'mean ± std':<14}{pad}" + "".join(f"{cell:>{_W}}" for cell in spread))
     return "\n".join(lines)

@@ -58,7 +58,8 @@ def default_name(config: dict[str, Any]) -> str:
 
 
 def output_dir(config: dict[str, Any], wf: WalkForward) -> Path:
-    """``wf.out``, else ``walkforward/<name>`` in the working directory (as ``tune/<study>``, ``experiments/<name>``)."""
+    """``wf.out``, else ``walkforward/<name>`` in the working directory, as ``tune/<study>`` and
+    ``experiments/<name>`` are."""
     return Path(wf.out) if wf.out else Path("walkforward") / (wf.name or default_name(config))
 
 
@@ -74,7 +75,7 @@ def span_data(config: dict[str, Any]) -> SplitData:
 def _check_record(out: Path, config: dict[str, Any], wf: WalkForward) -> None:
     """Write ``walkforward.json`` on the first run; refuse a re-run with another config or other settings."""
     defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
-    record = {"fingerprint": fingerprint({**defining, "wf": wf.record()}), "wf": wf.record(), "config": defining}
+    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": defining}
     path = out / RECORD
     if path.is_file():
         before = json.loads(path.read_text())
@@ -172,3 +173,14 @@ def _progress(total: int, show_bar: bool | None) -> Any:
             bar.close()
 
     return step
+
+
+def walkforward_cell(settings: dict[str, Any], out: str, config: dict[str, Any]) -> None:
+    """An experiment cell's work (run in the cell's own process): the walk-forward of ``config`` into ``out``."""
+    run_walkforward(config, WalkForward(**{**settings, "out": out}), progress=False)
+
+
+def cell_fingerprint(config: dict[str, Any], wf: WalkForward) -> str:
+    """What ``walkforward.json`` records for ``config`` and ``wf``: an experiment cell's folder name."""
+    defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
+    return fingerprint({**defining, "wf": wf.record()})
