@@ -155,3 +155,14 @@ def test_bad_wf_values_are_one_line(tmp_path, splits, capsys, flags, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ensemble: error: ") and message in err and "\n" not in err
+
+
+def test_span_all_rolling_with_embargo(tmp_path, splits):
+    out = tmp_path / "wf"
+    args = ["--wf.folds", "2", "--wf.span", "all", "--wf.mode", "rolling", "--wf.train_bars", "40", "--wf.embargo", "2"]
+    assert walkforward(out, splits, *args) == 0
+    folds = pd.read_csv(out / "folds.csv")
+    assert (folds.train_rows + folds.val_rows + folds.rows_purged <= 3 * 40).all()  # 40 bars of each of 3 symbols
+    oof = pd.read_parquet(out / "oof.parquet")
+    test = pd.read_parquet(splits / "test_scaled.parquet").dropna(subset=["label_h5"])
+    assert oof.datetime.max() == test.datetime.max()  # the walk went over the test split too

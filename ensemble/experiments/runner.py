@@ -88,6 +88,8 @@ def run_experiment(exp: Experiment) -> list[dict]:
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
     if exp.walkforward is not None:
+        if exp.blends:  # blends of out-of-fold predictions belong to the ensembles work, not here
+            print(f"blends {exp.blends}: not fitted on walk-forward cells; the leaderboard ranks the cells only")
         rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change)
         board = write_walkforward_leaderboard(rows, out)
         if parent:
