@@ -24,6 +24,7 @@ COMMANDS = {
     "validate": ("train", "run", "evaluate a checkpoint on val"),
     "test": ("train", "run", "evaluate a checkpoint on test"),
     "predict": ("train", "run", "write predictions of a checkpoint (or of an export: --from, --input, --out)"),
+    "walkforward": ("walkforward", "run", "walk-forward folds with purge and embargo, out-of-fold metrics (--help)"),
     "tune": ("tune", "run", "Optuna study over a config (see ensemble tune --help)"),
     "experiment": ("experiment", "run", "models x horizons, leaderboard and blends (see ensemble experiment --help)"),
     "blend": ("blend", "run", "blend finished runs into an ensemble run (see ensemble blend --help)"),

@@ -72,3 +72,17 @@ class TreeStallOnce(TreeCallback):
 
             self.marker.write_text(str(os.getpid()))
             _stall(lambda: trainer.should_stop)
+
+
+class TreeStallInFold(TreeStallAt):
+    """``TreeStallAt`` only in the run of walk-forward fold ``fold``, and only while ``marker`` does not exist:
+    the re-run of the same command (same config, so the same fingerprint) trains straight through."""
+
+    def __init__(self, marker: str, fold: int = 3, epoch: int = 1) -> None:
+        super().__init__(marker, epoch)
+        self.fold = fold
+
+    def on_epoch_end(self, trainer, model) -> None:
+        in_fold = Path(trainer.default_root_dir).parent.name == f"fold_{self.fold}"
+        if in_fold and not self.marker.exists() and trainer.current_epoch == self.epoch:
+            self.stall(trainer)

@@ -140,7 +140,10 @@ class Normalizer:
 
     # -- use
     def apply(self, panel: SplitPanel, feature_names: Sequence[str]) -> None:
-        """Normalise ``panel.features`` in place; ``feature_names`` is the panel's column order.
+        """Replace ``panel.features`` by its normalised copy; ``feature_names`` is the panel's column order.
+
+        A copy, not an in-place edit: walk-forward folds are shallow copies of one span panel that share its
+        feature tensor, and each fold's statistics differ.
 
         Raises:
             DataContractError: the panel's features are not those the statistics were fitted on.
@@ -154,7 +157,7 @@ class Normalizer:
                                     f"(missing {missing}, extra {sorted(set(names) - set(self.feature_names))[:5]})")
         position = {name: i for i, name in enumerate(self.feature_names)}
         order = torch.tensor([position[name] for name in names])  # the statistics in the panel's column order
-        x = panel.features
+        x = panel.features = panel.features.clone()
         pooled = self._tensors(POOLED, order, x.device)
         if not self.per_symbol:
             x.sub_(pooled[0]).div_(pooled[1])

@@ -26,7 +26,7 @@ from ensemble.data.panel import (
     timezone,
 )
 from ensemble.data.purge import SplitKeys, label_overlaps, overlap_error
-from ensemble.data.splits import check_no_overlap, check_symbol_lengths, with_context
+from ensemble.data.splits import check_no_overlap, check_symbol_lengths, join_panels, with_context
 from ensemble.data.windows import valid_ends
 
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
@@ -263,6 +263,28 @@ class SplitData:
         if self.panels:  # mixing raw and normalised rows (borrowed context) must never happen
             self.panels, self.ends, self._normalized = {}, {}, []
         self.normalizer = stored
+
+    def load_span(self, splits: tuple[str, ...]) -> SplitPanel:
+        """``splits`` (consecutive, e.g. train and val) checked as ``setup`` checks them, loaded once and joined
+        into one panel sorted by (symbol, time): the span walk-forward cuts its folds in. No borrowed context:
+        the earlier split's rows are real rows of the span.
+
+        Raises:
+            DataContractError: as ``setup``, or a symbol with fewer than ``seq_len`` rows in the span.
+        """
+        self._check_all_splits()
+        panel = join_panels([load_split(self.path(s), self.roles, self.horizon) for s in splits])
+        check_symbol_lengths(panel, self.seq_len)
+        return panel
+
+    def use_windows(self, panel: SplitPanel, ends: dict[str, torch.Tensor]) -> None:
+        """Serve ``panel`` (one object for every split) with the given window ends per split instead of loading
+        the files: a walk-forward fold's train / inner-val / test-block targets, as index views of one span.
+        ``setup`` then finds the panels filled and loads nothing."""
+        if set(ends) != set(SPLITS):
+            raise ValueError(f"use_windows needs the ends of {SPLITS}, got {sorted(ends)}")
+        self.panels = {split: panel for split in SPLITS}
+        self.ends = dict(ends)
 
     def _record_hyperparameters(self, frame: Any) -> None:
         """Where the Lightning datamodule saves its constructor's arguments; nothing here."""

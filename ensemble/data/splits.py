@@ -82,3 +82,24 @@ def with_context(panel: SplitPanel, previous: SplitPanel, seq_len: int) -> Split
         is_context=torch.cat([torch.ones(len(take), dtype=torch.bool), panel.is_context])[order],
         tz=panel.tz,
     )
+
+
+def join_panels(panels: list[SplitPanel]) -> SplitPanel:
+    """Consecutive splits as one panel sorted by (symbol, time), so each symbol's bars are counted across them
+    (what walk-forward cuts its folds in). Symbols are re-coded over the union; the first panel's path and
+    timezone are kept. One copy of the features is made, the inputs can then be dropped.
+    """
+    names = sorted({name for p in panels for name in p.symbols})
+    code_of = {name: i for i, name in enumerate(names)}
+    codes = [torch.tensor([code_of[s] for s in p.symbols], dtype=torch.int64)[p.symbol] for p in panels]
+    symbol, time = torch.cat(codes), torch.cat([p.time for p in panels])
+    order = torch.from_numpy(np.lexsort((time.numpy(), symbol.numpy())))
+
+    def cat(field: str) -> torch.Tensor:
+        return torch.cat([getattr(p, field) for p in panels])[order].contiguous()
+
+    return SplitPanel(
+        path=panels[0].path, features=cat("features"), label=cat("label"), fwd_return=cat("fwd_return"),
+        weight=cat("weight"), symbol=symbol[order], time=time[order], symbols=names,
+        is_context=cat("is_context"), tz=panels[0].tz,
+    )

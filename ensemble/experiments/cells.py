@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,18 @@ def finished_runs(base: Path) -> list[tuple[Path, str | None]]:
     return done
 
 
-def _fit_cell(config: dict[str, Any], log: str, parent_pid: int, slot: Slot | None = None) -> None:
+def fit(config: dict[str, Any]) -> None:
+    """A member cell's work: ``ensemble fit`` of its config."""
+    from ensemble.training.family import build
+
+    build(config).fit()
+
+
+def _fit_cell(config: dict[str, Any], log: str, parent_pid: int, slot: Slot | None = None,
+              work: Callable[[dict[str, Any]], None] = fit) -> None:  # fmt: skip
     """The cell's process: its output goes to the cell's log; a user error is its log's last line."""
     from ensemble.errors import EnsembleError
-    from ensemble.training.family import build
+    from ensemble.training.config import resolve_config
     from ensemble.training.threads import apply_threads, thread_overrides
 
     die_with_parent(parent_pid)
@@ -80,7 +88,7 @@ def _fit_cell(config: dict[str, Any], log: str, parent_pid: int, slot: Slot | No
               f"tree n_jobs {overrides.get('model.init_args.n_jobs', 'as configured')}), "
               f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", flush=True)  # fmt: skip
     try:
-        build(config, overrides).fit()
+        work(resolve_config(config, overrides))
     except EnsembleError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -112,8 +120,10 @@ def cell_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None) -> tuple[int, str]:
-    """Fit ``config`` in a fresh process while holding the cell's lock; (exit code, last line of its log).
+def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
+             work: Callable[[dict[str, Any]], None] = fit) -> tuple[int, str]:  # fmt: skip
+    """Fit ``config`` (or run another ``work`` on it, a picklable function such as a walk-forward) in a fresh
+    process while holding the cell's lock; (exit code, last line of its log).
     The exit code is negative when a signal killed the process (-9: SIGKILL).
 
     Raises:
@@ -123,7 +133,7 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None) -> 
     log = folder / "cell.log"
     with cell_lock(folder):
         spawn = multiprocessing.get_context("spawn")
-        proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot))
+        proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot, work))
         stop: list[bool] = []
         with on_sigterm(lambda: (stop.append(True), proc.terminate())):  # no-op outside the main thread
             proc.start()

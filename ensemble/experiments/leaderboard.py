@@ -232,3 +232,19 @@ def write_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
         write_figure(out / "leaderboard.png", fig)
         plt.close(fig)
     return df
+
+
+WALKFORWARD_NOTE = ("Walk-forward cells: sorted by oof_log_loss, the log loss of the stitched out-of-fold predictions "
+                    "(every eligible row of the test blocks once; each fold trained only on its past, purged). "
+                    "*_fold_std: the sample std of the metric over the folds' test blocks. The test split is not "
+                    "used unless wf span is all.")  # fmt: skip
+
+
+def write_walkforward_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
+    """leaderboard.{csv,md} of walk-forward cells: by horizon, then out-of-fold log loss (lower first)."""
+    df = pd.DataFrame(rows).sort_values(["horizon", "oof_log_loss"], na_position="last", kind="stable")
+    df = df.reset_index(drop=True)
+    atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))
+    text = markdown(df.drop(columns=["run_dir"]), WALKFORWARD_NOTE)
+    atomic_write(out / "leaderboard.md", lambda p: p.write_text(text))
+    return df

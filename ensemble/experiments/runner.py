@@ -21,7 +21,8 @@ from ensemble.experiments.cells import (
     run_cell_spec,
     stop_running_cells,
 )
-from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard
+from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
+from ensemble.experiments.walkforward_cells import run_walkforward_cells
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
@@ -57,6 +58,8 @@ class Experiment:
         launcher: how cells run: ``sequential``, ``local`` (``workers`` at once) or ``ray`` (docs/scaling.md).
         threads: torch, OpenMP and tree-library threads of each cell's process (default: the cores this
             process may use, divided among the workers).
+        walkforward: ``ensemble walkforward``'s ``wf`` settings (``{folds: 6, embargo: 5, ...}``); each cell is
+            then a walk-forward and the leaderboard ranks on out-of-fold metrics, with per-fold std beside them.
     """
 
     name: str = "baseline"
@@ -75,6 +78,7 @@ class Experiment:
     trading: dict[str, Any] | None = None
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     threads: int | None = None
+    walkforward: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.launcher, dict):  # as parsed from flags or YAML
@@ -129,6 +133,15 @@ def run_experiment(exp: Experiment) -> list[dict]:
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
+    if exp.walkforward is not None:
+        if exp.blends:  # blends of out-of-fold predictions belong to the ensembles work, not here
+            print(f"blends {exp.blends}: not fitted on walk-forward cells; the leaderboard ranks the cells only")
+        rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change)
+        board = write_walkforward_leaderboard(rows, out)
+        if parent:
+            finish_run(tracking, parent)
+        print(f"leaderboard: {out / 'leaderboard.md'}")
+        return board.to_dict("records")
     stale = [(f"{m}_h{h}", done[-1][0]) for m, h, c in cells
              if (done := finished_runs(runs / f"{m}_h{h}")) and fingerprint(c) not in {f for _, f in done}]
     if stale and exp.on_change == "refuse":  # before any cell trains

@@ -42,6 +42,7 @@ class ExportError(EnsembleError):
 
 TEST_HELP = "fit: evaluate the best checkpoint on test after training (false: val only, as tuning trials do)"
 Predictor = Callable[[Any, Any], np.ndarray]  # (SplitPanel, ends) -> (N, 3) class probabilities
+Windows = tuple[Any, Mapping[str, Any]]  # (SplitPanel, {split: (M,) int64 window end rows}) for SplitData.use_windows
 
 
 @contextmanager
@@ -151,12 +152,13 @@ class Job(ABC):
         cost = fit_cost(started)
         return {**self.finish(cost), **cost}
 
-    def finish(self, cost: Mapping[str, float]) -> dict[str, float]:
-        """The after-fit evaluation of the best checkpoint, shared by both families and by the CLI."""
+    def finish(self, cost: Mapping[str, float], ckpt: str | None = None) -> dict[str, float]:
+        """The after-fit evaluation of the best checkpoint (or of ``ckpt``, another run's model, as a walk-forward
+        fold that reuses the last fold's model does), shared by both families and by the CLI."""
         from ensemble.training.artifacts import update_metrics_json
         from ensemble.training.results import print_results
 
-        best = self.best_checkpoint()
+        best = ckpt or self.best_checkpoint()
         results = self.evaluate("val", best)
         if self.evaluate_test:
             results.update(self.evaluate("test", best))
@@ -204,8 +206,9 @@ class Family(ABC):
         """
 
     @abstractmethod
-    def build(self, config: Mapping[str, Any]) -> Job:
-        """Parse and instantiate a ``fit`` of ``config``.
+    def build(self, config: Mapping[str, Any], windows: Windows | None = None) -> Job:
+        """Parse and instantiate a ``fit`` of ``config``; ``windows`` (a panel and the window ends of each split)
+        replaces what the ``data`` section would load (``SplitData.use_windows``).
 
         Raises:
             ConfigError (or another ``EnsembleError``): a key or value the family cannot use.
@@ -263,8 +266,11 @@ def family_named(name: str) -> Family:
     return getattr(importlib.import_module(module), cls)()
 
 
-def build(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> Job:
+def build(source: ConfigSource, overrides: Mapping[str, Any] | None = None, windows: Windows | None = None) -> Job:
     """A ``fit`` job of any model: ``source`` is a YAML path or a dict, ``overrides`` dotted keys.
+
+    ``windows``: (panel, ``{split: window ends}``) served instead of the files the ``data`` section names, e.g.
+    a walk-forward fold cut from one loaded span; the ``data`` section still gives horizon, seq_len, batch sizes.
 
     Raises:
         ConfigError (or another ``EnsembleError``): a key, value or class the config cannot have, in one line.
@@ -272,7 +278,7 @@ def build(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> J
     config = resolve_config(source, overrides)
     family = family_for(config)
     try:
-        return family.build(config)
+        return family.build(config, windows)
     except argparse.ArgumentError as err:  # jsonargparse's verdict on the config, as the CLI would print it
         raise ConfigError(one_line(err)) from err
 

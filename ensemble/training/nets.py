@@ -26,7 +26,7 @@ from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
-from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, fit_cost
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
     check_same_model,
@@ -341,8 +341,11 @@ class NetFamily(Family):
     name = "neural"
     checkpoint_patterns: ClassVar[dict[str, str]] = NET_CHECKPOINTS
 
-    def build(self, config: Mapping[str, Any]) -> NetJob:
-        return NetJob(EnsembleCLI(args=dict(config), run=False))
+    def build(self, config: Mapping[str, Any], windows: Windows | None = None) -> NetJob:
+        job = NetJob(EnsembleCLI(args=dict(config), run=False))
+        if windows is not None:
+            job.datamodule.use_windows(*windows)
+        return job
 
     def run_command(self, subcommand: str, argv: list[str]) -> None:
         with preempted_as_exit():

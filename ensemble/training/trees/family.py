@@ -17,7 +17,7 @@ from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.models.trees import TreeModel
-from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, check_split, on_sigterm
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, on_sigterm
 from ensemble.training.runs import (
     CKPT_PATH_HELP,
     EVAL_SPLITS,
@@ -162,6 +162,8 @@ class TreeJob(Job):
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
         run = {"val": self.trainer.validate, "test": self.trainer.test}[check_split(split)]
+        if self._run_dir is None:  # the artifacts need a run folder: an evaluation without a fit claims one
+            self.start()
         return run(self.model, self.datamodule, ckpt)
 
     def predict(self, ckpt: str | None = None) -> Any:
@@ -211,9 +213,12 @@ class TreeFamily(Family):
     checkpoint_patterns: ClassVar[dict[str, str]] = TREE_CHECKPOINTS
     checkpoint_marker = staticmethod(sidecar_of)
 
-    def build(self, config: Mapping[str, Any]) -> TreeJob:
+    def build(self, config: Mapping[str, Any], windows: Windows | None = None) -> TreeJob:
         parser = tree_parser("fit")
-        return TreeJob(parser, parser.parse_object(dict(config)))
+        job = TreeJob(parser, parser.parse_object(dict(config)))
+        if windows is not None:
+            job.datamodule.use_windows(*windows)
+        return job
 
     def run_command(self, subcommand: str, argv: list[str]) -> None:
         parser = tree_parser(subcommand)

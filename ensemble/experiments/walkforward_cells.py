@@ -1,0 +1,71 @@
+"""Experiment cells that are walk-forwards: each (model, horizon) runs ``ensemble walkforward`` in its own process
+into ``<out>/walkforward/<model>_h<horizon>/<fingerprint>``, skipped on a re-run once its metrics exist."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ensemble.errors import ConfigError
+from ensemble.experiments.cells import run_cell
+from ensemble.walkforward.config import WalkForward
+from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
+
+LEADERBOARD_METRICS = ("f1_macro", "log_loss", "sharpe", "max_drawdown")
+
+
+def walkforward_row(model: str, horizon: int, out: Path | None, status: str, error: str = "") -> dict[str, Any]:
+    """One leaderboard row: the stitched out-of-fold metrics with each one's per-fold std beside it."""
+    metrics = json.loads((out / "metrics.json").read_text()) if out is not None and status == "done" else {}
+    values: dict[str, Any] = {"model": model, "horizon": horizon, "kind": "walkforward", "status": status,
+                              "folds": metrics.get("folds")}  # fmt: skip
+    for name in LEADERBOARD_METRICS:
+        values[f"oof_{name}"] = metrics.get(f"oof/{name}")
+        values[f"{name}_fold_std"] = metrics.get(f"folds/{name}/std")
+    return {**values, "run_dir": str(out or ""), "error": error}
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "metrics.json").is_file() and "oof/f1_macro" in json.loads((folder / "metrics.json").read_text())
+
+
+def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, dict[str, Any]]], out: Path,
+                          on_change: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Run (or skip, when finished with the same config) each cell's walk-forward; leaderboard rows.
+
+    Raises:
+        ConfigError: a bad ``walkforward`` key or value (before any cell runs), or, with ``on_change: refuse``,
+            a cell finished earlier with another config.
+    """
+    if any(key in settings for key in ("out", "name")):
+        raise ConfigError("walkforward.out / walkforward.name: an experiment places each cell's walk-forward itself")
+    wf = WalkForward.from_mapping(dict(settings))
+    plan = []
+    for model, horizon, config in cells:
+        cell = f"{model}_h{horizon}"
+        base = out / "walkforward" / cell
+        folder = base / cell_fingerprint(config, wf)
+        stale = [p for p in base.glob("*") if p != folder and _done(p)] if base.is_dir() else []
+        if stale and not _done(folder) and on_change == "refuse":
+            raise ConfigError(f"{cell}: its finished walk-forward {stale[0]} was run with another config; "
+                              "set on_change: rerun to run the changed cell(s) again")  # fmt: skip
+        plan.append((model, horizon, config, cell, folder))
+    rows = []
+    for i, (model, horizon, config, cell, folder) in enumerate(plan, 1):
+        if _done(folder):
+            print(f"[{i}/{len(plan)}] {cell}: walk-forward finished earlier, skipped ({folder})", flush=True)
+            rows.append(walkforward_row(model, horizon, folder, "done"))
+            continue
+        start = time.perf_counter()
+        code, error = run_cell(config, out / "runs" / cell, partial(walkforward_cell, dict(settings), str(folder)))
+        if code != 0 or not _done(folder):  # reported and recorded; the other cells go on
+            print(f"[{i}/{len(plan)}] {cell}: FAILED ({error})", flush=True)
+            rows.append(walkforward_row(model, horizon, None, "failed", error))
+            continue
+        took = time.perf_counter() - start
+        print(f"[{i}/{len(plan)}] {cell}: walk-forward done in {took:.0f}s ({folder})", flush=True)
+        rows.append(walkforward_row(model, horizon, folder, "done"))
+    return rows

@@ -1,0 +1,186 @@
+"""Run a walk-forward: load and check the span once, cut the folds, train each fold as an ordinary run on index
+views of that one panel, then stitch the out-of-fold predictions.
+
+Crash safety: a fold is finished once its run's ``metrics.json`` holds its test-block metrics. A re-run skips
+finished folds and deletes the unfinished runs a killed process left, so a walk-forward killed in fold 3 goes
+on at fold 3; seeded folds make the result equal to an uninterrupted run's. ``walkforward.json`` fingerprints
+the config and the ``wf`` settings: a re-run with others is refused instead of mixing folds of two setups.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ensemble.data.folds import Fold, cut_folds
+from ensemble.data.split_data import SplitData
+from ensemble.data.windows import valid_ends
+from ensemble.errors import ConfigError
+from ensemble.experiments.cells import cell_lock, fingerprint, finished_runs
+from ensemble.io import write_json
+from ensemble.training.config import get_dotted, model_short_name
+from ensemble.training.family import build
+from ensemble.walkforward.config import WalkForward
+from ensemble.walkforward.outputs import (
+    fold_metrics,
+    stitch_oof,
+    summarise,
+    summary_table,
+    write_folds_csv,
+    write_results,
+)
+from ensemble.walkforward.plots import write_plots
+
+RECORD = "walkforward.json"
+
+
+@dataclass
+class WalkForwardResult:
+    """Where a walk-forward landed and what it scored."""
+
+    out: Path
+    metrics: dict[str, float]
+    folds: pd.DataFrame  # folds.csv
+    oof: pd.DataFrame
+
+
+def default_name(config: dict[str, Any]) -> str:
+    """``<model>_h<horizon>``, e.g. ``lightgbm_h5``."""
+    return f"{model_short_name(config)}_h{get_dotted(config, 'data.horizon', 5)}"
+
+
+def output_dir(config: dict[str, Any], wf: WalkForward) -> Path:
+    """``wf.out``, else ``walkforward/<name>`` in the working directory, as ``tune/<study>`` and
+    ``experiments/<name>`` are."""
+    return Path(wf.out) if wf.out else Path("walkforward") / (wf.name or default_name(config))
+
+
+def span_data(config: dict[str, Any]) -> SplitData:
+    """The config's ``data`` section as a ``SplitData`` (parsed as the families parse it)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(SplitData, "data")
+    return parser.instantiate_classes(parser.parse_object({"data": config.get("data") or {}})).data
+
+
+def _check_record(out: Path, config: dict[str, Any], wf: WalkForward) -> None:
+    """Write ``walkforward.json`` on the first run; refuse a re-run with another config or other settings."""
+    defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
+    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": defining}
+    path = out / RECORD
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before["fingerprint"] != record["fingerprint"]:
+            raise ConfigError(f"{out}: this walk-forward was run with another config or other --wf.* settings "
+                              f"({before['wf']}); give another --wf.name, or delete {out}")  # fmt: skip
+        return
+    write_json(path, record)
+
+
+def _fold_windows(span: Any, fold: Fold) -> tuple[Any, dict[str, torch.Tensor]]:
+    ends = {part: torch.from_numpy(getattr(fold, part)) for part in ("train", "val", "test")}
+    return replace(span), ends  # a fresh panel object per fold (its tensors shared): a fold may swap a field
+
+
+def _finished(base: Path) -> Path | None:
+    """The fold's finished run; deletes unfinished ones (killed mid-fold), which are never resumed half-way."""
+    done = [run for run, _ in finished_runs(base)]
+    for run in base.glob("version_*"):
+        if run.is_dir() and run not in done:
+            shutil.rmtree(run)
+    return done[-1] if done else None
+
+
+def _run_fold(config: dict[str, Any], out: Path, span: Any, fold: Fold, reuse: Path | None) -> Path:
+    """Train (or, with ``reuse``, evaluate that fold's model on) one fold; its finished run folder."""
+    overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": f"fold_{fold.number}"}
+    job = build(config, overrides, windows=_fold_windows(span, fold))
+    if reuse is None:
+        job.fit()
+    else:
+        ckpt = json.loads((reuse / "metrics.json").read_text())["checkpoint/test"]
+        job.finish({}, ckpt=str(reuse / ckpt))
+    return job.run_dir
+
+
+def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | None = None) -> WalkForwardResult:
+    """Run (or resume) the walk-forward of ``config`` (a resolved run config) with the settings ``wf``.
+
+    Args:
+        progress: a bar over folds; default on a terminal, else a line per fold.
+
+    Raises:
+        ConfigError, DataContractError, WalkForwardError: one line each (bad settings, data, or a damaged fold).
+    """
+    if config.get("ckpt_path"):
+        raise ConfigError("ckpt_path: a walk-forward trains every fold from scratch; drop --ckpt_path")
+    out = output_dir(config, wf)
+    name = wf.name or default_name(config)
+    with cell_lock(out):
+        _check_record(out, config, wf)
+        data = span_data(config)
+        span = data.load_span(wf.splits)
+        eligible = torch.zeros(len(span), dtype=torch.bool)
+        eligible[valid_ends(span, data.seq_len)] = True
+        folds = cut_folds(span, eligible.numpy(), data.horizon, wf.spec())
+        rows, runs = [], {}
+        bar = _progress(len(folds), progress)
+        for fold in folds:
+            refit_from = fold.number - (fold.number - 1) % wf.refit_every
+            started = time.perf_counter()
+            run = _finished(out / "runs" / f"fold_{fold.number}")
+            status = "finished earlier, skipped"
+            if run is None:
+                run = _run_fold(config, out, span, fold, None if refit_from == fold.number else runs[refit_from])
+                status = f"done in {time.perf_counter() - started:.0f}s"
+            runs[fold.number] = run
+            rows.append({**fold.describe(span.time.numpy(), span.tz), "refit_from": refit_from, "run_dir": str(run)})
+            write_folds_csv(out, rows)
+            bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
+        oof = stitch_oof(runs, {f.number: len(f.test) for f in folds})
+        per_fold = fold_metrics(runs)
+        metrics = summarise(oof, per_fold, data.horizon, data.bars_per_year)
+        write_results(out, oof, metrics, wf.record())
+        write_plots(out, per_fold, metrics, oof, data.horizon, [f.test_start for f in folds], name)
+    print(f"\nwalk-forward {name}: {len(folds)} folds, {len(oof)} out-of-fold rows -> {out}")
+    print(summary_table(per_fold, rows, metrics))
+    return WalkForwardResult(out, metrics, pd.DataFrame(rows), oof)
+
+
+def _progress(total: int, show_bar: bool | None) -> Any:
+    """A callable taking one line per finished fold: a tqdm bar on a terminal, else the line printed."""
+    if show_bar is None:
+        show_bar = sys.stderr.isatty()
+    if not show_bar:
+        return lambda line: print(f"walk-forward {line}", flush=True)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="walk-forward", unit="fold")
+
+    def step(line: str) -> None:
+        bar.set_postfix_str(line.split(":")[1].strip()[:40])
+        bar.update(1)
+        if bar.n == total:
+            bar.close()
+
+    return step
+
+
+def walkforward_cell(settings: dict[str, Any], out: str, config: dict[str, Any]) -> None:
+    """An experiment cell's work (run in the cell's own process): the walk-forward of ``config`` into ``out``."""
+    run_walkforward(config, WalkForward(**{**settings, "out": out}), progress=False)
+
+
+def cell_fingerprint(config: dict[str, Any], wf: WalkForward) -> str:
+    """What ``walkforward.json`` records for ``config`` and ``wf``: an experiment cell's folder name."""
+    defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
+    return fingerprint({**defining, "wf": wf.record()})

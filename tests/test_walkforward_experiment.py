@@ -1,0 +1,49 @@
+"""`ensemble experiment` with a ``walkforward:`` section: each cell is a walk-forward, the leaderboard ranks on
+out-of-fold metrics with per-fold std beside them; a re-run skips finished cells; a bad key is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from ensemble.cli import main
+
+CONFIGS = str(Path(__file__).parents[1] / "configs")
+
+
+def _experiment(tmp_path: Path, splits: Path, walkforward: dict) -> list[str]:
+    spec = {"name": "wf", "models": ["lightgbm"], "horizons": [5], "data_root": str(splits), "configs_dir": CONFIGS,
+            "out": str(tmp_path / "exp"), "blends": [], "walkforward": walkforward,
+            "fit_args": ["--trainer.max_epochs", "2", "--model.init_args.min_data_in_leaf", "5",
+                         "--trainer.enable_model_summary", "false"]}  # fmt: skip
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    return ["experiment", "--config", str(tmp_path / "exp.yaml")]
+
+
+def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys):
+    assert main(_experiment(tmp_path, splits, {"folds": 3, "val_bars": 3})) == 0
+    board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
+    assert board[["model", "horizon", "kind", "status", "folds"]].values.tolist() == [
+        ["lightgbm", 5, "walkforward", "done", 3]]
+    assert {"oof_log_loss", "log_loss_fold_std", "oof_f1_macro", "f1_macro_fold_std"} <= set(board.columns)
+    folder = Path(board.run_dir[0])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert board.oof_log_loss[0] == pytest.approx(metrics["oof/log_loss"], rel=1e-12)
+    assert board.log_loss_fold_std[0] == pytest.approx(metrics["folds/log_loss/std"], rel=1e-12)
+    assert len(pd.read_csv(folder / "folds.csv")) == 3 and (folder / "oof.parquet").is_file()
+    assert "oof_log_loss" in (tmp_path / "exp" / "leaderboard.md").read_text()
+    capsys.readouterr()
+    assert main(_experiment(tmp_path, splits, {"folds": 3, "val_bars": 3})) == 0
+    assert "walk-forward finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_bad_walkforward_key_is_one_line(tmp_path, splits, capsys):
+    assert main(_experiment(tmp_path, splits, {"fold": 3})) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ensemble: error: walkforward.fold: unknown walk-forward key") and "\n" not in err
+    assert main(_experiment(tmp_path, splits, {"folds": 1})) == 2
+    assert "wf.folds must be >= 2, got 1" in capsys.readouterr().err
