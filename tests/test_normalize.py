@@ -105,6 +105,28 @@ def test_one_panel_for_train_val_test_is_normalised_once_and_fits_on_train_ends_
     assert torch.equal(results[0], results[1])
 
 
+def test_folds_sharing_one_span_tensor_each_fit_their_own_statistics(tmp_path):
+    """Walk-forward folds are shallow copies of one span panel (``dataclasses.replace``) sharing its feature
+    tensor: normalising one fold must neither touch the span nor the next fold's rows."""
+    from dataclasses import replace
+
+    root = write_frames(tmp_path / "s", make_frames(rows=(60, 30, 30)))
+    span = SplitData(root=str(root), seq_len=1).load_span(("train", "val"))
+    raw = span.features.clone()
+    ends = torch.arange(len(span))
+    fitted = []
+    for train_rows in (ends[:40], ends[:70]):  # two folds: an early and a later training window
+        fold = SplitData(root=str(root), seq_len=1, normalize="zscore")
+        fold.use_windows(replace(span), {"train": train_rows, "val": ends[-10:], "test": ends[-5:]})
+        fold.setup("fit")
+        x = fold.panels["train"].features
+        assert torch.allclose(x[train_rows].double().mean(0), torch.zeros(x.shape[1], dtype=torch.float64),
+                              atol=1e-5)  # fmt: skip
+        fitted.append(fold.normalizer.state_dict())
+        assert torch.equal(span.features, raw)  # the shared span stays raw for the next fold
+    assert fitted[0] != fitted[1]
+
+
 def test_bad_method_is_one_line_naming_the_key(tmp_path, splits, capsys):
     from ensemble.cli import main
 
