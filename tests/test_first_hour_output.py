@@ -300,9 +300,10 @@ def test_leaderboard_chart_starts_near_the_data_draws_chance_and_sets_kinds_apar
         {"model": "ensemble_mean", "kind": "blend", "val_f1_macro": 0.42, "test_f1_macro": 0.40},
         {"model": "uniform", "kind": "baseline", "val_f1_macro": 0.17, "test_f1_macro": 0.16},
     ]).assign(horizon=5, status="done", val_log_loss_shared=[1.05, 1.07, 1.04, 1.0986],
-              test_log_loss_shared=[1.06, 1.08, 1.05, 1.0986])  # fmt: skip
+              test_log_loss_shared=[1.06, 1.08, 1.05, 1.0986],
+              val_ic=[0.03, 0.01, 0.035, np.nan], test_ic=[0.02, -0.01, 0.025, np.nan])  # fmt: skip
     fig = chart(df)
-    f1_ax, loss_ax = fig.axes
+    f1_ax, loss_ax, ic_ax = fig.axes
     assert f1_ax.get_ylim()[0] > 0.1 and "macro-F1" in f1_ax.get_ylabel() and "h=5" in f1_ax.get_title()
     assert any(np.allclose(line.get_ydata(), CHANCE_F1) for line in f1_ax.lines)
     assert any(np.allclose(line.get_ydata(), UNIFORM_LOG_LOSS) for line in loss_ax.lines)
@@ -311,6 +312,10 @@ def test_leaderboard_chart_starts_near_the_data_draws_chance_and_sets_kinds_apar
     assert hatches == ["", "", "//", "..", "", "", "//", ".."]  # val bars then test bars, in row order
     legend = [t.get_text() for t in f1_ax.get_legend().get_texts()]
     assert {"val", "test", "blend", "baseline (a guess)"} <= set(legend) and any("chance" in t for t in legend)
+    # the IC by horizon (issue 17): a no-skill line at 0, the baselines' undefined IC not drawn
+    assert "information coefficient" in ic_ax.get_title() and "h=5" in ic_ax.get_title()
+    assert any(np.allclose(line.get_ydata(), 0.0) for line in ic_ax.lines) and "IC" in ic_ax.get_ylabel()
+    assert sorted(round(bar.get_height(), 3) for bar in ic_ax.patches) == [-0.01, 0.01, 0.02, 0.025, 0.03, 0.035]
     plt.close(fig)
 
 

@@ -188,16 +188,17 @@ def _legend(ax, chance_label: str) -> None:
 
 
 def chart(df: pd.DataFrame):
-    """One row of panels per horizon: macro-F1 (val, test; own rows) and log loss (val, test; the horizon's
-    shared rows) of every finished run, blends and baselines set apart. Returns the matplotlib Figure."""
+    """One row of panels per horizon: macro-F1 (val, test; own rows), log loss (val, test; the horizon's
+    shared rows) and the information coefficient (val, test) of every finished run, blends and baselines set
+    apart. Returns the matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     horizons = sorted(df["horizon"].unique())
-    fig, axes = plt.subplots(len(horizons), 2, figsize=(12, 3.8 * len(horizons)), squeeze=False)
-    for (f1_ax, loss_ax), h in zip(axes, horizons, strict=True):
+    fig, axes = plt.subplots(len(horizons), 3, figsize=(18, 3.8 * len(horizons)), squeeze=False)
+    for (f1_ax, loss_ax, ic_ax), h in zip(axes, horizons, strict=True):
         part = df[(df.horizon == h) & (df.status == "done")]
         chance = f"chance: a guess at the class shares (macro-F1 {CHANCE_F1:.3f})"
         _bars(f1_ax, part, ("val_f1_macro", "test_f1_macro"), CHANCE_F1, chance)
@@ -210,6 +211,12 @@ def chart(df: pd.DataFrame):
                           "blends' val is in-sample)", fontsize=9)  # fmt: skip
         loss_ax.set_ylabel("log loss (nats per row)")
         _legend(loss_ax, uniform)
+        no_skill = "no skill: IC 0"
+        _bars(ic_ax, part, ("val_ic", "test_ic"), 0.0, no_skill)
+        ic_ax.set_title(f"leaderboard h={h}, val and test: information coefficient of p_long - p_short with "
+                        "fwd_return (higher is better)", fontsize=9)  # fmt: skip
+        ic_ax.set_ylabel("IC (mean per-timestamp Pearson correlation)")
+        _legend(ic_ax, no_skill)
     fig.tight_layout()
     return fig
 
