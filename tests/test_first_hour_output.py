@@ -240,7 +240,7 @@ def test_the_plateau_scheduler_watches_the_checkpoint_monitor(fit_args, splits, 
 def test_partial_validation_is_flagged_in_metrics_json_and_the_table(fit_args, tmp_path, capsys):
     args = fit_args(epochs=1, data__batch_size=16, trainer__limit_val_batches=0.5)
     assert main(["fit", *args]) == 0
-    metrics = json.loads((tmp_path / "runs" / "lstm" / "version_0" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "runs" / "lstm_h5" / "version_0" / "metrics.json").read_text())
     assert metrics["val/partial"] is True and metrics["test/partial"] is False
     out = capsys.readouterr().out
     header = next(ln for ln in out.splitlines() if ln.startswith("metric"))

@@ -47,3 +47,19 @@ def test_bad_walkforward_key_is_one_line(tmp_path, splits, capsys):
     assert err.startswith("ensemble: error: walkforward.fold: unknown walk-forward key") and "\n" not in err
     assert main(_experiment(tmp_path, splits, {"folds": 1})) == 2
     assert "wf.folds must be >= 2, got 1" in capsys.readouterr().err
+
+
+def test_walkforward_cells_go_through_the_launcher(tmp_path, splits):
+    """``launcher: {kind: local, workers: 2}`` runs the walk-forward cells two at a time, each process on its own
+    share of the cores (its cell.log says so), with the same leaderboard layout as one by one."""
+    args = _experiment(tmp_path, splits, {"folds": 2, "val_bars": 3})
+    spec = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    spec.update(models=["lightgbm", "xgboost"], launcher={"kind": "local", "workers": 2})
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert main(args) == 0
+    board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
+    assert sorted(board.model) == ["lightgbm", "xgboost"] and set(board.status) == {"done"}
+    for cell in ("lightgbm_h5", "xgboost_h5"):
+        log = (tmp_path / "exp" / "runs" / cell / "cell.log").read_text()
+        assert "threads 1 (torch 1" in log  # 2 cores / 2 workers
+        assert (tmp_path / "exp" / "walkforward" / cell).is_dir()

@@ -101,6 +101,7 @@ class SplitData:
         self.data_on_device = data_on_device
         self.seed = seed
         self._bars_per_year: float | None = None
+        self._windows_given = False  # use_windows filled panels and ends (a walk-forward fold)
         self.predict_split = predict_split
         self.feature_order = list(feature_order) if feature_order is not None else None
         self.normalize, self.normalize_per_symbol, self.purge_labels = normalize, normalize_per_symbol, purge_labels
@@ -249,18 +250,23 @@ class SplitData:
         return {"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any], source: str = "checkpoint") -> None:
-        """Use a checkpoint's stored normalisation instead of refitting one. Panels already normalised with
-        other statistics are dropped and reloaded on next use (Lightning restores after ``setup``).
+        """Use a checkpoint's stored normalisation instead of refitting one. Raw panels (loaded, or a fold's
+        windows from ``use_windows``) are kept and normalised with it by ``setup``; panels already normalised
+        with other statistics are dropped and reloaded on next use (Lightning restores after ``setup``).
 
         Raises:
-            DataContractError: the stored statistics (from ``source``, for the message) are damaged.
+            DataContractError: the stored statistics (from ``source``, for the message) are damaged, or a fold's
+                given windows were already normalised with other statistics (they cannot be reloaded).
         """
         if "normalizer" not in state_dict:
             return
         stored = Normalizer.from_state(state_dict["normalizer"], source)
         if self.normalizer is not None and self.normalizer.state_dict() == stored.state_dict():
             return
-        if self.panels:  # mixing raw and normalised rows (borrowed context) must never happen
+        if self._normalized:  # mixing raw and normalised rows (borrowed context) must never happen
+            if self._windows_given:
+                raise DataContractError(f"{source}: a walk-forward fold's windows were normalised before its "
+                                        "checkpoint's statistics arrived; load the checkpoint first")  # fmt: skip
             self.panels, self.ends, self._normalized = {}, {}, []
         self.normalizer = stored
 
@@ -285,6 +291,7 @@ class SplitData:
             raise ValueError(f"use_windows needs the ends of {SPLITS}, got {sorted(ends)}")
         self.panels = {split: panel for split in SPLITS}
         self.ends = dict(ends)
+        self._windows_given = True
 
     def _record_hyperparameters(self, frame: Any) -> None:
         """Where the Lightning datamodule saves its constructor's arguments; nothing here."""

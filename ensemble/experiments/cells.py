@@ -202,7 +202,7 @@ def run_cell_spec(spec: CellSpec, slot: Slot) -> CellResult:
     config, attempts = spec.config, 0
     while True:
         attempts += 1
-        code, message = run_cell(config, folder, slot)
+        code, message = run_cell(config, folder, slot, spec.work or fit)
         if code >= 0 or attempts > spec.retries:
             break
         resume = resume_point(spec.config, folder)

@@ -136,7 +136,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
     if exp.walkforward is not None:
         if exp.blends:  # blends of out-of-fold predictions belong to the ensembles work, not here
             print(f"blends {exp.blends}: not fitted on walk-forward cells; the leaderboard ranks the cells only")
-        rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change)
+        rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change, launcher)
         board = write_walkforward_leaderboard(rows, out)
         if parent:
             finish_run(tracking, parent)

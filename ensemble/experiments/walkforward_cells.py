@@ -4,13 +4,15 @@ into ``<out>/walkforward/<model>_h<horizon>/<fingerprint>``, skipped on a re-run
 from __future__ import annotations
 
 import json
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ensemble import console
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import run_cell
+from ensemble.experiments.cells import run_cell_spec, stop_running_cells
+from ensemble.launchers import CellResult, CellSpec, Launcher
+from ensemble.training.family import on_sigterm
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
 
@@ -33,8 +35,9 @@ def _done(folder: Path) -> bool:
 
 
 def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, dict[str, Any]]], out: Path,
-                          on_change: str) -> list[dict[str, Any]]:  # fmt: skip
-    """Run (or skip, when finished with the same config) each cell's walk-forward; leaderboard rows.
+                          on_change: str, launcher: Launcher) -> list[dict[str, Any]]:  # fmt: skip
+    """Run (or skip, when finished with the same config) each cell's walk-forward with ``launcher``, as member
+    cells run (one by one, several at once, or on Ray); leaderboard rows in grid order.
 
     Raises:
         ConfigError: a bad ``walkforward`` key or value (before any cell runs), or, with ``on_change: refuse``,
@@ -53,19 +56,26 @@ def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, 
             raise ConfigError(f"{cell}: its finished walk-forward {stale[0]} was run with another config; "
                               "set on_change: rerun to run the changed cell(s) again")  # fmt: skip
         plan.append((model, horizon, config, cell, folder))
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[CellSpec] = []
+    grid = {cell: (model, horizon, folder) for model, horizon, _, cell, folder in plan}
     for i, (model, horizon, config, cell, folder) in enumerate(plan, 1):
         if _done(folder):
-            print(f"[{i}/{len(plan)}] {cell}: walk-forward finished earlier, skipped ({folder})", flush=True)
-            rows.append(walkforward_row(model, horizon, folder, "done"))
+            console.say(f"[{i}/{len(plan)}] {cell}: walk-forward finished earlier, skipped ({folder})")
+            rows[cell] = walkforward_row(model, horizon, folder, "done")
             continue
-        start = time.perf_counter()
-        code, error = run_cell(config, out / "runs" / cell, partial(walkforward_cell, dict(settings), str(folder)))
-        if code != 0 or not _done(folder):  # reported and recorded; the other cells go on
-            print(f"[{i}/{len(plan)}] {cell}: FAILED ({error})", flush=True)
-            rows.append(walkforward_row(model, horizon, None, "failed", error))
-            continue
-        took = time.perf_counter() - start
-        print(f"[{i}/{len(plan)}] {cell}: walk-forward done in {took:.0f}s ({folder})", flush=True)
-        rows.append(walkforward_row(model, horizon, folder, "done"))
-    return rows
+        work = partial(walkforward_cell, dict(settings), str(folder))  # a re-run skips the finished folds
+        todo.append(CellSpec(cell, str(out / "runs" / cell), config, launcher.settings.retries, work))
+
+    def on_done(spec: CellSpec, result: CellResult) -> str:
+        model, horizon, folder = grid[spec.key]
+        if result.code != 0 or not _done(folder):  # reported and recorded; the other cells go on
+            rows[spec.key] = walkforward_row(model, horizon, None, "failed", result.message)
+            return f"FAILED ({result.message})"
+        rows[spec.key] = walkforward_row(model, horizon, folder, "done")
+        return f"walk-forward done in {result.wall_s:.0f}s ({folder})"
+
+    if todo:
+        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+            launcher.run(todo, run_cell_spec, on_done)
+    return [rows[cell] for _, _, _, cell, _ in plan]

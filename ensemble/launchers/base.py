@@ -32,12 +32,15 @@ class Slot:
 @dataclass(frozen=True)
 class CellSpec:
     """One independent cell: ``key`` names it (``xgboost_h5``), ``folder`` holds its lock, log and runs,
-    ``config`` is its resolved run config; a fit killed mid-cell is retried up to ``retries`` times."""
+    ``config`` is its resolved run config; a fit killed mid-cell is retried up to ``retries`` times. ``work``:
+    what the cell's process does with the config, a picklable module-level function (None: ``ensemble fit``;
+    e.g. a walk-forward of it)."""
 
     key: str
     folder: str
     config: dict[str, Any]
     retries: int = 1
+    work: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pandas as pd
 from ensemble.ensembling.blend import split_metrics
 from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, write_json, write_parquet
+from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS
 
 _W = 16  # a metric column's width: fits "-12.345±67.890"
@@ -66,11 +67,12 @@ def fold_metrics(runs: dict[int, Path]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("fold")
 
 
-def summarise(oof: pd.DataFrame, per_fold: pd.DataFrame, horizon: int, bars_per_year: float) -> dict[str, float]:
-    """``oof/<metric>``: the metric suite on the stitched predictions; ``folds/<metric>/{mean,std,min}`` over the
-    folds' own test-block metrics (std: sample standard deviation, ddof=1)."""
+def summarise(oof: pd.DataFrame, per_fold: pd.DataFrame, horizon: int, trading: TradingConfig) -> dict[str, float]:
+    """``oof/<metric>``: the metric suite on the stitched predictions, booked as ``trading`` says (the fold runs'
+    own section); ``folds/<metric>/{mean,std,min}`` over the folds' own test-block metrics (std: sample standard
+    deviation, ddof=1)."""
     probs = oof[list(PROB_COLUMNS)].to_numpy(np.float64)
-    scored = split_metrics("oof", oof, probs, horizon, bars_per_year)
+    scored = split_metrics("oof", oof, probs, horizon, trading)
     spread = {}
     for name in per_fold.columns:
         values = per_fold[name].astype(float)

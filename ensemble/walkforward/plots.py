@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from ensemble.io import write_figure
+from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.curves import equity_curves
 from ensemble.training.artifacts import PROB_COLUMNS, utc_ns
 from ensemble.training.plots import equity_curve_figure, plt
@@ -35,16 +36,18 @@ def metrics_per_fold_figure(per_fold: pd.DataFrame, oof: dict[str, float], title
     return fig
 
 
-def oof_equity_figure(oof: pd.DataFrame, horizon: int, boundaries: list[int], title: str) -> plt.Figure:
+def oof_equity_figure(oof: pd.DataFrame, horizon: int, boundaries: list[int], title: str,
+                      trading: TradingConfig | None = None) -> plt.Figure:  # fmt: skip
     """The book's cumulative return over the stitched predictions, a dashed line where each fold's block starts.
 
     boundaries: (folds,) ns UTC, each fold's first test timestamp."""
     symbol = torch.as_tensor(pd.factorize(oof["symbol"], sort=True)[0])
     curves = equity_curves(torch.as_tensor(utc_ns(oof["datetime"])), symbol,
                            torch.as_tensor(oof[list(PROB_COLUMNS)].to_numpy(np.float64)),
-                           torch.as_tensor(oof["fwd_return"].to_numpy(np.float64)), horizon)  # fmt: skip
+                           torch.as_tensor(oof["fwd_return"].to_numpy(np.float64)), horizon, trading)  # fmt: skip
+    benchmark = None if trading is not None and trading.benchmark == "none" else curves.benchmark.numpy()
     fig = equity_curve_figure(curves.times.numpy().astype("datetime64[ns]"), curves.gross.numpy(), title,
-                              net=curves.net.numpy(), benchmark=curves.benchmark.numpy())  # fmt: skip
+                              net=curves.net.numpy(), benchmark=benchmark)  # fmt: skip
     for i, start in enumerate(boundaries):
         for ax in fig.axes:
             ax.axvline(pd.Timestamp(np.datetime64(int(start), "ns")), color="k", lw=0.7, ls=":",
@@ -54,11 +57,11 @@ def oof_equity_figure(oof: pd.DataFrame, horizon: int, boundaries: list[int], ti
 
 
 def write_plots(out: Path, per_fold: pd.DataFrame, metrics: dict[str, float], oof: pd.DataFrame, horizon: int,
-                boundaries: list[int], name: str) -> list[Path]:  # fmt: skip
+                boundaries: list[int], name: str, trading: TradingConfig | None = None) -> list[Path]:  # fmt: skip
     """``plots/metrics_per_fold.png`` and ``plots/oof_equity_curve.png``."""
     equity_title = f"{name}: out-of-fold equity, fold boundaries dotted"
     figures = {"metrics_per_fold": metrics_per_fold_figure(per_fold, metrics, f"{name}: metrics per fold"),
-               "oof_equity_curve": oof_equity_figure(oof, horizon, boundaries, equity_title)}  # fmt: skip
+               "oof_equity_curve": oof_equity_figure(oof, horizon, boundaries, equity_title, trading)}  # fmt: skip
     paths = []
     for key, fig in figures.items():
         paths.append(write_figure(out / "plots" / f"{key}.png", fig))

@@ -28,6 +28,7 @@ from ensemble.experiments.cells import cell_lock, fingerprint, finished_runs
 from ensemble.io import write_json
 from ensemble.training.config import get_dotted, model_short_name
 from ensemble.training.family import build
+from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.outputs import (
     fold_metrics,
@@ -148,9 +149,12 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
             bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
         oof = stitch_oof(runs, {f.number: len(f.test) for f in folds})
         per_fold = fold_metrics(runs)
-        metrics = summarise(oof, per_fold, data.horizon, data.bars_per_year)
+        trading = trading_section(config)
+        if trading.bars_per_year is None:  # as the fold runs annualised: inferred from the train timestamps
+            trading = replace(trading, bars_per_year=data.bars_per_year)
+        metrics = summarise(oof, per_fold, data.horizon, trading)
         write_results(out, oof, metrics, wf.record())
-        write_plots(out, per_fold, metrics, oof, data.horizon, [f.test_start for f in folds], name)
+        write_plots(out, per_fold, metrics, oof, data.horizon, [f.test_start for f in folds], name, trading)
     print(f"\nwalk-forward {name}: {len(folds)} folds, {len(oof)} out-of-fold rows -> {out}")
     print(summary_table(per_fold, rows, metrics))
     return WalkForwardResult(out, metrics, pd.DataFrame(rows), oof)
