@@ -30,7 +30,7 @@ _restore: dict[str, int] = {}  # Lightning logger -> its level before ``quiet_li
 _LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 # the loggers ``rank_zero_info`` writes to (Lightning points lightning_utilities' at one of its own)
 _RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                      "lightning_utilities.core.rank_zero")  # fmt: skip
+                      "lightning_utilities.core.rank_zero", "lightning.fabric.utilities.seed")  # fmt: skip
 # warnings raised inside Lightning/torch about their own code, by the start of their message (a regex)
 UNACTIONABLE_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -40,7 +40,9 @@ UNACTIONABLE_WARNINGS = (
     r"Argument ``heartbeat_interval`` is an experimental feature",
     r"Argument ``grace_period`` is an experimental feature",
 )
-UNACTIONABLE_LOG_LINES = ("💡 Tip: For seamless cloud logging",)  # Lightning's LitLogger advertisement
+# Lightning's LitLogger advertisement; and its seed line, which comes before the config is even checked (so a
+# bad flag would print two lines, not one): the seed is in the run's config.yaml, and tune prints it once
+UNACTIONABLE_LOG_LINES = ("💡 Tip: For seamless cloud logging", "Seed set to")
 RESUME_WARNING = r"Checkpoint directory .* exists and is not empty"
 
 

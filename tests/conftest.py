@@ -8,6 +8,10 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Lightning gives its loggers a StreamHandler on sys.stderr when first imported; imported inside a test that
+# captures output, that handler would keep the test's (then closed) stream and break later tests' stderr.
+import lightning.pytorch  # noqa: F401
+
 
 @pytest.fixture
 def splits(tmp_path):
