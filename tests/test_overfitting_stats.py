@@ -34,7 +34,8 @@ def _psr_scipy(r: np.ndarray, benchmark: float) -> float:
     """PSR (Bailey and Lopez de Prado 2012, eq. 11) computed independently with scipy."""
     sr = r.mean() / r.std(ddof=1)
     g3, g4 = stats.skew(r), stats.kurtosis(r, fisher=False)
-    return float(stats.norm.cdf((sr - benchmark) * math.sqrt(len(r) - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)))
+    z = (sr - benchmark) * math.sqrt(len(r) - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
+    return float(stats.norm.cdf(z))
 
 
 def test_dsr_with_one_trial_is_psr_against_zero():
@@ -51,7 +52,8 @@ def test_dsr_falls_strictly_as_trials_grow():
     assert values[0] > values[1] > values[2] > 0, values
     # Each against scipy with the benchmark written out: SR0 = sqrt(V)((1-g)z(1-1/N) + g z(1-1/(Ne))).
     for n, value in zip((10, 100), values[1:], strict=True):
-        sr0 = 0.1 * ((1 - np.euler_gamma) * stats.norm.ppf(1 - 1 / n) + np.euler_gamma * stats.norm.ppf(1 - 1 / (n * np.e)))
+        g = np.euler_gamma
+        sr0 = 0.1 * ((1 - g) * stats.norm.ppf(1 - 1 / n) + g * stats.norm.ppf(1 - 1 / (n * np.e)))
         assert value == pytest.approx(_psr_scipy(R, sr0), abs=1e-9)
 
 
@@ -77,7 +79,7 @@ def test_expected_max_sharpe_is_close_to_the_exact_expected_maximum_of_normals()
 
 @pytest.mark.parametrize(("n_trials", "variance"), [(0, 1.0), (2.5, 1.0), (10, -1.0), (10, math.nan)])
 def test_dsr_refuses_impossible_trials(n_trials, variance):
-    with pytest.raises(EnsembleError, match="n_trials|sharpe_variance"):
+    with pytest.raises(EnsembleError, match=r"n_trials|sharpe_variance"):
         expected_max_sharpe(n_trials, variance)
 
 

@@ -83,7 +83,7 @@ def main() -> None:
     probs, y = synthetic_oof(args.members, args.rows)
     print(f"{args.members} members x {args.rows:,} rows x 3; member log loss "
           f"{min(log_loss(p, y) for p in probs):.4f} (best) .. {max(log_loss(p, y) for p in probs):.4f}")
-    makers = {name: cls for name, cls in METHODS.items()}
+    makers = dict(METHODS)
     makers["caruana, 20 bags of half"] = lambda: CaruanaBlend(bags=20, bag_fraction=0.5)
     best, fitted = {name: np.full(2, np.inf) for name in makers}, {}
     for _ in range(args.repeats):  # alternate, keep each one's fastest
@@ -104,6 +104,7 @@ def main() -> None:
         loss = f"{log_loss(fitted[name].predict_proba(probs), y):9.4f}" if name in fitted else " " * 9
         ratio = f" {wall / lgb_time[0]:10.1%} {cpu / lgb_time[1]:9.1%}" if lgb_time is not None else ""
         print(f"{name:<28} {wall:8.3f} {cpu:8.3f} {loss}{ratio}")
+
 
 if __name__ == "__main__":
     main()

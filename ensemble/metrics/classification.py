@@ -131,8 +131,9 @@ def classification_metrics(class_names: tuple[str, ...] = CLASS_NAMES) -> Metric
 
     ``ece``: expected calibration error of the top label (Guo et al. 2017, eq. 3) with 15 equal-width
     confidence bins and the L1 norm, sum over bins of (rows in bin / N) |accuracy - mean confidence|;
-    torchmetrics' ``MulticlassCalibrationError`` via ``ExpectedCalibrationError`` (bins [k/15, (k+1)/15), a confidence of exactly 1 in its
-    own last bin; per-row confidences are gathered across processes). ``brier``: ``BrierScore``.
+    torchmetrics' ``MulticlassCalibrationError`` via ``ExpectedCalibrationError`` (bins [k/15, (k+1)/15),
+    a confidence of exactly 1 in its own last bin; per-row confidences are gathered across processes).
+    ``brier``: ``BrierScore``.
     """
     n = len(class_names)
     labels = list(class_names)
