@@ -57,19 +57,19 @@ class BrierScore(Metric):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.add_state("sq_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("rows", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """preds: (B, C) class probabilities; target: (B,) class indices."""
         p = preds.double()  # a half-precision square of a small difference would round to 0
         onehot = torch.nn.functional.one_hot(target.long(), p.shape[1]).to(p.dtype)
         self.sq_sum += ((p - onehot) ** 2).sum()
-        self.count += target.numel()
+        self.rows += target.numel()
 
     def compute(self) -> Tensor:
-        if self.count == 0:
+        if self.rows == 0:
             return torch.zeros((), device=self.sq_sum.device)
-        return (self.sq_sum / self.count).float()
+        return (self.sq_sum / self.rows).float()
 
 
 class ExpectedCalibrationError(MulticlassCalibrationError):
