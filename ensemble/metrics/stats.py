@@ -131,7 +131,8 @@ def dsr(x: Tensor, mask: Tensor, n_trials: int, sharpe_variance: float) -> Tenso
 
     Bailey and Lopez de Prado (2014), eq. (2)-(3): DSR = PSR(SR0) with SR0 = ``expected_max_sharpe``. The
     probability that the row's true Sharpe is above what the best of ``n_trials`` unskilled strategies
-    would show by chance; with one trial it is ``probabilistic_sharpe(x, mask)`` (against 0).
+    would show by chance; with one trial it is ``probabilistic_sharpe(x, mask)`` (against 0). A row whose
+    Sharpe is undefined (< 3 periods, zero std) gives 0, as there.
 
     Args:
         x, mask: (h, P) per-period returns and their mask, as ``phase_matrix`` gives them.
