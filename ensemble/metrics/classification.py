@@ -62,8 +62,9 @@ class BrierScore(Metric):
     def update(self, preds: Tensor, target: Tensor) -> None:
         """preds: (B, C) class probabilities; target: (B,) class indices."""
         p = preds.double()  # a half-precision square of a small difference would round to 0
-        onehot = torch.nn.functional.one_hot(target.long(), p.shape[1]).to(p.dtype)
-        self.sq_sum += ((p - onehot) ** 2).sum()
+        # sum_c (p_c - 1[y = c])^2 = sum_c p_c^2 - 2 p_y + 1, without building the one-hot matrix
+        p_true = torch.take_along_dim(p, target.long()[:, None], dim=1)
+        self.sq_sum += (p * p).sum() - 2 * p_true.sum() + target.numel()
         self.rows += target.numel()
 
     def compute(self) -> Tensor:
