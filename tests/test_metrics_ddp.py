@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ensemble.metrics import MetricSuite, SharpeRatio, TradingConfig
+from ensemble.metrics import ExpectedCalibrationError, MetricSuite, SharpeRatio, TradingConfig
 
 HORIZON, BARS_PER_YEAR = 3, 252.0
 CONFIGS = {
@@ -49,15 +49,17 @@ def suites() -> dict[str, MetricSuite]:
     return {name: MetricSuite("val", HORIZON, BARS_PER_YEAR, config) for name, config in CONFIGS.items()}
 
 
-def single_process() -> tuple[dict[str, dict[str, float]], list[list[int]], float]:
+def single_process() -> tuple[dict[str, dict[str, float]], list[list[int]], float, float]:
     probs, target, time, ret, symbol = panel()
     every = suites()
     for suite in every.values():
         suite.update(probs, target, time, ret, symbol=symbol)
     sharpe = SharpeRatio(HORIZON, BARS_PER_YEAR)
     sharpe.update(time, probs.argmax(1) - 1, ret)
+    ece = ExpectedCalibrationError(3)
+    ece.update(probs, target)
     metrics = {name: suite.compute() for name, suite in every.items()}
-    return metrics, every["argmax"].confusion_matrix().tolist(), float(sharpe.compute())
+    return metrics, every["argmax"].confusion_matrix().tolist(), float(sharpe.compute()), float(ece.compute())
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:
@@ -71,14 +73,17 @@ def worker(rank: int, port: int, out_dir: str) -> None:
                 suite.update(probs[part], target[part], time[part], ret[part], symbol=symbol[part])
         # A rank that saw no rows at all must still sync (int64 time state on every rank).
         sharpe = SharpeRatio(HORIZON, BARS_PER_YEAR)
+        ece = ExpectedCalibrationError(3)  # per-row list states: an empty rank must gather too
         if rank == 0:
             sharpe.update(time, probs.argmax(1) - 1, ret)
+            ece.update(probs, target)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # rank 1's compute-before-update warning
             result = {
                 "metrics": {name: suite.compute() for name, suite in every.items()},
                 "confmat": every["argmax"].confusion_matrix().tolist(),
                 "sharpe_one_rank": float(sharpe.compute()),
+                "ece_one_rank": float(ece.compute()),
             }
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(result, f)
@@ -95,12 +100,14 @@ def free_port() -> int:
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_process_gloo_matches_single_process(tmp_path):
     mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
-    metrics, confmat, sharpe = single_process()
+    metrics, confmat, sharpe, ece = single_process()
     for name, values in metrics.items():  # the comparison can see: the new metrics are not trivially 0
-        assert all(values[f"val/{k}"] != 0 for k in ("turnover", "sharpe_net", "psr", "ic", "rank_ic", "icir")), name
+        keys = ("turnover", "sharpe_net", "psr", "ic", "rank_ic", "icir", "ece", "brier")
+        assert all(values[f"val/{k}"] != 0 for k in keys), name
     for rank in range(2):
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())
         for name, expected in metrics.items():
             assert result["metrics"][name] == pytest.approx(expected, rel=1e-6), name
         assert result["confmat"] == confmat
         assert result["sharpe_one_rank"] == pytest.approx(sharpe, rel=1e-6)
+        assert result["ece_one_rank"] == pytest.approx(ece, rel=1e-6)

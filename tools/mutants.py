@@ -35,7 +35,11 @@ TESTS: dict[str, list[str]] = {
     "ensemble/data/contract.py": ["tests/test_data_contract.py", "tests/test_contract_roles.py"],
     "ensemble/metrics/classification.py": ["tests/test_metrics.py"],
     "ensemble/metrics/book.py": ["tests/test_trading_metrics.py", "tests/test_trading_properties.py"],
-    "ensemble/ensembling/methods.py": ["tests/test_blend_methods.py", "tests/test_blend.py"],
+    "ensemble/ensembling/methods.py": ["tests/test_blend_methods.py", "tests/test_blend_selection.py",
+                                       "tests/test_blend.py"],
+    "ensemble/metrics/stats.py": ["tests/test_overfitting_stats.py"],
+    "ensemble/metrics/overfitting.py": ["tests/test_overfitting_stats.py"],
+    "ensemble/metrics/calibration.py": ["tests/test_calibration.py"],
     "ensemble/experiments/leaderboard.py": ["tests/test_leaderboard.py"],
     "ensemble/training/artifacts.py": ["tests/test_predictions_source.py"],
     "ensemble/data/split_data.py": ["tests/test_device_precision.py"],
@@ -56,6 +60,7 @@ W, C, K = "ensemble/data/windows.py", "ensemble/data/contract.py", "ensemble/met
 B, LB, A = "ensemble/ensembling/methods.py", "ensemble/experiments/leaderboard.py", "ensemble/training/artifacts.py"
 DM = "ensemble/data/split_data.py"
 BK = "ensemble/metrics/book.py"
+ST, OV, CAL = "ensemble/metrics/stats.py", "ensemble/metrics/overfitting.py", "ensemble/metrics/calibration.py"
 
 MUTANTS: list[Mutant] = [
     # the trading book: the position's side, costs, the top-k legs, turnover
@@ -148,6 +153,33 @@ MUTANTS: list[Mutant] = [
            "probs[np.arange(len(labels)), 2 - labels]", "log loss reads the mirrored class"),
     Mutant("blend-start-corner", B, "np.full(m, 1.0 / m), jac=True", "np.eye(m)[0], jac=True",
            "weighted blend starts at member 0"),
+    Mutant("caruana-tie-highest-index", B, "pick = int(np.flatnonzero(candidates <= candidates.min() + _TIE)[0])",
+           "pick = int(np.flatnonzero(candidates <= candidates.min() + _TIE)[-1])", "ties go to the highest index"),
+    Mutant("caruana-longest-prefix", B, "length = int(np.flatnonzero(losses <= losses.min() + _TIE)[0])",
+           "length = int(np.flatnonzero(losses <= losses.min() + _TIE)[-1])", "the longer of two equal prefixes"),
+    Mutant("caruana-bags-by-length", B, "weights += bag_counts / length / len(bags)",
+           "weights += bag_counts / len(bags)", "a bag's vote grows with its prefix length"),
+    Mutant("best-highest-loss", B, "self.weights_[np.flatnonzero(losses <= losses.min() + _TIE)[0]] = 1.0",
+           "self.weights_[int(np.argmax(losses))] = 1.0", "best picks the worst member"),
+    # selection-bias statistics and calibration
+    Mutant("dsr-gamma-swapped", ST, "((1 - EULER_GAMMA) * inv(1 - 1 / n_trials)",
+           "(EULER_GAMMA * inv(1 - 1 / n_trials)", "Euler-Mascheroni weights swapped"),
+    Mutant("dsr-variance-as-std", ST, "return math.sqrt(sharpe_variance) * (", "return sharpe_variance * (",
+           "the Sharpe variance used as its standard deviation"),
+    Mutant("pbo-median-not-overfit", OV, "np.mean(logits <= 0)", "np.mean(logits < 0)", "logit 0 not counted"),
+    Mutant("pbo-best-out-of-sample", OV, "best = in_sample.argmax(axis=1)", "best = out_of_sample.argmax(axis=1)",
+           "the best chosen out of sample"),
+    Mutant("pbo-ties-lowest-rank", OV, "((out_of_sample == mine).sum(axis=1) - 1) / 2", "0",
+           "out-of-sample ties ranked at their lowest"),
+    Mutant("temperature-inverted", CAL, "log_softmax(z / math.exp(log_t), axis=1)",
+           "log_softmax(z * math.exp(log_t), axis=1)", "the fitted T is 1 / T"),
+    Mutant("metrics-brier-mirrored", K, "take_along_dim(p, target.long()[:, None], dim=1)",
+           "take_along_dim(p, (2 - target.long())[:, None], dim=1)", "Brier score against the mirrored class"),
+    Mutant("metrics-ece-10-bins", K, 'ExpectedCalibrationError(n, n_bins=15, norm="l1")',
+           'ExpectedCalibrationError(n, n_bins=10, norm="l1")', "ECE with 10 bins", ("tests/test_calibration.py",)),
+    Mutant("metrics-ece-no-clamp", K, "super().update(preds.float().clamp(0.0, 1.0), target)",
+           "super().update(preds.float(), target)", "a probability above 1 makes torchmetrics softmax the batch",
+           ("tests/test_calibration.py",)),
     # leaderboard
     Mutant("leaderboard-best-on-test", LB, 'key=lambda m: done.at[m, "val_log_loss_shared"]',
            'key=lambda m: done.at[m, "test_log_loss_shared"]', "best member chosen on test"),

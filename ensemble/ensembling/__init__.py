@@ -1,5 +1,5 @@
 """Blend finished runs: fitted on the members' val predictions, judged on test."""
 
-from ensemble.ensembling.methods import METHODS, MeanBlend, StackedBlend, WeightedBlend
+from ensemble.ensembling.methods import METHODS, BestMember, CaruanaBlend, MeanBlend, StackedBlend, WeightedBlend
 
-__all__ = ["METHODS", "MeanBlend", "StackedBlend", "WeightedBlend"]
+__all__ = ["METHODS", "BestMember", "CaruanaBlend", "MeanBlend", "StackedBlend", "WeightedBlend"]

@@ -1,7 +1,13 @@
 """Metrics shared by every model family: torchmetrics `Metric`s that sync under DDP."""
 
 from ensemble.data.calendar import infer_bars_per_year
-from ensemble.metrics.classification import CLASS_NAMES, LogLoss, classification_metrics
+from ensemble.metrics.classification import (
+    CLASS_NAMES,
+    BrierScore,
+    ExpectedCalibrationError,
+    LogLoss,
+    classification_metrics,
+)
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.suite import MetricSuite
 from ensemble.metrics.trading import (
@@ -19,6 +25,8 @@ from ensemble.metrics.trading import (
 
 __all__ = [
     "CLASS_NAMES",
+    "BrierScore",
+    "ExpectedCalibrationError",
     "Exposure",
     "LogLoss",
     "MaxDrawdown",

@@ -7,8 +7,13 @@ Degenerate cases (fewer periods than a statistic needs, zero variance) give 0, n
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import torch
 from torch import Tensor
+
+from ensemble.errors import EnsembleError
 
 
 def phase_matrix(x: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
@@ -54,23 +59,91 @@ def sharpe(x: Tensor, mask: Tensor) -> Tensor:
     return _sharpe(x, mask)[0]
 
 
+def psr_from_moments(sharpe: Tensor, n: Tensor, skew: Tensor, kurtosis: Tensor,
+                     benchmark_sharpe: float | Tensor = 0.0) -> Tensor:
+    """Probabilistic Sharpe ratio from a track record's moments, elementwise (tensors broadcast).
+
+    Bailey and Lopez de Prado (2012), "The Sharpe ratio efficient frontier", J. of Risk 15(2), eq. (11):
+    PSR = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2)).
+
+    Args:
+        sharpe: SR, the per-period (not annualised) Sharpe ratio.
+        n: number of returns in the track record.
+        skew: g3, the skewness of the returns.
+        kurtosis: g4, the non-excess kurtosis (3 for normal returns).
+        benchmark_sharpe: SR*, per-period, in the units of ``sharpe``.
+
+    The denominator is >= (1 - g3 SR / 2)^2 >= 0 because g4 >= 1 + g3^2; it is clamped away from 0.
+    """
+    var = (1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2).clamp_min(1e-12)
+    return torch.special.ndtr((sharpe - benchmark_sharpe) * (n - 1).clamp_min(0).sqrt() / var.sqrt())
+
+
 def probabilistic_sharpe(x: Tensor, mask: Tensor, benchmark_sharpe: float = 0.0) -> Tensor:
     """(h,) probabilistic Sharpe ratio of each row against a per-period Sharpe of ``benchmark_sharpe``.
 
-    Bailey and Lopez de Prado (2012), "The Sharpe ratio efficient frontier", J. of Risk 15(2), eq. (11):
-    PSR = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2)), with SR the per-period (not
-    annualised) Sharpe ratio, g3 the skewness and g4 the (non-excess) kurtosis of the n returns. The
-    denominator is >= (1 - g3 SR / 2)^2 >= 0 because g4 >= 1 + g3^2; it is clamped away from 0.
+    ``psr_from_moments`` with SR the per-period (not annualised, ddof=1) Sharpe ratio, g3 the skewness and
+    g4 the (non-excess, population) kurtosis of each row's n returns.
     A row where the Sharpe is undefined (< 3 periods, zero std) gives 0: no evidence of skill.
     """
     count, _, m2, m3, m4 = _moments(x, mask)
     sr, defined = _sharpe(x, mask)
     safe_m2 = m2.clamp_min(torch.finfo(m2.dtype).tiny)
-    skew, kurt = m3 / safe_m2**1.5, m4 / safe_m2**2
-    var = (1 - skew * sr + (kurt - 1) / 4 * sr**2).clamp_min(1e-12)
-    z = (sr - benchmark_sharpe) * (count - 1).clamp_min(0).sqrt() / var.sqrt()
+    psr = psr_from_moments(sr, count.to(sr.dtype), m3 / safe_m2**1.5, m4 / safe_m2**2, benchmark_sharpe)
     ok = (count >= 3) & defined
-    return torch.where(ok, torch.special.ndtr(z), torch.zeros_like(z))
+    return torch.where(ok, psr, torch.zeros_like(psr))
+
+
+EULER_GAMMA = 0.5772156649015329  # the Euler-Mascheroni constant
+
+
+def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
+    """Expected maximum Sharpe ratio of ``n_trials`` unskilled trials: the benchmark the best must beat.
+
+    Bailey and Lopez de Prado (2014), "The deflated Sharpe ratio: correcting for selection bias, backtest
+    overfitting and non-normality", J. of Portfolio Management 40(5), eq. (2):
+    SR0 = sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e))), gamma the Euler-Mascheroni
+    constant, V the variance of the trials' Sharpe ratios. One trial gives 0 exactly (the expected value
+    of a single unskilled trial; the formula's Phi^-1(0) is -inf there).
+
+    Args:
+        n_trials: N >= 1, every configuration tried (not only those whose returns are at hand).
+        sharpe_variance: V >= 0, variance across the trials of their Sharpe ratios, in squared units of
+            the Sharpe the result is compared with (per-period Sharpe: per-period variance; an annualised
+            variance V_a over b periods a year is V_a / b per period).
+
+    Raises:
+        EnsembleError: ``n_trials`` < 1 or ``sharpe_variance`` negative or not finite.
+    """
+    if int(n_trials) != n_trials or n_trials < 1:
+        raise EnsembleError(f"deflated Sharpe: n_trials must be a whole number >= 1, got {n_trials}")
+    if not math.isfinite(sharpe_variance) or sharpe_variance < 0:
+        raise EnsembleError(f"deflated Sharpe: sharpe_variance must be finite and >= 0, got {sharpe_variance}")
+    if n_trials == 1:
+        return 0.0
+    inv = NormalDist().inv_cdf
+    return math.sqrt(sharpe_variance) * ((1 - EULER_GAMMA) * inv(1 - 1 / n_trials)
+                                         + EULER_GAMMA * inv(1 - 1 / (n_trials * math.e)))
+
+
+def dsr(x: Tensor, mask: Tensor, n_trials: int, sharpe_variance: float) -> Tensor:
+    """(h,) deflated Sharpe ratio of each row: its PSR against the expected maximum Sharpe of the trials.
+
+    Bailey and Lopez de Prado (2014), eq. (2)-(3): DSR = PSR(SR0) with SR0 = ``expected_max_sharpe``. The
+    probability that the row's true Sharpe is above what the best of ``n_trials`` unskilled strategies
+    would show by chance; with one trial it is ``probabilistic_sharpe(x, mask)`` (against 0). A row whose
+    Sharpe is undefined (< 3 periods, zero std) gives 0, as there.
+
+    Args:
+        x, mask: (h, P) per-period returns and their mask, as ``phase_matrix`` gives them.
+        n_trials: N, the number of configurations tried (grid cells, blends, tuning trials...).
+        sharpe_variance: variance across the trials of their **per-period** (not annualised) Sharpe
+            ratios, the units of ``sharpe`` and ``probabilistic_sharpe`` here.
+
+    Raises:
+        EnsembleError: as ``expected_max_sharpe``.
+    """
+    return probabilistic_sharpe(x, mask, expected_max_sharpe(n_trials, sharpe_variance))
 
 
 def max_drawdown(x: Tensor, mask: Tensor) -> Tensor:

@@ -1,0 +1,110 @@
+"""Cost of fitting every blend method on production-size out-of-fold predictions, against one LightGBM fit.
+
+    python tools/bench_blend.py [--members 9] [--rows 87080] [--repeats 3] [--root data/demo] [--no-lightgbm]
+
+The predictions are synthetic, shaped like a walk-forward run's stitched ``oof.parquet`` over the demo's
+train split: ``--members`` x ``--rows`` x 3 probabilities of members of weak, differing skill and
+calibration (log loss near the demo's ~1.06), labels drawn from a hidden posterior. Each method is
+fitted ``--repeats`` times; the fastest wall and CPU time is kept (the machines are shared and noisy).
+
+The yardstick is one LightGBM fit on the demo's train split (87,080 rows x 107 features, horizon 5) with
+``configs/lightgbm.yaml``'s parameters for its full 150 rounds and no per-epoch evaluation: the cheapest
+member's fit, without the package's val passes (which only make a real member slower). Early stopping can
+stop a member sooner; the printed per-round time lets the reader scale it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ensemble.ensembling.methods import METHODS, CaruanaBlend, log_loss
+
+CONFIG = Path(__file__).parents[1] / "configs" / "lightgbm.yaml"
+LGB_KEYS = ("learning_rate", "num_leaves", "min_data_in_leaf", "bagging_fraction", "bagging_freq",
+            "feature_fraction", "lambda_l2", "max_bin")
+
+
+def synthetic_oof(members: int, rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(members, rows, 3) float64 probabilities and (rows,) labels 0..2."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(0, 0.35, (rows, 3))
+    truth = np.exp(signal) / np.exp(signal).sum(axis=1, keepdims=True)
+    y = (rng.random(rows)[:, None] > np.cumsum(truth, axis=1)).sum(axis=1)
+    out = np.empty((members, rows, 3))
+    for m in range(members):
+        sharp = rng.uniform(0.5, 2.0)  # under- to over-confident
+        logits = sharp * (signal + rng.normal(0, rng.uniform(0.2, 0.6), (rows, 3))) + rng.normal(0, 0.1, 3)
+        out[m] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return out, y
+
+
+def timed(fn) -> np.ndarray:
+    """(wall, cpu) seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return np.array([time.perf_counter() - wall, time.process_time() - cpu])
+
+
+def lightgbm_fit(root: Path, horizon: int = 5) -> tuple[np.ndarray, int]:
+    """(wall, cpu) seconds of one full-length LightGBM fit on the demo's train split, and its rounds."""
+    import lightgbm as lgb
+    import pandas as pd
+
+    from ensemble.data.demo import make_demo_splits
+
+    if not (root / "train_scaled.parquet").exists():
+        make_demo_splits(root)
+    train = pd.read_parquet(root / "train_scaled.parquet")
+    train = train[train[f"label_h{horizon}"].notna()]
+    features = [c for c in train.columns if c not in ("datetime", "symbol")
+                and not c.startswith(("label_", "fwd_return_", "sample_weight_"))]
+    cfg = yaml.safe_load(CONFIG.read_text())
+    params = {k: cfg["model"]["init_args"][k] for k in LGB_KEYS}
+    rounds = cfg["trainer"]["max_epochs"] * cfg["trainer"]["rounds_per_epoch"]
+    x, y = train[features].to_numpy(np.float32), train[f"label_h{horizon}"].to_numpy() + 1
+    print(f"LightGBM: {len(x):,} rows x {len(features)} features, {rounds} rounds")
+    return timed(lambda: lgb.train({**params, "objective": "multiclass", "num_class": 3, "verbose": -1,
+                                    "seed": 0}, lgb.Dataset(x, y), rounds)), rounds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=9)
+    parser.add_argument("--rows", type=int, default=87_080)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=Path("data/demo"))
+    parser.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM yardstick")
+    args = parser.parse_args()
+    probs, y = synthetic_oof(args.members, args.rows)
+    print(f"{args.members} members x {args.rows:,} rows x 3; member log loss "
+          f"{min(log_loss(p, y) for p in probs):.4f} (best) .. {max(log_loss(p, y) for p in probs):.4f}")
+    makers = dict(METHODS)
+    makers["caruana, 20 bags of half"] = lambda: CaruanaBlend(bags=20, bag_fraction=0.5)
+    best, fitted = {name: np.full(2, np.inf) for name in makers}, {}
+    for _ in range(args.repeats):  # alternate, keep each one's fastest
+        for name, make in makers.items():
+            model = make()
+            best[name] = np.minimum(best[name], timed(lambda m=model: m.fit(probs, y)))
+            fitted[name] = model
+    total = sum(best[name] for name in METHODS)
+    lgb_time = None
+    if not args.no_lightgbm:
+        lgb_time, rounds = lightgbm_fit(args.root)
+    header = f"{'method':<28} {'wall s':>8} {'cpu s':>8} {'log loss':>9}"
+    print(header + (f" {'wall/LGBM':>10} {'cpu/LGBM':>9}" if lgb_time is not None else ""))
+    rows = [*best.items(), (f"all {len(METHODS)} methods (sum)", total)]
+    if lgb_time is not None:
+        rows.append((f"LightGBM fit, {rounds} rounds", lgb_time))
+    for name, (wall, cpu) in rows:
+        loss = f"{log_loss(fitted[name].predict_proba(probs), y):9.4f}" if name in fitted else " " * 9
+        ratio = f" {wall / lgb_time[0]:10.1%} {cpu / lgb_time[1]:9.1%}" if lgb_time is not None else ""
+        print(f"{name:<28} {wall:8.3f} {cpu:8.3f} {loss}{ratio}")
+
+
+if __name__ == "__main__":
+    main()
