@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,21 +24,20 @@ def test_ddp_evaluation_counts_every_sample_once(tmp_path, fit_args):
     ckpt = str(next((run / "checkpoints").glob("best-*")))
     single = {s: pd.read_parquet(run / f"predictions/{s}.parquet") for s in ("val", "test")}
     single_metrics = json.loads((run / "metrics.json").read_text())
-    for split in ("val", "test"):
-        (run / f"predictions/{split}.parquet").unlink()
-    (run / "metrics.json").unlink()
 
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
-    for command in ("validate", "test"):
+    ddp_metrics = {}
+    for command, split in (("validate", "val"), ("test", "test")):
         done = _cli(command, *fit_args(), *ddp, "--ckpt_path", ckpt)
         assert done.returncode == 0, done.stderr[-3000:]
-    ddp_metrics = json.loads((run / "metrics.json").read_text())
-    for split in ("val", "test"):
-        got = pd.read_parquet(run / f"predictions/{split}.parquet")
+        evaluation = run / "eval" / f"{split}-{Path(ckpt).stem}"  # one folder, written by rank 0 only
+        ddp_metrics.update(json.loads((evaluation / "metrics.json").read_text()))
+        got = pd.read_parquet(evaluation / f"predictions/{split}.parquet")
         assert not got.duplicated(["datetime", "symbol"]).any()  # no padding duplicates
         pd.testing.assert_frame_equal(got, single[split], check_exact=False, atol=1e-6)  # no gaps
+    assert sorted(p.name for p in (run / "eval").iterdir()) == [f"test-{Path(ckpt).stem}", f"val-{Path(ckpt).stem}"]
     for key, value in single_metrics.items():
-        if key.startswith("fit/"):  # training cost, written by fit only
+        if key.startswith(("fit/", "checkpoint/")):  # training cost, written by fit only; the checkpoint's name
             continue
         assert ddp_metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
