@@ -24,27 +24,23 @@ HELP = {
 }
 
 
-@dataclass
-class WalkForward:
-    """A walk-forward's settings; ``FoldSpec``'s fields plus how folds are run and where they land.
+@dataclass(frozen=True)
+class WalkForward(FoldSpec):
+    """A walk-forward's settings: ``FoldSpec``'s fields (how folds are cut) plus how folds are run and where they
+    land.
 
     Raises:
-        ConfigError: a value out of range, naming its ``wf.*`` key.
+        DataContractError: a fold-cutting value out of range (as ``FoldSpec``), naming its ``wf.*`` key.
+        ConfigError: another value out of range, naming its ``wf.*`` key.
     """
 
-    folds: int = 5
-    mode: str = "expanding"
-    train_bars: int | None = None
-    val_bars: int | None = None
-    val_fraction: float = 0.2
-    embargo: int = 0
     refit_every: int = 1
     span: str = "trainval"
     name: str | None = None
     out: str | None = None
 
     def __post_init__(self) -> None:
-        self.spec()  # the fold arithmetic's own checks, with the key in each message
+        super().__post_init__()  # the fold arithmetic's own checks, with the key in each message
         if self.refit_every < 1:
             raise ConfigError(f"wf.refit_every must be >= 1, got {self.refit_every}")
         if self.span not in SPANS:
@@ -58,7 +54,7 @@ class WalkForward:
         Raises:
             DataContractError: as ``FoldSpec``.
         """
-        return FoldSpec(self.folds, self.mode, self.train_bars, self.val_bars, self.val_fraction, self.embargo)
+        return FoldSpec(**{f.name: getattr(self, f.name) for f in fields(FoldSpec)})
 
     @property
     def splits(self) -> tuple[str, ...]:
