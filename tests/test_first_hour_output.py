@@ -58,7 +58,7 @@ def test_piped_fit_and_resume_show_no_note_the_user_cannot_act_on(fit_args, tmp_
     assert first.returncode == 0, first.stderr
     resumed = _cli("fit", *_piped(fit_args, epochs=2), "--ckpt_path", "last")  # into the same run folder
     assert resumed.returncode == 0, resumed.stderr
-    assert sorted(p.name for p in (tmp_path / "runs" / "lstm").iterdir()) == ["version_0"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "lstm_h5").iterdir()) == ["version_0"]
     for out in (first, resumed):
         text = out.stdout + out.stderr
         assert "LeafSpec" not in text and "litlogger" not in text and "exists and is not empty" not in text
@@ -116,7 +116,7 @@ def test_quiet_holds_for_test_blend_and_errors(fit_args, tmp_path, capsys):
     for seed in (0, 1):  # two LightGBM runs to blend
         args = [*fit_args(config="configs/lightgbm.yaml"), *LGB_TINY, "--seed_everything", str(seed)]
         assert main(["--quiet", "fit", *args]) == 0
-        runs.append(tmp_path / "runs" / "lightgbm" / f"version_{seed}")
+        runs.append(tmp_path / "runs" / "lightgbm_h5" / f"version_{seed}")
     capsys.readouterr()
     assert main(["--quiet", "test", *fit_args(config="configs/lightgbm.yaml"), "--ckpt_path", "best"]) == 0
     out = capsys.readouterr()

@@ -192,7 +192,7 @@ def test_tree_checkpoint_and_export_carry_the_statistics(tmp_path):
               str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
               "--model.init_args.min_data_in_leaf", "5"]
     assert main(["fit", *common, "--trainer.max_epochs", "2", "--data.normalize", "zscore"]) == 0
-    run = tmp_path / "runs" / "lightgbm" / "version_0"
+    run = tmp_path / "runs" / "lightgbm_h5" / "version_0"
     _check_export_and_checkpoint(tmp_path, splits, run, ["test", *common, "--ckpt_path", "best"])
 
 
@@ -203,7 +203,7 @@ def test_net_checkpoint_and_export_carry_the_statistics(tmp_path, fit_args):
     lr = {"model__init_args__optimizer__init_args__lr": 0.01}
     assert main(["fit", *fit_args(epochs=3, data__root=splits, data__normalize="robust",
                                   data__normalize_per_symbol="true", **lr)]) == 0
-    run = tmp_path / "runs" / "lstm" / "version_0"
+    run = tmp_path / "runs" / "lstm_h5" / "version_0"
     best = sorted((run / "checkpoints").glob("best*.ckpt"))[0]
     stored = torch.load(best, weights_only=True)["WindowDataModule"]["normalizer"]
     assert stored["method"] == "robust" and set(stored["center"]) == {"*", "S0", "S1", "S2"}

@@ -67,10 +67,23 @@ def test_bars_per_year_null_is_inferred_printed_once_and_stored(splits, tmp_path
 
 
 def test_given_bars_per_year_wins_and_scales_sharpe_by_its_square_root(splits, tmp_path):
-    slow = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "a", bars_per_year=252)).fit()
-    fast = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "b", bars_per_year=252 * 4)).fit()
-    assert slow["test/bars_per_year"] == 252
+    # the test panels are hourly 24/7 (8760 inferred); a given value within 2x of it is the user's convention
+    slow = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "a", bars_per_year=4380)).fit()
+    fast = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "b", bars_per_year=17520)).fit()
+    assert slow["test/bars_per_year"] == 4380
     assert fast["test/sharpe"] == pytest.approx(2 * slow["test/sharpe"], rel=1e-9)
+
+
+@pytest.mark.parametrize("config", ["xgboost", "lstm"])
+def test_bars_per_year_contradicting_the_data_is_refused(config, splits, tmp_path, capsys):
+    """A bundled config's 8760 copied onto daily bars would inflate every Sharpe ~5.9x: refused in one line."""
+    argv = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--data.root", str(splits),
+            "--tracking.save_dir", str(tmp_path), "--trading.bars_per_year", "252"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trading.bars_per_year is 252, but the timestamps of" in err[0]
+    assert "give 8760 bars a year" in err[0] and "trading.bars_per_year: null" in err[0]
+    assert not list(tmp_path.glob("*/version_*"))
 
 
 def test_old_data_bars_per_year_names_its_new_place(splits, tmp_path, capsys):

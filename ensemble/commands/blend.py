@@ -39,10 +39,7 @@ def run(argv: list[str]) -> int:
         check_name(args.name, "--name")  # it names <out>/<name>/version_N
     runs = [Path(r) for r in args.runs]
     given = {key: getattr(args, dest) for key, dest in trading_flags.items() if getattr(args, dest) is not None}
-    trading = None
-    if given:  # flags override the members' common section, key by key
-        members = members_trading(runs, [run_config(r) for r in runs])
-        trading = TradingConfig.from_mapping({**members.as_dict(), **given})
+    trading = members_trading(runs, [run_config(r) for r in runs], given) if given else None  # flags win, key by key
     run_dir = blend(runs, args.method, Path(args.out), args.name, trading)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print_results(metrics, run_dir, f"{args.method} of {len(args.runs)} runs, fitted on val", ("val", "test"), "blend")

@@ -73,8 +73,10 @@ def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: i
                                symbol=pd.factorize(frame["symbol"])[0], trading=trading)  # fmt: skip
 
 
-def members_trading(run_dirs: list[Path], configs: list[dict]) -> TradingConfig:
-    """The members' common ``trading:`` section, with the annualisation their own metrics used when it infers it.
+def members_trading(run_dirs: list[Path], configs: list[dict], given: dict | None = None) -> TradingConfig:
+    """The members' common ``trading:`` section, with the annualisation their own metrics used when it infers it;
+    ``given`` keys (``ensemble blend --trading.*``) are laid over every member's section first, so they settle a
+    key the members disagree on.
 
     Raises:
         BlendError: members booked with different settings (naming the key and two runs), or a member whose
@@ -88,13 +90,16 @@ def members_trading(run_dirs: list[Path], configs: list[dict]) -> TradingConfig:
             raise BlendError(f"{run}/config.yaml: {err}") from err
         if section["bars_per_year"] is None:  # inferred at fit time; each split's metrics record the value
             section["bars_per_year"] = _recorded_bars_per_year(run)
-        sections.append(section)
+        sections.append({**section, **(given or {})})
     for run, section in zip(run_dirs[1:], sections[1:], strict=True):
         for key, value in section.items():
             if value != sections[0][key]:
                 raise BlendError(f"{run}: trading.{key} is {value}, but {run_dirs[0]} has {sections[0][key]}; "
                                  f"blend runs booked alike, or set --trading.{key}")
-    return TradingConfig.from_mapping(sections[0])
+    try:
+        return TradingConfig.from_mapping(sections[0])
+    except ConfigError as err:  # a given value out of range
+        raise BlendError(str(err)) from err
 
 
 def _recorded_bars_per_year(run: Path) -> float | None:
@@ -128,18 +133,20 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
     trading = trading or members_trading(run_dirs, configs)
     val = align(run_dirs, "val")
     model = METHODS[method]().fit(val.probs, val.labels)  # validation only: test never reaches a fit
-    run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
-    record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
-              "weights": getattr(model, "weights_", np.array([])).tolist()}
-    atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
-        {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
     tested = all((r / "predictions" / "test.parquet").is_file() for r in run_dirs)
+    scored = []  # every split scored before the run folder is claimed: a bad setting leaves no folder behind
     for split, data in (("val", val), *((("test", align(run_dirs, "test")),) if tested else ())):
         probs = model.predict_proba(data.probs)
         df = data.frame.assign(**{c: probs[:, i].astype(np.float32) for i, c in enumerate(PROB_COLUMNS)})
         df["prediction"] = (probs.argmax(axis=1) - 1).astype(np.int8)
         df = df[[*KEYS, "label", *PROB_COLUMNS, "prediction", "fwd_return"]]
-        write_stage(run_dir, split, df, split_metrics(split, df, probs, horizon, trading), horizon, [], 0,
-                    trading=trading)
+        scored.append((split, df, split_metrics(split, df, probs, horizon, trading)))
+    run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
+    record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
+              "weights": getattr(model, "weights_", np.array([])).tolist()}
+    atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
+        {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
+    for split, df, metrics in scored:
+        write_stage(run_dir, split, df, metrics, horizon, [], 0, trading=trading)
     write_json(run_dir / "blend.json", record)
     return run_dir

@@ -16,10 +16,12 @@ import inspect
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ensemble.data.constants import NUM_CLASSES
+from ensemble.data.panel import load_split
 from ensemble.data.split_data import SplitData
-from ensemble.ensembling.blend import align, run_config, split_metrics
+from ensemble.ensembling.blend import align, members_trading, run_config, split_metrics
 from ensemble.errors import EnsembleError
 
 BASELINES = ("uniform", "class_prior")
@@ -38,7 +40,10 @@ def train_class_prior(run_dir: Path) -> np.ndarray:
     known = set(inspect.signature(SplitData).parameters)
     kwargs = {k: v for k, v in data.items() if k in known}
     kwargs.update(seq_len=1, context_from_previous_split=False, data_on_device=False)
-    counts = SplitData(**kwargs).class_counts("train").double().numpy()
+    split = SplitData(**kwargs)
+    # the train file alone: the prior needs no other split (nor their cross-split checks, done at fit time)
+    label = load_split(split.path("train"), split.roles, split.horizon).label
+    counts = torch.bincount(label[label >= 0], minlength=NUM_CLASSES).double().numpy()
     return counts / counts.sum()
 
 
@@ -50,23 +55,24 @@ def baseline_probs(name: str, prior: np.ndarray, n: int) -> np.ndarray:
 
 def baseline_metrics(horizon: int, run_dirs: list[str]) -> dict[str, dict[str, float]]:
     """Baseline name -> its ``val/*`` and ``test/*`` metrics (``MetricSuite``) on the rows all of ``run_dirs``
-    (finished runs of ``horizon``) predicted; the class prior and bars_per_year come from the first run whose
-    config.yaml records its data (a member; a blend's records no data root).
+    (finished runs of ``horizon``) predicted; the class prior comes from the first run whose config.yaml records
+    its data (a member; a blend's records no data root), the book from the members' common ``trading:`` section.
 
     Raises:
-        EnsembleError: no run records its data, its train split cannot be read, or the runs share no rows.
+        EnsembleError: no run records its data, its train split cannot be read, the runs share no rows, or the
+            members were booked differently (``BlendError``).
     """
     members = [Path(r) for r in run_dirs if "root" in ((_config(Path(r)) or {}).get("data") or {})]
     if not members:
         raise EnsembleError(f"no run of horizon {horizon} records its data (config.yaml data.root)")
     prior = train_class_prior(members[0])
-    bars_per_year = float(run_config(members[0])["data"].get("bars_per_year", 252.0))
+    trading = members_trading(members, [run_config(m) for m in members])  # booked as the members are
     out: dict[str, dict[str, float]] = {name: {} for name in BASELINES}
     for split in ("val", "test"):
         frame = align([Path(r) for r in run_dirs], split).frame
         for name in BASELINES:
             probs = baseline_probs(name, prior, len(frame))
-            out[name].update(split_metrics(split, frame, probs, horizon, bars_per_year))
+            out[name].update(split_metrics(split, frame, probs, horizon, trading))
     return out
 
 

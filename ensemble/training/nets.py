@@ -164,8 +164,13 @@ class EnsembleCLI(LightningCLI):
         to compare), before Lightning's ``load_state_dict`` fails with a traceback."""
         super().after_instantiate_classes()
         trading = getattr(self.model, "trading_config", None)
-        if trading is not None and _is_rank_zero():
-            announce_bars_per_year(trading, self.datamodule.bars_per_year, self.datamodule.path("train"))
+        if trading is not None:  # every rank checks (a refusal on rank 0 alone would hang the others)
+            try:
+                announce_bars_per_year(trading, self.datamodule.bars_per_year, self.datamodule.path("train"),
+                                       show=_is_rank_zero())
+            except EnsembleError:
+                discard_if_unused(self._claimed)  # the trainer claimed a fresh run folder; nothing ran in it
+                raise
         if self._checkpoint is not None:
             check_same_weights(self._checkpoint, self.model, self._subcommand_config().ckpt_path)
             # the checkpoint's normalisation, before setup would fit one (Lightning restores it only after setup)
@@ -204,7 +209,8 @@ class EnsembleCLI(LightningCLI):
                     discard_if_unused(Path(self.trainer.log_dir) if self.trainer.logger is not None else None)
             raise
         if self._eval_dir is not None and _is_rank_zero():
-            print(f"evaluation of {self._subcommand_config().ckpt_path}: {commit_eval_dir(self._eval_dir)}")
+            final = commit_eval_dir(self._eval_dir)
+            console.say(f"evaluation of {self._subcommand_config().ckpt_path}: {final}")
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()

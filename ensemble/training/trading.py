@@ -15,6 +15,8 @@ from ensemble.metrics.config import TradingConfig
 
 _ANNOUNCED: set[tuple[str, float]] = set()  # once per process: a tuning study builds one job per trial
 
+BARS_PER_YEAR_TOLERANCE = 2.0  # a given annualisation may differ from the inferred one by up to this factor
+
 # Keys that moved between sections: an old config fails with the new place rather than "not expected".
 MOVED_KEYS = {"data.bars_per_year": "trading.bars_per_year"}
 
@@ -60,15 +62,30 @@ def check_moved_keys(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{old} moved to {new}; move the key in your config (null infers it from the data)")
 
 
-def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str) -> None:
-    """Say on stderr which annualisation the trading metrics use when the config does not set one.
+def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str, show: bool = True) -> None:
+    """Say on stderr which annualisation the trading metrics use when the config does not set one; refuse a set
+    value that contradicts the data's own clock.
+
+    A bundled config states the demo's hourly 8760; copied onto daily bars it would annualise every Sharpe by
+    sqrt(8760 / 252), about 5.9x too high, without a word. Beyond ``BARS_PER_YEAR_TOLERANCE`` either way, a given
+    value is refused; within it (252 against 365 for daily bars, a 6.5- against a 7-bar session) it is the
+    user's convention and wins.
 
     Args:
         trading: the run's section; nothing is printed when it sets ``bars_per_year``.
         inferred: the value inferred from the data's timestamps (bars per year).
         source: where it was inferred from, e.g. the train file's path.
+        show: print the inferred value (False on DDP ranks other than 0, which still check).
+
+    Raises:
+        ConfigError: ``trading.bars_per_year`` differs from ``inferred`` by more than the tolerance.
     """
-    if trading.bars_per_year is None and (str(source), inferred) not in _ANNOUNCED:
+    given = trading.bars_per_year
+    if given is not None and inferred > 0 and max(given / inferred, inferred / given) > BARS_PER_YEAR_TOLERANCE:
+        raise ConfigError(f"trading.bars_per_year is {given:g}, but the timestamps of {source} give {inferred:g} "
+                          f"bars a year (x{given / inferred:.2g}); set trading.bars_per_year: null to use the data's "
+                          "own, or the value for this data")  # fmt: skip
+    if show and trading.bars_per_year is None and (str(source), inferred) not in _ANNOUNCED:
         _ANNOUNCED.add((str(source), inferred))
         print(f"trading.bars_per_year not set: {inferred:g} bars a year, inferred from the timestamps of {source} "
               "(stored as */bars_per_year in metrics.json)", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from ensemble import console
 from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
@@ -203,7 +204,7 @@ class TreeJob(Job):
             print_predictions(out, str(self.ckpt))
         else:
             print_results(results, out, str(self.ckpt))
-        print(f"evaluation of {self.ckpt}: {out}")  # as nets print it
+        console.say(f"evaluation of {self.ckpt}: {out}")  # as nets print it
 
 
 class TreeFamily(Family):
