@@ -51,6 +51,7 @@ def test_outputs(tmp_path, splits, capsys):
     assert {p.name for p in (out / "plots").iterdir()} == {"metrics_per_fold.png", "oof_equity_curve.png"}
     text = capsys.readouterr().out
     assert "walk-forward fold 3/3: done" in text and "out-of-fold" in text and "mean ± std" in text
+    assert "epoch 0" not in text and "best checkpoint" not in text  # folds are muted: a line each, no tables
     # a re-run skips every finished fold and gives the same out-of-fold predictions
     assert walkforward(out, splits, "--wf.folds", "3", "--wf.val_bars", "4", "--wf.refit_every", "2") == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 3
@@ -58,6 +59,15 @@ def test_outputs(tmp_path, splits, capsys):
     # another setting into the same folder is refused, not mixed in
     assert walkforward(out, splits, "--wf.folds", "4") == 2
     assert "was run with another config or other --wf.* settings" in capsys.readouterr().err
+    # so is new data under the same settings (labels fixed upstream): the finished folds are of the old data
+    train = pd.read_parquet(splits / "train_scaled.parquet")
+    train.assign(label_h5=-train["label_h5"]).to_parquet(splits / "train_scaled.parquet")
+    assert walkforward(out, splits, "--wf.folds", "3", "--wf.val_bars", "4", "--wf.refit_every", "2") == 2
+    assert "the train split file changed since this walk-forward ran its folds" in capsys.readouterr().err
+    # a walk-forward needs every fold's test-block predictions: --test false is refused before any fold
+    assert walkforward(tmp_path / "wf2", splits, "--wf.folds", "3", "--test", "false") == 2
+    assert "test: a walk-forward scores every fold on its test block" in capsys.readouterr().err
+    assert not (tmp_path / "wf2" / "runs").exists()
 
 
 def leak_splits(root: Path, h: int = 10, block: int = 100, regimes=(0, 1, 1, 2, 0, 0, 2)) -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ensemble import console
 from ensemble.data.folds import Fold, cut_folds
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import valid_ends
@@ -73,13 +74,24 @@ def span_data(config: dict[str, Any]) -> SplitData:
     return parser.instantiate_classes(parser.parse_object({"data": config.get("data") or {}})).data
 
 
-def _check_record(out: Path, config: dict[str, Any], wf: WalkForward) -> None:
-    """Write ``walkforward.json`` on the first run; refuse a re-run with another config or other settings."""
+def _stamp(path: Path) -> list[int]:
+    """[size in bytes, mtime in ns] of a split file: a rewritten file (new labels upstream) changes it."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _check_record(out: Path, config: dict[str, Any], wf: WalkForward, files: dict[str, list[int]]) -> None:
+    """Write ``walkforward.json`` on the first run; refuse a re-run with another config, other settings, or split
+    files rewritten since (``files``: split -> ``_stamp``), which would mix folds of two data sets."""
     defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
-    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": defining}
+    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": defining, "files": files}
     path = out / RECORD
     if path.is_file():
         before = json.loads(path.read_text())
+        changed = [s for s, stamp in files.items() if before.get("files", {}).get(s, stamp) != stamp]
+        if changed:
+            raise ConfigError(f"{out}: the {changed[0]} split file changed since this walk-forward ran its folds; "
+                              f"delete {out} (or give another --wf.name / --wf.out) to run it on the new data")
         if before["fingerprint"] != record["fingerprint"]:
             raise ConfigError(f"{out}: this walk-forward was run with another config or other --wf.* settings "
                               f"({before['wf']}); give another --wf.name, or delete {out}")  # fmt: skip
@@ -104,12 +116,13 @@ def _finished(base: Path) -> Path | None:
 def _run_fold(config: dict[str, Any], out: Path, span: Any, fold: Fold, reuse: Path | None) -> Path:
     """Train (or, with ``reuse``, evaluate that fold's model on) one fold; its finished run folder."""
     overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": f"fold_{fold.number}"}
-    job = build(config, overrides, windows=_fold_windows(span, fold))
-    if reuse is None:
-        job.fit()
-    else:
-        ckpt = json.loads((reuse / "metrics.json").read_text())["checkpoint/test"]
-        job.finish({}, ckpt=str(reuse / ckpt))
+    with console.muted():  # one line per fold (the progress bar), not each fold's epochs and metric tables
+        job = build(config, overrides, windows=_fold_windows(span, fold))
+        if reuse is None:
+            job.fit()
+        else:
+            ckpt = json.loads((reuse / "metrics.json").read_text())["checkpoint/test"]
+            job.finish({}, ckpt=str(reuse / ckpt))
     return job.run_dir
 
 
@@ -124,11 +137,13 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
     """
     if config.get("ckpt_path"):
         raise ConfigError("ckpt_path: a walk-forward trains every fold from scratch; drop --ckpt_path")
+    if config.get("test") is False:
+        raise ConfigError("test: a walk-forward scores every fold on its test block; drop --test false")
     out = output_dir(config, wf)
     name = wf.name or default_name(config)
     with cell_lock(out):
-        _check_record(out, config, wf)
         data = span_data(config)
+        _check_record(out, config, wf, {s: _stamp(data.path(s)) for s in wf.splits})
         span = data.load_span(wf.splits)
         eligible = torch.zeros(len(span), dtype=torch.bool)
         eligible[valid_ends(span, data.seq_len)] = True
