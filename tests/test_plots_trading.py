@@ -43,7 +43,7 @@ def test_equity_figure_shows_gross_net_benchmark_and_drawdown_with_units():
     top, bottom = fig.axes
     assert top.get_title() == "lightgbm h=5 test: equity"
     assert top.get_ylabel() == "cumulative return (%)" and bottom.get_ylabel() == "drawdown (%)"
-    assert bottom.get_xlabel() == "time"
+    assert bottom.get_xlabel() == "time (UTC)"
     lines = {line.get_label(): line.get_ydata() for line in top.lines if not line.get_label().startswith("_")}
     assert list(lines) == ["gross", "net of costs", "benchmark (equal weight, net)"]
     np.testing.assert_allclose(lines["gross"], 100 * gross)
@@ -65,7 +65,7 @@ def test_ic_figure_plots_ic_per_timestamp_and_its_rolling_mean():
     np.testing.assert_allclose(raw.get_ydata(), ic)
     np.testing.assert_allclose(rolling.get_ydata(), pd.Series(ic).rolling(10, min_periods=1).mean())
     assert rolling.get_label() == "rolling mean (10 timestamps)"
-    assert ax.get_ylabel() == "IC (correlation across symbols)" and ax.get_title() == "lightgbm h=5 test: IC"
+    assert ax.get_ylabel() == "IC (correlation, -1 to 1)" and ax.get_title() == "lightgbm h=5 test: IC"
     assert ic_figure(times[:3], ic[:3], "short", window=100).axes[0].lines[1].get_label() == (
         "rolling mean (3 timestamps)")
 
@@ -98,4 +98,4 @@ def test_write_stage_writes_the_equity_and_ic_figures(tmp_path):
     write_stage(run, "test", df, {"test/sharpe": 1.0}, 2, [], 0)
     for name in ("confusion_matrix", "equity_curve", "ic"):
         assert (run / "plots" / f"test_{name}.png").stat().st_size > 0, name
-    assert json.loads((run / "metrics.json").read_text()) == {"test/sharpe": 1.0, "checkpoint/test": None}
+    assert json.loads((run / "metrics.json").read_text()) == {"test/sharpe": 1.0, "checkpoint/test": None, "test/partial": False}

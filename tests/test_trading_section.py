@@ -96,6 +96,9 @@ def test_old_data_bars_per_year_names_its_new_place(splits, tmp_path, capsys):
     assert main(["fit", "--config", str(config), "--data.root", str(splits)]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "data.bars_per_year moved to trading.bars_per_year; move the key in your config (null infers it from the data)")
+    assert main(["fit", "--config", str(CONFIGS / "xgboost.yaml"), "--data.bars_per_year", "252"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ensemble: error: --data.bars_per_year moved to --trading.bars_per_year (null infers it from the data)")
 
 
 @pytest.mark.parametrize("config", ["xgboost", "lstm"])

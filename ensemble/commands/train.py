@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ensemble.training.config import config_from_flags
+from ensemble.training.trading import check_moved_flags
 
 
 def run(subcommand: str, argv: list[str]) -> int:
@@ -16,6 +17,7 @@ def run(subcommand: str, argv: list[str]) -> int:
         from ensemble.commands.export import predict_from_parser
 
         print(PREDICT_HELP.format(export=predict_from_parser().format_help()), flush=True)
+    check_moved_flags(argv)
     family_for(_model_sections(argv)).run_command(subcommand, argv)
     return 0
 

@@ -36,15 +36,15 @@ def score_probabilities(
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tens of thousands of rows: more threads only contend with the caller's own
+    def tensor(values: np.ndarray, dtype: type) -> torch.Tensor:
+        # torch wants writable memory; pandas hands out read-only views (a copy only when it must)
+        array = np.ascontiguousarray(values, dtype=dtype)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+
     try:
         suite = MetricSuite(stage, horizon, bars_per_year, trading)
-        suite.update(
-            torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
-            torch.from_numpy(np.ascontiguousarray(time, dtype=np.int64)),
-            torch.from_numpy(np.ascontiguousarray(fwd_return, dtype=np.float32)),
-            symbol=None if symbol is None else torch.from_numpy(np.ascontiguousarray(symbol, dtype=np.int64)),
-        )
+        suite.update(tensor(probs, np.float32), tensor(y, np.int64), tensor(time, np.int64),
+                     tensor(fwd_return, np.float32), symbol=None if symbol is None else tensor(symbol, np.int64))
         return suite.compute()
     finally:
         torch.set_num_threads(threads)

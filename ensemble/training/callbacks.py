@@ -16,7 +16,6 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ensemble import console
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
-from ensemble.training.runs import run_name_of
 
 _STAGE_SPLIT = {"validate": "val", "test": "test", "predict": "predict"}
 
@@ -76,7 +75,7 @@ class ArtifactWriter(Callback):
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
                     trainer.ckpt_path, trading=getattr(pl_module, "trading_config", None),
-                    partial=self.partial.get(split, False), model=run_name_of(run_dir))  # fmt: skip
+                    partial=self.partial.get(split, False), model=_model_name(pl_module))  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)
@@ -198,3 +197,12 @@ class EpochLine(Callback):
         shown = "  ".join(f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in self.KEYS
                           if k in trainer.callback_metrics)  # fmt: skip
         console.say(f"epoch {trainer.current_epoch}: {shown}")
+
+
+def _model_name(pl_module: LightningModule) -> str:
+    """The registered name of the module's backbone (``lstm``), for figure titles; else its class in lower case."""
+    from ensemble.models.registry import entry_for
+
+    net = getattr(pl_module, "net", pl_module)
+    entry = entry_for(f"{type(net).__module__}.{type(net).__qualname__}")
+    return entry.name if entry is not None else type(net).__name__.lower()

@@ -62,6 +62,18 @@ def check_moved_keys(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{old} moved to {new}; move the key in your config (null infers it from the data)")
 
 
+def check_moved_flags(argv: list[str]) -> None:
+    """Refuse a ``--section.key`` flag whose key moved (``--data.bars_per_year``), naming its new place.
+
+    Raises:
+        ConfigError: e.g. ``--data.bars_per_year moved to --trading.bars_per_year``.
+    """
+    for arg in argv:
+        key = arg.split("=", 1)[0].removeprefix("--")
+        if key in MOVED_KEYS:
+            raise ConfigError(f"--{key} moved to --{MOVED_KEYS[key]} (null infers it from the data)")
+
+
 def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str, show: bool = True) -> None:
     """Say on stderr which annualisation the trading metrics use when the config does not set one; refuse a set
     value that contradicts the data's own clock.

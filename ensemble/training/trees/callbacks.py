@@ -16,7 +16,6 @@ from ensemble import console
 from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel, TreeSplit
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
-from ensemble.training.runs import run_name_of
 from ensemble.training.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
 
 if TYPE_CHECKING:
@@ -178,7 +177,7 @@ class ArtifactWriter(TreeCallback):
         parts = {"probs": probs, "y": data.y, "time": data.time, "symbol": data.symbol, "fwd_return": data.fwd_return}
         df = predictions_frame(parts, data.symbols, tz=data.tz)
         write_stage(trainer.log_dir, stage, df, metrics, model.horizon, trainer.loggers, trainer.global_step,
-                    trainer.ckpt_path, trading=model.trading_config, model=run_name_of(trainer.log_dir))  # fmt: skip
+                    trainer.ckpt_path, trading=model.trading_config, model=model.name)  # fmt: skip
         if self._importance_of != (id(model), model.num_rounds):
             self._importance_of = (id(model), model.num_rounds)
             importance = model.feature_importance().sort_values(ascending=False)
