@@ -98,4 +98,5 @@ def test_write_stage_writes_the_equity_and_ic_figures(tmp_path):
     write_stage(run, "test", df, {"test/sharpe": 1.0}, 2, [], 0)
     for name in ("confusion_matrix", "equity_curve", "ic"):
         assert (run / "plots" / f"test_{name}.png").stat().st_size > 0, name
-    assert json.loads((run / "metrics.json").read_text()) == {"test/sharpe": 1.0, "checkpoint/test": None, "test/partial": False}
+    expected = {"test/sharpe": 1.0, "checkpoint/test": None, "test/partial": False}
+    assert json.loads((run / "metrics.json").read_text()) == expected

@@ -53,6 +53,8 @@ def test_tree_costs_change_net_not_gross_and_the_section_is_the_runs_record(spli
     assert dear["test/cost_drag"] == pytest.approx(expected, rel=1e-9)
     record = yaml.safe_load((_run(tmp_path / "b") / "config.yaml").read_text())
     assert record["trading"]["cost_bps"] == 50 and record["trading"]["slippage_bps"] == 10
+    booked = _metrics(_run(tmp_path / "b"))  # metrics.json says which book each split was charged with
+    assert booked["trading/test"]["cost_bps"] == 50 and booked["trading/val"]["slippage_bps"] == 10
     assert "bars_per_year" not in record["data"]
 
 

@@ -33,7 +33,7 @@ def net_metric_keys() -> set[str]:
         warnings.simplefilter("ignore")  # computing an empty suite only to read its names
         names = {k for stage in ("val", "test") for k in MetricSuite(stage, 5).compute()}
     return names | {"val/loss", "test/loss", "fit/train_time_s", "fit/peak_rss_mib"} | {
-        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial"}  # fmt: skip
+        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial", "trading/val", "trading/test"}  # fmt: skip
 
 
 def cli(name: str, splits: Path, save_dir: Path, *extra: str, command: str = "fit", epochs: int = 2) -> list[str]:

@@ -140,6 +140,8 @@ def write_stage(
     if split == "predict":
         return
     metrics_path = record_split_metrics(run_dir, split, {**metrics, f"{split}/partial": partial}, ckpt)
+    if trading is not None:  # the book these numbers were charged with (a resume may have changed it)
+        metrics_path = update_metrics_json(run_dir, {f"trading/{split}": trading.as_dict()})
     log_file(loggers, metrics_path, "")
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
