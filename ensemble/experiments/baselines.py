@@ -7,7 +7,8 @@ run of the horizon predicted):
 - ``class_prior``: p = the train split's class frequencies (short/flat/long among its labelled rows). Its log
   loss is the cross-entropy -sum_c f_c ln q_c of the evaluated rows' class shares f against the train shares q.
 
-Both are marked ``kind: baseline``: never a blend's member, never chosen.
+Both are marked ``kind: baseline``: never a blend's member, never chosen. They carry classification metrics only: a
+guess has no book (its arg-max is a three-way tie), so no Sharpe or IC is reported for it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ensemble.data.panel import load_split
 from ensemble.data.split_data import SplitData
 from ensemble.ensembling.blend import align, members_trading, run_config, split_metrics
 from ensemble.errors import EnsembleError
+from ensemble.metrics.classification import CLASS_NAMES, classification_metrics
 
 BASELINES = ("uniform", "class_prior")
 KIND = "baseline"
@@ -45,6 +47,9 @@ def train_class_prior(run_dir: Path) -> np.ndarray:
     label = load_split(split.path("train"), split.roles, split.horizon).label
     counts = torch.bincount(label[label >= 0], minlength=NUM_CLASSES).double().numpy()
     return counts / counts.sum()
+
+
+_CLASSIFICATION = tuple(classification_metrics(CLASS_NAMES).keys())  # accuracy, f1 (f1_short, ...), log_loss, ...
 
 
 def baseline_probs(name: str, prior: np.ndarray, n: int) -> np.ndarray:
@@ -72,7 +77,9 @@ def baseline_metrics(horizon: int, run_dirs: list[str]) -> dict[str, dict[str, f
         frame = align([Path(r) for r in run_dirs], split).frame
         for name in BASELINES:
             probs = baseline_probs(name, prior, len(frame))
-            out[name].update(split_metrics(split, frame, probs, horizon, trading))
+            scored = split_metrics(split, frame, probs, horizon, trading)
+            # a guess has no book: its arg-max is a tie, which would read as "always short" and show a Sharpe
+            out[name].update({k: v for k, v in scored.items() if k.split("/", 1)[1].startswith(_CLASSIFICATION)})
     return out
 
 

@@ -122,7 +122,8 @@ def run_experiment(exp: Experiment) -> list[dict]:
             (``on_change: refuse``) a changed cell; all before any cell runs.
     """
     models = exp.models or default_models(exp)
-    trading = trading_section({"trading": exp.trading}) if exp.trading else None  # bad keys fail before any cell
+    if exp.trading:
+        trading_section({"trading": exp.trading})  # bad keys fail before any cell
     for m in models:
         get_model(m)  # unknown names fail before any cell runs
     launcher = make_launcher(exp.launcher, exp.threads)  # a bad setting, too
@@ -185,7 +186,8 @@ def run_experiment(exp: Experiment) -> list[dict]:
     for horizon in exp.horizons:
         done_runs = [Path(r["run_dir"]) for r in members if r["horizon"] == horizon and r["status"] == "done"]
         for method in exp.blends if len(done_runs) >= 2 else []:
-            run_dir = blend(done_runs, method, runs, name=f"ensemble_{method}_h{horizon}", trading=trading)
+            # every member's section is its config's with the experiment's laid over it: blends book as they do
+            run_dir = blend(done_runs, method, runs, name=f"ensemble_{method}_h{horizon}")
             blends.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
     board = write_leaderboard(members + blends, out)
     if parent:
