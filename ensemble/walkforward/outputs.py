@@ -67,6 +67,10 @@ def fold_metrics(runs: dict[int, Path]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("fold")
 
 
+# per-fold columns that are settings or duplicates, not measurements: no mean/std/min for them
+NOT_SPREAD = ["partial", "bars_per_year", "loss"]  # loss is log_loss under the nets' key
+
+
 def summarise(oof: pd.DataFrame, per_fold: pd.DataFrame, horizon: int, trading: TradingConfig) -> dict[str, float]:
     """``oof/<metric>``: the metric suite on the stitched predictions, booked as ``trading`` says (the fold runs'
     own section); ``folds/<metric>/{mean,std,min}`` over the folds' own test-block metrics (std: sample standard
@@ -74,7 +78,7 @@ def summarise(oof: pd.DataFrame, per_fold: pd.DataFrame, horizon: int, trading: 
     probs = oof[list(PROB_COLUMNS)].to_numpy(np.float64)
     scored = split_metrics("oof", oof, probs, horizon, trading)
     spread = {}
-    for name in per_fold.columns:
+    for name in per_fold.columns.difference(NOT_SPREAD):
         values = per_fold[name].astype(float)
         spread.update({f"folds/{name}/mean": float(values.mean()), f"folds/{name}/std": float(values.std(ddof=1)),
                        f"folds/{name}/min": float(values.min())})  # fmt: skip
