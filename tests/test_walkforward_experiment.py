@@ -54,7 +54,8 @@ def test_walkforward_cells_go_through_the_launcher(tmp_path, splits):
     share of the cores (its cell.log says so), with the same leaderboard layout as one by one."""
     args = _experiment(tmp_path, splits, {"folds": 2, "val_bars": 3})
     spec = yaml.safe_load((tmp_path / "exp.yaml").read_text())
-    spec.update(models=["lightgbm", "xgboost"], launcher={"kind": "local", "workers": 2})
+    spec.update(models=["lightgbm", "xgboost"], launcher={"kind": "local", "workers": 2},
+                fit_args=spec["fit_args"][:2], model_args={"lightgbm": spec["fit_args"][2:4]})
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
     assert main(args) == 0
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
