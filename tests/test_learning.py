@@ -38,6 +38,8 @@ def _fit(tmp_path, root, name, *extra):
         "32",
         "--model.init_args.optimizer.init_args.lr",
         "0.003",
+        "--data.purge_labels",  # the planted splits end with labels that reach the next split: null them
+        "true",
         *extra,
     ]
     assert main(argv) == 0
