@@ -73,8 +73,11 @@ def baseline_metrics(horizon: int, run_dirs: list[str]) -> dict[str, dict[str, f
     prior = train_class_prior(members[0])
     trading = members_trading(members, [run_config(m) for m in members])  # booked as the members are
     out: dict[str, dict[str, float]] = {name: {} for name in BASELINES}
-    for split in ("val", "test"):
-        frame = align([Path(r) for r in run_dirs], split).frame
+    runs = [Path(r) for r in run_dirs]
+    # test only when every run has it (``fit --test false`` members have val alone), as blends do
+    tested = all((r / "predictions" / "test.parquet").is_file() for r in runs)
+    for split in ("val", "test") if tested else ("val",):
+        frame = align(runs, split).frame
         for name in BASELINES:
             probs = baseline_probs(name, prior, len(frame))
             scored = split_metrics(split, frame, probs, horizon, trading)
