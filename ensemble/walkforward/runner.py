@@ -83,8 +83,8 @@ def _stamp(path: Path) -> list[int]:
 def _check_record(out: Path, config: dict[str, Any], wf: WalkForward, files: dict[str, list[int]]) -> None:
     """Write ``walkforward.json`` on the first run; refuse a re-run with another config, other settings, or split
     files rewritten since (``files``: split -> ``_stamp``), which would mix folds of two data sets."""
-    defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
-    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": defining, "files": files}
+    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": _defining(config),
+              "files": files}
     path = out / RECORD
     if path.is_file():
         before = json.loads(path.read_text())
@@ -201,5 +201,9 @@ def walkforward_cell(settings: dict[str, Any], out: str, config: dict[str, Any])
 
 def cell_fingerprint(config: dict[str, Any], wf: WalkForward) -> str:
     """What ``walkforward.json`` records for ``config`` and ``wf``: an experiment cell's folder name."""
-    defining = {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}  # where, not what
-    return fingerprint({**defining, "wf": wf.record()})
+    return fingerprint({**_defining(config), "wf": wf.record()})
+
+
+def _defining(config: dict[str, Any]) -> dict[str, Any]:
+    """What defines a walk-forward's runs in ``config``: all but where they land (tracking, ckpt_path)."""
+    return {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}
