@@ -95,6 +95,7 @@ def test_validate_test_predict_from_checkpoints(splits, tmp_path):
     again = {**json.loads((run / "eval/val-best/metrics.json").read_text()),
              **json.loads((run / "eval/test-best/metrics.json").read_text())}  # fmt: skip
     assert quality_of(again) == pytest.approx(fitted)  # the best model, evaluated again from its native file
+    assert trading_of(again) == trading_of(json.loads(fit_metrics))
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", "last", command="predict")) == 0
     predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
     assert list(pd.read_parquet(predicted).columns) == PREDICTION_COLUMNS
@@ -130,8 +131,14 @@ def test_resume_matches_an_uninterrupted_run(name, splits, tmp_path):
 
 
 def quality_of(metrics: dict) -> dict[str, float]:
-    """Metrics without the cost columns (time, memory), which differ run to run, and the checkpoint names."""
-    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/"))}
+    """Metrics without the cost columns (time, memory), which differ run to run, the checkpoint names, and
+    the trading settings each split was judged under (dicts, compared by ``trading_of``)."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/", "trading/"))}
+
+
+def trading_of(metrics: dict) -> dict[str, dict]:
+    """The trading settings recorded per split (``trading/<split>``)."""
+    return {k: v for k, v in metrics.items() if k.startswith("trading/")}
 
 
 def quality(run: Path) -> dict[str, float]:
