@@ -181,3 +181,17 @@ def test_experiment_trading_section_reaches_every_cell_and_fit_args_win(tmp_path
         config = cell_config(exp, model, 5, tmp_path, None)
         assert config["trading"]["cost_bps"] == 12 and config["trading"]["book"] == "topk"
         assert config["trading"]["k"] == 2 and config["trading"]["bars_per_year"] == 8760  # the config's own
+
+
+@pytest.mark.parametrize("config", ["xgboost", "lstm"])
+def test_a_topk_book_too_big_for_the_universe_is_refused_before_training(config, splits, tmp_path, capsys):
+    """``trading.k`` needs the symbol count: checked once the train split is read, not after the whole fit."""
+    symbols = pd.read_parquet(splits / "train_scaled.parquet", columns=["symbol"])["symbol"].nunique()
+    argv = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--data.root", str(splits),
+            "--tracking.save_dir", str(tmp_path), "--trading.book", "topk", "--trading.k", str(symbols)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"trading.k must be <= half the symbols ({symbols // 2} of {symbols}), got {symbols}" in err[0]
+    assert "train_scaled.parquet" in err[0]
+    assert not list(tmp_path.glob("*/version_*"))  # refused before any run folder

@@ -101,6 +101,7 @@ class SplitData:
         self.data_on_device = data_on_device
         self.seed = seed
         self._bars_per_year: float | None = None
+        self._train_symbols: int | None = None
         self._windows_given = False  # use_windows filled panels and ends (a walk-forward fold)
         self.predict_split = predict_split
         self.feature_order = list(feature_order) if feature_order is not None else None
@@ -145,12 +146,21 @@ class SplitData:
         (``ensemble.data.calendar.infer_bars_per_year``); ``trading.bars_per_year``, when set, wins over it."""
         if self._bars_per_year is None:
             path = self.path("train")
-            _, times, _ = read_keys(open_parquet(path), path, self.roles)
+            _, times, names = read_keys(open_parquet(path), path, self.roles)
             try:
                 self._bars_per_year = infer_bars_per_year(times)
             except ValueError as err:
                 raise DataContractError(f"{path}: {err} (trading.bars_per_year)") from err
+            self._train_symbols = len(names)
         return self._bars_per_year
+
+    @property
+    def train_symbols(self) -> int:
+        """Symbols in the train split (read with ``bars_per_year``): the universe a ``topk`` book is checked
+        against before training, not after it."""
+        if self._train_symbols is None:
+            _ = self.bars_per_year
+        return int(self._train_symbols)
 
     @property
     def num_features(self) -> int:

@@ -167,7 +167,7 @@ class EnsembleCLI(LightningCLI):
         if trading is not None:  # every rank checks (a refusal on rank 0 alone would hang the others)
             try:
                 announce_bars_per_year(trading, self.datamodule.bars_per_year, self.datamodule.path("train"),
-                                       show=_is_rank_zero())
+                                       show=_is_rank_zero(), symbols=self.datamodule.train_symbols)
             except EnsembleError:
                 discard_if_unused(self._claimed)  # the trainer claimed a fresh run folder; nothing ran in it
                 raise

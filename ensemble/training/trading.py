@@ -74,7 +74,8 @@ def check_moved_flags(argv: list[str]) -> None:
             raise ConfigError(f"--{key} moved to --{MOVED_KEYS[key]} (null infers it from the data)")
 
 
-def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str, show: bool = True) -> None:
+def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str, show: bool = True,
+                           symbols: int | None = None) -> None:
     """Say on stderr which annualisation the trading metrics use when the config does not set one; refuse a set
     value that contradicts the data's own clock.
 
@@ -88,10 +89,18 @@ def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str,
         inferred: the value inferred from the data's timestamps (bars per year).
         source: where it was inferred from, e.g. the train file's path.
         show: print the inferred value (False on DDP ranks other than 0, which still check).
+        symbols: the train split's symbol count: a ``topk`` book with ``2k`` above it is refused here, before
+            training, rather than when the first metric is computed.
 
     Raises:
-        ConfigError: ``trading.bars_per_year`` differs from ``inferred`` by more than the tolerance.
+        ConfigError: ``trading.bars_per_year`` differs from ``inferred`` by more than the tolerance, or
+            ``trading.k`` is more than half of ``symbols`` (naming ``source``).
     """
+    if symbols is not None:
+        try:
+            trading.check_symbols(symbols)
+        except ConfigError as err:
+            raise ConfigError(f"{err} in {source}") from err
     given = trading.bars_per_year
     if given is not None and inferred > 0 and max(given / inferred, inferred / given) > BARS_PER_YEAR_TOLERANCE:
         raise ConfigError(f"trading.bars_per_year is {given:g}, but the timestamps of {source} give {inferred:g} "

@@ -93,7 +93,8 @@ class TreeJob(Job):
             raise ConfigError(f"'ensemble {subcommand}' needs --ckpt_path (last, best or a checkpoint file)")
         init = parser.instantiate_classes(config)
         self.model, self.datamodule = init.model, init.data
-        announce_bars_per_year(self.model.trading_config, self.datamodule.bars_per_year, self.datamodule.path("train"))
+        announce_bars_per_year(self.model.trading_config, self.datamodule.bars_per_year, self.datamodule.path("train"),
+                               symbols=self.datamodule.train_symbols)
         if config.ckpt_path is not None:
             fit = subcommand == "fit"
             tag = config.ckpt_path in TREE_CHECKPOINTS
