@@ -174,6 +174,9 @@ def test_fit_test_false_leaves_test_alone_and_a_blend_copes(tmp_path, fit_args):
         assert "val/f1_macro" in metrics and not any(k.startswith("test/") for k in metrics), name
         assert not (run / "predictions" / "test.parquet").exists() and (run / "predictions" / "val.parquet").is_file()
         runs.append(str(run))
+        from ensemble.experiments.cells import finished_runs
+
+        assert [r for r, _ in finished_runs(run.parent)] == [run]  # an experiment cell skips it on a re-run
     assert main(["blend", "--runs", *runs, "--method", "mean", "--out", str(tmp_path / "blends")]) == 0
     (blend,) = (tmp_path / "blends").glob("*/version_0")
     assert "val/log_loss" in _metrics(blend) and "test/log_loss" not in _metrics(blend)

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ensemble.errors import ConfigError, Preempted
 from ensemble.io import write_json
 from ensemble.launchers.base import CellResult, CellSpec, Slot, die_with_parent
@@ -49,15 +51,22 @@ def fingerprint(config: Mapping[str, Any]) -> str:
 
 
 def finished_runs(base: Path) -> list[tuple[Path, str | None]]:
-    """(run folder, its fingerprint or None) of every run under ``base`` whose metrics hold test results,
-    oldest first."""
+    """(run folder, its fingerprint or None) of every finished run under ``base``, oldest first: its metrics hold
+    test results, or val results when the run was fitted with ``test: false`` (its last stage is val)."""
     done = []
     for metrics in sorted(base.glob("version_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1])):
-        if "test/f1_macro" not in json.loads(metrics.read_text()):
+        last = "val" if _fitted_without_test(metrics.parent) else "test"
+        if f"{last}/f1_macro" not in json.loads(metrics.read_text()):
             continue
         record = metrics.parent / CELL_RECORD
         done.append((metrics.parent, json.loads(record.read_text())["fingerprint"] if record.is_file() else None))
     return done
+
+
+def _fitted_without_test(run: Path) -> bool:
+    """The run's own config says ``test: false`` (``ensemble fit --test false``)."""
+    config = run / "config.yaml"
+    return config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("test") is False
 
 
 def fit(config: dict[str, Any]) -> None:
