@@ -112,3 +112,22 @@ def test_configs_dir_in_the_yaml_is_relative_to_the_yaml(tmp_path, splits, monke
     monkeypatch.chdir(tmp_path)  # neither the repository nor the yaml's folder
     assert main(["experiment", "--config", str(folder / "exp.yaml")]) == 0
     assert (tmp_path / "out" / "runs" / "lightgbm_h5" / "version_0" / "metrics.json").is_file()
+
+
+def test_an_unguarded_calling_script_is_named_as_the_cause(tmp_path, splits):
+    """Cells start in spawned processes that import the calling script: one without a ``__main__`` guard dies
+    before the cell's log exists, and the row says how to fix it instead of "no output"."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from ensemble.experiments.runner import Experiment, run_experiment\n"
+        f"rows = run_experiment(Experiment(name='tiny', models=['xgboost'], horizons=[5], data_root={str(splits)!r},\n"
+        f"    configs_dir={CONFIGS!r}, out={str(tmp_path / 'exp')!r}, blends=[],\n"
+        "    fit_args=['--trainer.max_epochs', '1']))\n"
+        "print('ROW-ERROR', rows[0]['error'])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("ROW-ERROR")]
+    assert "exited with code 1 before it started" in line and 'if __name__ == "__main__":' in line

@@ -155,7 +155,12 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
             raise Preempted(f"SIGTERM received: cell {folder.name} was stopped; re-run the experiment to go on "
                             "(finished cells are skipped)")  # fmt: skip
     lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-    return proc.exitcode or 0, (lines or ["no output"])[-1]
+    code = proc.exitcode or 0
+    if not lines and code != 0:  # died before _fit_cell opened its log: most often an unguarded calling script
+        return code, (f"its process exited with code {code} before it started (no {log}); a script that runs "
+                      "an experiment or walk-forward must guard its top level with `if __name__ == \"__main__\":`, "
+                      "since each cell starts in a spawned process that imports the script")  # fmt: skip
+    return code, (lines or ["no output"])[-1]
 
 
 def stop_running_cells() -> None:
