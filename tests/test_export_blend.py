@@ -67,7 +67,8 @@ def test_predict_from_a_blend_export_equals_the_blend_runs_test_predictions(blen
         assert json.loads((export / "members" / str(i) / "metadata.json").read_text())["source_run"] == str(run)
     out = tmp_path / "pred.parquet"
     capsys.readouterr()
-    assert main(["predict", "--from", str(export), "--input", str(splits / SPLIT_FILES["test"]), "--out", str(out)]) == 0
+    data = str(splits / SPLIT_FILES["test"])
+    assert main(["predict", "--from", str(export), "--input", data, "--out", str(out)]) == 0
     _same_predictions(pd.read_parquet(out), blends[method])
     # the rows the 3-row windows leave out are reported as every unpredicted row is: per symbol, and why
     skipped = pd.read_csv(tmp_path / "pred.unpredicted.csv")

@@ -12,7 +12,9 @@ from ensemble.export_blend import champion_folder, export_model, predict_any
 
 
 def run_export(argv: list[str]) -> int:
-    p = OneLineParser(prog="ensemble export", description="Export a finished run as a self-contained folder")
+    p = OneLineParser(prog="ensemble export",
+                      description="Export a finished run, a walk-forward's final model or a blend as a self-contained "
+                                  "folder")  # fmt: skip
     p.add_argument("--run", required=True,
                    help="run folder (lightning_logs/lstm_h5/version_0), walk-forward folder (exports its final "
                         "model) or blend run folder (exports its members and the fitted blend)")  # fmt: skip
