@@ -28,8 +28,8 @@ COMMANDS = {
     "tune": ("tune", "run", "Optuna study over a config (see ensemble tune --help)"),
     "experiment": ("experiment", "run", "models x horizons, leaderboard and blends (see ensemble experiment --help)"),
     "blend": ("blend", "run", "blend finished runs into an ensemble run (see ensemble blend --help)"),
-    "export": ("export", "run_export", "export a finished run as a self-contained folder"),
-    "register": ("export", "run_register", "export a run and register it in the MLflow Model Registry"),
+    "export": ("export", "run_export", "export a run, a walk-forward's final model or a blend as a folder"),
+    "register": ("export", "run_register", "register a run, a blend or an experiment's champion in MLflow"),
     "data": ("data", "run", "make demo data or summarise splits (ensemble data demo|summary --help)"),
     "models": ("models", "run", "list the registered models: short name, family, class and bundled config"),
 }

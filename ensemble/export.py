@@ -18,6 +18,8 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ from ensemble.training.config import read_yaml
 from ensemble.training.family import ExportError, family_for, family_named
 from ensemble.training.trust import check_import_paths
 
-EXPORT_ENTRIES = frozenset({"model", "config.yaml", "metadata.json", "metrics.json"})
+# a model's export, or a blend's (export_blend.py: its members' exports and the fitted blend)
+EXPORT_ENTRIES = frozenset({"model", "config.yaml", "metadata.json", "metrics.json", "members", "blend.json"})
 
 
 def _check_target(out: Path) -> bool:
@@ -52,11 +55,34 @@ def _check_target(out: Path) -> bool:
     return bool(entries)
 
 
-def export_run(run_dir: Path, out: Path) -> Path:
-    """Copy a finished run's best model, config and metrics into a self-contained folder.
+def build_export(out: Path, fill: Callable[[Path], None]) -> Path:
+    """Build an export with ``fill(staging)`` in a temp folder beside ``out``, then rename it into place: an
+    existing export at ``out`` is replaced whole, never mixed with the new one, and a crash leaves no half export.
 
-    The export is built in a temp folder beside ``out`` and renamed into place: an existing export at ``out``
-    is replaced whole, never mixed with the new one.
+    Raises:
+        ExportError: ``out`` holds something other than an export.
+    """
+    out = Path(out)
+    replacing = _check_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    staging, old = out.with_name(f".{out.name}.{token}.partial"), out.with_name(f".{out.name}.{token}.old")
+    try:
+        staging.mkdir()
+        fill(staging)
+        if replacing:
+            out.rename(old)  # the old export leaves whole, then the new one arrives whole
+        elif out.is_dir():
+            out.rmdir()  # empty
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def export_run(run_dir: Path, out: Path) -> Path:
+    """Copy a finished run's best model, config and metrics into a self-contained folder (``build_export``).
 
     Raises:
         ExportError: not a finished run, or ``out`` holds something other than an export.
@@ -66,14 +92,11 @@ def export_run(run_dir: Path, out: Path) -> Path:
     for path in (config_path, metrics_path):
         if not path.is_file():
             raise ExportError(f"{run_dir}: not a finished run (missing {path.name})")
-    replacing = _check_target(out)
     config = read_yaml(config_path)
     family = family_for(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    staging, old = out.with_name(f".{out.name}.{token}.partial"), out.with_name(f".{out.name}.{token}.old")
-    try:
-        (staging / "model").mkdir(parents=True)
+
+    def fill(staging: Path) -> None:
+        (staging / "model").mkdir()
         for name, f in family.export_files(run_dir).items():
             shutil.copy2(f, staging / "model" / name)
         shutil.copy2(config_path, staging / "config.yaml")
@@ -85,15 +108,8 @@ def export_run(run_dir: Path, out: Path) -> Path:
             "seq_len": int(config["data"].get("seq_len", 1)),
             "source_run": str(run_dir),
         })
-        if replacing:
-            out.rename(old)  # the old export leaves whole, then the new one arrives whole
-        elif out.is_dir():
-            out.rmdir()  # empty
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+
+    return build_export(out, fill)
 
 
 def register(export_dir: Path, name: str, alias: str, tracking_uri: str, experiment: str = "ensemble") -> int:
@@ -200,6 +216,8 @@ def read_export(export: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ExportError(f"{path}: damaged export metadata, not readable JSON ({err})") from err
+    if meta.get("family") == "blend":  # its members are the models; export_blend.predict_any runs them
+        raise ExportError(f"{path}: a blend's export, not one model's; predict it with ensemble predict --from")
     missing = [k for k in ("family", "model_class", "feature_names", "horizon", "seq_len") if k not in meta]
     if missing:
         raise ExportError(f"{path}: damaged export metadata, missing {', '.join(map(repr, missing))}")
@@ -260,16 +278,23 @@ def unpredicted_summary(table: pd.DataFrame, predicted: int, side_file: Path) ->
             f"{', '.join(per_symbol[:10])}{more} (see {side_file})")  # fmt: skip
 
 
-def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Predict every row of ``data`` that has ``seq_len - 1`` rows of history; labels are optional.
+@dataclass
+class Predicted:
+    """A model's predictions on an input file, before they become a predictions frame."""
 
-    Writes ``out`` and, beside it, ``unpredicted_path(out)``: the rows left without a prediction per symbol and
-    why (header only when there are none). The returned frame's ``attrs["unpredicted"]`` holds that table.
+    panel: Any  # SplitPanel: the input as read, rows sorted by symbol then time
+    ends: np.ndarray  # (B,) int64 panel rows that got a prediction, ascending
+    probs: np.ndarray  # (B, 3) class probabilities (short, flat, long) of those rows
+    seq_len: int  # rows of a symbol's history a prediction needs, the row itself included
+
+
+def predict_rows(export: Path, data: Path) -> Predicted:
+    """Predict every row of ``data`` that has ``seq_len - 1`` rows of history with a (non-blend) export folder.
 
     Raises:
         DataContractError: the file's features differ from the model's, or no row has enough history.
+        ExportError: damaged export metadata.
     """
-    export = resolve(source, tracking_uri)
     meta, config = read_export(export)
     exclude = tuple(config.get("data", {}).get("exclude") or ())
     roles = _check_features(Path(data), meta["feature_names"], exclude)
@@ -278,12 +303,28 @@ def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = 
     if meta.get("normalizer") is not None:  # the training run's statistics, never refitted on this file
         Normalizer.from_state(meta["normalizer"], str(export / "metadata.json")).apply(panel, meta["feature_names"])
     ends = valid_ends(panel, meta["seq_len"], require_label=False)
-    skipped = unpredicted_rows(panel, ends, int(meta["seq_len"]))
     if len(ends) == 0:
         raise DataContractError(f"{data}: no row has the {int(meta['seq_len']) - 1} earlier rows of its symbol that "
                                 f"a window needs; every symbol is too short (seq_len {meta['seq_len']})")  # fmt: skip
     probs = family_named(meta["family"]).predictor(export, config, meta)(panel, ends)
-    parts = {"probs": probs, **{k: getattr(panel, k)[ends].numpy() for k in ("time", "symbol", "fwd_return")},
+    return Predicted(panel, ends.numpy(), np.asarray(probs), int(meta["seq_len"]))
+
+
+def predict_file(source: str, data: Path, out: Path, tracking_uri: str | None = None,
+                 rows: Callable[[Path, Path], Predicted] = predict_rows) -> pd.DataFrame:  # fmt: skip
+    """Predict every row of ``data`` that has ``seq_len - 1`` rows of history; labels are optional.
+
+    ``rows`` predicts an export folder (``predict_rows``: one model; ``export_blend.predict_any``: blends too).
+    Writes ``out`` and, beside it, ``unpredicted_path(out)``: the rows left without a prediction per symbol and
+    why (header only when there are none). The returned frame's ``attrs["unpredicted"]`` holds that table.
+
+    Raises:
+        DataContractError: the file's features differ from the model's, or no row has enough history.
+    """
+    got = rows(resolve(source, tracking_uri), Path(data))
+    panel, ends = got.panel, got.ends
+    skipped = unpredicted_rows(panel, ends, got.seq_len)
+    parts = {"probs": got.probs, **{k: getattr(panel, k)[ends].numpy() for k in ("time", "symbol", "fwd_return")},
              "y": panel.label[ends].numpy()}
     df = predictions_frame(parts, panel.symbols, tz=panel.tz)
     from ensemble.io import atomic_write, write_parquet

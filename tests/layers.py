@@ -13,7 +13,7 @@ RANKS = {
     "ensemble.models": 3,
     "ensemble.training": 4,
     "ensemble.tuning": 5, "ensemble.experiments": 5, "ensemble.launchers": 5, "ensemble.ensembling": 5,
-    "ensemble.export": 5, "ensemble.walkforward": 5,
+    "ensemble.export": 5, "ensemble.export_blend": 5, "ensemble.walkforward": 5,
     "ensemble.commands": 6, "ensemble.cli": 6, "ensemble.cli_errors": 6,
 }  # fmt: skip
 

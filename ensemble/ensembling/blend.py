@@ -143,10 +143,10 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
         scored.append((split, df, split_metrics(split, df, probs, horizon, trading)))
     run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
     record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
-              "weights": getattr(model, "weights_", np.array([])).tolist()}
+              "fit_on": "val", "weights": getattr(model, "weights_", np.array([])).tolist()}
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
         {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
     for split, df, metrics in scored:
         write_stage(run_dir, split, df, metrics, horizon, [], 0, trading=trading)
-    write_json(run_dir / "blend.json", record)
+    write_json(run_dir / "blend.json", {**record, "state": model.state()})  # state: what an export predicts with
     return run_dir

@@ -62,6 +62,13 @@ class MeanBlend:
             raise ValueError(f"fitted on {len(self.weights_)} members, got {probs.shape[0]}")
         return np.tensordot(self.weights_, probs, axes=1)
 
+    def state(self) -> dict:
+        """The fitted blend as JSON-ready data: ``{"method", "weights"}`` (weights in member order)."""
+        return {"method": self.name, "weights": self.weights_.tolist()}
+
+    def _load(self, state: dict) -> None:
+        self.weights_ = np.asarray(state["weights"], dtype=np.float64)
+
 
 class WeightedBlend(MeanBlend):
     """Convex weights over members (w >= 0, sum w = 1) that minimise the validation log loss.
@@ -129,6 +136,24 @@ class StackedBlend:
         out = np.zeros((probs.shape[1], NUM_CLASSES))
         out[:, self.model_.classes_] = self.model_.predict_proba(self.features(probs))
         return out
+
+    def state(self) -> dict:
+        """``{"method", "C", "classes", "coef", "intercept"}``: the logistic regression's fitted coefficients
+        ((K, 3M) or (1, 3M) for two classes), enough to predict without pickling scikit-learn's object."""
+        m = self.model_
+        return {"method": self.name, "C": self.C, "classes": m.classes_.tolist(), "coef": m.coef_.tolist(),
+                "intercept": m.intercept_.tolist()}
+
+    def _load(self, state: dict) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        # the fitted attributes predict_proba reads; the same scikit-learn code then predicts bit for bit
+        model = LogisticRegression(C=self.C)
+        model.classes_ = np.asarray(state["classes"], dtype=np.int64)
+        model.coef_ = np.asarray(state["coef"], dtype=np.float64)
+        model.intercept_ = np.asarray(state["intercept"], dtype=np.float64)
+        model.n_features_in_ = model.coef_.shape[1]
+        self.model_ = model
 
 
 _TIE = 1e-12  # nats: log losses this close are equal (the same mixture summed in another order)
@@ -219,6 +244,16 @@ class CaruanaBlend(MeanBlend):
         self.weights_ = weights / weights.sum()  # sums to 1 up to rounding already
         return self
 
+    def state(self) -> dict:
+        """``{"method", "size", "init", "bags", "bag_fraction", "seed", "weights", "counts"}``."""
+        return {"method": self.name, "size": self.size, "init": self.init, "bags": self.bags,
+                "bag_fraction": self.bag_fraction, "seed": self.seed, "weights": self.weights_.tolist(),
+                "counts": self.counts_.tolist()}
+
+    def _load(self, state: dict) -> None:
+        super()._load(state)
+        self.counts_ = np.asarray(state["counts"], dtype=np.int64)
+
     def _path(self, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(M, N) true-class probabilities -> the greedy sequence (size,) of member indices and the log
         losses after the initialisation and after each greedy step (size - init + 1,), or (size,) if
@@ -239,3 +274,24 @@ class CaruanaBlend(MeanBlend):
 
 
 METHODS = {cls.name: cls for cls in (MeanBlend, WeightedBlend, StackedBlend, CaruanaBlend, BestMember)}
+
+_OPTIONS = {"stacked": ("C",), "caruana": ("size", "init", "bags", "bag_fraction", "seed")}
+
+
+def from_state(state: dict) -> MeanBlend | StackedBlend:
+    """The fitted blend that ``state()`` wrote: its ``predict_proba`` equals the original's.
+
+    Raises:
+        ConfigError: an unknown method, or a state without the keys that method writes (naming them).
+    """
+    method = state.get("method") if isinstance(state, dict) else None
+    if method not in METHODS:
+        raise ConfigError(f"blend state: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    options = _OPTIONS.get(method, ())
+    fitted = {"stacked": ("classes", "coef", "intercept"), "caruana": ("weights", "counts")}.get(method, ("weights",))
+    missing = [k for k in (*options, *fitted) if k not in state]
+    if missing:
+        raise ConfigError(f"blend state of method '{method}' lacks {', '.join(map(repr, missing))}")
+    blend = METHODS[method](**{k: state[k] for k in options})
+    blend._load(state)
+    return blend
