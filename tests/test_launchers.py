@@ -17,6 +17,7 @@ from launch_grid import board, grid_args, run_contents
 from ensemble.cli import main
 
 TESTS = Path(__file__).parent
+CONFIGS = TESTS.parent / "configs"
 ENV = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
 CELLS = ("xgboost_h5", "lightgbm_h5", "xgboost_h20", "lightgbm_h20")
 
@@ -191,3 +192,21 @@ def test_tune_workers_share_one_study(tmp_path, fit_args):
     runs = {yaml.safe_load((Path(t.user_attrs["run_dir"]) / "config.yaml").read_text())["model"]["init_args"]["n_jobs"]
             for t in study.trials}  # fmt: skip
     assert runs == {1}
+
+
+def test_fit_threads_reaches_torch_and_the_tree_library(tmp_path, splits, capsys):
+    """``ensemble fit --threads N`` is the one setting for a single fit: torch's pool, OpenMP/BLAS and a tree
+    model's own ``n_jobs`` (unless its config sets it); bad values are one line."""
+    code = ("import sys, torch; from ensemble.cli import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', torch.get_num_threads()); sys.exit(rc)")  # fmt: skip
+    argv = ["fit", "--config", str(CONFIGS / "xgboost.yaml"), "--data.root", str(splits), "--tracking.save_dir",
+            str(tmp_path / "runs"), "--trainer.max_epochs", "1", "--threads", "1"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
+                          env={**ENV, "OMP_NUM_THREADS": "2"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TORCH 1" in done.stdout and "'nthread': 1" in done.stdout
+    (config,) = (tmp_path / "runs").glob("xgboost_h5/version_0/config.yaml")
+    assert "n_jobs: 1" in config.read_text()  # the run records the threads it trained with
+    for bad, shown in (("0", "0"), ("x", "'x'")):
+        assert main(argv[:-1] + [bad]) == 2
+        assert capsys.readouterr().err.strip() == f"ensemble: error: --threads must be a whole number >= 1, got {shown}"

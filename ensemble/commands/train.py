@@ -18,8 +18,49 @@ def run(subcommand: str, argv: list[str]) -> int:
 
         print(PREDICT_HELP.format(export=predict_from_parser().format_help()), flush=True)
     check_moved_flags(argv)
-    family_for(_model_sections(argv)).run_command(subcommand, argv)
+    argv, threads = _pop_threads(argv)
+    model = _model_sections(argv)
+    argv += _apply_threads(model, threads)
+    family_for(model).run_command(subcommand, argv)
     return 0
+
+
+def _pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
+    """``argv`` without ``--threads N`` (or ``--threads=N``), and N (None when not given).
+
+    Raises:
+        ConfigError: N is not a whole number >= 1, or is missing.
+    """
+    from ensemble.errors import ConfigError
+    from ensemble.training.threads import check_threads
+
+    rest, value = [], None
+    i = 0
+    while i < len(argv):
+        key, eq, inline = argv[i].partition("=")
+        if key != "--threads":
+            rest.append(argv[i])
+            i += 1
+            continue
+        raw = inline if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        i += 1 if eq else 2
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"--threads must be a whole number >= 1, got {raw!r}") from None
+    return rest, check_threads(value, "--threads")
+
+
+def _apply_threads(model: dict[str, Any], threads: int | None) -> list[str]:
+    """With ``--threads N``: set this process's torch, OpenMP and BLAS threads to N, and return flags giving a tree
+    model N library threads when its config leaves ``n_jobs`` unset (idle OpenMP threads spin and fight a competing
+    load, docs/scaling.md). Without it the libraries keep their defaults, which honour ``OMP_NUM_THREADS``."""
+    from ensemble.training.threads import apply_threads, thread_overrides
+
+    if threads is None:
+        return []
+    apply_threads(threads)
+    return [arg for key, value in thread_overrides(model, threads).items() for arg in (f"--{key}", str(value))]
 
 
 # ``ensemble predict --help``: both ways to predict, the export's options first (they are parsed elsewhere)
