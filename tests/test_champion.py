@@ -20,6 +20,7 @@ from ensemble.errors import ConfigError
 from ensemble.experiments.baselines import guesses, random_in_proportion
 from ensemble.experiments.candidates import align_files, candidates_of, net_returns
 from ensemble.experiments.champion import choose_champions
+from ensemble.experiments.leaderboard import write_walkforward_leaderboard
 from ensemble.experiments.selection_bias import (
     cell_trials,
     config_files,
@@ -93,7 +94,7 @@ def experiment(tmp_path):
 
 
 def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(experiment, capsys):
-    out, rows, oof, test = experiment
+    out, rows, _, _ = experiment
     board = choose_champions(rows, out, trials={H: 9})
     record = json.loads((out / f"champion_h{H}.json").read_text())
     # On all its rows ``early`` beats ``steady`` (mean -ln p: its sharp first quarter), but on the rows the
@@ -124,11 +125,26 @@ def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(exp
     assert by_model["uniform"]["oof_log_loss_shared"] == pytest.approx(math.log(3))
     printed = capsys.readouterr().out
     assert "h5 champion: ensemble_caruana (blend)" in printed and "oracle early" in printed and "PBO" in printed
+    # the written board: sorted on the shared rows, the PNG beside it
+    written = write_walkforward_leaderboard(board, out)
+    assert written.model.tolist()[:3] == ["ensemble_caruana", "steady", "early"]
+    assert (out / "leaderboard.png").stat().st_size > 10_000
+    assert {"champion", "oracle", "dsr", "pbo", "n_trials", "test_log_loss_shared"} <= set(written.columns)
+
+
+def test_without_test_predictions_the_champion_is_still_chosen_and_says_why(experiment):
+    out, rows, _, _ = experiment
+    (Path(rows[1]["run_dir"]) / "predictions" / "test.parquet").unlink()
+    board = choose_champions(rows, out)
+    record = json.loads((out / f"champion_h{H}.json").read_text())
+    assert record["champion"]["name"] == "ensemble_caruana" and record["oracle"] is None
+    assert "test.parquet is missing: no test comparison" in record["test_note"] and record["interval"] is None
+    assert not any(r["oracle"] for r in board)
 
 
 def test_the_dsr_with_one_trial_is_the_books_psr(experiment):
     # One trial: the DSR is the PSR against 0 that the metric suite reports for the same rows and book.
-    out, rows, _, _ = experiment
+    _, rows, _, _ = experiment
     candidates = candidates_of(rows, H)
     oof = align_files(candidates, "oof.parquet")
     trading = TradingConfig(**TRADING)
@@ -181,9 +197,9 @@ def test_trials_count_grid_cells_blends_and_the_tuned_studys_complete_and_pruned
     plain.write_text("model: {}\n")
     assert config_files(plain, ["--trainer.max_epochs", "3", "--config", str(best)]) == [plain, best]
     assert cell_trials([plain]) == 1 and cell_trials([plain, best]) == 7
-    rows = [{"model": "lightgbm", "horizon": 5, "kind": "walkforward"}, {"model": "gru", "horizon": 5, "kind": "walkforward"},
-            {"model": "ensemble_caruana", "horizon": 5, "kind": "blend"}, {"model": "uniform", "horizon": 5, "kind": "baseline"},
-            {"model": "lightgbm", "horizon": 20, "kind": "walkforward"}]  # fmt: skip
+    rows = [{"model": model, "horizon": h, "kind": kind} for model, h, kind in (
+        ("lightgbm", 5, "walkforward"), ("gru", 5, "walkforward"), ("ensemble_caruana", 5, "blend"),
+        ("uniform", 5, "baseline"), ("lightgbm", 20, "walkforward"))]  # fmt: skip
     files = {"lightgbm": [plain, best], "gru": [tmp_path / "gru.yaml"]}
     assert trials_tried(rows, files) == {5: 7 + 1 + 1, 20: 7}
     bad = tmp_path / "bad.yaml"

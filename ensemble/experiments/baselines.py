@@ -36,15 +36,16 @@ PROBABILISTIC = ("uniform", "class_prior")  # scored by the metric suite; random
 KIND = "baseline"
 
 
-def train_class_prior(run_dir: Path) -> np.ndarray:
+def train_class_prior(run_dir: Path, config: dict | None = None) -> np.ndarray:
     """(3,) shares of short/flat/long among the labelled rows of the train split ``run_dir`` was trained on
-    (its ``config.yaml``'s ``data`` section, read with seq_len 1: every labelled row counts).
+    (the ``data`` section of ``config``, default its ``config.yaml``, read with seq_len 1: every labelled row
+    counts).
 
     Raises:
         BlendError: the run has no config.yaml.
         DataContractError: the train split cannot be read.
     """
-    data = dict(run_config(run_dir).get("data") or {})
+    data = dict((config if config is not None else run_config(run_dir)).get("data") or {})
     known = set(inspect.signature(SplitData).parameters)
     kwargs = {k: v for k, v in data.items() if k in known}
     kwargs.update(seq_len=1, context_from_previous_split=False, data_on_device=False)
@@ -119,7 +120,8 @@ def guesses(shares: np.ndarray, prior: np.ndarray) -> dict[str, dict[str, float]
     for name in PROBABILISTIC:
         p = baseline_probs(name, prior, 1)[0]
         top = f[int(np.argmax(p))]
-        out[name] = {"f1_macro": float(2 * top / (1 + top) / 3), "log_loss": float(-(f * np.log(np.clip(p, 1e-7, 1))).sum())}
+        out[name] = {"f1_macro": float(2 * top / (1 + top) / 3),
+                     "log_loss": float(-(f * np.log(np.clip(p, 1e-7, 1))).sum())}
     out["random_prior"] = {k: v for k, v in random_in_proportion(f, prior).items() if k != "accuracy"}
     return out
 

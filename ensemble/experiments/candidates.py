@@ -18,7 +18,7 @@ import torch
 
 from ensemble.ensembling.blend import KEYS, Aligned, BlendError, run_config
 from ensemble.ensembling.methods import true_class_probs
-from ensemble.errors import EnsembleError
+from ensemble.errors import ConfigError, EnsembleError
 from ensemble.metrics.book import book_series, size_positions
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, utc_ns
@@ -86,6 +86,22 @@ def row_log_loss(aligned: Aligned) -> np.ndarray:
     return -np.log(np.clip(true_class_probs(aligned.probs, aligned.labels), EPS, 1.0))
 
 
+def candidate_config(run_dir: Path) -> dict:
+    """The run config of a candidate: its ``config.yaml``, else (a walk-forward folder written before it had
+    one) the config its ``walkforward.json`` records.
+
+    Raises:
+        CandidateError: neither file is there.
+    """
+    record = run_dir / "walkforward.json"
+    if not (run_dir / "config.yaml").is_file() and record.is_file():
+        return json.loads(record.read_text())["config"]
+    try:
+        return run_config(run_dir)
+    except BlendError as err:
+        raise CandidateError(str(err)) from err
+
+
 def candidates_trading(candidates: list[Candidate]) -> TradingConfig:
     """The candidates' common ``trading:`` section (their ``config.yaml``), booked alike or refused.
 
@@ -96,8 +112,8 @@ def candidates_trading(candidates: list[Candidate]) -> TradingConfig:
     sections = []
     for c in candidates:
         try:
-            sections.append(trading_section(run_config(c.run_dir)).as_dict() | {"bars_per_year": None})
-        except (BlendError, ValueError) as err:
+            sections.append(trading_section(candidate_config(c.run_dir)).as_dict() | {"bars_per_year": None})
+        except ConfigError as err:
             raise CandidateError(f"{c.run_dir}: {err}") from err
     for c, section in zip(candidates[1:], sections[1:], strict=True):
         for key, value in section.items():

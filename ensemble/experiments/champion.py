@@ -22,6 +22,7 @@ from ensemble.experiments.candidates import (
     TEST,
     Candidate,
     align_files,
+    candidate_config,
     candidates_of,
     candidates_trading,
     metrics_of,
@@ -83,60 +84,80 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
     scores = _scores(candidates, oof, metric, horizon)
     lower = metric.split("/", 1)[1].startswith(LOWER_IS_BETTER)
     best = int(np.nanargmin(scores) if lower else np.nanargmax(scores))  # ties: the first (row order)
+    trading = candidates_trading(candidates)
+    _, net = net_returns(oof, horizon, trading)
+    n = n_trials or len(candidates)
+    deflated = deflated_sharpe(net, horizon, max(n, 1))
+    overfit = overfitting_probability(net, horizon, partitions)
+    champ = candidates[best]
+    record = {
+        "horizon": horizon, "metric": metric,
+        "champion": {"name": champ.name, "kind": champ.kind, "run_dir": str(champ.run_dir)},
+        "oracle": None, "champion_test_log_loss": None, "difference": None, "interval": None, "level": LEVEL,
+        "block": None, "test_note": "", "n_trials": n, "sharpe_variance": deflated.variance, "pbo": overfit.pbo,
+        "pbo_partitions": overfit.partitions, "pbo_note": overfit.why,
+        "rows": {"oof": len(oof.frame), "test": 0, "oof_timestamps": int(net.shape[0])},
+        "candidates": [{"name": c.name, "kind": c.kind, "run_dir": str(c.run_dir), "score": float(scores[i]),
+                        "test_log_loss": None, "sharpe": float(deflated.sharpe[i]), "dsr": float(deflated.dsr[i])}
+                       for i, c in enumerate(candidates)],
+    }  # fmt: skip
+    missing = [c.run_dir / TEST for c in candidates if not (c.run_dir / TEST).is_file()]
+    if missing:  # e.g. walk-forwards over span all, or without final models: no untouched test to judge on
+        record["test_note"] = f"{missing[0]} is missing: no test comparison"
+        record["guesses"] = _guesses(candidates, oof, None)
+        return record
     test = align_files(candidates, TEST)
     test_loss = row_log_loss(test)
     members = [i for i, c in enumerate(candidates) if c.kind == "member"]
     oracle = min(members or range(len(candidates)), key=lambda i: test_loss[i].mean())  # hindsight, test
     interval = block_bootstrap_difference(test_loss[best], test_loss[oracle], utc_ns(test.frame["datetime"]),
                                           horizon=horizon, level=LEVEL, seed=seed)  # fmt: skip
-    trading = candidates_trading(candidates)
-    _, net = net_returns(oof, horizon, trading)
-    n = n_trials or len(candidates)
-    deflated = deflated_sharpe(net, horizon, max(n, 1))
-    overfit = overfitting_probability(net, horizon, partitions)
-    champ, orc = candidates[best], candidates[oracle]
-    return {
-        "horizon": horizon, "metric": metric,
-        "champion": {"name": champ.name, "kind": champ.kind, "run_dir": str(champ.run_dir)},
+    orc = candidates[oracle]
+    record.update({
         "oracle": {"name": orc.name, "run_dir": str(orc.run_dir), "test_log_loss": float(test_loss[oracle].mean())},
         "champion_test_log_loss": float(test_loss[best].mean()), "difference": interval.difference,
         "interval": [interval.low, interval.high], "level": interval.level, "block": interval.block,
-        "n_trials": n, "sharpe_variance": deflated.variance, "pbo": overfit.pbo,
-        "pbo_partitions": overfit.partitions, "pbo_note": overfit.why,
-        "rows": {"oof": len(oof.frame), "test": len(test.frame), "oof_timestamps": int(net.shape[0])},
-        "candidates": [{"name": c.name, "kind": c.kind, "run_dir": str(c.run_dir), "score": float(scores[i]),
-                        "test_log_loss": float(test_loss[i].mean()), "sharpe": float(deflated.sharpe[i]),
-                        "dsr": float(deflated.dsr[i])} for i, c in enumerate(candidates)],
-        "guesses": _guesses(candidates, oof, test),
-    }  # fmt: skip
+        "guesses": _guesses(candidates, oof, test)})  # fmt: skip
+    record["rows"]["test"] = len(test.frame)
+    for i, c in enumerate(record["candidates"]):
+        c["test_log_loss"] = float(test_loss[i].mean())
+    return record
 
 
-def _guesses(candidates: list[Candidate], oof: Aligned, test: Aligned) -> dict:
-    """Baselines on the shared rows: {name: {"oof": {...}, "test": {...}}}, or {"error": why} when the train
-    prior cannot be read (a candidate config without its data)."""
+def _guesses(candidates: list[Candidate], oof: Aligned, test: Aligned | None) -> dict:
+    """Baselines on the shared rows: {name: {"oof": {...}, "test": {...}}} (no "test" without ``test``), or
+    {"error": why} when the train prior cannot be read (no member, or its config without its data)."""
+    members = [c.run_dir for c in candidates if c.kind == "member"]
+    if not members:
+        return {"error": "no member candidate: no train split to take the class prior from"}
     try:
-        prior = train_class_prior(next(c.run_dir for c in candidates if c.kind == "member"))
-    except (EnsembleError, StopIteration) as err:
-        return {"error": str(err) or "no member candidate"}
+        prior = train_class_prior(members[0], candidate_config(members[0]))
+    except EnsembleError as err:
+        return {"error": str(err)}
     parts = {}
     for split, aligned in (("oof", oof), ("test", test)):
-        parts[split] = guesses(np.bincount(aligned.labels, minlength=3) / len(aligned.labels), prior)
+        if aligned is not None:
+            parts[split] = guesses(np.bincount(aligned.labels, minlength=3) / len(aligned.labels), prior)
     return {name: {split: parts[split][name] for split in parts} for name in BASELINES}
 
 
 def _summary(record: dict) -> str:
     """Two lines: the champion and its test comparison; the selection-bias statistics."""
-    lo, hi = record["interval"]
     champ, orc = record["champion"], record["oracle"]
     score = next(c["score"] for c in record["candidates"] if c["run_dir"] == champ["run_dir"])
     pbo = (f"PBO {record['pbo']:.2f} ({record['pbo_partitions']} partitions)" if record["pbo_partitions"]
            else f"PBO - ({record['pbo_note']})")  # fmt: skip
+    if orc is None:
+        judged = record["test_note"]
+    else:
+        lo, hi = record["interval"]
+        judged = (f"test log loss {record['champion_test_log_loss']:.4f} vs oracle {orc['name']} "
+                  f"{orc['test_log_loss']:.4f} (best member on test, chosen with hindsight): champion - oracle "
+                  f"{record['difference']:+.4f}, {record['level']:.0%} block-bootstrap interval [{lo:+.4f}, "
+                  f"{hi:+.4f}] (blocks of {record['block']} timestamps)")  # fmt: skip
     return (f"h{record['horizon']} champion: {champ['name']} ({champ['kind']}), {record['metric']} {score:.4f} on "
-            f"{record['rows']['oof']} shared out-of-fold rows; test log loss {record['champion_test_log_loss']:.4f}"
-            f" vs oracle {orc['name']} {orc['test_log_loss']:.4f} (best member on test, chosen with hindsight): "
-            f"champion - oracle {record['difference']:+.4f}, {record['level']:.0%} block-bootstrap interval "
-            f"[{lo:+.4f}, {hi:+.4f}] (blocks of {record['block']} timestamps)\n"
-            f"h{record['horizon']} selection bias: {len(record['candidates'])} candidates, {record['n_trials']} "
+            f"{record['rows']['oof']} shared out-of-fold rows; {judged}\n"
+            f"h{record['horizon']} selection bias: {len(record['candidates'])} candidate(s), {record['n_trials']} "
             f"trials counted; champion DSR "
             f"{next(c['dsr'] for c in record['candidates'] if c['run_dir'] == champ['run_dir']):.3f}; {pbo}")
 
@@ -173,9 +194,9 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
             r.update(n_trials=record["n_trials"], pbo=record["pbo"], pbo_partitions=record["pbo_partitions"])
             if (c := by_dir.get(str(r["run_dir"]))) is not None:
                 recorded = metrics_of(Candidate(c["name"], c["kind"], Path(c["run_dir"])))
+                oracle = (record["oracle"] or {}).get("run_dir")
                 r.update({column: c["score"], "test_log_loss_shared": c["test_log_loss"], "dsr": c["dsr"],
-                          "champion": c["run_dir"] == record["champion"]["run_dir"],
-                          "oracle": c["run_dir"] == record["oracle"]["run_dir"]})  # fmt: skip
+                          "champion": c["run_dir"] == record["champion"]["run_dir"], "oracle": c["run_dir"] == oracle})
                 if r.get("test_f1_macro") is None:
                     r["test_f1_macro"] = recorded.get("test/f1_macro")
         extra += _baseline_rows(record, horizon, column, rows[0].keys())
@@ -195,8 +216,9 @@ def _baseline_rows(record: dict, horizon: int, column: str, keys) -> list[dict]:
             values.update(status="failed", error=guessed["error"])
         else:
             g = guessed[name]
+            test = g.get("test", {})
             values.update(status="done", error="", oof_f1_macro=g["oof"]["f1_macro"],
-                          test_f1_macro=g["test"]["f1_macro"], test_log_loss_shared=g["test"]["log_loss"])
+                          test_f1_macro=test.get("f1_macro"), test_log_loss_shared=test.get("log_loss", math.nan))
             values[column] = g["oof"]["log_loss"] if column == "oof_log_loss_shared" else math.nan
             values["oof_log_loss"] = g["oof"]["log_loss"]
         out.append(values)
