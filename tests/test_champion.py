@@ -18,7 +18,7 @@ from panels import write_splits
 from ensemble.ensembling.blend import split_metrics
 from ensemble.errors import ConfigError
 from ensemble.experiments.baselines import guesses, random_in_proportion
-from ensemble.experiments.candidates import align_files, candidates_of, net_returns
+from ensemble.experiments.candidates import CandidateError, align_files, candidates_of, net_returns
 from ensemble.experiments.champion import choose_champions
 from ensemble.experiments.leaderboard import write_walkforward_leaderboard
 from ensemble.experiments.selection_bias import (
@@ -158,10 +158,18 @@ def test_the_dsr_with_one_trial_is_the_books_psr(experiment):
 
 def test_a_champion_metric_higher_is_better_and_bad_options_fail_in_one_line(experiment):
     out, rows, _, _ = experiment
+    blend = Path(rows[2]["run_dir"]) / "config.yaml"
+    blend.write_text(yaml.safe_dump({"data": {"horizon": H}}))  # no trading section: booked as the members
+    steady = Path(rows[1]["run_dir"]) / "config.yaml"
     choose_champions(rows, out, metric="oof/f1_macro", partitions=4)
     record = json.loads((out / f"champion_h{H}.json").read_text())
     best = max(record["candidates"], key=lambda c: c["score"])
     assert record["champion"]["name"] == best["name"] and record["pbo_partitions"] == 4
+    before = steady.read_text()
+    steady.write_text(yaml.safe_dump({"data": {"horizon": H}, "trading": {**TRADING, "cost_bps": 1.0}}))
+    with pytest.raises(CandidateError, match=r"trading\.cost_bps is 1\.0, but .*early has 5\.0; candidates must"):
+        choose_champions(rows, out)
+    steady.write_text(before)
     with pytest.raises(ConfigError, match="pbo_partitions must be an even"):
         choose_champions(rows, out, partitions=5)
     with pytest.raises(ConfigError, match="not an out-of-fold metric; known"):

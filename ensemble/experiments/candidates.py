@@ -107,20 +107,25 @@ def candidates_trading(candidates: list[Candidate]) -> TradingConfig:
 
     Raises:
         CandidateError: a missing config.yaml, a bad section, or two candidates booked differently (naming
-            the key); ``bars_per_year`` may differ (the DSR and PBO are per period, never annualised).
+            the key); ``bars_per_year`` may differ (the DSR and PBO are per period, never annualised). A blend
+            whose config has no ``trading:`` section is booked as the members are.
     """
-    sections = []
+    sections, booked = [], []
     for c in candidates:
+        config = candidate_config(c.run_dir)
+        if "trading" not in config and c.kind == "blend":
+            continue  # a blend without its own section is booked as its members are
         try:
-            sections.append(trading_section(candidate_config(c.run_dir)).as_dict() | {"bars_per_year": None})
+            sections.append(trading_section(config).as_dict() | {"bars_per_year": None})
         except ConfigError as err:
             raise CandidateError(f"{c.run_dir}: {err}") from err
-    for c, section in zip(candidates[1:], sections[1:], strict=True):
+        booked.append(c)
+    for c, section in zip(booked[1:], sections[1:], strict=True):
         for key, value in section.items():
             if value != sections[0][key]:
-                raise CandidateError(f"{c.run_dir}: trading.{key} is {value}, but {candidates[0].run_dir} has "
+                raise CandidateError(f"{c.run_dir}: trading.{key} is {value}, but {booked[0].run_dir} has "
                                      f"{sections[0][key]}; candidates must be booked alike")  # fmt: skip
-    return TradingConfig.from_mapping(sections[0])
+    return TradingConfig.from_mapping(sections[0] if sections else None)
 
 
 def net_returns(aligned: Aligned, horizon: int, trading: TradingConfig) -> tuple[np.ndarray, np.ndarray]:
