@@ -231,3 +231,14 @@ def test_baselines_in_closed_form_against_hand_worked_numbers():
     assert g["class_prior"]["log_loss"] == pytest.approx(1.039721, abs=1e-6)
     assert g["uniform"] == pytest.approx({"f1_macro": 2 * 0.2 / 1.2 / 3, "log_loss": math.log(3)})  # always short
     assert g["random_prior"] == pytest.approx({"f1_macro": 0.331650, "log_loss": 1.039721}, abs=1e-6)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("champion_metric", "val/log_loss", "champion_metric: an out-of-fold metric"),
+    ("pbo_partitions", 3, "pbo_partitions must be an even integer >= 2, got 3"),
+])  # fmt: skip
+def test_an_experiment_refuses_bad_champion_options_before_any_cell(field, value, message):
+    from ensemble.experiments.runner import Experiment
+
+    with pytest.raises(ConfigError, match=message):
+        Experiment(**{field: value})
