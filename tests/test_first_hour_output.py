@@ -176,7 +176,7 @@ def test_experiment_ends_with_its_leaderboard_and_keeps_each_cells_log(tmp_path,
     assert out.err == ""
     lines = out.out.strip().splitlines()
     assert lines[0].startswith("leaderboard: ") and lines[1].split()[:4] == ["model", "horizon", "kind", "status"]
-    assert sorted(ln.split()[0] for ln in lines[2:]) == ["class_prior", "lightgbm", "uniform"]
+    assert sorted(ln.split()[0] for ln in lines[2:]) == ["class_prior", "lightgbm", "random_prior", "uniform"]
     log = (tmp_path / "exp" / "runs" / "lightgbm_h5" / "cell.log").read_text()
     assert "lightgbm epoch 0" in log and "n_trades" in log  # the cell's own progress and table, in its folder
 
@@ -377,8 +377,12 @@ def test_baselines_are_scored_on_the_same_rows_and_never_chosen(tmp_path):
         # -(ln 1/4 + ln 1/2 + ln 1/4 + ln 1/4 + ln 1/2 + ln 1/4) / 6 = (4 ln 4 + 2 ln 2) / 6
         hand = (4 * math.log(4) + 2 * math.log(2)) / 6
         assert board.at["class_prior", f"{split}_log_loss"] == pytest.approx(hand, abs=1e-6)
-    # val log loss: good 0.511 < mean 0.693 < uniform 1.0986 < class_prior 1.155 < the worse run 1.204
-    assert list(board.index) == ["good", "ensemble_mean", "uniform", "class_prior", "worse_than_a_guess"]
+    # val log loss: good 0.511 < mean 0.693 < uniform 1.0986 < class_prior 1.155 = random_prior (the prior's log
+    # loss) < the worse run 1.204
+    assert list(board.index[:3]) == ["good", "ensemble_mean", "uniform"] and board.index[5] == "worse_than_a_guess"
+    assert set(board.index[3:5]) == {"class_prior", "random_prior"}
+    # random in proportion: f = (1/6, 2/6, 3/6), q = (1/4, 1/2, 1/4): F1_c = 2 f q / (f + q) = 0.2, 0.4, 1/3
+    assert board.at["random_prior", "val_f1_macro"] == pytest.approx((0.2 + 0.4 + 1 / 3) / 3)
     assert (board.loc[["uniform", "class_prior"], "kind"] == "baseline").all()
     assert board.at["ensemble_mean", "best_member"] == "good"  # chosen among the blend's members only
     assert not board.loc[["uniform", "class_prior"], "beats_best_member"].any()

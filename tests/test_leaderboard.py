@@ -101,13 +101,19 @@ def test_leaderboard_ranks_on_val_marks_in_sample_and_survives_a_failed_member(m
     blend = _run(root, "blend", {"val": _flat(0.7), "test": _flat(0.55)}, members=[lgb, lstm])
     board = _board(tmp_path, lgb, lstm, blend, failed=True)
     # val on shared rows: blend 0.357 < lightgbm 0.693 < lstm 0.916 < uniform ln 3 < class_prior ln 4 (every
-    # label is long, the train share of long is 1/4); the failed run last
-    assert list(board.index) == ["ensemble_weighted", "lightgbm", "lstm", "uniform", "class_prior", "catboost"]
-    assert board.val_in_sample.tolist() == [True, False, False, False, False, False]
+    # label is long, the train share of long is 1/4) = random_prior (the prior's log loss); the failed run last
+    assert list(board.index[:4]) == ["ensemble_weighted", "lightgbm", "lstm", "uniform"]
+    assert set(board.index[4:6]) == {"class_prior", "random_prior"} and board.index[6] == "catboost"
+    assert board.val_in_sample.tolist() == [True] + [False] * 6
     assert board.at["ensemble_weighted", "best_member"] == "lightgbm"
+    # random in proportion q = (1/4, 1/2, 1/4) on all-long rows f = (0, 0, 1): F1_long = 2 q / (1 + q) = 0.4, the
+    # others 0, macro 0.4 / 3; the class prior always says flat: macro-F1 0
+    assert board.at["random_prior", "val_f1_macro"] == pytest.approx(0.4 / 3)
+    assert board.at["random_prior", "val_log_loss"] == pytest.approx(math.log(4))
+    assert board.at["class_prior", "val_f1_macro"] == pytest.approx(0.0)
     on_disk = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
-    assert on_disk.beats_best_member.tolist() == [True, False, False, False, False, False]
-    assert on_disk.at[5, "status"] == "failed" and pd.isna(on_disk.at[5, "val_log_loss_shared"])
+    assert on_disk.beats_best_member.tolist() == [True] + [False] * 6
+    assert on_disk.at[6, "status"] == "failed" and pd.isna(on_disk.at[6, "val_log_loss_shared"])
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert NOTE in md and "in-sample" in md
     assert (tmp_path / "out" / "leaderboard.png").is_file()

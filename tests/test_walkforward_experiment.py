@@ -27,13 +27,22 @@ def _experiment(tmp_path: Path, splits: Path, walkforward: dict) -> list[str]:
 def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys):
     assert main(_experiment(tmp_path, splits, {"folds": 3, "val_bars": 3})) == 0
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
-    assert board[["model", "horizon", "kind", "status", "folds"]].values.tolist() == [
+    assert board[board.kind != "baseline"][["model", "horizon", "kind", "status", "folds"]].values.tolist() == [
         ["lightgbm", 5, "walkforward", "done", 3]]
+    # one candidate: it is the champion; no test predictions (span trainval) and no PBO, each said so
+    champion = json.loads((tmp_path / "exp" / "champion_h5.json").read_text())
+    assert champion["champion"]["name"] == "lightgbm" and champion["n_trials"] == 1
+    assert "no test comparison" in champion["test_note"] and "1 candidate" in champion["pbo_note"]
+    assert sorted(board[board.kind == "baseline"].model) == ["class_prior", "random_prior", "uniform"]
+    assert (tmp_path / "exp" / "leaderboard.png").is_file()
+    assert board[board.model == "lightgbm"].champion.tolist() == [True]
     assert {"oof_log_loss", "log_loss_fold_std", "oof_f1_macro", "f1_macro_fold_std"} <= set(board.columns)
-    folder = Path(board.run_dir[0])
+    cell = board[board.model == "lightgbm"].iloc[0]  # baselines may rank above a cell of tiny, noisy data
+    folder = Path(cell.run_dir)
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert board.oof_log_loss[0] == pytest.approx(metrics["oof/log_loss"], rel=1e-12)
-    assert board.log_loss_fold_std[0] == pytest.approx(metrics["folds/log_loss/std"], rel=1e-12)
+    assert cell.oof_log_loss == pytest.approx(metrics["oof/log_loss"], rel=1e-12)
+    assert cell.oof_log_loss_shared == pytest.approx(metrics["oof/log_loss"], rel=1e-6)  # one candidate: its rows
+    assert cell.log_loss_fold_std == pytest.approx(metrics["folds/log_loss/std"], rel=1e-12)
     assert len(pd.read_csv(folder / "folds.csv")) == 3 and (folder / "oof.parquet").is_file()
     assert "oof_log_loss" in (tmp_path / "exp" / "leaderboard.md").read_text()
     capsys.readouterr()
@@ -59,7 +68,8 @@ def test_walkforward_cells_go_through_the_launcher(tmp_path, splits):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
     assert main(args) == 0
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
-    assert sorted(board.model) == ["lightgbm", "xgboost"] and set(board.status) == {"done"}
+    cells = board[board.kind != "baseline"]
+    assert sorted(cells.model) == ["lightgbm", "xgboost"] and set(board.status) == {"done"}
     for cell in ("lightgbm_h5", "xgboost_h5"):
         log = (tmp_path / "exp" / "runs" / cell / "cell.log").read_text()
         assert "threads 1 (torch 1" in log  # 2 cores / 2 workers

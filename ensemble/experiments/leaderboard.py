@@ -43,9 +43,10 @@ NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished 
         "A blend's val log loss is in-sample (its weights were fitted on val). best_member: the blend's member "
         "with the lowest val_log_loss_shared; beats_best_member: the blend's test_log_loss_shared is strictly "
         "below that member's. Test is reported, never used to choose. Baselines (kind baseline, never chosen): "
-        "uniform (p = 1/3 each, log loss ln 3 = 1.0986) and class_prior (the train split's class shares), scored "
-        "on the same rows; a run ranked below them does worse than a guess. val_partial: val metrics of part of "
-        "the split (trainer.limit_val_batches < 1).")
+        "uniform (p = 1/3 each, log loss ln 3 = 1.0986), class_prior (always the train split's class shares; its "
+        "F1 from their arg-max) and random_prior (labels drawn at random in those shares: expected F1 in closed "
+        "form, the prior's log loss), scored on the same rows; a run ranked below them does worse than a guess. "
+        "val_partial: val metrics of part of the split (trainer.limit_val_batches < 1).")
 # the columns the terminal shows, in this order
 TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared", "val_f1_macro",
             "test_f1_macro", "test_sharpe", "best_member", "beats_best_member"]  # fmt: skip
@@ -175,15 +176,22 @@ def _bars(ax, part: pd.DataFrame, columns: tuple[str, str], chance: float, chanc
     ax.set_xlabel("run (member, blend or baseline)")
 
 
-def _legend(ax, chance_label: str) -> None:
+def _legend(ax, chance_label: str, first: str = "val", headroom: bool = False) -> None:
+    """The chart's legend; ``headroom``: raise the top of the value axis and lay the legend in two columns
+    there, above the bars."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor="C0", edgecolor="black", label="val"),
+    handles = [Patch(facecolor="C0", edgecolor="black", label=first),
                Patch(facecolor="C1", edgecolor="black", label="test"),
                Patch(facecolor="white", edgecolor="black", hatch=_HATCH["blend"], label="blend"),
                Patch(facecolor="0.75", edgecolor="black", hatch=_HATCH[BASELINE], label="baseline (a guess)"),
                Line2D([], [], color="black", linestyle="--", label=chance_label)]  # fmt: skip
+    if headroom:
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi + 0.5 * (hi - lo))
+        ax.legend(handles=handles, fontsize=7, loc="upper right", ncol=2)
+        return
     ax.legend(handles=handles, fontsize=7, loc="best")
 
 
@@ -241,17 +249,84 @@ def write_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
     return df
 
 
-WALKFORWARD_NOTE = ("Walk-forward cells: sorted by oof_log_loss, the log loss of the stitched out-of-fold predictions "
-                    "(every eligible row of the test blocks once; each fold trained only on its past, purged). "
-                    "*_fold_std: the sample std of the metric over the folds' test blocks. The test split is not "
-                    "used unless wf span is all.")  # fmt: skip
+WALKFORWARD_NOTE = ("Walk-forward cells and out-of-fold blends: sorted by oof_log_loss_shared, the log loss of the "
+                    "stitched out-of-fold predictions on the rows every candidate of the horizon has (a blend's start "
+                    "at fold 2); oof_log_loss: on the cell's own rows. champion: the candidate chosen by the "
+                    "experiment's champion_metric on those shared rows; oracle: the member best on test, a choice "
+                    "made with hindsight (champion_h<H>.json holds champion - oracle with its 90% block-bootstrap "
+                    "interval). dsr: deflated Sharpe ratio of the candidate's net out-of-fold book against n_trials "
+                    "(grid cells, blends and tuned configs' Optuna trials); pbo: probability of backtest overfitting "
+                    "of the horizon's choice, CSCV over pbo_partitions blocks (empty: too few candidates or "
+                    "timestamps). *_fold_std: the sample std of the metric over the folds' test blocks. Baselines "
+                    "(kind baseline, never chosen): uniform, class_prior (the train class shares) and random_prior "
+                    "(labels drawn in those shares: expected F1 in closed form, the prior's log loss).")  # fmt: skip
 
 
 def write_walkforward_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
-    """leaderboard.{csv,md} of walk-forward cells: by horizon, then out-of-fold log loss (lower first)."""
-    df = pd.DataFrame(rows).sort_values(["horizon", "oof_log_loss"], na_position="last", kind="stable")
-    df = df.reset_index(drop=True)
+    """leaderboard.{csv,md,png} of walk-forward cells (and blends, baselines): by horizon, then out-of-fold log
+    loss on the candidates' shared rows when the champion columns are there (else on each cell's own rows)."""
+    df = pd.DataFrame(rows)
+    key = "oof_log_loss_shared" if "oof_log_loss_shared" in df.columns else "oof_log_loss"
+    df = df.sort_values(["horizon", key], na_position="last", kind="stable").reset_index(drop=True)
     atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))
     text = markdown(df.drop(columns=["run_dir"]), WALKFORWARD_NOTE)
     atomic_write(out / "leaderboard.md", lambda p: p.write_text(text))
+    if key == "oof_log_loss_shared" and (df.status == "done").any():
+        import matplotlib.pyplot as plt
+
+        fig = walkforward_chart(df)
+        write_figure(out / "leaderboard.png", fig)
+        plt.close(fig)
     return df
+
+
+DSR_LINE = 0.95  # a DSR above it: the Sharpe beats the luck of n_trials tries at the 95% level
+
+
+def walkforward_chart(df: pd.DataFrame):
+    """One row of panels per horizon: log loss (out-of-fold and test, shared rows), macro-F1 (out-of-fold and
+    test) and the DSR of every finished candidate, the champion starred and the oracle named in the tick
+    labels, the horizon's PBO and trial count in the DSR panel's title. Returns the matplotlib Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    horizons = sorted(df["horizon"].unique())
+    fig, axes = plt.subplots(len(horizons), 3, figsize=(18, 5 * len(horizons)), squeeze=False)
+    for (loss_ax, f1_ax, dsr_ax), h in zip(axes, horizons, strict=True):
+        part = df[(df.horizon == h) & (df.status == "done")].copy()
+        label = part["model"].astype(str)
+        label = label.where(~part["champion"].fillna(False).astype(bool), "\u2605 " + label + " (champion)")
+        part["model"] = label.where(~part["oracle"].fillna(False).astype(bool), label + " (oracle)")
+        uniform = f"uniform guess: ln 3 = {UNIFORM_LOG_LOSS:.4f}"
+        _bars(loss_ax, part, ("oof_log_loss_shared", "test_log_loss_shared"), UNIFORM_LOG_LOSS, uniform)
+        loss_ax.set_title(f"h={h}: log loss on the candidates' shared rows (lower is better)\n"
+                          "\u2605 champion: chosen out-of-fold; oracle: best member on test, with hindsight",
+                          fontsize=9)  # fmt: skip
+        loss_ax.set_ylabel("log loss (nats per row)")
+        _legend(loss_ax, uniform, "out-of-fold", headroom=True)
+        chance = f"chance: a guess at the class shares (macro-F1 {CHANCE_F1:.3f})"
+        _bars(f1_ax, part, ("oof_f1_macro", "test_f1_macro"), CHANCE_F1, chance)
+        f1_ax.set_title(f"h={h}: macro-F1, out-of-fold and test (higher is better)", fontsize=9)
+        f1_ax.set_ylabel("macro-F1 (0 to 1)")
+        _legend(f1_ax, chance, "out-of-fold", headroom=True)
+        ranked = part[part.kind != BASELINE]
+        x = np.arange(len(ranked))
+        dsr_ax.bar(x, ranked["dsr"].astype(float).fillna(0.0), color="C2", edgecolor="black", linewidth=0.5,
+                   hatch=None)  # fmt: skip
+        dsr_ax.axhline(DSR_LINE, color="black", linestyle="--", linewidth=1, label=f"DSR {DSR_LINE}")
+        dsr_ax.set_ylim(0, 1.25)  # room for the legend above the bars
+        dsr_ax.set_xticks(x, ranked["model"], rotation=30, ha="right")
+        dsr_ax.set_xlabel("candidate (member or blend)")
+        dsr_ax.set_ylabel("DSR (probability, 0 to 1)")
+        first = ranked.iloc[0] if len(ranked) else None
+        pbo = first["pbo"] if first is not None else np.nan
+        where = (f"PBO {pbo:.2f} over {int(first['pbo_partitions'])} CSCV blocks" if first is not None
+                 and np.isfinite(pbo) else "PBO: not computed")  # fmt: skip
+        trials = int(first["n_trials"]) if first is not None and pd.notna(first["n_trials"]) else 0
+        dsr_ax.set_title(f"h={h}: deflated Sharpe ratio of the net out-of-fold book (higher is better)\n"
+                         f"{trials} trials counted; {where}", fontsize=9)  # fmt: skip
+        dsr_ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig

@@ -21,7 +21,9 @@ from ensemble.experiments.cells import (
     run_cell_spec,
     stop_running_cells,
 )
+from ensemble.experiments.champion import check_champion_metric, check_partitions, choose_champions
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
+from ensemble.experiments.selection_bias import config_files, trials_tried
 from ensemble.experiments.walkforward_cells import run_walkforward_cells
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
 from ensemble.models.registry import get_model, list_models
@@ -60,6 +62,11 @@ class Experiment:
             process may use, divided among the workers).
         walkforward: ``ensemble walkforward``'s ``wf`` settings (``{folds: 6, embargo: 5, ...}``); each cell is
             then a walk-forward and the leaderboard ranks on out-of-fold metrics, with per-fold std beside them.
+        champion_metric: walk-forward experiments: the out-of-fold metric that chooses each horizon's champion
+            among members and blends, on the rows all of them share (``oof/log_loss``, lower is better; any
+            ``oof/<metric>`` of the suite, its direction known).
+        pbo_partitions: walk-forward experiments: S, the blocks of the CSCV behind the ``pbo`` column (even;
+            fewer when the shared series are too short for blocks of h timestamps, as the board says).
     """
 
     name: str = "baseline"
@@ -79,8 +86,12 @@ class Experiment:
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     threads: int | None = None
     walkforward: dict[str, Any] | None = None
+    champion_metric: str = "oof/log_loss"
+    pbo_partitions: int = 16
 
     def __post_init__(self) -> None:
+        check_champion_metric(self.champion_metric)  # before any cell runs
+        check_partitions(self.pbo_partitions)
         if isinstance(self.launcher, dict):  # as parsed from flags or YAML
             self.launcher = LauncherSettings(**self.launcher)
 
@@ -138,6 +149,10 @@ def run_experiment(exp: Experiment) -> list[dict]:
         if exp.blends:  # blends of out-of-fold predictions belong to the ensembles work, not here
             print(f"blends {exp.blends}: not fitted on walk-forward cells; the leaderboard ranks the cells only")
         rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change, launcher)
+        # the champion, DSR, PBO and baselines of each horizon (docs/statistics.md), before the board is written
+        files = {m: config_files(Path(exp.configs_dir) / Path(get_model(m).config).name,
+                                 [*exp.fit_args, *exp.model_args.get(m, [])]) for m in models}  # fmt: skip
+        rows = choose_champions(rows, out, exp.champion_metric, exp.pbo_partitions, trials_tried(rows, files))
         board = write_walkforward_leaderboard(rows, out)
         if parent:
             finish_run(tracking, parent)

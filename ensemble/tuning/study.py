@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from ensemble.training.config import model_short_name, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.tuning.definition import check_definition, study_definition
 from ensemble.tuning.objective import check_keys, run_trial, trial_config, trial_only
+from ensemble.tuning.record import tune_record_line
 from ensemble.tuning.report import study_subject, write_report
 from ensemble.tuning.space import SearchSpace
 
@@ -198,4 +200,8 @@ def write_best_config(study: optuna.Study, path: Path, base: dict[str, Any] | No
     cfg.setdefault("tracking", {})["name"] = f"{study.study_name}/best"
     cfg.pop("ckpt_path", None)
     header = f"# best of study '{study.study_name}': trial {best.number}, value {best.value}\n"
+    count = collections.Counter(t.state for t in study.trials)
+    states = optuna.trial.TrialState
+    header += tune_record_line(study.study_name, count[states.COMPLETE], count[states.PRUNED], count[states.FAIL],
+                               best.number)  # what an experiment running this config counts as tried
     return atomic_write(path, lambda p: p.write_text(header + yaml.safe_dump(cfg, sort_keys=False)))

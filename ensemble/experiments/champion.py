@@ -1,0 +1,225 @@
+"""The champion of each horizon: among every candidate with out-of-fold predictions (walk-forward members and
+out-of-fold blends), the best by an out-of-fold metric on the rows all of them share; judged once on test
+against the oracle (the member best on test, a choice made with hindsight), with a block-bootstrap interval.
+
+Writes ``<out>/champion_h<H>.json`` (the format ``ensemble register`` reads) and adds to the leaderboard rows:
+``champion`` / ``oracle`` markers, the metric on the shared out-of-fold rows, the test log loss on the shared
+test rows, ``dsr``, ``n_trials``, and the horizon's ``pbo``; baseline rows scored on the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.ensembling.blend import Aligned, split_metrics
+from ensemble.errors import ConfigError, EnsembleError
+from ensemble.experiments.baselines import BASELINES, guesses, train_class_prior
+from ensemble.experiments.candidates import (
+    OOF,
+    TEST,
+    Candidate,
+    align_files,
+    candidate_config,
+    candidates_of,
+    candidates_trading,
+    metrics_of,
+    net_returns,
+    row_log_loss,
+)
+from ensemble.experiments.selection_bias import deflated_sharpe, overfitting_probability
+from ensemble.io import write_json
+from ensemble.metrics.bootstrap import block_bootstrap_difference
+from ensemble.training.artifacts import utc_ns
+
+# out-of-fold metrics where lower is better; every other metric of the suite is higher-is-better
+LOWER_IS_BETTER = ("log_loss", "brier", "ece", "max_drawdown", "turnover", "cost_drag")
+LEVEL = 0.9
+
+
+def check_champion_metric(metric: str) -> None:
+    """Raises ConfigError unless ``metric`` is an ``oof/<name>`` key of the metric suite."""
+    if not metric.startswith("oof/") or len(metric) <= 4:
+        raise ConfigError(f"champion_metric: an out-of-fold metric such as oof/log_loss, got '{metric}'")
+
+
+def check_partitions(partitions: int) -> None:
+    """Raises ConfigError unless ``partitions`` is even and >= 2 (CSCV halves the blocks)."""
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 2 or partitions % 2:
+        raise ConfigError(f"pbo_partitions must be an even integer >= 2, got {partitions}")
+
+
+def _scores(candidates: list[Candidate], oof: Aligned, metric: str, horizon: int) -> np.ndarray:
+    """(M,) ``metric`` of every candidate on the shared out-of-fold rows."""
+    if metric == "oof/log_loss":
+        return row_log_loss(oof).mean(axis=1)
+    trading = candidates_trading(candidates)
+    values = []
+    for probs in oof.probs:
+        scored = split_metrics("oof", oof.frame, probs, horizon, trading)
+        if metric not in scored:
+            raise ConfigError(f"champion_metric: '{metric}' is not an out-of-fold metric; known: "
+                              f"{', '.join(sorted(scored))}")  # fmt: skip
+        values.append(scored[metric])
+    return np.array(values, dtype=np.float64)
+
+
+def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oof/log_loss",
+                    partitions: int = 16, n_trials: int | None = None, seed: int = 0) -> dict:  # fmt: skip
+    """The champion of ``horizon`` among ``candidates`` and everything the leaderboard shows about them.
+
+    Returns:
+        The ``champion_h<H>.json`` record (S5_INTERFACES C) plus ``candidates``: one dict per candidate
+        (``score``, ``test_log_loss``, ``sharpe``, ``dsr``), ``pbo``, ``pbo_partitions`` (0: none, see
+        ``pbo_note``), ``n_trials``, ``rows`` and ``guesses`` (the baselines on the shared rows).
+
+    Raises:
+        ConfigError: an unknown ``metric``; CandidateError: candidates that cannot be put on common rows or
+            booked alike; BootstrapError: no shared test rows.
+    """
+    check_champion_metric(metric)
+    oof = align_files(candidates, OOF)
+    scores = _scores(candidates, oof, metric, horizon)
+    lower = metric.split("/", 1)[1].startswith(LOWER_IS_BETTER)
+    best = int(np.nanargmin(scores) if lower else np.nanargmax(scores))  # ties: the first (row order)
+    trading = candidates_trading(candidates)
+    _, net = net_returns(oof, horizon, trading)
+    n = n_trials or len(candidates)
+    deflated = deflated_sharpe(net, horizon, max(n, 1))
+    overfit = overfitting_probability(net, horizon, partitions)
+    champ = candidates[best]
+    record = {
+        "horizon": horizon, "metric": metric,
+        "champion": {"name": champ.name, "kind": champ.kind, "run_dir": str(champ.run_dir)},
+        "oracle": None, "champion_test_log_loss": None, "difference": None, "interval": None, "level": LEVEL,
+        "block": None, "test_note": "", "n_trials": n, "sharpe_variance": deflated.variance, "pbo": overfit.pbo,
+        "pbo_partitions": overfit.partitions, "pbo_note": overfit.why,
+        "rows": {"oof": len(oof.frame), "test": 0, "oof_timestamps": int(net.shape[0])},
+        "candidates": [{"name": c.name, "kind": c.kind, "run_dir": str(c.run_dir), "score": float(scores[i]),
+                        "test_log_loss": None, "sharpe": float(deflated.sharpe[i]), "dsr": float(deflated.dsr[i])}
+                       for i, c in enumerate(candidates)],
+    }  # fmt: skip
+    missing = [c.run_dir / TEST for c in candidates if not (c.run_dir / TEST).is_file()]
+    if missing:  # e.g. walk-forwards over span all, or without final models: no untouched test to judge on
+        record["test_note"] = f"{missing[0]} is missing: no test comparison"
+        record["guesses"] = _guesses(candidates, oof, None)
+        return record
+    test = align_files(candidates, TEST)
+    test_loss = row_log_loss(test)
+    members = [i for i, c in enumerate(candidates) if c.kind == "member"]
+    oracle = min(members or range(len(candidates)), key=lambda i: test_loss[i].mean())  # hindsight, test
+    interval = block_bootstrap_difference(test_loss[best], test_loss[oracle], utc_ns(test.frame["datetime"]),
+                                          horizon=horizon, level=LEVEL, seed=seed)  # fmt: skip
+    orc = candidates[oracle]
+    record.update({
+        "oracle": {"name": orc.name, "run_dir": str(orc.run_dir), "test_log_loss": float(test_loss[oracle].mean())},
+        "champion_test_log_loss": float(test_loss[best].mean()), "difference": interval.difference,
+        "interval": [interval.low, interval.high], "level": interval.level, "block": interval.block,
+        "guesses": _guesses(candidates, oof, test)})  # fmt: skip
+    record["rows"]["test"] = len(test.frame)
+    for i, c in enumerate(record["candidates"]):
+        c["test_log_loss"] = float(test_loss[i].mean())
+    return record
+
+
+def _guesses(candidates: list[Candidate], oof: Aligned, test: Aligned | None) -> dict:
+    """Baselines on the shared rows: {name: {"oof": {...}, "test": {...}}} (no "test" without ``test``), or
+    {"error": why} when the train prior cannot be read (no member, or its config without its data)."""
+    members = [c.run_dir for c in candidates if c.kind == "member"]
+    if not members:
+        return {"error": "no member candidate: no train split to take the class prior from"}
+    try:
+        prior = train_class_prior(members[0], candidate_config(members[0]))
+    except EnsembleError as err:
+        return {"error": str(err)}
+    parts = {}
+    for split, aligned in (("oof", oof), ("test", test)):
+        if aligned is not None:
+            parts[split] = guesses(np.bincount(aligned.labels, minlength=3) / len(aligned.labels), prior)
+    return {name: {split: parts[split][name] for split in parts} for name in BASELINES}
+
+
+def _summary(record: dict) -> str:
+    """Two lines: the champion and its test comparison; the selection-bias statistics."""
+    champ, orc = record["champion"], record["oracle"]
+    score = next(c["score"] for c in record["candidates"] if c["run_dir"] == champ["run_dir"])
+    pbo = (f"PBO {record['pbo']:.2f} ({record['pbo_partitions']} partitions)" if record["pbo_partitions"]
+           else f"PBO - ({record['pbo_note']})")  # fmt: skip
+    if orc is None:
+        judged = record["test_note"]
+    else:
+        lo, hi = record["interval"]
+        judged = (f"test log loss {record['champion_test_log_loss']:.4f} vs oracle {orc['name']} "
+                  f"{orc['test_log_loss']:.4f} (best member on test, chosen with hindsight): champion - oracle "
+                  f"{record['difference']:+.4f}, {record['level']:.0%} block-bootstrap interval [{lo:+.4f}, "
+                  f"{hi:+.4f}] (blocks of {record['block']} timestamps)")  # fmt: skip
+    return (f"h{record['horizon']} champion: {champ['name']} ({champ['kind']}), {record['metric']} {score:.4f} on "
+            f"{record['rows']['oof']} shared out-of-fold rows; {judged}\n"
+            f"h{record['horizon']} selection bias: {len(record['candidates'])} candidate(s), {record['n_trials']} "
+            f"trials counted; champion DSR "
+            f"{next(c['dsr'] for c in record['candidates'] if c['run_dir'] == champ['run_dir']):.3f}; {pbo}")
+
+
+def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", partitions: int = 16,
+                     trials: dict[int, int] | None = None) -> list[dict]:  # fmt: skip
+    """Choose and record the champion of every horizon of ``rows`` (leaderboard rows of an experiment's
+    walk-forward cells and out-of-fold blends), print its summary, and return the rows with the champion
+    columns added (``champion``, ``oracle``, ``<metric>_shared``, ``test_log_loss_shared``, ``test_f1_macro``,
+    ``dsr``, ``n_trials``, ``pbo``, ``pbo_partitions``) followed by the baseline rows of each horizon.
+
+    A horizon with no candidate (every cell failed) gets no champion. ``trials``: horizon -> N for the DSR
+    (``selection_bias.trials_tried``); default the candidates' count.
+
+    Raises:
+        ConfigError: a bad ``metric`` or ``partitions``; CandidateError, BootstrapError: as ``champion_record``.
+    """
+    check_champion_metric(metric)
+    check_partitions(partitions)
+    column = metric.replace("/", "_") + "_shared"
+    rows = [{**r, "champion": False, "oracle": False, column: math.nan, "test_log_loss_shared": math.nan,
+             "dsr": math.nan, "n_trials": None, "pbo": math.nan, "pbo_partitions": None} for r in rows]  # fmt: skip
+    extra = []
+    for horizon in sorted({int(r["horizon"]) for r in rows}):
+        candidates = candidates_of(rows, horizon)
+        if not candidates:
+            continue
+        record = champion_record(candidates, horizon, metric, partitions, (trials or {}).get(horizon))
+        write_json(out / f"champion_h{horizon}.json", record)
+        by_dir = {c["run_dir"]: c for c in record["candidates"]}
+        for r in rows:
+            if int(r["horizon"]) != horizon:
+                continue
+            r.update(n_trials=record["n_trials"], pbo=record["pbo"], pbo_partitions=record["pbo_partitions"])
+            if (c := by_dir.get(str(r["run_dir"]))) is not None:
+                recorded = metrics_of(Candidate(c["name"], c["kind"], Path(c["run_dir"])))
+                oracle = (record["oracle"] or {}).get("run_dir")
+                r.update({column: c["score"], "test_log_loss_shared": c["test_log_loss"], "dsr": c["dsr"],
+                          "champion": c["run_dir"] == record["champion"]["run_dir"], "oracle": c["run_dir"] == oracle})
+                if r.get("test_f1_macro") is None:
+                    r["test_f1_macro"] = recorded.get("test/f1_macro")
+        extra += _baseline_rows(record, horizon, column, rows[0].keys())
+        print(_summary(record), flush=True)
+    return rows + extra
+
+
+def _baseline_rows(record: dict, horizon: int, column: str, keys) -> list[dict]:
+    """Leaderboard rows of the horizon's baselines on the shared rows (``kind: baseline``, never chosen)."""
+    guessed = record["guesses"]
+    out = []
+    for name in BASELINES:
+        values = dict.fromkeys(keys)
+        values.update(model=name, horizon=horizon, kind="baseline", run_dir="", champion=False, oracle=False,
+                      dsr=math.nan, n_trials=None, pbo=math.nan, pbo_partitions=None)  # fmt: skip
+        if "error" in guessed:
+            values.update(status="failed", error=guessed["error"])
+        else:
+            g = guessed[name]
+            test = g.get("test", {})
+            values.update(status="done", error="", oof_f1_macro=g["oof"]["f1_macro"],
+                          test_f1_macro=test.get("f1_macro"), test_log_loss_shared=test.get("log_loss", math.nan))
+            values[column] = g["oof"]["log_loss"] if column == "oof_log_loss_shared" else math.nan
+            values["oof_log_loss"] = g["oof"]["log_loss"]
+        out.append(values)
+    return out
