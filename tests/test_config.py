@@ -40,3 +40,12 @@ def test_the_registry_names_the_family_and_short_name():
     assert (family_name(tree), model_short_name(tree)) == ("tree", "lightgbm")
     assert (family_name(net), model_short_name(net)) == ("neural", "gru")
     assert family_name({"model": {"class_path": "my.pkg.MyModule"}}) == "neural"  # any LightningModule
+
+
+def test_changed_keys_names_every_differing_dotted_key():
+    from ensemble.training.config import changed_keys
+
+    before = {"data": {"horizon": 5, "seq_len": 60}, "model": {"init_args": {"lr": 0.1}}, "gone": 1}
+    after = {"data": {"horizon": 20, "seq_len": 60}, "model": {"init_args": {"lr": 0.1, "new": None}}, "x": {"y": 1}}
+    assert changed_keys(before, after) == ["data.horizon", "gone", "model.init_args.new", "x"]
+    assert changed_keys(before, before) == []

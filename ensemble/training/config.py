@@ -81,6 +81,22 @@ def merge(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose value differs between two nested configs (added or removed keys included), sorted.
+
+    >>> changed_keys({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
+    ['a.c', 'd']
+    """
+    keys = []
+    for key in sorted(set(before) | set(after), key=str):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            keys += changed_keys(old, new, f"{prefix}{key}.")
+        elif old != new or (key in before) != (key in after):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def resolve_config(source: ConfigSource, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A deep copy of ``source`` (a YAML path or a dict) with each dotted override applied in order.
 

@@ -27,7 +27,7 @@ from ensemble.data.windows import valid_ends
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import cell_lock, fingerprint, finished_runs
 from ensemble.io import write_json
-from ensemble.training.config import get_dotted, model_short_name
+from ensemble.training.config import changed_keys, get_dotted, model_short_name
 from ensemble.training.family import build
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
@@ -93,8 +93,11 @@ def _check_record(out: Path, config: dict[str, Any], wf: WalkForward, files: dic
             raise ConfigError(f"{out}: the {changed[0]} split file changed since this walk-forward ran its folds; "
                               f"delete {out} (or give another --wf.name / --wf.out) to run it on the new data")
         if before["fingerprint"] != record["fingerprint"]:
-            raise ConfigError(f"{out}: this walk-forward was run with another config or other --wf.* settings "
-                              f"({before['wf']}); give another --wf.name, or delete {out}")  # fmt: skip
+            keys = [f"wf.{k}" for k in changed_keys(before.get("wf", {}), record["wf"])] + changed_keys(
+                before.get("config", {}), record["config"])  # fmt: skip
+            what = f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} changed" if keys else "another config"
+            raise ConfigError(f"{out}: this walk-forward ran its folds with other settings ({what}); give another "
+                              f"--wf.name, or delete {out}")  # fmt: skip
         return
     write_json(path, record)
 
