@@ -1,5 +1,6 @@
 """A walk-forward's final model (span trainval): trained as ``ensemble fit`` trains it, on the config's own splits
-(train fits, val early-stops, test is predicted once), into ``<wf out>/runs/final/version_N``. Its test
+(train fits, val early-stops, test is predicted once; labels whose window reaches the next split nulled, as
+``--data.purge_labels true`` does), into ``<wf out>/runs/final/version_N``. Its test
 predictions are the walk-forward's ``predictions/test.parquet`` and its ``test/*`` metrics sit in the
 walk-forward's metrics.json beside ``oof/*``, so a walk-forward folder is a candidate judged on the untouched
 test split (and an out-of-fold blend of such folders can be too). With span all the folds walk over test itself:
@@ -24,7 +25,9 @@ def run_final(config: dict[str, Any], out: Path, finished: Path | None) -> tuple
     what happened (a progress line's detail)."""
     if finished is not None:
         return finished, "finished earlier, skipped"
-    overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": FINAL}
+    # the span's upstream split boundaries may be unpurged (the folds purge their own): null the labels whose
+    # window reaches the next split, as fit --data.purge_labels does; a split purged upstream is left as it is
+    overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": FINAL, "data.purge_labels": True}
     with console.muted():  # one line, as a fold has
         job = build(config, overrides)
         job.fit()
