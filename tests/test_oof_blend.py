@@ -17,6 +17,7 @@ from ensemble.ensembling.blend import BlendError
 from ensemble.ensembling.forward import C_GRID, DEFAULT_C
 from ensemble.ensembling.methods import METHODS, log_loss
 from ensemble.ensembling.oof import fit_last_before_scored, fit_oof_blend, oof_blend
+from ensemble.experiments.leaderboard import row
 
 SYMBOLS = ("A", "B")
 H = 3
@@ -209,3 +210,4 @@ def test_cli_val_blend_says_fit_on_val(tmp_path, capsys):
     assert sum("fit_on: val" in line for line in text.splitlines()) == 1
     (run,) = (tmp_path / "out" / "ensemble_weighted").iterdir()
     assert _record(run)["fit_on"] == "val" and json.loads((run / "metrics.json").read_text())["fit_on"] == "val"
+    assert row("ensemble_weighted", 5, "blend", run, "done")["fit_on"] == "val"  # the leaderboard marks it
