@@ -39,5 +39,8 @@ def test_tree_and_net_walk_the_same_folds_and_blend(tmp_path, fit_args, splits, 
     assert main(["blend", "--runs", str(tree), str(lstm), "--method", "weighted", "--out", str(tmp_path / "b")]) == 0
     (run,) = (tmp_path / "b" / "ensemble_weighted").iterdir()
     blended = pd.read_parquet(run / "oof.parquet")
-    assert sorted(blended.fold.unique()) == [2, 3] and json.loads((run / "blend.json").read_text())["fit_on"] == "oof"
+    record = json.loads((run / "blend.json").read_text())
+    assert sorted(blended.fold.unique()) == [2, 3] and record["fit_on"] == "oof"
+    assert record["member_final_runs"] == [str(tree / "runs" / "final" / "version_0"),
+                                           str(lstm / "runs" / "final" / "version_0")]  # fmt: skip
     assert "test/log_loss" in json.loads((run / "metrics.json").read_text())

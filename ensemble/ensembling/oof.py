@@ -48,6 +48,13 @@ def walkforward_config(run: Path) -> dict[str, Any]:
     return json.loads((run / RECORD).read_text())["config"]
 
 
+def final_run(run: Path) -> str | None:
+    """The walk-forward's final model run (``runs/final/version_N``, the latest), which predicted its
+    ``predictions/test.parquet``: what an export of a blend of walk-forwards runs for each member; None without."""
+    versions = sorted((run / "runs" / "final").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return str(versions[-1]) if versions else None
+
+
 def check_same_folds(run_dirs: list[Path], configs: list[dict]) -> tuple[int, int]:
     """The members' common horizon h and purge gap (h plus the largest embargo, in bars).
 
@@ -130,6 +137,7 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
     if test_first is not None:
         record["provenance"]["test"] = provenance(time, clock, fit, test_first)
     record["weights"] = getattr(final, "weights_", np.array([])).tolist()
+    record["member_final_runs"] = [final_run(r) for r in run_dirs]  # the models behind the test predictions
     if hasattr(final, "state"):  # the fitted blend as JSON (REGISTER's methods.state), for predict --from
         record["state"] = final.state()
     scored = Aligned(oof.frame[forward.scored].reset_index(drop=True), oof.probs[:, forward.scored])
