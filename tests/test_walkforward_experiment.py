@@ -74,3 +74,34 @@ def test_walkforward_cells_go_through_the_launcher(tmp_path, splits):
         log = (tmp_path / "exp" / "runs" / cell / "cell.log").read_text()
         assert "threads 1 (torch 1" in log  # 2 cores / 2 workers
         assert (tmp_path / "exp" / "walkforward" / cell).is_dir()
+
+
+def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
+    """Two walk-forward cells, then each configured blend fitted on their out-of-fold rows: a leaderboard row each
+    (kind blend, fit_on oof), every fit earlier than what it scores; ``ensemble blend --runs`` on the same folders
+    gives the same blend."""
+    from ensemble.ensembling.oof import fit_last_before_scored
+
+    args = _experiment(tmp_path, splits, {"folds": 2, "val_bars": 3})
+    spec = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    spec.update(models=["lightgbm", "xgboost"], blends=["weighted", "caruana", "stacked"],
+                blend_options={"caruana": {"size": 5}}, fit_args=spec["fit_args"][:2],
+                model_args={"lightgbm": spec["fit_args"][2:4]}, horizons=[5])  # fmt: skip
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert main(args) == 0
+    board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv", keep_default_na=False)
+    blends = board[board.kind == "blend"]
+    assert sorted(blends.model) == ["ensemble_caruana", "ensemble_stacked", "ensemble_weighted"]
+    assert set(blends.fit_on) == {"oof"} and set(blends.status) == {"done"} and (blends.folds == 1).all()
+    for run in blends.run_dir:
+        record = json.loads((Path(run) / "blend.json").read_text())
+        assert fit_last_before_scored(record) == [] and "test" in record["provenance"]
+        assert "test/log_loss" in json.loads((Path(run) / "metrics.json").read_text())
+    caruana = json.loads((Path(blends[blends.model == "ensemble_caruana"].run_dir.iloc[0]) / "blend.json").read_text())
+    assert caruana["options"] == {"size": 5}
+    members = board[board.kind == "walkforward"].run_dir.tolist()
+    capsys.readouterr()
+    assert main(["blend", "--runs", *members, "--method", "weighted", "--out", str(tmp_path / "cli")]) == 0
+    (run,) = (tmp_path / "cli" / "ensemble_weighted").iterdir()
+    weighted = Path(blends[blends.model == "ensemble_weighted"].run_dir.iloc[0])
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"), pd.read_parquet(weighted / "oof.parquet"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from ensemble.cli import main
 from ensemble.data.folds import PURGE_ENV, block_bounds
@@ -52,9 +53,18 @@ def test_outputs(tmp_path, splits, capsys):
     text = capsys.readouterr().out
     assert "walk-forward fold 3/3: done" in text and "out-of-fold" in text and "mean ± std" in text
     assert "epoch 0" not in text and "best checkpoint" not in text  # folds are muted: a line each, no tables
-    # a re-run skips every finished fold and gives the same out-of-fold predictions
+    # span trainval: a final model trained as fit trains it (train, val early-stops) predicts the untouched test
+    (final,) = (out / "runs" / "final").iterdir()
+    final_metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["test/log_loss"] == final_metrics["test/log_loss"] and "val/log_loss" in final_metrics
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "predictions" / "test.parquet"),
+                                  pd.read_parquet(final / "predictions" / "test.parquet"))  # fmt: skip
+    assert "walk-forward final model: done" in text and "final model on test" in text
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["horizon"] == 5
+    # a re-run skips every finished fold and the final model, and gives the same out-of-fold predictions
     assert walkforward(out, splits, "--wf.folds", "3", "--wf.val_bars", "4", "--wf.refit_every", "2") == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 3
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+    assert [p.name for p in (out / "runs" / "final").iterdir()] == [final.name]
     pd.testing.assert_frame_equal(pd.read_parquet(out / "oof.parquet"), oof)
     # another setting into the same folder is refused, not mixed in
     assert walkforward(out, splits, "--wf.folds", "4") == 2
@@ -167,10 +177,12 @@ def test_bad_wf_values_are_one_line(tmp_path, splits, capsys, flags, message):
     assert err.startswith("ensemble: error: ") and message in err and "\n" not in err
 
 
-def test_span_all_rolling_with_embargo(tmp_path, splits):
+def test_span_all_rolling_with_embargo(tmp_path, splits, capsys):
     out = tmp_path / "wf"
     args = ["--wf.folds", "2", "--wf.span", "all", "--wf.mode", "rolling", "--wf.train_bars", "40", "--wf.embargo", "2"]
     assert walkforward(out, splits, *args) == 0
+    assert "no final model: with wf.span all" in capsys.readouterr().out  # test was walked over: no holdout left
+    assert not (out / "runs" / "final").exists() and not (out / "predictions").exists()
     folds = pd.read_csv(out / "folds.csv")
     assert (folds.train_rows + folds.val_rows + folds.rows_purged <= 3 * 40).all()  # 40 bars of each of 3 symbols
     oof = pd.read_parquet(out / "oof.parquet")

@@ -1,7 +1,9 @@
-"""``ensemble blend --runs RUN RUN ... --method stacked``: an ensemble run over chosen finished runs.
+"""``ensemble blend --runs RUN RUN ... --method stacked``: an ensemble of chosen finished runs.
 
-The blend is fitted on the runs' val predictions only and judged on test; the result is an
-ordinary run folder (predictions, metrics.json, plots)."""
+Walk-forward folders (``ensemble walkforward`` output) are blended on their out-of-fold predictions
+(``fit_on: oof``): the blend's own out-of-fold score is forward-only, the final blend is fitted on all
+out-of-fold rows and judged on test. Plain ``fit`` runs are blended on val (``fit_on: val``), the split that also
+early-stopped them. Either way the result is an ordinary run folder (predictions, metrics.json, plots)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,18 @@ import json
 from pathlib import Path
 
 from ensemble.commands.parsing import OneLineParser
-from ensemble.ensembling.blend import blend, members_trading, run_config
+from ensemble.ensembling.blend import BlendError, blend, members_trading, run_config
 from ensemble.ensembling.methods import METHODS
+from ensemble.ensembling.oof import is_walkforward, oof_blend, walkforward_config
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.results import print_results
 from ensemble.training.runs import check_name
+
+CARUANA = {"size": (int, "selections made (default 50)"), "init": (int, "best members selected first (default 1)"),
+           "bags": (int, "bagged selections averaged (default: no bagging)"),
+           "bag_fraction": (float, "share of the members in each bag (default 0.5)")}  # fmt: skip
+VAL_NOTE = ("note: fitted on val, which also early-stopped the members and chose their checkpoints (fit_on: val); "
+            "blend walk-forward folders to fit on out-of-fold predictions")  # fmt: skip
 
 
 def add_trading_flags(parser: OneLineParser) -> dict[str, str]:
@@ -29,18 +38,36 @@ def add_trading_flags(parser: OneLineParser) -> dict[str, str]:
 
 def run(argv: list[str]) -> int:
     p = OneLineParser(prog="ensemble blend", description=__doc__)
-    p.add_argument("--runs", nargs="+", required=True, help="finished run folders (lightning_logs/<name>/version_N)")
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="finished run folders (lightning_logs/<name>/version_N), or walk-forward folders")
     p.add_argument("--method", choices=sorted(METHODS), default="stacked")
     p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")
     p.add_argument("--name", default=None, help="run name (default: ensemble_<method>)")
+    for key, (kind, text) in CARUANA.items():
+        p.add_argument(f"--caruana.{key}", dest=f"caruana_{key}", type=kind, default=None, help=f"caruana: {text}")
     trading_flags = add_trading_flags(p)
     args = p.parse_args(argv)
     if args.name is not None:
         check_name(args.name, "--name")  # it names <out>/<name>/version_N
     runs = [Path(r) for r in args.runs]
+    kinds = [is_walkforward(r) for r in runs]
+    if len(set(kinds)) > 1:
+        wf, plain = runs[kinds.index(True)], runs[kinds.index(False)]
+        raise BlendError(f"--runs mixes walk-forward folders ({wf}) and plain runs ({plain}); blend one kind")
+    on_oof = kinds[0]
+    caruana = {key: getattr(args, f"caruana_{key}") for key in CARUANA if getattr(args, f"caruana_{key}") is not None}
+    options = {"caruana": caruana} if caruana else None
     given = {key: getattr(args, dest) for key, dest in trading_flags.items() if getattr(args, dest) is not None}
-    trading = members_trading(runs, [run_config(r) for r in runs], given) if given else None  # flags win, key by key
-    run_dir = blend(runs, args.method, Path(args.out), args.name, trading)
+    trading = None
+    if given:  # flags win, key by key
+        trading = members_trading(runs, [walkforward_config(r) if on_oof else run_config(r) for r in runs], given)
+    if on_oof:
+        run_dir = oof_blend(runs, args.method, Path(args.out), args.name, trading, options)
+        title, splits = f"{args.method} of {len(runs)} walk-forwards, fitted on out-of-fold rows", ("oof", "test")
+    else:
+        print(VAL_NOTE)
+        run_dir = blend(runs, args.method, Path(args.out), args.name, trading, options)
+        title, splits = f"{args.method} of {len(runs)} runs, fitted on val", ("val", "test")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    print_results(metrics, run_dir, f"{args.method} of {len(args.runs)} runs, fitted on val", ("val", "test"), "blend")
+    print_results(metrics, run_dir, title, splits, "blend")
     return 0

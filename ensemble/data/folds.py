@@ -122,13 +122,17 @@ def block_bounds(time: np.ndarray, eligible: np.ndarray, folds: int) -> np.ndarr
     return np.r_[clock[idx], clock[-1] + 1]
 
 
-def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldSpec) -> list[Fold]:
+def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldSpec,
+              clock: np.ndarray | None = None) -> list[Fold]:  # fmt: skip
     """The folds of ``spec`` over ``panel``.
 
     Args:
         panel: the span, sorted by (symbol, time).
         eligible: (N,) bool, rows that may be targets (labelled, not context, a full window behind them).
         horizon: h, the label window ``(t, t+h]`` in bars.
+        clock: (N,) bool, the rows whose timestamps the blocks are cut on (default ``eligible``). Cutting on
+            the labelled rows whatever the window length gives models of other ``seq_len`` the same folds, so
+            their out-of-fold predictions can be blended fold for fold.
 
     Raises:
         DataContractError: a fold with no training, inner-val or test target, naming the fold and the fix.
@@ -137,7 +141,7 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
     pos, _ = bar_positions(symbol)
     purge = os.environ.get(PURGE_ENV, "1") != "0"
     gap = horizon + spec.embargo if purge else 0
-    cuts = block_bounds(time, eligible, spec.folds)
+    cuts = block_bounds(time, eligible if clock is None else clock, spec.folds)
     n_symbols = int(symbol.max()) + 1 if len(symbol) else 0
     folds = []
     for k in range(1, spec.folds + 1):

@@ -1,20 +1,24 @@
-"""Blend finished runs into an ordinary run: predictions, metrics.json, plots, config.yaml."""
+"""Blend finished runs into an ordinary run, fitted on val (``fit_on: val``): predictions, metrics.json, plots,
+config.yaml. Out-of-fold blends of walk-forward folders are ``ensemble.ensembling.oof``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from ensemble.ensembling.methods import METHODS
 from ensemble.errors import ConfigError, EnsembleError
 from ensemble.io import atomic_write, write_json
 from ensemble.metrics.arrays import score_probabilities
 from ensemble.metrics.config import TradingConfig
-from ensemble.training.artifacts import PROB_COLUMNS, utc_ns, write_stage
+from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
 from ensemble.training.runs import claim_run_dir
 from ensemble.training.trading import trading_section
 
@@ -37,6 +41,23 @@ class Aligned:
         return self.frame["label"].to_numpy() + 1  # -1/0/1 -> 0/1/2
 
 
+def make_method(method: str, options: dict[str, dict[str, Any]] | None = None, **fixed: Any) -> Callable[[], Any]:
+    """A factory of unfitted ``method`` blends, with ``options[method]`` (e.g. ``{"caruana": {"size": 50}}``).
+
+    Raises:
+        BlendError: an unknown method.
+        ConfigError: an option the method does not take, or out of its range (naming it).
+    """
+    if method not in METHODS:
+        raise BlendError(f"unknown blend method '{method}'; use one of {', '.join(METHODS)}")
+    kwargs = {**(options or {}).get(method, {}), **fixed}
+    try:
+        METHODS[method](**kwargs)  # options are checked once, here, not at the first fit
+    except TypeError as err:
+        raise ConfigError(f"blend option {method}.{sorted(kwargs)}: {err}") from err
+    return lambda: METHODS[method](**kwargs)
+
+
 def run_config(run_dir: Path) -> dict:
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -44,12 +65,19 @@ def run_config(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def align(run_dirs: list[Path], split: str) -> Aligned:
+def align(run_dirs: list[Path], split: str, file: str | None = None) -> Aligned:
+    """The ``split`` rows every member predicted, from each member's ``file`` (default
+    ``predictions/<split>.parquet``; ``oof.parquet`` for out-of-fold rows, whose ``fold`` column is kept).
+
+    Raises:
+        BlendError: a member without the file, no shared row, or members whose labels or folds differ.
+    """
+    file = file or f"predictions/{split}.parquet"
     frames = []
     for run in run_dirs:
-        path = run / "predictions" / f"{split}.parquet"
+        path = run / file
         if not path.is_file():
-            raise BlendError(f"{run}: no predictions/{split}.parquet; finish the run first")
+            raise BlendError(f"{run}: no {file}; finish the run first")
         frames.append(pd.read_parquet(path))
     common = frames[0][KEYS]
     for df in frames[1:]:  # members with longer windows predict fewer rows: keep the rows all have
@@ -58,12 +86,14 @@ def align(run_dirs: list[Path], split: str) -> Aligned:
         raise BlendError(f"runs share no {split} rows: {[str(r) for r in run_dirs]}")
     common = common.sort_values(KEYS, kind="stable").reset_index(drop=True)
     parts = [common.merge(df, on=KEYS, how="left") for df in frames]
+    kept = ["label", "fold"] if "fold" in parts[0] else ["label"]
     for run, part in zip(run_dirs[1:], parts[1:], strict=True):
-        if not np.array_equal(part["label"].to_numpy(), parts[0]["label"].to_numpy()):
-            raise BlendError(f"{run}: its {split} labels differ from {run_dirs[0]}; blend runs of one data set "
-                             f"and horizon only")
+        for column in kept:
+            if not np.array_equal(part[column].to_numpy(), parts[0][column].to_numpy()):
+                raise BlendError(f"{run}: its {split} {column}s differ from {run_dirs[0]}'s on the same rows; blend "
+                                 f"runs of one data set, horizon and fold plan only")  # fmt: skip
     probs = np.stack([p[list(PROB_COLUMNS)].to_numpy(np.float64) for p in parts])
-    return Aligned(parts[0][[*KEYS, "label", "fwd_return"]], probs)
+    return Aligned(parts[0][[*KEYS, "label", "fwd_return", *kept[1:]]], probs)
 
 
 def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, trading: TradingConfig) -> dict:
@@ -105,24 +135,23 @@ def members_trading(run_dirs: list[Path], configs: list[dict], given: dict | Non
 def _recorded_bars_per_year(run: Path) -> float | None:
     path = run / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
-    return metrics.get("val/bars_per_year")
+    return metrics.get("val/bars_per_year", metrics.get("oof/bars_per_year"))  # a walk-forward has no val/*
 
 
 def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
-          trading: TradingConfig | None = None) -> Path:
+          trading: TradingConfig | None = None, options: dict[str, dict] | None = None) -> Path:
     """Fit ``method`` on the members' val predictions, evaluate on val and test, write a run. Test is left out
     when a member was fitted without it (``--test false``): a blend is judged on the rows all members have.
 
     Args:
         trading: how the blend's predictions are booked; None takes the members' common ``trading:`` section.
+        options: per-method constructor options, e.g. ``{"caruana": {"size": 50}}``.
 
     Raises:
         BlendError: fewer than two runs, an unknown method, mixed horizons or trading sections, no shared rows.
+        ConfigError: an option the method does not take.
     """
-    from ensemble.ensembling.methods import METHODS
-
-    if method not in METHODS:
-        raise BlendError(f"unknown blend method '{method}'; use one of {', '.join(METHODS)}")
+    factory = make_method(method, options)
     if len(run_dirs) < 2:
         raise BlendError("a blend needs at least two runs")
     configs = [run_config(r) for r in run_dirs]
@@ -132,7 +161,7 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
     horizon = horizons.pop()
     trading = trading or members_trading(run_dirs, configs)
     val = align(run_dirs, "val")
-    model = METHODS[method]().fit(val.probs, val.labels)  # validation only: test never reaches a fit
+    model = factory().fit(val.probs, val.labels)  # validation only: test never reaches a fit
     tested = all((r / "predictions" / "test.parquet").is_file() for r in run_dirs)
     scored = []  # every split scored before the run folder is claimed: a bad setting leaves no folder behind
     for split, data in (("val", val), *((("test", align(run_dirs, "test")),) if tested else ())):
@@ -142,11 +171,12 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
         df = df[[*KEYS, "label", *PROB_COLUMNS, "prediction", "fwd_return"]]
         scored.append((split, df, split_metrics(split, df, probs, horizon, trading)))
     run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
-    record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
-              "fit_on": "val", "weights": getattr(model, "weights_", np.array([])).tolist()}
+    record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon, "fit_on": "val",
+              "weights": getattr(model, "weights_", np.array([])).tolist()}
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
         {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
     for split, df, metrics in scored:
         write_stage(run_dir, split, df, metrics, horizon, [], 0, trading=trading)
+    update_metrics_json(run_dir, {"fit_on": "val"})  # val also early-stopped and chose the members
     write_json(run_dir / "blend.json", {**record, "state": model.state()})  # state: what an export predicts with
     return run_dir

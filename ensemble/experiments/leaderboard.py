@@ -40,6 +40,7 @@ COLUMNS = {
 KEYS = ["datetime", "symbol"]
 PROBS = ["prob_short", "prob_flat", "prob_long"]
 NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished run of the horizon predicted. "
+        "fit_on val: the blend was fitted on val, which also early-stopped its members. "
         "A blend's val log loss is in-sample (its weights were fitted on val). best_member: the blend's member "
         "with the lowest val_log_loss_shared; beats_best_member: the blend's test_log_loss_shared is strictly "
         "below that member's. Test is reported, never used to choose. Baselines (kind baseline, never chosen): "
@@ -61,7 +62,7 @@ def row(model: str, horizon: int, kind: str, run_dir: Path | None, status: str, 
         metrics = json.loads((run_dir / "metrics.json").read_text())
     out = {"model": model, "horizon": horizon, "kind": kind, "status": status}
     out.update({name: metrics.get(key) for key, name in COLUMNS.items()})
-    out.update({"run_dir": str(run_dir or ""), "error": error})
+    out.update({"fit_on": metrics.get("fit_on", ""), "run_dir": str(run_dir or ""), "error": error})  # blends: val
     return out
 
 

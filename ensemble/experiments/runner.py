@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ensemble import console
-from ensemble.ensembling.blend import blend
+from ensemble.ensembling.blend import blend, make_method
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import (
     check_writable,
@@ -24,7 +24,7 @@ from ensemble.experiments.cells import (
 from ensemble.experiments.champion import check_champion_metric, check_partitions, choose_champions
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
 from ensemble.experiments.selection_bias import config_files, trials_tried
-from ensemble.experiments.walkforward_cells import run_walkforward_cells
+from ensemble.experiments.walkforward_cells import run_walkforward_cells, walkforward_blends
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
@@ -47,7 +47,9 @@ class Experiment:
         data_root: the folder of the train/val/test splits every cell trains on.
         fit_args: extra ``ensemble fit`` flags for every cell, e.g. ["--trainer.max_epochs", "3"].
         model_args: extra flags per model name (the same form).
-        blends: blend methods fitted on each horizon's finished members (mean, weighted, stacked).
+        blends: blend methods fitted on each horizon's finished members (``ensemble blend --method``): on their
+            out-of-fold predictions for walk-forward cells, else on val.
+        blend_options: per-method options, e.g. ``{caruana: {size: 50, init: 1, bags: 5}}``.
         configs_dir: where the models' configs live (``<configs_dir>/<name>.yaml``).
         out: the experiment's folder (runs, cell logs, leaderboard); default ``experiments/<name>``.
         mlflow: log every cell to MLflow as a child run of one experiment run.
@@ -76,7 +78,8 @@ class Experiment:
     configs_dir: str = "configs"
     fit_args: list[str] = field(default_factory=list)
     model_args: dict[str, list[str]] = field(default_factory=dict)
-    blends: list[str] = field(default_factory=lambda: ["mean", "weighted", "stacked"])
+    blends: list[str] = field(default_factory=lambda: ["mean", "weighted", "stacked", "caruana", "best"])
+    blend_options: dict[str, dict[str, Any]] | None = None
     out: str | None = None
     mlflow: bool = False
     mlflow_uri: str = "sqlite:///mlflow.db"
@@ -145,10 +148,11 @@ def run_experiment(exp: Experiment) -> list[dict]:
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
+    for method in exp.blends:
+        make_method(method, exp.blend_options)  # an unknown method or option fails before any cell runs
     if exp.walkforward is not None:
-        if exp.blends:  # blends of out-of-fold predictions belong to the ensembles work, not here
-            print(f"blends {exp.blends}: not fitted on walk-forward cells; the leaderboard ranks the cells only")
         rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change, launcher)
+        rows += walkforward_blends(exp.blends, exp.blend_options, rows, out)
         # the champion, DSR, PBO and baselines of each horizon (docs/statistics.md), before the board is written
         files = {m: config_files(Path(exp.configs_dir) / Path(get_model(m).config).name,
                                  [*exp.fit_args, *exp.model_args.get(m, [])]) for m in models}  # fmt: skip
@@ -202,7 +206,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
         done_runs = [Path(r["run_dir"]) for r in members if r["horizon"] == horizon and r["status"] == "done"]
         for method in exp.blends if len(done_runs) >= 2 else []:
             # every member's section is its config's with the experiment's laid over it: blends book as they do
-            run_dir = blend(done_runs, method, runs, name=f"ensemble_{method}_h{horizon}")
+            run_dir = blend(done_runs, method, runs, name=f"ensemble_{method}_h{horizon}", options=exp.blend_options)
             blends.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
     board = write_leaderboard(members + blends, out)
     if parent:

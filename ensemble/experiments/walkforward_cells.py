@@ -1,5 +1,7 @@
 """Experiment cells that are walk-forwards: each (model, horizon) runs ``ensemble walkforward`` in its own process
-into ``<out>/walkforward/<model>_h<horizon>/<fingerprint>``, skipped on a re-run once its metrics exist."""
+into ``<out>/walkforward/<model>_h<horizon>/<fingerprint>``, skipped on a re-run once its metrics exist; then the
+experiment's blends of each horizon's finished cells, fitted on their out-of-fold predictions, into
+``<out>/blends/ensemble_<method>_h<horizon>/version_N``."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
 LEADERBOARD_METRICS = ("f1_macro", "log_loss", "sharpe", "max_drawdown")
 
 
-def walkforward_row(model: str, horizon: int, out: Path | None, status: str, error: str = "") -> dict[str, Any]:
-    """One leaderboard row: the stitched out-of-fold metrics with each one's per-fold std beside it."""
+def walkforward_row(model: str, horizon: int, out: Path | None, status: str, error: str = "",
+                    kind: str = "walkforward") -> dict[str, Any]:  # fmt: skip
+    """One leaderboard row: the stitched out-of-fold metrics with each one's per-fold std beside it (a blend's
+    out-of-fold rows are its forward-only folds 2..F; ``fit_on`` says what its weights were fitted on)."""
     metrics = json.loads((out / "metrics.json").read_text()) if out is not None and status == "done" else {}
-    values: dict[str, Any] = {"model": model, "horizon": horizon, "kind": "walkforward", "status": status,
-                              "folds": metrics.get("folds")}  # fmt: skip
+    values: dict[str, Any] = {"model": model, "horizon": horizon, "kind": kind, "status": status,
+                              "folds": metrics.get("folds"), "fit_on": metrics.get("fit_on", "")}  # fmt: skip
     for name in LEADERBOARD_METRICS:
         values[f"oof_{name}"] = metrics.get(f"oof/{name}")
         values[f"{name}_fold_std"] = metrics.get(f"folds/{name}/std")
@@ -79,3 +83,23 @@ def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, 
         with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
             launcher.run(todo, run_cell_spec, on_done)
     return [rows[cell] for _, _, _, cell, _ in plan]
+
+
+def walkforward_blends(methods: list[str], options: dict[str, dict[str, Any]] | None, rows: list[dict[str, Any]],
+                       out: Path) -> list[dict[str, Any]]:  # fmt: skip
+    """Fit each of ``methods`` on every horizon's finished walk-forward cells (two or more), on their out-of-fold
+    predictions (``ensemble.ensembling.oof``); a leaderboard row (kind ``blend``, ``fit_on: oof``) for each.
+
+    Raises:
+        BlendError, ConfigError: cells that cannot be blended (other folds), a bad method or option.
+    """
+    from ensemble.ensembling.oof import oof_blend
+
+    blends = []
+    for horizon in dict.fromkeys(r["horizon"] for r in rows):
+        done = [Path(r["run_dir"]) for r in rows if r["horizon"] == horizon and r["status"] == "done"]
+        for method in methods if len(done) >= 2 else []:
+            run = oof_blend(done, method, out / "blends", name=f"ensemble_{method}_h{horizon}", options=options)
+            console.say(f"blend ensemble_{method}_h{horizon}: fitted on out-of-fold rows ({run})")
+            blends.append(walkforward_row(f"ensemble_{method}", horizon, run, "done", kind="blend"))
+    return blends

@@ -112,3 +112,10 @@ def summary_table(per_fold: pd.DataFrame, folds_rows: list[dict], metrics: dict[
     spread = [f"{metrics[f'folds/{m}/mean']:.3f}±{metrics[f'folds/{m}/std']:.3f}" for m in names]
     lines.append(f"{'mean ± std':<14}{pad}" + "".join(f"{cell:>{_W}}" for cell in spread))
     return "\n".join(lines)
+
+
+def final_line(metrics: dict[str, float]) -> str:
+    """The final model's test line of the summary: the summary's metrics on the untouched test split."""
+    cells = ", ".join(f"{label} {metrics[f'test/{m}']:.4f}" for m, label in SUMMARY_METRICS.items()
+                      if isinstance(metrics.get(f"test/{m}"), int | float))  # fmt: skip
+    return f"final model on test (trained on train, early-stopped on val): {cells}"

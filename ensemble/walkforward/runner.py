@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 
 from ensemble import console
 from ensemble.data.folds import Fold, cut_folds
@@ -26,12 +27,14 @@ from ensemble.data.split_data import SplitData
 from ensemble.data.windows import valid_ends
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import cell_lock, fingerprint, finished_runs
-from ensemble.io import write_json
+from ensemble.io import atomic_write, write_json
 from ensemble.training.config import changed_keys, get_dotted, model_short_name
 from ensemble.training.family import build
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
+from ensemble.walkforward.final import FINAL, adopt_final, run_final
 from ensemble.walkforward.outputs import (
+    final_line,
     fold_metrics,
     stitch_oof,
     summarise,
@@ -148,9 +151,10 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         data = span_data(config)
         _check_record(out, config, wf, {s: _stamp(data.path(s)) for s in wf.splits})
         span = data.load_span(wf.splits)
-        eligible = torch.zeros(len(span), dtype=torch.bool)
+        eligible, clock = torch.zeros(len(span), dtype=torch.bool), torch.zeros(len(span), dtype=torch.bool)
         eligible[valid_ends(span, data.seq_len)] = True
-        folds = cut_folds(span, eligible.numpy(), data.horizon, wf.spec())
+        clock[valid_ends(span, 1)] = True  # blocks cut on the labelled rows: every seq_len gets the same folds
+        folds = cut_folds(span, eligible.numpy(), data.horizon, wf.spec(), clock.numpy())
         rows, runs = [], {}
         bar = _progress(len(folds), progress)
         for fold in folds:
@@ -171,10 +175,20 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         if trading.bars_per_year is None:  # as the fold runs annualised: inferred from the train timestamps
             trading = replace(trading, bars_per_year=data.bars_per_year)
         metrics = summarise(oof, per_fold, data.horizon, trading)
+        if wf.span == "trainval":  # the final model, judged on the untouched test split
+            started = time.perf_counter()
+            final, status = run_final(config, out, _finished(out / "runs" / FINAL))
+            metrics.update(adopt_final(out, final))
+            print(f"walk-forward final model: {status} in {time.perf_counter() - started:.0f}s ({final})", flush=True)
+        atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
         write_results(out, oof, metrics, wf.record())
         write_plots(out, per_fold, metrics, oof, data.horizon, [f.test_start for f in folds], name, trading)
     print(f"\nwalk-forward {name}: {len(folds)} folds, {len(oof)} out-of-fold rows -> {out}")
     print(summary_table(per_fold, rows, metrics))
+    if "test/log_loss" in metrics:
+        print(final_line(metrics))
+    else:
+        print("no final model: with wf.span all the folds walk over the test split itself")
     return WalkForwardResult(out, metrics, pd.DataFrame(rows), oof)
 
 

@@ -1,0 +1,154 @@
+"""Forward-only fitting of a blend on out-of-fold rows: the weights that score fold f are fitted on folds before f,
+purged of rows whose label window reaches f; every fit records what it saw (provenance).
+
+Shapes: member probabilities ``(M, N, 3)``, labels ``(N,)`` class ids 0..2, ``time`` ``(N,)`` int64 ns UTC,
+``fold`` ``(N,)`` ints (the walk-forward's test block of each row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ensemble.ensembling.methods import StackedBlend, log_loss
+from ensemble.errors import ConfigError
+
+# stacked's regularisation grid (scikit-learn's C = 1 / L2 strength), smallest first: ties go to the stronger
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+DEFAULT_C = 1.0  # fold 2 has no earlier scored fold to choose C on
+
+
+def iso(ns: int) -> str:
+    """An int64 ns UTC timestamp as ISO text (``2024-01-02T10:00:00+00:00``)."""
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+@dataclass
+class Clock:
+    """Each row's bar on its symbol's clock, counted over the rows given (the members' shared oof and test rows).
+
+    A bar missing from those rows (a row no member predicted) is not counted, which only makes a purge wider.
+    """
+
+    time: np.ndarray  # (N,) int64 ns of the rows the clock is asked about
+    ahead: np.ndarray  # (N,) ns of the bar ``gap`` bars after each row on its symbol's clock; int64 max if past the end
+    label_end: np.ndarray  # (N,) ns of the bar ``h`` bars after each row (its label window's last bar), or max
+
+    @classmethod
+    def build(cls, symbol: np.ndarray, time: np.ndarray, horizon: int, gap: int,
+              more_symbol: np.ndarray | None = None, more_time: np.ndarray | None = None) -> Clock:  # fmt: skip
+        """The clock of rows (``symbol``, ``time``), with later rows (``more_*``, e.g. test) counted as bars too."""
+        n = len(time)
+        all_symbol = np.r_[symbol, more_symbol] if more_symbol is not None else symbol
+        all_time = np.r_[time, more_time] if more_time is not None else time
+        frame = pd.DataFrame({"symbol": all_symbol, "time": all_time}).drop_duplicates()
+        frame = frame.sort_values(["symbol", "time"], kind="stable").reset_index(drop=True)
+        pos = frame.groupby("symbol", sort=False).cumcount().to_numpy()
+        length = frame.groupby("symbol", sort=False)["time"].transform("size").to_numpy()
+        times = frame["time"].to_numpy(np.int64)
+        index = pd.MultiIndex.from_frame(frame[["symbol", "time"]])
+        rows = index.get_indexer(pd.MultiIndex.from_arrays([symbol, time]))
+
+        def after(k: int) -> np.ndarray:
+            target = pos + k
+            out = np.full(len(frame), np.iinfo(np.int64).max)
+            inside = target < length
+            out[inside] = times[(np.arange(len(frame)) + k)[inside]]
+            return out[rows]
+
+        return cls(np.asarray(time, np.int64)[:n], after(gap), after(horizon))
+
+    def purged(self, first: int) -> np.ndarray:
+        """(N,) bool: rows whose label window (``gap`` bars: h plus any embargo) reaches the bar at ``first``."""
+        return self.ahead >= first
+
+
+@dataclass
+class ForwardFit:
+    """What forward-only fitting gave: predictions of the scored folds and what each fit saw."""
+
+    probs: np.ndarray  # (N, 3): rows of folds 2..F predicted, rows of fold 1 NaN
+    scored: np.ndarray  # (N,) bool: rows of folds 2..F
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # fold -> fit_last, scored_first, ...
+
+
+def provenance(time: np.ndarray, clock: Clock, fit: np.ndarray, scored_first: int, **extra: Any) -> dict[str, Any]:
+    """``fit_last`` (latest timestamp a fit row has), ``label_last`` (latest bar a fit row's label window reaches;
+    a window past the last shared bar counts as its row's own time), ``scored_first`` (first timestamp scored), as
+    ISO text, plus the fit's row count and ``extra``."""
+    end = np.where(clock.label_end == np.iinfo(np.int64).max, time, clock.label_end)
+    return {"fit_last": iso(time[fit].max()), "label_last": iso(end[fit].max()),
+            "scored_first": iso(scored_first), "fit_rows": int(fit.sum()), **extra}  # fmt: skip
+
+
+def fit_rows(fold: np.ndarray, clock: Clock, f: int, first: int, guard: bool = True) -> np.ndarray:
+    """(N,) bool: the rows a fit for fold ``f`` (first scored timestamp ``first``) may see: folds before ``f`` whose
+    label windows end before ``first``. ``guard=False`` (tests only) sees every row, leaking the future."""
+    if not guard:
+        return np.ones(len(fold), dtype=bool)
+    return (fold < f) & ~clock.purged(first)
+
+
+def forward_fit(factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clock: Clock,
+                guard: bool = True) -> ForwardFit:  # fmt: skip
+    """Fit a fresh blend per fold f = 2..F on ``fit_rows`` and predict fold f's rows.
+
+    Raises:
+        ConfigError: a fold with no row to fit on after the purge (too few folds, or folds shorter than h).
+    """
+    out = np.full((probs.shape[1], 3), np.nan)
+    folds = np.unique(fold)
+    result = ForwardFit(out, np.isin(fold, folds[1:]))
+    for f in folds[1:]:
+        rows = fold == f
+        first = int(clock.time[rows].min())
+        fit = fit_rows(fold, clock, f, first, guard)
+        if not fit.any():
+            raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
+                              "use fewer, longer folds")  # fmt: skip
+        model = factory().fit(probs[:, fit], labels[fit])
+        out[rows] = model.predict_proba(probs[:, rows])
+        result.provenance[str(int(f))] = provenance(clock.time, clock, fit, first)
+    return result
+
+
+@dataclass
+class StackedChoice:
+    """Stacked's C per scored fold (chosen on earlier folds only) and for the final fit (on all scored folds)."""
+
+    fit: ForwardFit
+    final_c: float
+    losses: dict[str, float]  # C -> forward-only log loss over folds 2..F
+
+
+def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clock: Clock, grid=C_GRID,
+                    guard: bool = True) -> StackedChoice:  # fmt: skip
+    """Stacked blends with C chosen by forward validation, nested so fold f's predictions see folds < f only.
+
+    For each C of ``grid`` the forward-only predictions of folds 2..F are made (``forward_fit``). Fold f is then
+    predicted with the C whose forward log loss over folds 2..f-1 is lowest (fold 2: ``DEFAULT_C``); the final
+    C is the lowest over all of folds 2..F. Ties go to the smaller C (stronger regularisation).
+    """
+    fits = {c: forward_fit(lambda c=c: StackedBlend(C=c), probs, labels, fold, clock, guard) for c in grid}
+    first = next(iter(fits.values()))
+    out = np.full_like(first.probs, np.nan)
+    result = ForwardFit(out, first.scored)
+    folds = np.unique(fold)[1:]
+
+    def best(upto: np.ndarray) -> float:
+        losses = [log_loss(fits[c].probs[upto], labels[upto]) for c in grid]
+        return grid[int(np.argmin(losses))]  # argmin: the first (smallest C) of equal losses
+
+    for f in folds:
+        earlier = np.isin(fold, folds[folds < f])
+        c = best(earlier) if earlier.any() else DEFAULT_C
+        rows = fold == f
+        out[rows] = fits[c].probs[rows]
+        result.provenance[str(int(f))] = {**fits[c].provenance[str(int(f))], "C": c}
+    scored = first.scored
+    losses = {str(c): log_loss(fits[c].probs[scored], labels[scored]) for c in grid}
+    return StackedChoice(result, best(scored), losses)
