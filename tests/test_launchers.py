@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from launch_grid import board, grid_args, run_contents
+from test_trees_cli import EXACT_RESUME
 
 from ensemble.cli import main
 
@@ -85,7 +86,9 @@ def test_a_cell_killed_mid_fit_is_retried_and_resumes_from_its_checkpoint(tmp_pa
     from ensemble.training.family import build
 
     marker = tmp_path / "stalled"
-    fit = json.dumps(["--trainer.max_epochs", "4", "--trainer.rounds_per_epoch", "4",
+    # bagging and feature sampling off: LightGBM restarts their random streams when a resumed booster is built, so
+    # only without them is a resume bit-exact (as tests/test_trees_crash.py runs it, EXACT_RESUME)
+    fit = json.dumps(["--trainer.max_epochs", "4", "--trainer.rounds_per_epoch", "4", *EXACT_RESUME["lightgbm"],
                       "--trainer.callbacks+=killer.TreeStallOnce", f"--trainer.callbacks.marker={marker}"])  # fmt: skip
     out = tmp_path / "exp"
     args = grid_args(splits, out, "--launcher", "local", "--launcher.workers", "2", models="[lightgbm]", fit=fit)

@@ -103,12 +103,11 @@ def test_validate_test_predict_from_checkpoints(splits, tmp_path):
     assert not (tmp_path / "xgboost_h5" / "version_1").exists()  # evaluations land in the checkpoint's run
 
 
-# XGBoost keeps no RNG state in its model files: its resume is bit-exact without row/column subsampling (here),
-# statistically equivalent with it. LightGBM (bagging and feature sampling on, as in configs/lightgbm.yaml) reseeds
-# every epoch from the round count, and CatBoost continues exactly: both resume bit-exactly as they are.
+# XGBoost and LightGBM keep no RNG state in their model files: resume is bit-exact without row/column
+# subsampling (here), statistically equivalent with it. CatBoost continues exactly either way.
 EXACT_RESUME = {
     "xgboost": ["--model.init_args.subsample", "1.0", "--model.init_args.colsample_bytree", "1.0"],
-    "lightgbm": [],
+    "lightgbm": ["--model.init_args.bagging_freq", "0", "--model.init_args.feature_fraction", "1.0"],
     "catboost": [],
 }
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 from launch_grid import TIMINGS
+from test_trees_cli import EXACT_RESUME
 
 from ensemble.cli import main
 
@@ -80,7 +81,8 @@ def test_a_failed_fold_is_named_and_nothing_is_stitched(tmp_path, splits, capsys
 
 def test_a_fold_killed_mid_fit_is_retried_from_its_checkpoint(tmp_path, splits):
     marker = tmp_path / "stalled"
-    stall = ["--wf.folds", "2", "--trainer.callbacks+=killer.TreeStallOnce", f"--trainer.callbacks.marker={marker}"]
+    stall = ["--wf.folds", "2", *EXACT_RESUME["lightgbm"], "--trainer.callbacks+=killer.TreeStallOnce",
+             f"--trainer.callbacks.marker={marker}"]  # fmt: skip  (bagging off: an exact resume, as in test_launchers)
     cmd = [sys.executable, "-m", "ensemble.cli", *args(tmp_path / "killed", splits, *stall, *LOCAL)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300

@@ -59,6 +59,7 @@ class LightGBMModel(TreeModel):
             "max_bin": max_bin,
         }
         self.booster: lgb.Booster | None = None
+        self._continue = False
 
     def library_params(self) -> dict[str, Any]:
         params = {"objective": "multiclass", "num_class": NUM_CLASSES, "verbosity": -1, **self.named,
@@ -71,36 +72,23 @@ class LightGBMModel(TreeModel):
 
     def start(self, train: TreeSplit, val: TreeSplit | None = None, init_from: Path | None = None) -> None:
         params = self.library_params()
-        # the raw rows stay referenced (not copied): every epoch after the first scores them with the model so far
-        self._train = lgb.Dataset(train.X, train.y, weight=self.sample_weight(train), params=params,
-                                  free_raw_data=False)  # fmt: skip
+        self._train = lgb.Dataset(train.X, train.y, weight=self.sample_weight(train), params=params)
         self._val_X = val.X if val is not None else None
         self._val_raw, self._val_rounds = None, 0
+        self._continue = init_from is not None
         self.booster = lgb.Booster(model_file=str(init_from)) if init_from is not None else None
 
     def boost(self, rounds: int) -> None:
-        params = {**self.library_params(), **self.round_seeds(self.num_rounds)}
+        params = self.library_params()
+        if self._continue:
+            # a loaded model cannot be updated: lightgbm.train merges it in and keeps the booster trainable
+            self.booster = lgb.train(params, self._train, rounds, init_model=self.booster, keep_training_booster=True)
+            self._continue = False
+            return
         if self.booster is None:
             self.booster = lgb.Booster(params, self._train)
-            for _ in range(rounds):
-                self.booster.update()
-            return
-        # Every later epoch continues the model as a resume from its checkpoint does (lightgbm.train merges it in,
-        # its scores as the starting point, and keeps the booster trainable), so a resumed run and an uninterrupted
-        # one take the same path from every epoch boundary and draw the same random streams.
-        self.booster = lgb.train(params, self._train, rounds, init_model=self.booster, keep_training_booster=True)
-
-    def round_seeds(self, done: int) -> dict[str, int]:
-        """The seeds of the random streams of the rounds after round ``done`` (bagging, feature and extra-trees
-        sampling), from the run's seeds and ``done``.
-
-        LightGBM restarts these streams from their seeds whenever a booster is built, and ``reset_parameter``
-        does not restart the bagging one; an epoch's booster is built afresh (``boost``), so each epoch gets seeds
-        of its own (with one seed, every epoch would draw the first epoch's bags again).
-        """
-        params = self.library_params()
-        keys = ("bagging_seed", "feature_fraction_seed", "extra_seed")
-        return {key: (int(params.get(key, params["seed"])) * 1_000_003 + done) % 2**31 for key in keys}
+        for _ in range(rounds):
+            self.booster.update()
 
     def val_proba(self) -> np.ndarray:
         # raw scores are additive over iteration ranges: predict only the rounds added since last time
