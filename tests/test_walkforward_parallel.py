@@ -99,3 +99,19 @@ def test_a_fold_killed_mid_fit_is_retried_from_its_checkpoint(tmp_path, splits):
     # the same walk-forward run straight through (the marker exists now: no stall), one fold after another
     assert main(args(tmp_path / "straight", splits, *stall)) == 0
     assert_same(tmp_path / "killed", tmp_path / "straight")
+
+
+def test_bad_launcher_flags_are_one_line_each(tmp_path, splits, capsys):
+    cases = [
+        (["--launcher", "foo"], "argument --launcher.kind: invalid choice: 'foo'"),
+        (["--launcher", "local", "--launcher.workers", "0"], "launcher.workers must be a whole number >= 1, got 0"),
+        (["--threads", "0"], "--threads must be a whole number >= 1, got 0"),
+        (["--launcher.address", "127.0.0.1:1"], "launcher.address is for --launcher ray, not 'sequential'"),
+        (["--launcher.retry", "2"], "unknown option --launcher.retry"),
+    ]
+    for extra, expected in cases:
+        capsys.readouterr()
+        assert main(args(tmp_path / "wf", splits, *extra)) == 2, extra
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert expected in line, (extra, line)
+    assert not (tmp_path / "wf").exists()  # refused before anything was written
