@@ -34,13 +34,13 @@ def parser() -> argparse.ArgumentParser:
                    default="sequential", help="sequential (the folds one after another in this process), local "
                    "(--launcher.workers folds at once, each in its own process) or ray (each fold a Ray task); "
                    "--launcher KIND for short (default: %(default)s)")  # fmt: skip
-    p.add_argument("--launcher.workers", dest="launcher_workers", type=int, default=None,
+    p.add_argument("--launcher.workers", dest="launcher_workers", type=int, default=None, metavar="N",
                    help="folds at once (default: one per visible GPU, else 1)")  # fmt: skip
-    p.add_argument("--launcher.address", dest="launcher_address", default=None,
+    p.add_argument("--launcher.address", dest="launcher_address", default=None, metavar="ADDRESS",
                    help="ray only: an existing cluster (auto, host:6379, ray://head:10001); none starts a local one")
-    p.add_argument("--launcher.retries", dest="launcher_retries", type=int, default=1,
+    p.add_argument("--launcher.retries", dest="launcher_retries", type=int, default=1, metavar="N",
                    help="how often a fold whose process died is retried, from its last checkpoint (default: 1)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch, OpenMP and tree-library threads per fold process (default: the usable cores / workers)")
     return p
 
