@@ -86,3 +86,15 @@ class TreeStallInFold(TreeStallAt):
         in_fold = Path(trainer.default_root_dir).parent.name == f"fold_{self.fold}"
         if in_fold and not self.marker.exists() and trainer.current_epoch == self.epoch:
             self.stall(trainer)
+
+
+class TreeFailInFold(TreeCallback):
+    """Fails the run of walk-forward fold ``fold`` as it starts (a planted bug), so a test sees how a failed fold
+    is reported; every other fold trains untouched."""
+
+    def __init__(self, fold: int = 2) -> None:
+        self.fold = fold
+
+    def on_fit_start(self, trainer, model) -> None:
+        if Path(trainer.default_root_dir).parent.name == f"fold_{self.fold}":
+            raise RuntimeError(f"planted failure in fold {self.fold}")

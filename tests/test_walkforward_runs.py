@@ -68,7 +68,8 @@ def test_outputs(tmp_path, splits, capsys):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "oof.parquet"), oof)
     # another setting into the same folder is refused, not mixed in
     assert walkforward(out, splits, "--wf.folds", "4") == 2
-    assert "ran its folds with other settings (wf.folds, wf.refit_every, wf.val_bars changed)" in capsys.readouterr().err
+    refused = capsys.readouterr().err
+    assert "ran its folds with other settings (wf.folds, wf.refit_every, wf.val_bars changed)" in refused
     # so is new data under the same settings (labels fixed upstream): the finished folds are of the old data
     train = pd.read_parquet(splits / "train_scaled.parquet")
     train.assign(label_h5=-train["label_h5"]).to_parquet(splits / "train_scaled.parquet")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from ensemble.commands.parsing import launcher_flags
 from ensemble.experiments.runner import Experiment, run_experiment
 from ensemble.training.config import read_yaml
 from ensemble.training.runs import check_name
@@ -17,11 +18,6 @@ def parser() -> ArgumentParser:
     p.add_argument("--config", action=ActionConfigFile, help="experiment YAML")
     p.add_class_arguments(Experiment, None)  # top-level keys: name, models, horizons, ...
     return p
-
-
-def launcher_flags(argv: list[str]) -> list[str]:
-    """``--launcher local`` (or ``=local``) is the short form of ``--launcher.kind local``."""
-    return [f"--launcher.kind{a[len('--launcher'):]}" if a.split("=", 1)[0] == "--launcher" else a for a in argv]
 
 
 def run(argv: list[str]) -> int:

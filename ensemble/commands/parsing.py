@@ -14,3 +14,8 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.prog}: {message}")
+
+
+def launcher_flags(argv: list[str]) -> list[str]:
+    """``--launcher local`` (or ``=local``) is the short form of ``--launcher.kind local``."""
+    return [f"--launcher.kind{a[len('--launcher'):]}" if a.split("=", 1)[0] == "--launcher" else a for a in argv]

@@ -10,7 +10,6 @@ the config and the ``wf`` settings: a re-run with others is refused instead of m
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,21 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import yaml
 
-from ensemble import console
-from ensemble.data.folds import Fold, cut_folds
-from ensemble.data.split_data import SplitData
-from ensemble.data.windows import valid_ends
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import cell_lock, fingerprint, finished_runs
+from ensemble.experiments.cells import cell_lock, fingerprint
 from ensemble.io import atomic_write, write_json
+from ensemble.launchers import Launcher
 from ensemble.training.config import changed_keys, get_dotted, model_short_name
-from ensemble.training.family import build
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.final import FINAL, adopt_final, run_final
+from ensemble.walkforward.fold import Fold, finished_fold, fold_row, load_folds, refit_fold, run_fold, span_data
 from ensemble.walkforward.outputs import (
     final_line,
     fold_metrics,
@@ -42,6 +37,7 @@ from ensemble.walkforward.outputs import (
     write_folds_csv,
     write_results,
 )
+from ensemble.walkforward.parallel import run_folds
 from ensemble.walkforward.plots import write_plots
 
 RECORD = "walkforward.json"
@@ -66,15 +62,6 @@ def output_dir(config: dict[str, Any], wf: WalkForward) -> Path:
     """``wf.out``, else ``walkforward/<name>`` in the working directory, as ``tune/<study>`` and
     ``experiments/<name>`` are."""
     return Path(wf.out) if wf.out else Path("walkforward") / (wf.name or default_name(config))
-
-
-def span_data(config: dict[str, Any]) -> SplitData:
-    """The config's ``data`` section as a ``SplitData`` (parsed as the families parse it)."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(SplitData, "data")
-    return parser.instantiate_classes(parser.parse_object({"data": config.get("data") or {}})).data
 
 
 def _stamp(path: Path) -> list[int]:
@@ -105,41 +92,20 @@ def _check_record(out: Path, config: dict[str, Any], wf: WalkForward, files: dic
     write_json(path, record)
 
 
-def _fold_windows(span: Any, fold: Fold) -> tuple[Any, dict[str, torch.Tensor]]:
-    ends = {part: torch.from_numpy(getattr(fold, part)) for part in ("train", "val", "test")}
-    return replace(span), ends  # a fresh panel object per fold (its tensors shared): a fold may swap a field
-
-
-def _finished(base: Path) -> Path | None:
-    """The fold's finished run; deletes unfinished ones (killed mid-fold), which are never resumed half-way."""
-    done = [run for run, _ in finished_runs(base)]
-    for run in base.glob("version_*"):
-        if run.is_dir() and run not in done:
-            shutil.rmtree(run)
-    return done[-1] if done else None
-
-
-def _run_fold(config: dict[str, Any], out: Path, span: Any, fold: Fold, reuse: Path | None) -> Path:
-    """Train (or, with ``reuse``, evaluate that fold's model on) one fold; its finished run folder."""
-    overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": f"fold_{fold.number}"}
-    with console.muted():  # one line per fold (the progress bar), not each fold's epochs and metric tables
-        job = build(config, overrides, windows=_fold_windows(span, fold))
-        if reuse is None:
-            job.fit()
-        else:
-            ckpt = json.loads((reuse / "metrics.json").read_text())["checkpoint/test"]
-            job.finish({}, ckpt=str(reuse / ckpt))
-    return job.run_dir
-
-
-def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | None = None) -> WalkForwardResult:
+def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | None = None,
+                    launcher: Launcher | None = None, threads: int | None = None) -> WalkForwardResult:  # fmt: skip
     """Run (or resume) the walk-forward of ``config`` (a resolved run config) with the settings ``wf``.
 
     Args:
         progress: a bar over folds; default on a terminal, else a line per fold.
+        launcher: ``local`` or ``ray``: each fold in its own process, several at once (``parallel.py``); None or
+            ``sequential``: the folds one after another in this process, on one load of the span.
+        threads: in this process, a tree's library threads (None: the library's default); a launcher's folds
+            take theirs from their slot.
 
     Raises:
-        ConfigError, DataContractError, WalkForwardError: one line each (bad settings, data, or a damaged fold).
+        ConfigError, DataContractError, WalkForwardError: one line each (bad settings, data, a damaged fold, or
+            folds that failed in their own processes).
     """
     if config.get("ckpt_path"):
         raise ConfigError("ckpt_path: a walk-forward trains every fold from scratch; drop --ckpt_path")
@@ -150,25 +116,13 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
     with cell_lock(out):
         data = span_data(config)
         _check_record(out, config, wf, {s: _stamp(data.path(s)) for s in wf.splits})
-        span = data.load_span(wf.splits)
-        eligible, clock = torch.zeros(len(span), dtype=torch.bool), torch.zeros(len(span), dtype=torch.bool)
-        eligible[valid_ends(span, data.seq_len)] = True
-        clock[valid_ends(span, 1)] = True  # blocks cut on the labelled rows: every seq_len gets the same folds
-        folds = cut_folds(span, eligible.numpy(), data.horizon, wf.spec(), clock.numpy())
-        rows, runs = [], {}
-        bar = _progress(len(folds), progress)
-        for fold in folds:
-            refit_from = fold.number - (fold.number - 1) % wf.refit_every
-            started = time.perf_counter()
-            run = _finished(out / "runs" / f"fold_{fold.number}")
-            status = "finished earlier, skipped"
-            if run is None:
-                run = _run_fold(config, out, span, fold, None if refit_from == fold.number else runs[refit_from])
-                status = f"done in {time.perf_counter() - started:.0f}s"
-            runs[fold.number] = run
-            rows.append({**fold.describe(span.time.numpy(), span.tz), "refit_from": refit_from, "run_dir": str(run)})
-            write_folds_csv(out, rows)
-            bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
+        span, folds = load_folds(config, data, wf)
+        if launcher is None or launcher.settings.kind == "sequential":
+            runs = _run_folds_here(config, wf, out, span, folds, _progress(len(folds), progress), threads)
+        else:
+            runs = run_folds(config, wf, out, span, folds, launcher, name)
+        rows = [fold_row(span, fold, wf.refit_every, runs[fold.number]) for fold in folds]
+        write_folds_csv(out, rows)
         oof = stitch_oof(runs, {f.number: len(f.test) for f in folds})
         per_fold = fold_metrics(runs)
         trading = trading_section(config)
@@ -177,7 +131,7 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         metrics = summarise(oof, per_fold, data.horizon, trading)
         if wf.span == "trainval":  # the final model, judged on the untouched test split
             started = time.perf_counter()
-            final, status = run_final(config, out, _finished(out / "runs" / FINAL))
+            final, status = run_final(config, out, finished_fold(out / "runs" / FINAL))
             metrics.update(adopt_final(out, final))
             print(f"walk-forward final model: {status} in {time.perf_counter() - started:.0f}s ({final})", flush=True)
         atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
@@ -190,6 +144,25 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
     else:
         print("no final model: with wf.span all the folds walk over the test split itself")
     return WalkForwardResult(out, metrics, pd.DataFrame(rows), oof)
+
+
+def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, folds: list[Fold], bar: Any,
+                    threads: int | None) -> dict[int, Path]:  # fmt: skip
+    """Run (or skip, when finished) each fold in this process, in order; fold number -> its finished run."""
+    runs: dict[int, Path] = {}
+    for fold in folds:
+        refit_from = refit_fold(fold.number, wf.refit_every)
+        started = time.perf_counter()
+        run = finished_fold(out / "runs" / f"fold_{fold.number}")
+        status = "finished earlier, skipped"
+        if run is None:
+            reuse = None if refit_from == fold.number else runs[refit_from]
+            run = run_fold(config, out, span, fold, reuse, threads)
+            status = f"done in {time.perf_counter() - started:.0f}s"
+        runs[fold.number] = run
+        write_folds_csv(out, [fold_row(span, f, wf.refit_every, runs[f.number]) for f in folds if f.number in runs])
+        bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
+    return runs
 
 
 def _progress(total: int, show_bar: bool | None) -> Any:

@@ -1,0 +1,83 @@
+"""One walk-forward fold: the span loaded and cut into folds (deterministically, so every process that runs a
+fold cuts the same ones), and a fold trained, or evaluated with its refit fold's model, as an ordinary run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ensemble import console
+from ensemble.data.folds import Fold, cut_folds
+from ensemble.data.split_data import SplitData
+from ensemble.data.windows import valid_ends
+from ensemble.experiments.cells import finished_runs
+from ensemble.training.family import build
+from ensemble.training.threads import thread_overrides
+from ensemble.walkforward.config import WalkForward
+
+
+def span_data(config: dict[str, Any]) -> SplitData:
+    """The config's ``data`` section as a ``SplitData`` (parsed as the families parse it)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(SplitData, "data")
+    return parser.instantiate_classes(parser.parse_object({"data": config.get("data") or {}})).data
+
+
+def _fold_windows(span: Any, fold: Fold) -> tuple[Any, dict[str, torch.Tensor]]:
+    ends = {part: torch.from_numpy(getattr(fold, part)) for part in ("train", "val", "test")}
+    return replace(span), ends  # a fresh panel object per fold (its tensors shared): a fold may swap a field
+
+
+def finished_fold(base: Path) -> Path | None:
+    """The fold's finished run; deletes unfinished ones (killed mid-fold), which are never resumed half-way."""
+    done = [run for run, _ in finished_runs(base)]
+    for run in base.glob("version_*"):
+        if run.is_dir() and run not in done:
+            shutil.rmtree(run)
+    return done[-1] if done else None
+
+
+def load_folds(config: dict[str, Any], data: SplitData, wf: WalkForward) -> tuple[Any, list[Fold]]:
+    """The span panel of ``data`` (``wf.splits`` joined) and its folds, cut deterministically: the walk-forward's
+    process and each fold's own process (``--launcher local|ray``) cut the same folds here."""
+    span = data.load_span(wf.splits)
+    eligible, clock = torch.zeros(len(span), dtype=torch.bool), torch.zeros(len(span), dtype=torch.bool)
+    eligible[valid_ends(span, data.seq_len)] = True
+    clock[valid_ends(span, 1)] = True  # blocks cut on the labelled rows: every seq_len gets the same folds
+    return span, cut_folds(span, eligible.numpy(), data.horizon, wf.spec(), clock.numpy())
+
+
+def refit_fold(number: int, refit_every: int) -> int:
+    """The fold whose model fold ``number`` uses: itself on a refit fold, else the last refit fold before it."""
+    return number - (number - 1) % refit_every
+
+
+def fold_row(span: Any, fold: Fold, refit_every: int, run: Path) -> dict[str, Any]:
+    """The fold's ``folds.csv`` row."""
+    return {**fold.describe(span.time.numpy(), span.tz), "refit_from": refit_fold(fold.number, refit_every),
+            "run_dir": str(run)}  # fmt: skip
+
+
+def run_fold(config: dict[str, Any], out: Path, span: Any, fold: Fold, reuse: Path | None,
+             threads: int | None = None) -> Path:  # fmt: skip
+    """Train (or, with ``reuse``, evaluate that fold's model on) one fold; its finished run folder. ``threads``:
+    a tree's library threads (torch's are the process's own); a ``ckpt_path`` in ``config`` resumes the fold's
+    run from it (a retried fold process)."""
+    overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": f"fold_{fold.number}"}
+    if threads is not None:
+        overrides |= thread_overrides(config, threads)
+    with console.muted():  # one line per fold (the progress bar), not each fold's epochs and metric tables
+        job = build(config, overrides, windows=_fold_windows(span, fold))
+        if reuse is None:
+            job.fit()
+        else:
+            ckpt = json.loads((reuse / "metrics.json").read_text())["checkpoint/test"]
+            job.finish({}, ckpt=str(reuse / ckpt))
+    return job.run_dir
