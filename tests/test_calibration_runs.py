@@ -114,7 +114,8 @@ def test_tree_run_is_calibrated_stored_exported_and_reevaluated(splits, tmp_path
         assert (merged[col] - merged[f"{col}_new"]).abs().max() < 1e-6
     assert (merged.prediction == merged.prediction_new).all()
 
-    test = ["--config", "configs/lightgbm.yaml", "--data.root", str(splits), "--tracking.save_dir", str(tmp_path / "on")]
+    test = ["--config", "configs/lightgbm.yaml", "--data.root", str(splits),
+            "--tracking.save_dir", str(tmp_path / "on")]  # fmt: skip
     assert main(["test", *test, "--ckpt_path", "best"]) == 0
     again = json.loads((run / "eval" / "test-best" / "metrics.json").read_text())
     assert again["test/log_loss"] == pytest.approx(metrics["test/log_loss"], abs=1e-7)

@@ -28,12 +28,14 @@ TINY = {"lightgbm": ["--model.init_args.min_data_in_leaf", "5"]}  # the config's
 
 def net_metric_keys() -> set[str]:
     """Every key a net's run writes: the suite's metrics plus the loss, for val and test, the checkpoint each
-    split was evaluated from and whether only part of it was (``{split}/partial``)."""
+    split was evaluated from and whether only part of it was (``{split}/partial``), and its calibration."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # computing an empty suite only to read its names
         names = {k for stage in ("val", "test") for k in MetricSuite(stage, 5).compute()}
     return names | {"val/loss", "test/loss", "fit/train_time_s", "fit/peak_rss_mib"} | {
-        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial", "trading/val", "trading/test"}  # fmt: skip
+        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial", "trading/val", "trading/test",
+        "calibration/temperature", "calibration/fitted_on", "calibration/val_log_loss_before",
+        "calibration/val_log_loss_after"}  # fmt: skip
 
 
 def cli(name: str, splits: Path, save_dir: Path, *extra: str, command: str = "fit", epochs: int = 2) -> list[str]:
@@ -68,7 +70,7 @@ def test_fit_writes_the_nets_run_layout(name, splits, tmp_path):
         "metrics.json",
         "plots/feature_importance.csv",
         "plots/feature_importance.png",
-        *(f"plots/{s}_{p}.png" for s in ("val", "test") for p in ("confusion_matrix", "equity_curve")),
+        *(f"plots/{s}_{p}.png" for s in ("val", "test") for p in ("confusion_matrix", "equity_curve", "reliability")),
     ):
         assert (run / path).is_file(), path
     assert set(json.loads((run / "metrics.json").read_text())) == net_metric_keys()

@@ -22,6 +22,9 @@ from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json
 if TYPE_CHECKING:
     from ensemble.training.family import Job
 
+CALIBRATE_HELP = ("fit: fit one temperature T on the val predictions of the chosen checkpoint, store it in the "
+                  "checkpoint and apply it to every split's probabilities and metrics (false: T = 1, uncalibrated)")
+
 def val_temperature(run_dir: Path) -> float:
     """T fitted (``fit_temperature``) on ``run_dir/predictions/val.parquet``: its class probabilities and labels.
 

@@ -41,8 +41,6 @@ class ExportError(EnsembleError):
 
 
 TEST_HELP = "fit: evaluate the best checkpoint on test after training (false: val only, as tuning trials do)"
-CALIBRATE_HELP = ("fit: fit one temperature T on the val predictions of the chosen checkpoint, store it in the "
-                  "checkpoint and apply it to every split's probabilities and metrics (false: T = 1, uncalibrated)")
 Predictor = Callable[[Any, Any], np.ndarray]  # (SplitPanel, ends) -> (N, 3) class probabilities
 Windows = tuple[Any, Mapping[str, Any]]  # (SplitPanel, {split: (M,) int64 window end rows}) for SplitData.use_windows
 

@@ -26,20 +26,10 @@ from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.models.classifier import checkpoint_temperature
-from ensemble.training.calibration import note_temperature
+from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
 from ensemble.training.config import check_plateau_mode
-from ensemble.training.family import (
-    CALIBRATE_HELP,
-    TEST_HELP,
-    ExportError,
-    Family,
-    Job,
-    Predictor,
-    Windows,
-    check_split,
-    fit_cost,
-)
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
     check_same_model,

@@ -19,18 +19,8 @@ from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
 from ensemble.metrics.calibration import calibrate_probs
 from ensemble.models.trees import TreeModel
-from ensemble.training.calibration import note_temperature
-from ensemble.training.family import (
-    CALIBRATE_HELP,
-    TEST_HELP,
-    ExportError,
-    Family,
-    Job,
-    Predictor,
-    Windows,
-    check_split,
-    on_sigterm,
-)
+from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
+from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, on_sigterm
 from ensemble.training.runs import (
     CKPT_PATH_HELP,
     EVAL_SPLITS,
