@@ -98,6 +98,7 @@ def test_validate_test_predict_from_checkpoints(splits, tmp_path):
              **json.loads((run / "eval/test-best/metrics.json").read_text())}  # fmt: skip
     assert quality_of(again) == pytest.approx(fitted)  # the best model, evaluated again from its native file
     assert trading_of(again) == trading_of(json.loads(fit_metrics))
+    assert again["calibration/temperature"] == json.loads(fit_metrics)["calibration/temperature"]  # applied again
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", "last", command="predict")) == 0
     predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
     assert list(pd.read_parquet(predicted).columns) == PREDICTION_COLUMNS
@@ -130,12 +131,16 @@ def test_resume_matches_an_uninterrupted_run(name, splits, tmp_path):
         model.load(run / f"checkpoints/last{TREES[name]}")
     np.testing.assert_array_equal(models[0].predict_proba(X), models[1].predict_proba(X))
     assert quality(resumed) == quality(straight)
+    calibration = [{k: v for k, v in json.loads((r / "metrics.json").read_text()).items()
+                    if k.startswith("calibration/")} for r in (resumed, straight)]  # fmt: skip
+    assert calibration[0] == calibration[1]  # the resumed run's T is refitted on its final model, as the straight one
 
 
 def quality_of(metrics: dict) -> dict[str, float]:
-    """Metrics without the cost columns (time, memory), which differ run to run, the checkpoint names, and
-    the trading settings each split was judged under (dicts, compared by ``trading_of``)."""
-    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/", "trading/"))}
+    """Metrics without the cost columns (time, memory), which differ run to run, the checkpoint names, the
+    trading settings each split was judged under (dicts, compared by ``trading_of``) and the calibration record
+    (the fit's alone holds how T was fitted; its T is compared where it matters)."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/", "trading/", "calibration/"))}
 
 
 def trading_of(metrics: dict) -> dict[str, dict]:

@@ -172,8 +172,7 @@ def write_stage(
         ),
         "ic": ic_figure(ic.times[ic.valid].numpy().astype("datetime64[ns]"), ic.ic[ic.valid].numpy(),
                         f"{name}: IC of p_long - p_short"),
-        "reliability": reliability_figure(probs.numpy(), df["label"].to_numpy(np.int64) + 1, name,
-                                          1.0 if temperature is None else temperature),
+        "reliability": reliability_figure(probs.numpy(), df["label"].to_numpy(np.int64) + 1, name, temperature),
     }
     for name, fig in figures.items():
         path = write_figure(run_dir / "plots" / f"{split}_{name}.png", fig)

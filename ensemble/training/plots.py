@@ -100,19 +100,21 @@ def feature_importance_figure(importance: pd.Series, title: str, xlabel: str, to
     return fig
 
 
-def reliability_figure(probs: np.ndarray, y: np.ndarray, name: str, temperature: float = 1.0,
+def reliability_figure(probs: np.ndarray, y: np.ndarray, name: str, temperature: float | None = 1.0,
                        n_bins: int = 15) -> plt.Figure:
     """Reliability diagram (Guo et al. 2017, figure 1) of (N, 3) probabilities ``probs`` against class ids ``y``:
     per confidence bin (``n_bins`` equal-width bins, the suite's ECE bins), the accuracy of the arg-max against
     the mean confidence, with the diagonal of perfect calibration, and below it the share of rows per bin.
 
     ``probs`` are the temperature-scaled ones when ``temperature`` != 1; the model's own (``softmax(T log p)``)
-    are then drawn too, so the effect of the scaling shows. The title gives the ECE (before -> after) and T.
+    are then drawn too, so the effect of the scaling shows. The title gives the ECE (before -> after) and T;
+    ``temperature`` None (a blend's probabilities, no model temperature) names no T.
     """
+    scaled = temperature is not None and temperature != 1.0
     fig, (ax, share_ax) = plt.subplots(2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect calibration")
-    curves = {f"calibrated (T = {temperature:.3f})" if temperature != 1.0 else "model": probs}
-    if temperature != 1.0:
+    curves = {f"calibrated (T = {temperature:.3f})" if scaled else "model": probs}
+    if scaled:
         curves = {"uncalibrated (T = 1)": apply_temperature(probs, 1.0 / temperature), **curves}
     eces = []
     for label, p in curves.items():
@@ -130,6 +132,7 @@ def reliability_figure(probs: np.ndarray, y: np.ndarray, name: str, temperature:
     share_ax.set_xlabel(f"confidence: top-class probability ({n_bins} bins, 0 to 1)")
     share_ax.set_ylabel("share of rows")
     ece_text = " -> ".join(f"{e:.4f}" for e in eces)
-    ax.set_title(f"{name}: reliability\nECE {ece_text}, T = {temperature:.3f}", fontsize=9)
+    t_text = "" if temperature is None else f", T = {temperature:.3f}"
+    ax.set_title(f"{name}: reliability\nECE {ece_text}{t_text}", fontsize=9)
     fig.tight_layout()
     return fig
