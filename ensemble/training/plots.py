@@ -130,7 +130,7 @@ def reliability_figure(probs: np.ndarray, y: np.ndarray, name: str, temperature:
     ax.set_ylabel("accuracy of the arg-max (share of rows)")
     ax.legend(fontsize=7, loc="upper left")
     share_ax.set_xlabel(f"confidence: top-class probability ({n_bins} bins, 0 to 1)")
-    share_ax.set_ylabel("share of rows")
+    share_ax.set_ylabel("rows (share, 0 to 1)")
     ece_text = " -> ".join(f"{e:.4f}" for e in eces)
     t_text = "" if temperature is None else f", T = {temperature:.3f}"
     ax.set_title(f"{name}: reliability\nECE {ece_text}{t_text}", fontsize=9)
