@@ -28,12 +28,14 @@ TINY = {"lightgbm": ["--model.init_args.min_data_in_leaf", "5"]}  # the config's
 
 def net_metric_keys() -> set[str]:
     """Every key a net's run writes: the suite's metrics plus the loss, for val and test, the checkpoint each
-    split was evaluated from and whether only part of it was (``{split}/partial``)."""
+    split was evaluated from and whether only part of it was (``{split}/partial``), and its calibration."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # computing an empty suite only to read its names
         names = {k for stage in ("val", "test") for k in MetricSuite(stage, 5).compute()}
     return names | {"val/loss", "test/loss", "fit/train_time_s", "fit/peak_rss_mib"} | {
-        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial", "trading/val", "trading/test"}  # fmt: skip
+        "checkpoint/val", "checkpoint/test", "val/partial", "test/partial", "trading/val", "trading/test",
+        "calibration/temperature", "calibration/fitted_on", "calibration/val_log_loss_before",
+        "calibration/val_log_loss_after"}  # fmt: skip
 
 
 def cli(name: str, splits: Path, save_dir: Path, *extra: str, command: str = "fit", epochs: int = 2) -> list[str]:
@@ -68,7 +70,7 @@ def test_fit_writes_the_nets_run_layout(name, splits, tmp_path):
         "metrics.json",
         "plots/feature_importance.csv",
         "plots/feature_importance.png",
-        *(f"plots/{s}_{p}.png" for s in ("val", "test") for p in ("confusion_matrix", "equity_curve")),
+        *(f"plots/{s}_{p}.png" for s in ("val", "test") for p in ("confusion_matrix", "equity_curve", "reliability")),
     ):
         assert (run / path).is_file(), path
     assert set(json.loads((run / "metrics.json").read_text())) == net_metric_keys()
@@ -96,6 +98,7 @@ def test_validate_test_predict_from_checkpoints(splits, tmp_path):
              **json.loads((run / "eval/test-best/metrics.json").read_text())}  # fmt: skip
     assert quality_of(again) == pytest.approx(fitted)  # the best model, evaluated again from its native file
     assert trading_of(again) == trading_of(json.loads(fit_metrics))
+    assert again["calibration/temperature"] == json.loads(fit_metrics)["calibration/temperature"]  # applied again
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", "last", command="predict")) == 0
     predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
     assert list(pd.read_parquet(predicted).columns) == PREDICTION_COLUMNS
@@ -128,12 +131,16 @@ def test_resume_matches_an_uninterrupted_run(name, splits, tmp_path):
         model.load(run / f"checkpoints/last{TREES[name]}")
     np.testing.assert_array_equal(models[0].predict_proba(X), models[1].predict_proba(X))
     assert quality(resumed) == quality(straight)
+    calibration = [{k: v for k, v in json.loads((r / "metrics.json").read_text()).items()
+                    if k.startswith("calibration/")} for r in (resumed, straight)]  # fmt: skip
+    assert calibration[0] == calibration[1]  # the resumed run's T is refitted on its final model, as the straight one
 
 
 def quality_of(metrics: dict) -> dict[str, float]:
-    """Metrics without the cost columns (time, memory), which differ run to run, the checkpoint names, and
-    the trading settings each split was judged under (dicts, compared by ``trading_of``)."""
-    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/", "trading/"))}
+    """Metrics without the cost columns (time, memory), which differ run to run, the checkpoint names, the
+    trading settings each split was judged under (dicts, compared by ``trading_of``) and the calibration record
+    (the fit's alone holds how T was fitted; its T is compared where it matters)."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("fit/", "checkpoint/", "trading/", "calibration/"))}
 
 
 def trading_of(metrics: dict) -> dict[str, dict]:

@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.errors import ConfigError, NonFiniteLossError
 from ensemble.metrics import MetricSuite, TradingConfig
+from ensemble.metrics.calibration import calibrate_logits
 from ensemble.models.checks import check_checkpoint_matches
 
 EVAL_STAGES = ("val", "test")
@@ -75,6 +76,9 @@ class Classifier(pl.LightningModule):
             {s: MetricSuite(s, horizon, bars_per_year, self.trading_config) for s in EVAL_STAGES}
         )
         self.losses = nn.ModuleDict({s: MeanMetric() for s in EVAL_STAGES})
+        # temperature scaling of the evaluated probabilities (Guo et al. 2017): 1 while training; a checkpoint's
+        # ``calibration`` entry sets it when an evaluation or ``predict`` loads one (``on_load_checkpoint``)
+        self.temperature = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, L, F) -> (B, 3)
@@ -100,7 +104,7 @@ class Classifier(pl.LightningModule):
                 f"non-finite {stage} loss ({loss.item()}) at epoch {self.current_epoch}, "
                 f"global step {self.global_step}; lower the learning rate or check the features"
             )
-        probs = logits.float().softmax(dim=-1)
+        probs = self.probabilities(logits) if stage in EVAL_STAGES else logits.float().softmax(dim=-1)
         if stage in EVAL_STAGES:
             self.losses[stage].update(loss.detach(), weight=batch["y"].shape[0])
             self.metrics[stage].update(probs, batch["y"], batch["time"], batch["fwd_return"],
@@ -119,7 +123,12 @@ class Classifier(pl.LightningModule):
         return self._common_step(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        return {"probs": self(batch["x"]).float().softmax(dim=-1)}
+        return {"probs": self.probabilities(self(batch["x"]))}
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, 3) logits -> (B, 3) float32 class probabilities at the model's temperature; the arg-max is the
+        uncalibrated one, bit for bit (``calibrate_logits``)."""
+        return calibrate_logits(logits, self.temperature)
 
     def _log_epoch(self, stage: str) -> None:
         # torchmetrics has already synced the states, so every rank holds the same values; sync_dist
@@ -156,5 +165,21 @@ class Classifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint_matches(checkpoint.get("hyper_parameters", {}), self.hparams)
         trainer = self._trainer  # None when loaded outside a Trainer (load_from_checkpoint)
+        # training (and a resumed fit) is never calibrated: early stopping watches the model's own probabilities
+        fitting = trainer is not None and trainer.state.fn == "fit"
+        self.temperature = 1.0 if fitting else checkpoint_temperature(checkpoint)
         if "torch_rng_state" in checkpoint and trainer is not None and trainer.state.fn == "fit":
             torch.set_rng_state(checkpoint["torch_rng_state"])
+
+
+def checkpoint_temperature(checkpoint: dict[str, Any]) -> float:
+    """The temperature a net checkpoint carries (``checkpoint["calibration"]["temperature"]``); 1.0 for one
+    written before calibration existed, or by ``fit --calibrate false``.
+
+    Raises:
+        CalibrationInputError: an entry that is not a finite number > 0 (a damaged or hand-edited file).
+    """
+    from ensemble.metrics.calibration import checked_temperature
+
+    entry = checkpoint.get("calibration") or {}
+    return checked_temperature(entry.get("temperature", 1.0) if isinstance(entry, dict) else entry, "checkpoint")

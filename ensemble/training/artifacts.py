@@ -19,7 +19,13 @@ from ensemble.data.constants import NUM_CLASSES
 from ensemble.io import atomic_write, write_figure, write_json, write_parquet
 from ensemble.metrics import TradingConfig
 from ensemble.metrics.curves import equity_curves, ic_series
-from ensemble.training.plots import confusion_matrix_figure, equity_curve_figure, feature_importance_figure, ic_figure
+from ensemble.training.plots import (
+    confusion_matrix_figure,
+    equity_curve_figure,
+    feature_importance_figure,
+    ic_figure,
+    reliability_figure,
+)
 
 PROB_COLUMNS = ("prob_short", "prob_flat", "prob_long")
 IMPORTANCE_CSV, IMPORTANCE_PNG = "feature_importance.csv", "feature_importance.png"
@@ -129,10 +135,13 @@ def write_stage(
     trading: TradingConfig | None = None,
     model: str | None = None,
     partial: bool = False,
+    temperature: float | None = None,
 ) -> None:
     """Predictions parquet, metrics.json entries (with the checkpoint ``ckpt`` they came from) and plots for
     one evaluated split. ``model`` names the model in the figures' titles (default: the run's folder name);
-    ``partial`` (recorded as ``{split}/partial``) says only part of the split was evaluated."""
+    ``partial`` (recorded as ``{split}/partial``) says only part of the split was evaluated; ``temperature``
+    (recorded as ``calibration/temperature``) is the one the probabilities were scaled with (None: no model
+    temperature, e.g. a blend)."""
     import matplotlib.pyplot as plt
 
     pred_path = write_parquet(run_dir / "predictions" / f"{split}.parquet", df)
@@ -142,6 +151,8 @@ def write_stage(
     metrics_path = record_split_metrics(run_dir, split, {**metrics, f"{split}/partial": partial}, ckpt)
     if trading is not None:  # the book these numbers were charged with (a resume may have changed it)
         metrics_path = update_metrics_json(run_dir, {f"trading/{split}": trading.as_dict()})
+    if temperature is not None:
+        metrics_path = update_metrics_json(run_dir, {"calibration/temperature": temperature})
     log_file(loggers, metrics_path, "")
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
@@ -161,6 +172,7 @@ def write_stage(
         ),
         "ic": ic_figure(ic.times[ic.valid].numpy().astype("datetime64[ns]"), ic.ic[ic.valid].numpy(),
                         f"{name}: IC of p_long - p_short"),
+        "reliability": reliability_figure(probs.numpy(), df["label"].to_numpy(np.int64) + 1, name, temperature),
     }
     for name, fig in figures.items():
         path = write_figure(run_dir / "plots" / f"{split}_{name}.png", fig)

@@ -75,7 +75,8 @@ class ArtifactWriter(Callback):
         df = predictions_frame(parts, panel.symbols, tz=panel.tz)
         write_stage(run_dir, stage_name, df, metrics, dm.horizon, trainer.loggers, trainer.global_step,
                     trainer.ckpt_path, trading=getattr(pl_module, "trading_config", None),
-                    partial=self.partial.get(split, False), model=_model_name(pl_module))  # fmt: skip
+                    partial=self.partial.get(split, False), model=_model_name(pl_module),
+                    temperature=getattr(pl_module, "temperature", None))  # fmt: skip
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._finish(trainer, pl_module)

@@ -190,3 +190,19 @@ def config_from_flags(argv: list[str], base: Mapping[str, Any] | None = None, st
         else:
             set_dotted(config, key, _value(text, key))
     return config
+
+
+def check_plateau_mode(model: Mapping[str, Any], mode: str) -> None:
+    """A ``ReduceLROnPlateau`` scheduler watches ``checkpoint.monitor`` (linked into ``model.init_args.monitor``);
+    refuse one whose ``mode`` is not ``checkpoint.mode``: it would cut the learning rate while the metric improves.
+
+    Raises:
+        ConfigError: naming both modes and the key to set.
+    """
+    scheduler = (model.get("init_args") or {}).get("scheduler") or {}
+    if not isinstance(scheduler, Mapping) or not str(scheduler.get("class_path", "")).endswith("ReduceLROnPlateau"):
+        return
+    given = (scheduler.get("init_args") or {}).get("mode", "min")  # torch's default
+    if given != mode:
+        raise ConfigError(f"model.init_args.scheduler ReduceLROnPlateau has mode '{given}' but watches "
+                          f"checkpoint.monitor in mode '{mode}'; set its init_args.mode: {mode}")  # fmt: skip

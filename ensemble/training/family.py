@@ -78,6 +78,7 @@ class Job(ABC):
     trainer: Any
     config: dict[str, Any]
     evaluate_test: bool = True  # the config's top-level ``test``: evaluate test after fit (tuning trials: off)
+    calibrate: bool = True  # the config's top-level ``calibrate``: temperature-scale the chosen checkpoint
 
     @property
     @abstractmethod
@@ -129,6 +130,14 @@ class Job(ABC):
     def is_global_zero(self) -> bool:
         """Whether this process writes the run's shared files (rank 0 under DDP)."""
 
+    @abstractmethod
+    def store_temperature(self, ckpt: str, temperature: float | None) -> None:
+        """Write the calibration temperature into the checkpoint file ``ckpt`` (None: remove it, T = 1)."""
+
+    def barrier(self) -> None:
+        """Wait for every process of the run (DDP); one process has nothing to wait for."""
+        return
+
     def fit(self, train_callbacks: list[Any] = ()) -> dict[str, float]:
         """Train, then evaluate the best checkpoint on val and (unless the config says ``test: false``) test:
         artifacts, metrics.json and a summary.
@@ -154,12 +163,23 @@ class Job(ABC):
 
     def finish(self, cost: Mapping[str, float], ckpt: str | None = None) -> dict[str, float]:
         """The after-fit evaluation of the best checkpoint (or of ``ckpt``, another run's model, as a walk-forward
-        fold that reuses the last fold's model does), shared by both families and by the CLI."""
+        fold that reuses the last fold's model does), shared by both families and by the CLI.
+
+        The run's own checkpoint is calibrated first when ``calibrate`` is on (``calibrate_checkpoint``: T fitted
+        on val at T = 1, stored in it); another run's model keeps the temperature it carries."""
         from ensemble.training.artifacts import update_metrics_json
+        from ensemble.training.calibration import calibrate_checkpoint
         from ensemble.training.results import print_results
 
         best = ckpt or self.best_checkpoint()
+        own = ckpt is None and best is not None
+        if own:  # a refit (a resume, --calibrate false) starts from the model's own probabilities
+            if self.is_global_zero():
+                self.store_temperature(best, None)
+            self.barrier()
         results = self.evaluate("val", best)
+        if own and self.calibrate:
+            results = calibrate_checkpoint(self, best, results)
         if self.evaluate_test:
             results.update(self.evaluate("test", best))
         run_dir = self.run_dir  # a collective under DDP: every rank asks

@@ -112,6 +112,25 @@ def check_same_weights(ckpt: Mapping[str, Any], module: torch.nn.Module, source:
         raise CheckpointError(f"{source}: its weights do not fit the configured model: {detail}")
 
 
+def write_net_temperature(path: str | Path, temperature: float | None) -> None:
+    """Store the calibration ``temperature`` in the net checkpoint at ``path`` (``ckpt["calibration"]``), or
+    drop it (None); a checkpoint that already says so is left untouched. Written atomically.
+
+    Raises:
+        CheckpointError, UntrustedFileError: as ``read_net_checkpoint``, or the write failed.
+    """
+    ckpt = read_net_checkpoint(path)
+    if temperature is None and "calibration" not in ckpt:
+        return
+    ckpt.pop("calibration", None)
+    if temperature is not None:
+        ckpt["calibration"] = {"temperature": float(temperature)}
+    try:
+        atomic_write(path, lambda tmp: _save(ckpt, tmp))
+    except OSError as err:
+        raise CheckpointError(f"{path}: could not store the calibration temperature ({err.strerror or err})") from err
+
+
 def _save(checkpoint: dict[str, Any], tmp: Path) -> None:
     with open(tmp, "wb") as f:
         torch.save(checkpoint, f)

@@ -25,13 +25,17 @@ from ensemble.data import WindowDataModule
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
 from ensemble.errors import ConfigError, EnsembleError, Preempted
+from ensemble.models.classifier import checkpoint_temperature
+from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
 from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
+from ensemble.training.config import check_plateau_mode
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
     check_same_model,
     check_same_weights,
     read_net_checkpoint,
+    write_net_temperature,
 )
 from ensemble.training.results import print_predictions, print_results
 from ensemble.training.runs import (
@@ -106,6 +110,7 @@ class EnsembleCLI(LightningCLI):
             }
         )
         parser.add_argument("--test", type=bool, default=True, help=TEST_HELP)
+        parser.add_argument("--calibrate", type=bool, default=True, help=CALIBRATE_HELP)
         parser.add_lightning_class_args(ArtifactWriter, "artifacts")
         parser.add_lightning_class_args(FeatureImportance, "importance")
         for name in ("num_features", "num_classes", "seq_len"):
@@ -157,6 +162,8 @@ class EnsembleCLI(LightningCLI):
                 console.resuming_quietly()
             cfg.ckpt_path = str(ckpt_file)
             self._checkpoint = read_net_checkpoint(ckpt_file)
+            if not fit:  # an evaluation applies the checkpoint's temperature: say when it has none
+                note_temperature("calibration" in self._checkpoint, 1.0, ckpt_file)
             check_same_model(self._checkpoint, cfg.model.as_dict(), cfg.data.get("seq_len"), str(ckpt_file))
 
     def after_instantiate_classes(self) -> None:
@@ -243,22 +250,6 @@ class EnsembleCLI(LightningCLI):
             print_predictions(run_dir, self.trainer.ckpt_path)
 
 
-def check_plateau_mode(model: Mapping[str, Any], mode: str) -> None:
-    """A ``ReduceLROnPlateau`` scheduler watches ``checkpoint.monitor`` (linked into ``model.init_args.monitor``);
-    refuse one whose ``mode`` is not ``checkpoint.mode``: it would cut the learning rate while the metric improves.
-
-    Raises:
-        ConfigError: naming both modes and the key to set.
-    """
-    scheduler = (model.get("init_args") or {}).get("scheduler") or {}
-    if not isinstance(scheduler, Mapping) or not str(scheduler.get("class_path", "")).endswith("ReduceLROnPlateau"):
-        return
-    given = (scheduler.get("init_args") or {}).get("mode", "min")  # torch's default
-    if given != mode:
-        raise ConfigError(f"model.init_args.scheduler ReduceLROnPlateau has mode '{given}' but watches "
-                          f"checkpoint.monitor in mode '{mode}'; set its init_args.mode: {mode}")  # fmt: skip
-
-
 def _with_atomic_checkpoints(plugins: Any) -> list[Any]:
     """The trainer's plugins plus ``AtomicCheckpointIO``, unless the user chose a ``CheckpointIO`` already."""
     from lightning.pytorch.plugins.io import CheckpointIO
@@ -294,6 +285,7 @@ class NetJob(Job):
         self.model, self.datamodule, self.trainer = cli.model, cli.datamodule, cli.trainer
         self.config = cli.config.as_dict()
         self.evaluate_test = bool(cli._subcommand_config().get("test", True))
+        self.calibrate = bool(cli._subcommand_config().get("calibrate", True))
 
     @property
     def run_dir(self) -> Path | None:
@@ -340,6 +332,12 @@ class NetJob(Job):
     def is_global_zero(self) -> bool:
         return self.trainer.is_global_zero
 
+    def store_temperature(self, ckpt: str, temperature: float | None) -> None:
+        write_net_temperature(ckpt, temperature)
+
+    def barrier(self) -> None:
+        self.trainer.strategy.barrier()
+
 
 class NetFamily(Family):
     """Nets: a weights-only Lightning checkpoint per model (``best-EE.ckpt``, ``last.ckpt``)."""
@@ -377,20 +375,20 @@ class NetFamily(Family):
         ckpt = read_net_checkpoint(model_dir / "model.ckpt")
         hparams, data_state = ckpt["hyper_parameters"], ckpt.get(WindowDataModule.__qualname__) or {}
         return {"feature_names": list(hparams["feature_names"]), "horizon": int(hparams["horizon"]),
-                "normalizer": data_state.get("normalizer")}
+                "normalizer": data_state.get("normalizer"), "temperature": checkpoint_temperature(ckpt)}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
         from ensemble.models import Classifier
 
-        read_net_checkpoint(export_dir / "model" / "model.ckpt")  # damaged or untrusted: refused before any import
-        model = Classifier.load_from_checkpoint(
-            export_dir / "model" / "model.ckpt", weights_only=True, map_location="cpu"
-        ).eval()
+        path = export_dir / "model" / "model.ckpt"
+        ckpt = read_net_checkpoint(path)  # damaged or untrusted: refused before any import
+        model = Classifier.load_from_checkpoint(path, weights_only=True, map_location="cpu").eval()
+        note_temperature("calibration" in ckpt, model.temperature, path)  # its on_load_checkpoint read it
         seq_len = int(metadata["seq_len"])
 
         def predict(panel: Any, ends: torch.Tensor) -> Any:
-            with torch.no_grad():
-                parts = [model(b["x"]).float().softmax(-1) for b in WindowLoader(panel, ends, seq_len, 2048)]
+            with torch.no_grad():  # at the checkpoint's temperature, as validate/test/predict --ckpt_path
+                parts = [model.probabilities(model(b["x"])) for b in WindowLoader(panel, ends, seq_len, 2048)]
             return torch.cat(parts).numpy()
 
         return predict

@@ -1,4 +1,5 @@
-"""Figures every run writes: confusion matrix, equity curve with drawdown, IC per timestamp, feature importance."""
+"""Figures every run writes: confusion matrix, equity curve with drawdown, IC per timestamp, feature importance,
+reliability diagram."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.data.constants import NUM_CLASSES
+from ensemble.metrics.calibration import apply_temperature, expected_calibration_error, reliability_bins
 
 CLASS_LABELS = ("short", "flat", "long")
 TIME_ZONE_LABEL = "UTC"  # the curves' timestamps are the rows' UTC instants (``metrics.curves``)
@@ -94,5 +96,43 @@ def feature_importance_figure(importance: pd.Series, title: str, xlabel: str, to
     ax.set_title(title + note, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("feature")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(probs: np.ndarray, y: np.ndarray, name: str, temperature: float | None = 1.0,
+                       n_bins: int = 15) -> plt.Figure:
+    """Reliability diagram (Guo et al. 2017, figure 1) of (N, 3) probabilities ``probs`` against class ids ``y``:
+    per confidence bin (``n_bins`` equal-width bins, the suite's ECE bins), the accuracy of the arg-max against
+    the mean confidence, with the diagonal of perfect calibration, and below it the share of rows per bin.
+
+    ``probs`` are the temperature-scaled ones when ``temperature`` != 1; the model's own (``softmax(T log p)``)
+    are then drawn too, so the effect of the scaling shows. The title gives the ECE (before -> after) and T;
+    ``temperature`` None (a blend's probabilities, no model temperature) names no T.
+    """
+    scaled = temperature is not None and temperature != 1.0
+    fig, (ax, share_ax) = plt.subplots(2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect calibration")
+    curves = {f"calibrated (T = {temperature:.3f})" if scaled else "model": probs}
+    if scaled:
+        curves = {"uncalibrated (T = 1)": apply_temperature(probs, 1.0 / temperature), **curves}
+    eces = []
+    for label, p in curves.items():
+        conf, acc, count = reliability_bins(p, y, n_bins)
+        ece = expected_calibration_error(p, y, n_bins)
+        eces.append(ece)
+        used = count > 0
+        line = ax.plot(conf[used], acc[used], marker="o", ms=3, lw=1.2, label=f"{label}, ECE {ece:.4f}")[0]
+        centres = (np.arange(n_bins) + 0.5) / n_bins
+        share_ax.step(centres, count / max(count.sum(), 1), where="mid", color=line.get_color(), lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy of the arg-max (share of rows)")
+    ax.legend(fontsize=7, loc="upper left")
+    share_ax.set_xlabel(f"confidence: top-class probability ({n_bins} bins, 0 to 1)")
+    share_ax.set_ylabel("rows (share, 0 to 1)")
+    ece_text = " -> ".join(f"{e:.4f}" for e in eces)
+    t_text = "" if temperature is None else f", T = {temperature:.3f}"
+    ax.set_title(f"{name}: reliability\nECE {ece_text}{t_text}", fontsize=9)
     fig.tight_layout()
     return fig

@@ -177,7 +177,8 @@ class ArtifactWriter(TreeCallback):
         parts = {"probs": probs, "y": data.y, "time": data.time, "symbol": data.symbol, "fwd_return": data.fwd_return}
         df = predictions_frame(parts, data.symbols, tz=data.tz)
         write_stage(trainer.log_dir, stage, df, metrics, model.horizon, trainer.loggers, trainer.global_step,
-                    trainer.ckpt_path, trading=model.trading_config, model=model.name)  # fmt: skip
+                    trainer.ckpt_path, trading=model.trading_config, model=model.name,
+                    temperature=trainer.temperature)  # fmt: skip
         if self._importance_of != (id(model), model.num_rounds):
             self._importance_of = (id(model), model.num_rounds)
             importance = model.feature_importance().sort_values(ascending=False)

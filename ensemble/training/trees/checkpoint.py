@@ -23,6 +23,7 @@ from typing import Any
 
 from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, remove_partial_writes, write_json
+from ensemble.metrics.calibration import checked_temperature
 from ensemble.models.checks import CheckpointMismatchError, check_checkpoint_matches
 from ensemble.models.trees.base import TreeModel
 from ensemble.training.runs import CheckpointError, RunNotFoundError
@@ -193,3 +194,27 @@ def model_file(path: Path) -> Path:
     if not meta.is_file():
         return path
     return meta.with_name(_settle(meta)["model_file"])
+
+
+CALIBRATION = "calibration"  # sidecar key: {"temperature": T}, written after the fit (``write_temperature``)
+
+
+def sidecar_temperature(state: dict[str, Any], source: str | Path) -> float:
+    """The temperature a checkpoint's sidecar carries; 1.0 for one without (an older or uncalibrated run).
+
+    Raises:
+        CalibrationInputError: a temperature that is not a finite number > 0.
+    """
+    entry = state.get(CALIBRATION) or {}
+    return checked_temperature(entry.get("temperature") if isinstance(entry, dict) else entry, str(source))
+
+
+def write_temperature(path: str | Path, temperature: float | None) -> None:
+    """Store ``temperature`` in the sidecar of the checkpoint at ``path`` (its sidecar or model file), or drop
+    it (None). The sidecar is rewritten atomically; the native files and their digests are untouched."""
+    meta = sidecar_of(Path(path))
+    state = _settle(meta)
+    state.pop(CALIBRATION, None)
+    if temperature is not None:
+        state[CALIBRATION] = {"temperature": float(temperature)}
+    write_json(meta, state)

@@ -17,7 +17,9 @@ from ensemble import console
 from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.io import atomic_write
+from ensemble.metrics.calibration import calibrate_probs
 from ensemble.models.trees import TreeModel
+from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, on_sigterm
 from ensemble.training.runs import (
     CKPT_PATH_HELP,
@@ -36,6 +38,7 @@ from ensemble.training.tracking import Tracking, run_loggers
 from ensemble.training.trading import add_trading_arguments, announce_bars_per_year, check_trading
 from ensemble.training.trees.callbacks import ArtifactWriter, ModelCheckpoint
 from ensemble.training.trees.checkpoint import (
+    CALIBRATION,
     STAGED_NAME,
     TREE_CHECKPOINTS,
     meta_path,
@@ -44,6 +47,8 @@ from ensemble.training.trees.checkpoint import (
     read_checkpoint,
     read_sidecar,
     sidecar_of,
+    sidecar_temperature,
+    write_temperature,
 )
 from ensemble.training.trees.trainer import TreeTrainer
 
@@ -67,6 +72,7 @@ def tree_parser(subcommand: str = "fit") -> ArgumentParser:
     parser.add_class_arguments(ModelCheckpoint, "checkpoint")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
     parser.add_argument("--test", type=bool, default=True, help=TEST_HELP)
+    parser.add_argument("--calibrate", type=bool, default=True, help=CALIBRATE_HELP)
     for name in LINKED_FROM_DATA:
         parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
     return parser
@@ -83,6 +89,7 @@ class TreeJob(Job):
         self.config = config.as_dict()
         check_trading(config)
         self.evaluate_test = bool(config.test)
+        self.calibrate = bool(config.calibrate)
         if config.seed_everything is not False:
             seed_everything(None if config.seed_everything is True else config.seed_everything)
         self.tracking = Tracking(**vars(config.tracking))
@@ -101,6 +108,8 @@ class TreeJob(Job):
             wanted = RunKey.of(self.config, self.datamodule.feature_names) if tag else None
             meta, self._run_dir = TreeFamily().find_checkpoint(config.ckpt_path, base, fit, wanted, own=fit)
             self.ckpt = model_file(meta)
+            if not fit:  # an evaluation applies the checkpoint's temperature: say when it has none
+                note_temperature(CALIBRATION in read_sidecar(sidecar_of(meta)), 1.0, meta)
         kwargs: dict[str, Any] = dict(vars(init.trainer))
         self._logger = kwargs.pop("logger")
         callbacks = [*(kwargs.pop("callbacks") or []), ArtifactWriter()]
@@ -179,6 +188,9 @@ class TreeJob(Job):
     def is_global_zero(self) -> bool:
         return True  # tree libraries train in one process
 
+    def store_temperature(self, ckpt: str, temperature: float | None) -> None:
+        write_temperature(ckpt, temperature)
+
     def run(self) -> None:
         """Run the parsed subcommand, as ``ensemble fit|validate|test|predict`` does."""
         from ensemble.training.results import print_predictions, print_results
@@ -246,7 +258,8 @@ class TreeFamily(Family):
     def export_metadata(self, model_dir: Path) -> dict[str, Any]:
         meta = read_sidecar(meta_path(model_dir, "best"))  # the sidecar holds what the data linked in
         return {"feature_names": list(meta["feature_names"]), "horizon": int(meta["horizon"]),
-                "normalizer": (meta.get("datamodule") or {}).get("normalizer")}
+                "normalizer": (meta.get("datamodule") or {}).get("normalizer"),
+                "temperature": sidecar_temperature(meta, meta_path(model_dir, "best"))}
 
     def predictor(self, export_dir: Path, config: Mapping[str, Any], metadata: Mapping[str, Any]) -> Predictor:
         spec = {"class_path": config["model"]["class_path"], "init_args": {
@@ -256,7 +269,8 @@ class TreeFamily(Family):
         parser.add_subclass_arguments(TreeModel, "model")
         model = parser.instantiate_classes(parser.parse_object({"model": spec})).model
         (native,) = [p for p in (export_dir / "model").iterdir() if not p.name.endswith(".meta.json")]
-        native_model = read_checkpoint(native, model)[0]  # checks class, features and windowing first
+        native_model, state = read_checkpoint(native, model)  # checks class, features and windowing first
         with native_file(native_model):
             model.load(native_model)
-        return lambda panel, ends: model.predict_proba(model.split(panel, ends).X)
+        temperature = note_temperature(CALIBRATION in state, sidecar_temperature(state, native), native)
+        return lambda panel, ends: calibrate_probs(model.predict_proba(model.split(panel, ends).X), temperature)

@@ -13,10 +13,11 @@ from ensemble import console
 from ensemble.data.constants import NUM_CLASSES
 from ensemble.data.split_data import SplitData
 from ensemble.errors import ConfigError
+from ensemble.metrics.calibration import calibrate_probs
 from ensemble.models.trees.base import TreeModel
 from ensemble.training.loggers import RunLogger
 from ensemble.training.trees.callbacks import ModelCheckpoint, ProgressBar, TreeCallback, check_monitors
-from ensemble.training.trees.checkpoint import native_file, read_checkpoint
+from ensemble.training.trees.checkpoint import native_file, read_checkpoint, sidecar_temperature
 from ensemble.training.trees.devices import single_device
 
 _SETUP_STAGE = {"val": "validate", "test": "test"}
@@ -73,6 +74,7 @@ class TreeTrainer:
         self.callback_metrics: dict[str, float] = {}
         self.ckpt_path: str | Path | None = None  # the checkpoint the last evaluation loaded
         self.datamodule_state: dict[str, Any] = {}  # the data's fitted normalisation, kept in every checkpoint
+        self.temperature = 1.0  # the evaluated checkpoint's calibration (1: none); training never uses it
 
     @property
     def log_dir(self) -> Path | None:
@@ -145,17 +147,20 @@ class TreeTrainer:
     def _run_split(self, model: TreeModel, datamodule: SplitData, split: str, ckpt_path: str | Path | None):
         self._setup(model)
         self.ckpt_path = ckpt_path  # the checkpoint these metrics come from, as Lightning's Trainer records it
+        self.temperature = 1.0  # the weights in memory were never calibrated
         if ckpt_path is not None:
             model_file, state = read_checkpoint(ckpt_path, model)
             with native_file(model_file):
                 model.load(model_file)
             datamodule.load_state_dict(state.get("datamodule") or {}, str(ckpt_path))  # never a refit
             self.global_step = state.get("global_step", model.num_rounds)
+            self.temperature = sidecar_temperature(state, ckpt_path)
         if model.num_rounds == 0:
             raise ConfigError("no trained tree model to evaluate: fit one, or pass ckpt_path")
         datamodule.setup(_SETUP_STAGE.get(split, "predict"))
         data = model.split(datamodule.panel(split), datamodule.ends[split])
-        return data, model.predict_proba(data.X)
+        # temperature-scaled as the checkpoint says; the arg-max stays the model's own (``calibrate_probs``)
+        return data, calibrate_probs(model.predict_proba(data.X), self.temperature)
 
     def _evaluate(self, model: TreeModel, datamodule: SplitData, split: str, ckpt_path) -> dict[str, float]:
         data, probs = self._run_split(model, datamodule, split, ckpt_path)
