@@ -56,13 +56,15 @@ def test_local_folds_equal_sequential_with_refit_folds_first(tmp_path, splits, c
     fold_2 = json.loads((Path(folds.run_dir[1]) / "metrics.json").read_text())
     assert fold_2["checkpoint/test"].startswith(str(tmp_path / "local" / "runs" / "fold_1"))  # fold 1's model
     # one line per fold (the refit folds 1 and 3 first, then fold 2), nothing from the folds' own training
-    lines = [line for line in text.splitlines() if ": done in" in line]
+    lines = [line for line in text.splitlines() if ": done in" in line and "final model" not in line]
     assert len(lines) == 3 and "fold_2" in lines[-1], text
+    assert "walk-forward final model: done" in text  # then the final model, judged on test
     assert "epoch" not in text and "cell process" not in text
     assert "threads 1" in (tmp_path / "local" / "runs" / "fold_1" / "cell.log").read_text()
     # a re-run skips every finished fold, in this process
     assert main(args(tmp_path / "local", splits, *wf, *LOCAL)) == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 3
+    again = capsys.readouterr().out
+    assert again.count("finished earlier, skipped") == 4 and "final model: finished earlier, skipped" in again
 
 
 def test_a_failed_fold_is_named_and_nothing_is_stitched(tmp_path, splits, capsys):
