@@ -232,7 +232,8 @@ def test_the_plateau_scheduler_watches_the_checkpoint_monitor(fit_args, splits, 
                                             "data.root": str(splits), "trainer.logger": False})  # fmt: skip
     assert job.model.hparams["monitor"] == "val/log_loss"
     plateau = '{class_path: torch.optim.lr_scheduler.ReduceLROnPlateau, init_args: {patience: 1}}'
-    assert main(["fit", *fit_args(), "--model.init_args.scheduler", plateau]) == 2  # torch's mode min, checkpoint max
+    f1 = ["--checkpoint.monitor", "val/f1_macro", "--checkpoint.mode", "max"]  # the bundled configs watch log loss
+    assert main(["fit", *fit_args(), *f1, "--model.init_args.scheduler", plateau]) == 2  # torch's min, checkpoint max
     assert "ReduceLROnPlateau has mode 'min' but watches checkpoint.monitor in mode 'max'" in capsys.readouterr().err
 
 
