@@ -222,7 +222,7 @@ def test_print_config_has_one_optimizer_place_and_one_monitor(capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert "optimizer" not in config and "lr_scheduler" not in config  # LightningCLI's own, unused
     assert "optimizer" in config["model"]["init_args"] and "monitor" not in config["model"]["init_args"]
-    assert config["checkpoint"]["monitor"] == "val/f1_macro"
+    assert config["checkpoint"]["monitor"] == "val/log_loss"  # the bundled configs' default (docs/benchmarks.md)
 
 
 def test_the_plateau_scheduler_watches_the_checkpoint_monitor(fit_args, splits, capsys):
@@ -232,7 +232,8 @@ def test_the_plateau_scheduler_watches_the_checkpoint_monitor(fit_args, splits, 
                                             "data.root": str(splits), "trainer.logger": False})  # fmt: skip
     assert job.model.hparams["monitor"] == "val/log_loss"
     plateau = '{class_path: torch.optim.lr_scheduler.ReduceLROnPlateau, init_args: {patience: 1}}'
-    assert main(["fit", *fit_args(), "--model.init_args.scheduler", plateau]) == 2  # torch's mode min, checkpoint max
+    f1 = ["--checkpoint.monitor", "val/f1_macro", "--checkpoint.mode", "max"]  # the bundled configs watch log loss
+    assert main(["fit", *fit_args(), *f1, "--model.init_args.scheduler", plateau]) == 2  # torch's min, checkpoint max
     assert "ReduceLROnPlateau has mode 'min' but watches checkpoint.monitor in mode 'max'" in capsys.readouterr().err
 
 

@@ -54,7 +54,7 @@ def test_tree_configs_route_to_the_tree_trainer_and_parse(splits):
         init = parser.instantiate(parser.parse_args(["--config", config, "--data.root", str(splits)]))
         assert type(init.model).__name__.lower().startswith(name[:3])
         assert init.model.feature_names == init.data.feature_names  # linked, not typed
-        assert init.trainer.callbacks and init.checkpoint.monitor == "val/f1_macro"
+        assert init.trainer.callbacks and init.checkpoint.monitor == "val/log_loss"
 
 
 @pytest.mark.parametrize("name", TREES)
