@@ -71,6 +71,7 @@ class TreeTrainer:
         self.loggers: list[RunLogger] = list(logger) if isinstance(logger, list) else []
         self.default_root_dir = Path(default_root_dir) if default_root_dir is not None else None
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
+        self._logged_step = 0  # loggers never see a step go back (see log_metrics)
         self.callback_metrics: dict[str, float] = {}
         self.ckpt_path: str | Path | None = None  # the checkpoint the last evaluation loaded
         self.datamodule_state: dict[str, Any] = {}  # the data's fitted normalisation, kept in every checkpoint
@@ -91,8 +92,12 @@ class TreeTrainer:
                 hook(self, *args)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
+        # the final evaluation of the best checkpoint (an earlier round than the last epoch) is logged at the
+        # latest step, not the checkpoint's: MLflow and TensorBoard show a metric's latest step as its value, as
+        # Lightning's validate-after-fit does
+        self._logged_step = max(self._logged_step, self.global_step)
         for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.global_step)
+            logger.log_metrics(metrics, step=self._logged_step)
 
     def checkpoint_state(self) -> dict[str, Any]:
         callbacks = {type(c).__name__: c.state_dict() for c in self.callbacks}
