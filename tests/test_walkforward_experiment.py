@@ -29,10 +29,11 @@ def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys)
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
     assert board[board.kind != "baseline"][["model", "horizon", "kind", "status", "folds"]].values.tolist() == [
         ["lightgbm", 5, "walkforward", "done", 3]]
-    # one candidate: it is the champion; no test predictions (span trainval) and no PBO, each said so
+    # one candidate: it is the champion and the oracle (its final model's test predictions), no PBO, said so
     champion = json.loads((tmp_path / "exp" / "champion_h5.json").read_text())
     assert champion["champion"]["name"] == "lightgbm" and champion["n_trials"] == 1
-    assert "no test comparison" in champion["test_note"] and "1 candidate" in champion["pbo_note"]
+    assert champion["oracle"]["name"] == "lightgbm" and champion["difference"] == 0.0
+    assert champion["interval"] == [0.0, 0.0] and "1 candidate" in champion["pbo_note"]
     assert sorted(board[board.kind == "baseline"].model) == ["class_prior", "random_prior", "uniform"]
     assert (tmp_path / "exp" / "leaderboard.png").is_file()
     assert board[board.model == "lightgbm"].champion.tolist() == [True]
@@ -92,7 +93,7 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv", keep_default_na=False)
     blends = board[board.kind == "blend"]
     assert sorted(blends.model) == ["ensemble_caruana", "ensemble_stacked", "ensemble_weighted"]
-    assert set(blends.fit_on) == {"oof"} and set(blends.status) == {"done"} and (blends.folds == 1).all()
+    assert set(blends.fit_on) == {"oof"} and set(blends.status) == {"done"} and (blends.folds.astype(float) == 1).all()
     for run in blends.run_dir:
         record = json.loads((Path(run) / "blend.json").read_text())
         assert fit_last_before_scored(record) == [] and "test" in record["provenance"]
