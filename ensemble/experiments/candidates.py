@@ -142,7 +142,7 @@ def net_returns(aligned: Aligned, horizon: int, trading: TradingConfig) -> tuple
     frame = aligned.frame[keep]
     time = torch.from_numpy(utc_ns(frame["datetime"]))
     symbol = torch.from_numpy(pd.factorize(frame["symbol"], sort=True)[0].astype(np.int64))
-    fwd = torch.from_numpy(frame["fwd_return"].to_numpy(np.float64))
+    fwd = torch.from_numpy(frame["fwd_return"].to_numpy(np.float64, copy=True))
     series = []
     for probs in aligned.probs[:, keep]:
         p = torch.from_numpy(np.ascontiguousarray(probs))

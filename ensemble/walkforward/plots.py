@@ -42,9 +42,10 @@ def oof_equity_figure(oof: pd.DataFrame, horizon: int, boundaries: list[int], ti
 
     boundaries: (folds,) ns UTC, each fold's first test timestamp."""
     symbol = torch.as_tensor(pd.factorize(oof["symbol"], sort=True)[0])
-    curves = equity_curves(torch.as_tensor(utc_ns(oof["datetime"])), symbol,
-                           torch.as_tensor(oof[list(PROB_COLUMNS)].to_numpy(np.float64)),
-                           torch.as_tensor(oof["fwd_return"].to_numpy(np.float64)), horizon, trading)  # fmt: skip
+    # torch.tensor copies: pandas (copy-on-write) hands out read-only arrays, which as_tensor warns about
+    curves = equity_curves(torch.tensor(utc_ns(oof["datetime"])), symbol,
+                           torch.tensor(oof[list(PROB_COLUMNS)].to_numpy(np.float64)),
+                           torch.tensor(oof["fwd_return"].to_numpy(np.float64)), horizon, trading)  # fmt: skip
     benchmark = None if trading is not None and trading.benchmark == "none" else curves.benchmark.numpy()
     fig = equity_curve_figure(curves.times.numpy().astype("datetime64[ns]"), curves.gross.numpy(), title,
                               net=curves.net.numpy(), benchmark=benchmark)  # fmt: skip
