@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -179,6 +180,8 @@ def download_registered(source: str, tracking_uri: str | None = None) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
+        if not sys.stderr.isatty():  # MLflow draws its download bar into logs and pipes too
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         got = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(staging)))  # fmt: skip
         if not (got / "metadata.json").is_file():

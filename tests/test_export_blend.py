@@ -125,6 +125,7 @@ def test_register_an_experiments_champion_blend_then_predict_it_from_the_registr
     assert main(["predict", "--from", "models:/demo_h5@production", "--input", str(splits / SPLIT_FILES["test"]),
                  "--out", str(out), "--mlflow_uri", uri]) == 0  # fmt: skip
     _same_predictions(pd.read_parquet(out), blends["stacked"])
+    assert "Downloading artifacts" not in capsys.readouterr().err  # no MLflow bar off a terminal
 
     # a member champion that is a walk-forward folder registers its final model, under a name of the user's
     _champion(tmp_path / "elsewhere" / "wfexp", 5, "walkforward_lgb", "member")  # relative to its experiment
