@@ -213,3 +213,17 @@ def test_fit_threads_reaches_torch_and_the_tree_library(tmp_path, splits, capsys
         assert main([*argv[:-1], bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"ensemble: error: --threads must be a whole number >= 1, got {shown}"
+
+
+def test_no_cell_starts_once_sigterm_has_stopped_the_running_ones(tmp_path, monkeypatch):
+    """A worker thread freed by a stopped cell takes the next queued one: after SIGTERM it must not start it."""
+    from ensemble.errors import Preempted
+    from ensemble.experiments import cells
+
+    monkeypatch.setattr(cells, "_STOPPING", [True])
+    folder = tmp_path / "xgboost_h20"
+    folder.mkdir()
+    with pytest.raises(Preempted) as stopped:
+        cells.run_cell({"model": {}}, folder)
+    assert "cell xgboost_h20 was not started" in stopped.value.message
+    assert not (folder / "cell.log").exists()  # no process was spawned

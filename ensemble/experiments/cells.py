@@ -140,6 +140,9 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
         Preempted: SIGTERM arrived; the running cell was terminated first.
     """
     log = folder / "cell.log"
+    if _STOPPING:  # a worker thread freed by a stopped cell must not start the next one
+        raise Preempted(f"SIGTERM received: cell {folder.name} was not started; re-run to go on "
+                        "(finished cells are skipped)")  # fmt: skip
     with cell_lock(folder):
         spawn = multiprocessing.get_context("spawn")
         proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot, work))
