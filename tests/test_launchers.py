@@ -152,6 +152,7 @@ def test_bad_launcher_settings_are_one_line_each(tmp_path, splits, capsys):
         (["--launcher", "local", "--launcher.workers", "0"], "launcher.workers must be a whole number >= 1, got 0"),
         (["--threads", "0"], "threads must be a whole number >= 1, got 0"),
         (["--launcher.address", "127.0.0.1:1"], "launcher.address is for --launcher ray"),
+        (["--launcher.workers", "2"], "launcher.workers is for --launcher local or ray, not 'sequential'"),
     ]
     for extra, expected in cases:
         capsys.readouterr()

@@ -90,6 +90,9 @@ class LauncherSettings:
             check_threads(self.workers, "launcher.workers")
         if self.retries < 0:
             raise ConfigError(f"launcher.retries must be >= 0, got {self.retries}")
+        if self.workers is not None and self.kind == "sequential":  # it would be silently ignored
+            raise ConfigError(f"launcher.workers is for --launcher local or ray, not 'sequential' (got workers "
+                              f"{self.workers}); add --launcher local")  # fmt: skip
         if self.address is not None and self.kind != "ray":
             raise ConfigError(f"launcher.address is for --launcher ray, not '{self.kind}'")
         return self
