@@ -114,6 +114,7 @@ def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(exp
     assert record["interval"] == pytest.approx([record["difference"]] * 2, abs=1e-6)
     assert record["level"] == 0.9 and record["block"] == max(H, math.ceil(200 ** (1 / 3)))
     assert record["metric"] == "oof/log_loss" and record["n_trials"] == 9 and record["horizon"] == H
+    assert record["beats_baselines"] is True and record["best_baseline"]["oof_log_loss"] > loss(0.22)
     # the board: markers, DSR per candidate, one PBO for the horizon, baselines on the same rows
     by_model = {r["model"]: r for r in board}
     assert by_model["ensemble_caruana"]["champion"] and not by_model["steady"]["champion"]
@@ -130,6 +131,11 @@ def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(exp
     assert written.model.tolist()[:3] == ["ensemble_caruana", "steady", "early"]
     assert (out / "leaderboard.png").stat().st_size > 10_000
     assert {"champion", "oracle", "dsr", "pbo", "n_trials", "test_log_loss_shared"} <= set(written.columns)
+    # counts print as integers in leaderboard.md (the columns are float in pandas: baselines leave them empty)
+    header, _, *lines = (out / "leaderboard.md").read_text().split("\n\n")[0].splitlines()
+    cells = dict(zip(header.split(" | "), lines[0].split(" | "), strict=True))
+    assert cells["n_trials"] == "9" and cells["pbo_partitions"] == "16"
+    assert "sorted by oof_log_loss_shared (lower first)" in (out / "leaderboard.md").read_text()
 
 
 def test_without_test_predictions_the_champion_is_still_chosen_and_says_why(experiment):
@@ -161,10 +167,20 @@ def test_a_champion_metric_higher_is_better_and_bad_options_fail_in_one_line(exp
     blend = Path(rows[2]["run_dir"]) / "config.yaml"
     blend.write_text(yaml.safe_dump({"data": {"horizon": H}}))  # no trading section: booked as the members
     steady = Path(rows[1]["run_dir"]) / "config.yaml"
-    choose_champions(rows, out, metric="oof/f1_macro", partitions=4)
+    write_walkforward_leaderboard(choose_champions(rows, out), out)  # an earlier run by log loss
+    (out / "leaderboard.png").unlink()
+    board = choose_champions(rows, out, metric="oof/f1_macro", partitions=4)
     record = json.loads((out / f"champion_h{H}.json").read_text())
     best = max(record["candidates"], key=lambda c: c["score"])
     assert record["champion"]["name"] == best["name"] and record["pbo_partitions"] == 4
+    # the board of the f1 run: sorted by it, higher first, baselines scored on it, the chart written again
+    written = write_walkforward_leaderboard(board, out, "oof/f1_macro")
+    scored = written[written.status == "done"]
+    assert scored.oof_f1_macro_shared.notna().all() and scored.oof_log_loss_shared.notna().all()
+    assert scored.oof_f1_macro_shared.is_monotonic_decreasing and written.iloc[0]["champion"]
+    text = (out / "leaderboard.md").read_text()
+    assert "sorted by oof_f1_macro_shared (higher first)" in text and "sorted by oof_log_loss_shared" not in text
+    assert (out / "leaderboard.png").stat().st_size > 10_000
     before = steady.read_text()
     steady.write_text(yaml.safe_dump({"data": {"horizon": H}, "trading": {**TRADING, "cost_bps": 1.0}}))
     with pytest.raises(CandidateError, match=r"trading\.cost_bps is 1\.0, but .*early has 5\.0; candidates must"):
@@ -174,6 +190,23 @@ def test_a_champion_metric_higher_is_better_and_bad_options_fail_in_one_line(exp
         choose_champions(rows, out, partitions=5)
     with pytest.raises(ConfigError, match="not an out-of-fold metric; known"):
         choose_champions(rows, out, metric="oof/nonsense")
+
+
+def test_a_champion_worse_than_a_guess_says_so(experiment, capsys):
+    # every candidate gives the true class 0.2 and the two others 0.4 each: worse than any guess on these rows
+    out, rows, _, _ = experiment
+    for r in rows[:3]:
+        path = Path(r["run_dir"]) / "oof.parquet"
+        df = pd.read_parquet(path)
+        probs = _probs(df["label"].to_numpy(), np.full(len(df), -0.2))
+        df[["prob_short", "prob_flat", "prob_long"]] = probs
+        df.to_parquet(path, index=False)
+    choose_champions(rows, out)
+    record = json.loads((out / f"champion_h{H}.json").read_text())
+    assert record["beats_baselines"] is False
+    guess = record["best_baseline"]
+    assert guess["name"] in {"uniform", "class_prior", "random_prior"} and guess["oof_log_loss"] < -math.log(0.2)
+    assert f"WORSE than the {guess['name'].replace('_', '-')} guess" in capsys.readouterr().out
 
 
 def test_pbo_partitions_are_reduced_for_short_series_and_said_so():
@@ -235,6 +268,8 @@ def test_baselines_in_closed_form_against_hand_worked_numbers():
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("champion_metric", "val/log_loss", "champion_metric: an out-of-fold metric"),
+    ("champion_metric", "oof/banana", r"'oof/banana' is not an out-of-fold metric; known: oof/accuracy, .*oof/f1_macro"),
+    ("champion_metric", "oof/n_trades", "'oof/n_trades' is not an out-of-fold metric"),  # a count, not a metric
     ("pbo_partitions", 3, "pbo_partitions must be an even integer >= 2, got 3"),
 ])  # fmt: skip
 def test_an_experiment_refuses_bad_champion_options_before_any_cell(field, value, message):

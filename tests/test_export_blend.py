@@ -144,7 +144,8 @@ def test_register_an_experiments_champion_blend_then_predict_it_from_the_registr
     (["--experiment", "demo", "--horizon", "10"], "no champion record for horizon 10 (champion_h10.json); it has "
                                                   "one for horizon(s) 1, 5"),
     (["--experiment", "demo", "--horizon", "1"], "the champion champ's folder gone/version_0 is missing"),
-    (["--experiment", "empty", "--horizon", "5"], "it has none"),
+    (["--experiment", "empty", "--horizon", "5"], "it has none: ensemble experiment chooses champions only for "
+                                                  "walk-forward experiments (ones with a walkforward: section)"),
     (["--experiment", "demo"], "--experiment needs --horizon"),
     (["--run", "somewhere"], "--run needs --name"),
 ])  # fmt: skip

@@ -10,6 +10,7 @@ test rows, ``dsr``, ``n_trials``, and the horizon's ``pbo``; baseline rows score
 from __future__ import annotations
 
 import math
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ from ensemble.experiments.candidates import (
 )
 from ensemble.experiments.selection_bias import deflated_sharpe, overfitting_probability
 from ensemble.io import write_json
+from ensemble.metrics.arrays import score_probabilities
 from ensemble.metrics.bootstrap import block_bootstrap_difference
+from ensemble.metrics.suite import INTEGER_METRICS
 from ensemble.training.artifacts import utc_ns
 
 # out-of-fold metrics where lower is better; every other metric of the suite is higher-is-better
@@ -39,10 +42,25 @@ LOWER_IS_BETTER = ("log_loss", "brier", "ece", "max_drawdown", "turnover", "cost
 LEVEL = 0.9
 
 
+@cache
+def champion_metrics() -> tuple[str, ...]:
+    """The ``oof/<name>`` metrics a champion can be chosen by: the metric suite's names (read off the suite
+    itself, scored on 6 made-up rows, so a new metric is known at once) less its counts (``INTEGER_METRICS``:
+    n_trades, ic_skipped, bars_per_year), which measure the data, not the candidate."""
+    n = 6
+    names = score_probabilities("oof", np.full((n, 3), 1 / 3), np.arange(n) % 3, np.arange(n, dtype=np.int64),
+                                np.zeros(n), 1, 252.0, symbol=np.zeros(n, dtype=np.int64))  # fmt: skip
+    return tuple(sorted(k for k in names if k.split("/", 1)[1] not in INTEGER_METRICS))
+
+
 def check_champion_metric(metric: str) -> None:
-    """Raises ConfigError unless ``metric`` is an ``oof/<name>`` key of the metric suite."""
+    """Raises ConfigError unless ``metric`` is one of ``champion_metrics()`` (an ``oof/<name>`` key of the metric
+    suite, not a count); cheap enough to run before any cell trains."""
     if not metric.startswith("oof/") or len(metric) <= 4:
         raise ConfigError(f"champion_metric: an out-of-fold metric such as oof/log_loss, got '{metric}'")
+    if metric not in champion_metrics():
+        raise ConfigError(f"champion_metric: '{metric}' is not an out-of-fold metric; known: "
+                          f"{', '.join(champion_metrics())}")  # fmt: skip
 
 
 def check_partitions(partitions: int) -> None:
@@ -51,17 +69,14 @@ def check_partitions(partitions: int) -> None:
         raise ConfigError(f"pbo_partitions must be an even integer >= 2, got {partitions}")
 
 
-def _scores(candidates: list[Candidate], oof: Aligned, metric: str, horizon: int) -> np.ndarray:
-    """(M,) ``metric`` of every candidate on the shared out-of-fold rows."""
+def _scores(candidates: list[Candidate], oof: Aligned, metric: str, horizon: int, loss: np.ndarray) -> np.ndarray:
+    """(M,) ``metric`` of every candidate on the shared out-of-fold rows; ``loss``: their (M,) log loss there."""
     if metric == "oof/log_loss":
-        return row_log_loss(oof).mean(axis=1)
+        return loss
     trading = candidates_trading(candidates)
     values = []
     for probs in oof.probs:
         scored = split_metrics("oof", oof.frame, probs, horizon, trading)
-        if metric not in scored:
-            raise ConfigError(f"champion_metric: '{metric}' is not an out-of-fold metric; known: "
-                              f"{', '.join(sorted(scored))}")  # fmt: skip
         values.append(scored[metric])
     return np.array(values, dtype=np.float64)
 
@@ -81,7 +96,8 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
     """
     check_champion_metric(metric)
     oof = align_files(candidates, OOF)
-    scores = _scores(candidates, oof, metric, horizon)
+    oof_loss = row_log_loss(oof).mean(axis=1)
+    scores = _scores(candidates, oof, metric, horizon, oof_loss)
     lower = metric.split("/", 1)[1].startswith(LOWER_IS_BETTER)
     best = int(np.nanargmin(scores) if lower else np.nanargmax(scores))  # ties: the first (row order)
     trading = candidates_trading(candidates)
@@ -98,14 +114,14 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
         "pbo_partitions": overfit.partitions, "pbo_note": overfit.why,
         "rows": {"oof": len(oof.frame), "test": 0, "oof_timestamps": int(net.shape[0])},
         "candidates": [{"name": c.name, "kind": c.kind, "run_dir": str(c.run_dir), "score": float(scores[i]),
-                        "test_log_loss": None, "sharpe": float(deflated.sharpe[i]), "dsr": float(deflated.dsr[i])}
+                        "oof_log_loss": float(oof_loss[i]), "test_log_loss": None, "sharpe": float(deflated.sharpe[i]), "dsr": float(deflated.dsr[i])}
                        for i, c in enumerate(candidates)],
     }  # fmt: skip
     missing = [c.run_dir / TEST for c in candidates if not (c.run_dir / TEST).is_file()]
     if missing:  # e.g. walk-forwards over span all, or without final models: no untouched test to judge on
         record["test_note"] = f"{missing[0]} is missing: no test comparison"
         record["guesses"] = _guesses(candidates, oof, None)
-        return record
+        return _against_baselines(record, float(oof_loss[best]))
     test = align_files(candidates, TEST)
     test_loss = row_log_loss(test)
     members = [i for i, c in enumerate(candidates) if c.kind == "member"]
@@ -121,6 +137,20 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
     record["rows"]["test"] = len(test.frame)
     for i, c in enumerate(record["candidates"]):
         c["test_log_loss"] = float(test_loss[i].mean())
+    return _against_baselines(record, float(oof_loss[best]))
+
+
+def _against_baselines(record: dict, champion_loss: float) -> dict:
+    """Add ``best_baseline`` (the baseline with the lowest out-of-fold log loss on the shared rows: name and
+    ``oof_log_loss``) and ``beats_baselines`` (the champion's out-of-fold log loss there is strictly below it;
+    ``None`` when the baselines could not be built) to ``record``; returns it."""
+    guessed = record["guesses"]
+    if "error" in guessed:
+        record.update(best_baseline=None, beats_baselines=None)
+        return record
+    name = min(BASELINES, key=lambda b: guessed[b]["oof"]["log_loss"])
+    best = guessed[name]["oof"]["log_loss"]
+    record.update(best_baseline={"name": name, "oof_log_loss": best}, beats_baselines=bool(champion_loss < best))
     return record
 
 
@@ -155,8 +185,14 @@ def _summary(record: dict) -> str:
                   f"{orc['test_log_loss']:.4f} (best member on test, chosen with hindsight): champion - oracle "
                   f"{record['difference']:+.4f}, {record['level']:.0%} block-bootstrap interval [{lo:+.4f}, "
                   f"{hi:+.4f}] (blocks of {record['block']} timestamps)")  # fmt: skip
+    worse = ""
+    if record.get("beats_baselines") is False:
+        loss = next(c["oof_log_loss"] for c in record["candidates"] if c["run_dir"] == champ["run_dir"])
+        guess = record["best_baseline"]
+        worse = (f"; WORSE than the {guess['name'].replace('_', '-')} guess: out-of-fold log loss {loss:.4f} is not "
+                 f"below its {guess['oof_log_loss']:.4f}")  # fmt: skip
     return (f"h{record['horizon']} champion: {champ['name']} ({champ['kind']}), {record['metric']} {score:.4f} on "
-            f"{record['rows']['oof']} shared out-of-fold rows; {judged}\n"
+            f"{record['rows']['oof']} shared out-of-fold rows{worse}; {judged}\n"
             f"h{record['horizon']} selection bias: {len(record['candidates'])} candidate(s), {record['n_trials']} "
             f"trials counted; champion DSR "
             f"{next(c['dsr'] for c in record['candidates'] if c['run_dir'] == champ['run_dir']):.3f}; {pbo}")
@@ -178,7 +214,9 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
     check_champion_metric(metric)
     check_partitions(partitions)
     column = metric.replace("/", "_") + "_shared"
-    rows = [{**r, "champion": False, "oracle": False, column: math.nan, "test_log_loss_shared": math.nan,
+    # oof_log_loss_shared always (the chart's log-loss panel and the baseline check), the chosen metric beside it
+    rows = [{**r, "champion": False, "oracle": False, "oof_log_loss_shared": math.nan, column: math.nan,
+             "test_log_loss_shared": math.nan,
              "dsr": math.nan, "n_trials": None, "pbo": math.nan, "pbo_partitions": None} for r in rows]  # fmt: skip
     extra = []
     for horizon in sorted({int(r["horizon"]) for r in rows}):
@@ -195,7 +233,7 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
             if (c := by_dir.get(str(r["run_dir"]))) is not None:
                 recorded = metrics_of(Candidate(c["name"], c["kind"], Path(c["run_dir"])))
                 oracle = (record["oracle"] or {}).get("run_dir")
-                r.update({column: c["score"], "test_log_loss_shared": c["test_log_loss"], "dsr": c["dsr"],
+                r.update({"oof_log_loss_shared": c["oof_log_loss"], column: c["score"], "test_log_loss_shared": c["test_log_loss"], "dsr": c["dsr"],
                           "champion": c["run_dir"] == record["champion"]["run_dir"], "oracle": c["run_dir"] == oracle})
                 if r.get("test_f1_macro") is None:
                     r["test_f1_macro"] = recorded.get("test/f1_macro")
@@ -219,7 +257,8 @@ def _baseline_rows(record: dict, horizon: int, column: str, keys) -> list[dict]:
             test = g.get("test", {})
             values.update(status="done", error="", oof_f1_macro=g["oof"]["f1_macro"],
                           test_f1_macro=test.get("f1_macro"), test_log_loss_shared=test.get("log_loss", math.nan))
-            values[column] = g["oof"]["log_loss"] if column == "oof_log_loss_shared" else math.nan
-            values["oof_log_loss"] = g["oof"]["log_loss"]
+            # the baselines' metrics are in closed form: log loss and macro-F1; any other metric is left empty
+            values[column] = g["oof"].get(column.removeprefix("oof_").removesuffix("_shared"), math.nan)
+            values["oof_log_loss"] = values["oof_log_loss_shared"] = g["oof"]["log_loss"]
         out.append(values)
     return out

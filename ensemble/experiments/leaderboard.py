@@ -24,7 +24,9 @@ from ensemble.ensembling.methods import log_loss
 from ensemble.errors import EnsembleError
 from ensemble.experiments.baselines import BASELINES, baseline_metrics
 from ensemble.experiments.baselines import KIND as BASELINE
+from ensemble.experiments.champion import LOWER_IS_BETTER
 from ensemble.io import atomic_write, write_figure
+from ensemble.metrics.suite import INTEGER_METRICS
 from ensemble.training.results import format_cell, render
 
 COLUMNS = {
@@ -140,14 +142,24 @@ def terminal_table(df: pd.DataFrame) -> str:
     return render(TERMINAL, cells)
 
 
+# columns of whole numbers (counts): a column of them with an empty cell is float in pandas, shown as integers
+INTEGER_COLUMNS = frozenset({"folds", "n_trials", "pbo_partitions"})
+
+
+def _integer(column: str) -> bool:
+    return column in INTEGER_COLUMNS or column.split("_", 1)[-1] in INTEGER_METRICS
+
+
 def markdown(df: pd.DataFrame, note: str = "") -> str:
-    def cell(v) -> str:
+    """``df`` as a Markdown table (floats to 4 decimals, counts as integers, empty for NaN/None), ``note`` below."""
+    def cell(column: str, v) -> str:
         if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:.4f}"
+            return "" if np.isnan(v) else f"{v:.0f}" if _integer(column) else f"{v:.4f}"
         return "" if v is None else str(v)
 
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(df.columns, r, strict=True)) + " |"
+              for r in df.itertuples(index=False)]  # fmt: skip
     return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
@@ -250,9 +262,10 @@ def write_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
     return df
 
 
-WALKFORWARD_NOTE = ("Walk-forward cells and out-of-fold blends: sorted by oof_log_loss_shared, the log loss of the "
-                    "stitched out-of-fold predictions on the rows every candidate of the horizon has (a blend's start "
-                    "at fold 2); oof_log_loss: on the cell's own rows. champion: the candidate chosen by the "
+WALKFORWARD_NOTE = ("Walk-forward cells and out-of-fold blends: sorted by {key} ({order}), the champion metric of "
+                    "the stitched out-of-fold predictions on the rows every candidate of the horizon has (a blend's "
+                    "start at fold 2); oof_log_loss_shared: their log loss there; oof_log_loss: on the cell's own "
+                    "rows. champion: the candidate chosen by the "
                     "experiment's champion_metric on those shared rows; oracle: the member best on test, a choice "
                     "made with hindsight (champion_h<H>.json holds champion - oracle with its 90% block-bootstrap "
                     "interval). dsr: deflated Sharpe ratio of the candidate's net out-of-fold book against n_trials "
@@ -263,16 +276,22 @@ WALKFORWARD_NOTE = ("Walk-forward cells and out-of-fold blends: sorted by oof_lo
                     "(labels drawn in those shares: expected F1 in closed form, the prior's log loss).")  # fmt: skip
 
 
-def write_walkforward_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
-    """leaderboard.{csv,md,png} of walk-forward cells (and blends, baselines): by horizon, then out-of-fold log
-    loss on the candidates' shared rows when the champion columns are there (else on each cell's own rows)."""
+def write_walkforward_leaderboard(rows: list[dict], out: Path, metric: str = "oof/log_loss") -> pd.DataFrame:
+    """leaderboard.{csv,md,png} of walk-forward cells (and blends, baselines): by horizon, then the champion
+    ``metric`` on the candidates' shared rows when the champion columns are there (else on each cell's own rows),
+    best first (lower first for a loss, higher first otherwise, as ``LOWER_IS_BETTER`` says). The PNG is
+    written on every run with finished candidates, so it never shows an earlier run's champion."""
     df = pd.DataFrame(rows)
-    key = "oof_log_loss_shared" if "oof_log_loss_shared" in df.columns else "oof_log_loss"
-    df = df.sort_values(["horizon", key], na_position="last", kind="stable").reset_index(drop=True)
+    name = metric.split("/", 1)[1]
+    key = f"oof_{name}_shared" if f"oof_{name}_shared" in df.columns else f"oof_{name}"
+    lower = name.startswith(LOWER_IS_BETTER)
+    df = df.sort_values(["horizon", key], ascending=[True, lower], na_position="last", kind="stable")
+    df = df.reset_index(drop=True)
     atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))
-    text = markdown(df.drop(columns=["run_dir"]), WALKFORWARD_NOTE)
+    note = WALKFORWARD_NOTE.format(key=key, order="lower first" if lower else "higher first")
+    text = markdown(df.drop(columns=["run_dir"]), note)
     atomic_write(out / "leaderboard.md", lambda p: p.write_text(text))
-    if key == "oof_log_loss_shared" and (df.status == "done").any():
+    if "oof_log_loss_shared" in df.columns and (df.status == "done").any():
         import matplotlib.pyplot as plt
 
         fig = walkforward_chart(df)
