@@ -280,7 +280,8 @@ class CaruanaBlend(MeanBlend):
 
 METHODS = {cls.name: cls for cls in (MeanBlend, WeightedBlend, StackedBlend, CaruanaBlend, BestMember)}
 
-_OPTIONS = {"stacked": ("C",), "caruana": ("size", "init", "bags", "bag_fraction", "seed")}
+# each method's constructor options, as blend_options / --caruana.* name them
+OPTIONS = {"stacked": ("C",), "caruana": ("size", "init", "bags", "bag_fraction", "seed")}
 
 
 def from_state(state: dict) -> MeanBlend | StackedBlend:
@@ -292,7 +293,7 @@ def from_state(state: dict) -> MeanBlend | StackedBlend:
     method = state.get("method") if isinstance(state, dict) else None
     if method not in METHODS:
         raise ConfigError(f"blend state: unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    options = _OPTIONS.get(method, ())
+    options = OPTIONS.get(method, ())
     fitted = {"stacked": ("classes", "coef", "intercept"), "caruana": ("weights", "counts")}.get(method, ("weights",))
     missing = [k for k in (*options, *fitted) if k not in state]
     if missing:
