@@ -159,6 +159,8 @@ def test_blend_options_are_checked_and_recorded(members, capsys):
         make_method("caruana", {"caruana": {"sise": 5}})
     with pytest.raises(ConfigError, match="unknown mean option 'size'; known: none"):
         make_method("mean", {"mean": {"size": 5}})
+    with pytest.raises(ConfigError, match="blend options for caruana must be a mapping"):
+        make_method("caruana", {"caruana": 5})
     with pytest.raises(ConfigError, match="blend options for unknown method 'caruna'"):
         make_method("mean", {"caruna": {"size": 5}})
     out = root / "out"

@@ -51,11 +51,15 @@ def make_method(method: str, options: dict[str, dict[str, Any]] | None = None, *
     """
     if method not in METHODS:
         raise BlendError(f"unknown blend method '{method}'; use one of {', '.join(METHODS)}")
+    if not isinstance(options or {}, dict):
+        raise ConfigError(f"blend options must be a mapping of method: {{option: value}}, got {options!r}")
     for key, given in (options or {}).items():
         if key not in METHODS:
             raise ConfigError(f"blend options for unknown method '{key}'; use one of {', '.join(METHODS)}")
+        if not isinstance(given, dict):
+            raise ConfigError(f"blend options for {key} must be a mapping of option: value, got {given!r}")
         known = OPTIONS.get(key, ())
-        for option in given or {}:
+        for option in given:
             if option not in known:
                 raise ConfigError(f"unknown {key} option '{option}'; known: {', '.join(known) or 'none'}")
     kwargs = {**(options or {}).get(method, {}), **fixed}
