@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from ensemble.cli import main
-from ensemble.ensembling.blend import BlendError, blend
+from ensemble.ensembling.blend import BlendError, blend, make_method
 from ensemble.ensembling.methods import MeanBlend, StackedBlend, WeightedBlend, log_loss
+from ensemble.errors import ConfigError
 
 N = 400
 
@@ -133,3 +134,53 @@ def test_bad_blends_are_named(members, capsys):
     (runs[1] / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["blend", "--runs", *map(str, runs), "--out", str(root / "x")]) == 2
     assert "different horizons [5, 20]" in capsys.readouterr().err
+
+
+def test_a_member_given_twice_is_refused(members, capsys):
+    root, runs, _ = members
+    with pytest.raises(BlendError, match=r"given twice in --runs"):
+        blend([runs[0], runs[1], runs[0].parent / "." / runs[0].name], "mean", root / "x")  # one path, two spellings
+    assert main(["blend", "--runs", str(runs[0]), str(runs[0]), "--method", "mean", "--out", str(root / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "given twice" in err and str(runs[0]) in err and len(err.splitlines()) == 1
+    assert not (root / "x").exists()
+
+
+def test_the_val_note_follows_the_checks(tmp_path, capsys):
+    nope = [str(tmp_path / "nope1"), str(tmp_path / "nope2")]
+    assert main(["blend", "--runs", *nope, "--method", "mean"]) == 2
+    out, err = capsys.readouterr()
+    assert "note:" not in out and "not a finished run" in err
+
+
+def test_blend_options_are_checked_and_recorded(members, capsys):
+    root, runs, _ = members
+    with pytest.raises(ConfigError, match="unknown caruana option 'sise'; known: size, init, bags, bag_fraction, seed"):
+        make_method("caruana", {"caruana": {"sise": 5}})
+    with pytest.raises(ConfigError, match="unknown mean option 'size'; known: none"):
+        make_method("mean", {"mean": {"size": 5}})
+    with pytest.raises(ConfigError, match="blend options for caruana must be a mapping"):
+        make_method("caruana", {"caruana": 5})
+    with pytest.raises(ConfigError, match="blend options for unknown method 'caruna'"):
+        make_method("mean", {"caruna": {"size": 5}})
+    out = root / "out"
+    assert main(["blend", "--runs", *map(str, runs), "--method", "mean", "--caruana.size", "5", "--out", str(out)]) == 2
+    assert "--caruana.* apply to --method caruana" in capsys.readouterr().err and not out.exists()
+    assert main(["blend", "--runs", *map(str, runs[:2]), "--method", "caruana", "--caruana.size", "5",
+                 "--caruana.bags", "2", "--caruana.seed", "3", "--out", str(out)]) == 0  # fmt: skip
+    (run,) = (out / "ensemble_caruana").iterdir()
+    record = json.loads((run / "blend.json").read_text())
+    assert record["options"] == {"size": 5, "bags": 2, "seed": 3} and record["state"]["seed"] == 3
+    mean_run = blend(runs, "mean", out)  # a val blend records its options as an out-of-fold blend does
+    assert json.loads((mean_run / "blend.json").read_text())["options"] == {}
+
+
+def test_help_texts(capsys):
+    with pytest.raises(SystemExit):
+        main(["blend", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "how the members are combined" in text and "(default: stacked)" in text and "--caruana.seed" in text
+    with pytest.raises(SystemExit):
+        main(["register", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "MLflow tracking and registry store (default: sqlite:///mlflow.db)" in text

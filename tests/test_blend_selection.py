@@ -107,9 +107,21 @@ def test_bagging_options():
         length = int(np.argmin(losses)) + 1  # init=1: losses[i] is after i + 1 selections
         rebuilt += np.bincount(seq[:length], minlength=3) / length / len(a.sequences_)
     np.testing.assert_allclose(a.weights_, rebuilt, rtol=1e-12)
-    # A bag of one member can only select that member.
-    one = CaruanaBlend(size=4, bags=1, bag_fraction=0.2).fit(PROBS, Y)
-    assert sorted(one.weights_.tolist()) == [0.0, 0.0, 1.0]
+    # A bag holds at least two members (0.2 of 3 rounds to 1): its selection is more than the draw.
+    two = CaruanaBlend(size=4, bags=4, bag_fraction=0.2).fit(PROBS, Y)
+    assert [len(bag) for bag in two.bags_] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bagged_caruana_of_two_members_is_never_worse_than_the_better_one(seed):
+    # Two members, bag_fraction 0.5: a bag of one member would be a coin flip that can return the worse one
+    # (weights [0, 1]); each bag holds both, so every bag repeats the plain selection: {A, B, B} by hand.
+    two = PROBS[:2]
+    plain = CaruanaBlend(size=5).fit(two, Y)
+    bagged = CaruanaBlend(size=5, bags=2, bag_fraction=0.5, seed=seed).fit(two, Y)
+    np.testing.assert_allclose(bagged.weights_, plain.weights_, rtol=1e-12)
+    np.testing.assert_allclose(plain.weights_, [1 / 3, 2 / 3], rtol=1e-12)
+    assert log_loss(bagged.predict_proba(two), Y) <= min(log_loss(p, Y) for p in two) + 1e-12
 
 
 def test_best_member_picks_the_lowest_log_loss():

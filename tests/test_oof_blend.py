@@ -180,6 +180,8 @@ def test_mismatched_folds_are_one_line(tmp_path):
                            horizon=H + 1)  # fmt: skip
     with pytest.raises(BlendError, match=f"horizon {H + 1}, but .* has {H}"):
         fit_oof_blend([a, c], "mean")
+    with pytest.raises(BlendError, match="given twice in --runs"):
+        fit_oof_blend([a, b, tmp_path / "." / "a"], "mean")  # one folder, two spellings
 
 
 def test_cli_blends_walkforward_folders(tmp_path, capsys):
@@ -209,5 +211,6 @@ def test_cli_val_blend_says_fit_on_val(tmp_path, capsys):
     text = capsys.readouterr().out
     assert sum("fit_on: val" in line for line in text.splitlines()) == 1
     (run,) = (tmp_path / "out" / "ensemble_weighted").iterdir()
+    assert _record(run)["options"] == {}  # as an out-of-fold blend's record
     assert _record(run)["fit_on"] == "val" and json.loads((run / "metrics.json").read_text())["fit_on"] == "val"
     assert row("ensemble_weighted", 5, "blend", run, "done")["fit_on"] == "val"  # the leaderboard marks it

@@ -20,7 +20,8 @@ from ensemble.training.runs import check_name
 
 CARUANA = {"size": (int, "selections made (default 50)"), "init": (int, "best members selected first (default 1)"),
            "bags": (int, "bagged selections averaged (default: no bagging)"),
-           "bag_fraction": (float, "share of the members in each bag (default 0.5)")}  # fmt: skip
+           "bag_fraction": (float, "share of the members in each bag, at least 2 of them (default 0.5)"),
+           "seed": (int, "seed of the bags' draws (default 0)")}  # fmt: skip
 VAL_NOTE = ("note: fitted on val, which also early-stopped the members and chose their checkpoints (fit_on: val); "
             "blend walk-forward folders to fit on out-of-fold predictions")  # fmt: skip
 
@@ -40,7 +41,10 @@ def run(argv: list[str]) -> int:
     p = OneLineParser(prog="ensemble blend", description=__doc__)
     p.add_argument("--runs", nargs="+", required=True,
                    help="finished run folders (lightning_logs/<name>/version_N), or walk-forward folders")
-    p.add_argument("--method", choices=sorted(METHODS), default="stacked")
+    p.add_argument("--method", choices=sorted(METHODS), default="stacked",
+                   help="how the members are combined: mean, weighted (convex log-loss weights), stacked (a logistic "
+                        "regression on their log-probabilities), caruana (greedy selection), best (the best member "
+                        "alone) (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")
     p.add_argument("--name", default=None, help="run name (default: ensemble_<method>)")
     for key, (kind, text) in CARUANA.items():
@@ -56,6 +60,9 @@ def run(argv: list[str]) -> int:
         raise BlendError(f"--runs mixes walk-forward folders ({wf}) and plain runs ({plain}); blend one kind")
     on_oof = kinds[0]
     caruana = {key: getattr(args, f"caruana_{key}") for key in CARUANA if getattr(args, f"caruana_{key}") is not None}
+    if caruana and args.method != "caruana":
+        raise BlendError(f"--caruana.* apply to --method caruana, not {args.method}; drop "
+                         f"{', '.join('--caruana.' + k for k in caruana)}")  # fmt: skip
     options = {"caruana": caruana} if caruana else None
     given = {key: getattr(args, dest) for key, dest in trading_flags.items() if getattr(args, dest) is not None}
     trading = None
@@ -65,8 +72,8 @@ def run(argv: list[str]) -> int:
         run_dir = oof_blend(runs, args.method, Path(args.out), args.name, trading, options)
         title, splits = f"{args.method} of {len(runs)} walk-forwards, fitted on out-of-fold rows", ("oof", "test")
     else:
-        print(VAL_NOTE)
         run_dir = blend(runs, args.method, Path(args.out), args.name, trading, options)
+        print(VAL_NOTE)  # once the blend is fitted: a refused input prints its error alone
         title, splits = f"{args.method} of {len(runs)} runs, fitted on val", ("val", "test")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print_results(metrics, run_dir, title, splits, "blend")

@@ -40,7 +40,8 @@ def run_register(argv: list[str]) -> int:
     p.add_argument("--alias", default="production", help="alias to point at the new version (default: %(default)s)")
     p.add_argument("--export", default=None,
                    help="export folder (default: <run>/export, or <experiment folder>/export_h<H>)")
-    p.add_argument("--mlflow_uri", default="sqlite:///mlflow.db")
+    p.add_argument("--mlflow_uri", default="sqlite:///mlflow.db",
+                   help="MLflow tracking and registry store (default: %(default)s)")
     p.add_argument("--mlflow_experiment", default="ensemble",
                    help="MLflow experiment the registering run is logged in (default: %(default)s)")
     args = p.parse_args(argv)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ensemble.ensembling.methods import METHODS
+from ensemble.ensembling.methods import METHODS, OPTIONS
 from ensemble.errors import ConfigError, EnsembleError
 from ensemble.io import atomic_write, write_json
 from ensemble.metrics.arrays import score_probabilities
@@ -46,16 +46,41 @@ def make_method(method: str, options: dict[str, dict[str, Any]] | None = None, *
 
     Raises:
         BlendError: an unknown method.
-        ConfigError: an option the method does not take, or out of its range (naming it).
+        ConfigError: ``options`` keyed by something other than a method, an option the method does not take
+            (naming it and the known ones), or out of its range.
     """
     if method not in METHODS:
         raise BlendError(f"unknown blend method '{method}'; use one of {', '.join(METHODS)}")
+    if not isinstance(options or {}, dict):
+        raise ConfigError(f"blend options must be a mapping of method: {{option: value}}, got {options!r}")
+    for key, given in (options or {}).items():
+        if key not in METHODS:
+            raise ConfigError(f"blend options for unknown method '{key}'; use one of {', '.join(METHODS)}")
+        if not isinstance(given, dict):
+            raise ConfigError(f"blend options for {key} must be a mapping of option: value, got {given!r}")
+        known = OPTIONS.get(key, ())
+        for option in given:
+            if option not in known:
+                raise ConfigError(f"unknown {key} option '{option}'; known: {', '.join(known) or 'none'}")
     kwargs = {**(options or {}).get(method, {}), **fixed}
     try:
         METHODS[method](**kwargs)  # options are checked once, here, not at the first fit
-    except TypeError as err:
-        raise ConfigError(f"blend option {method}.{sorted(kwargs)}: {err}") from err
+    except TypeError as err:  # a value of the wrong type, e.g. size: "5"
+        raise ConfigError(f"blend options {method}: {kwargs}: {err}") from err
     return lambda: METHODS[method](**kwargs)
+
+
+def check_members(run_dirs: list[Path]) -> None:
+    """Raise ``BlendError`` unless ``run_dirs`` are at least two folders, none given twice (compared resolved,
+    so ``runs/a`` and ``./runs/a`` are one member): a member twice would just double its weight."""
+    if len(run_dirs) < 2:
+        raise BlendError("a blend needs at least two runs")
+    seen: dict[Path, Path] = {}
+    for run in run_dirs:
+        resolved = run.resolve()
+        if resolved in seen:
+            raise BlendError(f"{run}: given twice in --runs (as {seen[resolved]} too); blend distinct members")
+        seen[resolved] = run
 
 
 def run_config(run_dir: Path) -> dict:
@@ -148,12 +173,12 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
         options: per-method constructor options, e.g. ``{"caruana": {"size": 50}}``.
 
     Raises:
-        BlendError: fewer than two runs, an unknown method, mixed horizons or trading sections, no shared rows.
+        BlendError: fewer than two runs or one given twice, an unknown method, mixed horizons or trading sections,
+            no shared rows.
         ConfigError: an option the method does not take.
     """
     factory = make_method(method, options)
-    if len(run_dirs) < 2:
-        raise BlendError("a blend needs at least two runs")
+    check_members(run_dirs)
     configs = [run_config(r) for r in run_dirs]
     horizons = {c["data"]["horizon"] for c in configs}
     if len(horizons) != 1:
@@ -172,7 +197,7 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
         scored.append((split, df, split_metrics(split, df, probs, horizon, trading)))
     run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
     record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon, "fit_on": "val",
-              "weights": getattr(model, "weights_", np.array([])).tolist()}
+              "options": (options or {}).get(method, {}), "weights": getattr(model, "weights_", np.array([])).tolist()}
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
         {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
     for split, df, metrics in scored:

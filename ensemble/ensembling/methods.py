@@ -185,7 +185,9 @@ class CaruanaBlend(MeanBlend):
     after each selection from the initialisation on), before the best prefix is taken.
 
     With ``bags``, the selection runs ``bags`` times, each on a random ``bag_fraction`` of the members
-    (at least one; drawn without replacement by ``numpy.random.default_rng(seed)``), and the blend is the
+    (rounded, and at least ``min(M, max(2, init))`` of them: a bag of one member is a coin flip that can hand
+    all the weight to the worse member; drawn without replacement by ``numpy.random.default_rng(seed)``;
+    ``bags_`` holds each bag's member indices), and the blend is the
     average of the bags' ensembles (the paper's bagged selection, which damps overfitting of the selection
     itself): ``weights_`` is the mean over bags of each bag's counts / total, so a bag whose best prefix is
     long does not outvote one whose best prefix is short; ``counts_`` sums the bags' counts.
@@ -199,7 +201,8 @@ class CaruanaBlend(MeanBlend):
         init: members of lowest log loss selected once before the greedy steps, 0..M (capped at a bag's
             member count).
         bags: None for one selection over all members, else the number of bags, >= 1.
-        bag_fraction: share of the members in each bag, in (0, 1].
+        bag_fraction: share of the members in each bag, in (0, 1] (each bag holds at least
+            ``min(M, max(2, init))`` members).
         seed: seed of the bags' draws.
 
     Raises:
@@ -228,8 +231,10 @@ class CaruanaBlend(MeanBlend):
             bags = [np.arange(m)]
         else:
             rng = np.random.default_rng(self.seed)
-            k = max(1, round(self.bag_fraction * m))
+            # at least two members a bag (and the init ones): with one, the bag's "selection" is the draw itself
+            k = max(min(m, max(2, self.init)), round(self.bag_fraction * m))
             bags = [np.sort(rng.choice(m, size=k, replace=False)) for _ in range(self.bags)]
+        self.bags_ = bags
         counts, weights = np.zeros(m, dtype=np.int64), np.zeros(m)
         self.sequences_, self.path_losses_ = [], []
         for members in bags:
@@ -275,7 +280,8 @@ class CaruanaBlend(MeanBlend):
 
 METHODS = {cls.name: cls for cls in (MeanBlend, WeightedBlend, StackedBlend, CaruanaBlend, BestMember)}
 
-_OPTIONS = {"stacked": ("C",), "caruana": ("size", "init", "bags", "bag_fraction", "seed")}
+# each method's constructor options, as blend_options / --caruana.* name them
+OPTIONS = {"stacked": ("C",), "caruana": ("size", "init", "bags", "bag_fraction", "seed")}
 
 
 def from_state(state: dict) -> MeanBlend | StackedBlend:
@@ -287,7 +293,7 @@ def from_state(state: dict) -> MeanBlend | StackedBlend:
     method = state.get("method") if isinstance(state, dict) else None
     if method not in METHODS:
         raise ConfigError(f"blend state: unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    options = _OPTIONS.get(method, ())
+    options = OPTIONS.get(method, ())
     fitted = {"stacked": ("classes", "coef", "intercept"), "caruana": ("weights", "counts")}.get(method, ("weights",))
     missing = [k for k in (*options, *fitted) if k not in state]
     if missing:

@@ -19,7 +19,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ensemble.ensembling.blend import KEYS, Aligned, BlendError, align, make_method, members_trading, split_metrics
+from ensemble.ensembling.blend import (
+    KEYS,
+    Aligned,
+    BlendError,
+    align,
+    check_members,
+    make_method,
+    members_trading,
+    split_metrics,
+)
 from ensemble.ensembling.forward import Clock, forward_fit, forward_stacked, provenance
 from ensemble.ensembling.methods import StackedBlend
 from ensemble.io import atomic_write, write_figure, write_json, write_parquet
@@ -104,12 +113,11 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
         guard: the forward-only / purge guard; False (tests only) lets every fit see every row.
 
     Raises:
-        BlendError: fewer than two members, a member that is not a finished walk-forward, other folds or horizon,
-            mixed trading sections, no shared rows, one fold only.
+        BlendError: fewer than two members or one given twice, a member that is not a finished walk-forward, other
+            folds or horizon, mixed trading sections, no shared rows, one fold only.
         ConfigError: an unknown option.
     """
-    if len(run_dirs) < 2:
-        raise BlendError("a blend needs at least two runs")
+    check_members(run_dirs)
     factory = make_method(method, options)  # a bad method or option fails before any file is read
     configs = [walkforward_config(r) for r in run_dirs]
     horizon, gap = check_same_folds(run_dirs, configs)
