@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ensemble import console
 from ensemble.commands.parsing import OneLineParser
 from ensemble.ensembling.blend import BlendError, blend, members_trading, run_config
 from ensemble.ensembling.methods import METHODS
@@ -73,7 +74,7 @@ def run(argv: list[str]) -> int:
         title, splits = f"{args.method} of {len(runs)} walk-forwards, fitted on out-of-fold rows", ("oof", "test")
     else:
         run_dir = blend(runs, args.method, Path(args.out), args.name, trading, options)
-        print(VAL_NOTE)  # once the blend is fitted: a refused input prints its error alone
+        console.say(VAL_NOTE)  # once the blend is fitted: a refused input prints its error alone
         title, splits = f"{args.method} of {len(runs)} runs, fitted on val", ("val", "test")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print_results(metrics, run_dir, title, splits, "blend")
