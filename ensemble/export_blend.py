@@ -192,8 +192,8 @@ def champion_folder(experiment: Path, horizon: int) -> tuple[Path, dict[str, Any
         found = (re.fullmatch(r"champion_h(\d+)\.json", p.name) for p in experiment.glob("champion_h*.json"))
         have = sorted(int(m.group(1)) for m in found if m)
         which = (f"it has one for horizon(s) {', '.join(map(str, have))}" if have
-                 else "it has none: ensemble experiment chooses champions only for walk-forward experiments (ones with a "
-                       "walkforward: section)")  # fmt: skip
+                 else "it has none: ensemble experiment chooses champions only for walk-forward experiments "
+                      "(ones with a walkforward: section)")  # fmt: skip
         raise ExportError(f"{experiment}: no champion record for horizon {horizon} ({path.name}); {which}")
     try:
         record = json.loads(path.read_text())

@@ -268,7 +268,8 @@ def test_baselines_in_closed_form_against_hand_worked_numbers():
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("champion_metric", "val/log_loss", "champion_metric: an out-of-fold metric"),
-    ("champion_metric", "oof/banana", r"'oof/banana' is not an out-of-fold metric; known: oof/accuracy, .*oof/f1_macro"),
+    ("champion_metric", "oof/banana",
+     r"'oof/banana' is not an out-of-fold metric; known: oof/accuracy, .*oof/f1_macro"),
     ("champion_metric", "oof/n_trades", "'oof/n_trades' is not an out-of-fold metric"),  # a count, not a metric
     ("pbo_partitions", 3, "pbo_partitions must be an even integer >= 2, got 3"),
 ])  # fmt: skip

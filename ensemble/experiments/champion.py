@@ -114,7 +114,8 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
         "pbo_partitions": overfit.partitions, "pbo_note": overfit.why,
         "rows": {"oof": len(oof.frame), "test": 0, "oof_timestamps": int(net.shape[0])},
         "candidates": [{"name": c.name, "kind": c.kind, "run_dir": str(c.run_dir), "score": float(scores[i]),
-                        "oof_log_loss": float(oof_loss[i]), "test_log_loss": None, "sharpe": float(deflated.sharpe[i]), "dsr": float(deflated.dsr[i])}
+                        "oof_log_loss": float(oof_loss[i]), "test_log_loss": None, "sharpe": float(deflated.sharpe[i]),
+                        "dsr": float(deflated.dsr[i])}
                        for i, c in enumerate(candidates)],
     }  # fmt: skip
     missing = [c.run_dir / TEST for c in candidates if not (c.run_dir / TEST).is_file()]
@@ -233,7 +234,8 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
             if (c := by_dir.get(str(r["run_dir"]))) is not None:
                 recorded = metrics_of(Candidate(c["name"], c["kind"], Path(c["run_dir"])))
                 oracle = (record["oracle"] or {}).get("run_dir")
-                r.update({"oof_log_loss_shared": c["oof_log_loss"], column: c["score"], "test_log_loss_shared": c["test_log_loss"], "dsr": c["dsr"],
+                r.update({"oof_log_loss_shared": c["oof_log_loss"], column: c["score"],
+                          "test_log_loss_shared": c["test_log_loss"], "dsr": c["dsr"],
                           "champion": c["run_dir"] == record["champion"]["run_dir"], "oracle": c["run_dir"] == oracle})
                 if r.get("test_f1_macro") is None:
                     r["test_f1_macro"] = recorded.get("test/f1_macro")
