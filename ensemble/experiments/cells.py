@@ -155,7 +155,7 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
             finally:
                 _LIVE.pop(proc.pid, None)
         if stop or _STOPPING:
-            raise Preempted(f"SIGTERM received: cell {folder.name} was stopped; re-run the experiment to go on "
+            raise Preempted(f"SIGTERM received: cell {folder.name} was stopped; re-run the same command to go on "
                             "(finished cells are skipped)")  # fmt: skip
     lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
     code = proc.exitcode or 0
