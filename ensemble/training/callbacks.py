@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ensemble import console
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
@@ -207,3 +208,19 @@ def _model_name(pl_module: LightningModule) -> str:
     net = getattr(pl_module, "net", pl_module)
     entry = entry_for(f"{type(net).__module__}.{type(net).__qualname__}")
     return entry.name if entry is not None else type(net).__name__.lower()
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with ``last.ckpt`` written after every validation.
+
+    Since Lightning 2.x writes ``last.ckpt`` only in a step where a top-k checkpoint was saved, a run whose
+    monitor stopped improving kept an old epoch as "last": a crash or SIGTERM then resumed from that old epoch,
+    not from where the run stopped. Here ``last`` is always the newest state, as crash-safe resume needs.
+    """
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # at the epoch's end (Lightning runs checkpoint callbacks after EarlyStopping), so a resume starts the next
+        # epoch; skipped when this step was saved already (a new best writes last too) and outside fitting
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ensemble import console
@@ -27,7 +26,13 @@ from ensemble.data.windows import WindowLoader
 from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.models.classifier import checkpoint_temperature
 from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
-from ensemble.training.callbacks import ArtifactWriter, EpochLine, FeatureImportance, PreemptionCheckpoint
+from ensemble.training.callbacks import (
+    ArtifactWriter,
+    EpochLine,
+    FeatureImportance,
+    LatestCheckpoint,
+    PreemptionCheckpoint,
+)
 from ensemble.training.config import check_plateau_mode
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
@@ -97,7 +102,7 @@ class EnsembleCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(Tracking, "tracking")
         add_trading_arguments(parser, "model.init_args.trading")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LatestCheckpoint, "checkpoint")
         # one monitor: a plateau scheduler watches what the checkpoint watches (``check_plateau_mode``)
         parser.link_arguments("checkpoint.monitor", "model.init_args.monitor", apply_on="parse")
         parser.set_defaults(
