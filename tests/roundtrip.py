@@ -18,7 +18,8 @@ def assert_predicts_as_written(model: torch.nn.Module, data: Path, seq_len: int,
     with torch.no_grad():
         for batch in dm.val_dataloader():
             keep = {k: batch[k].numpy() for k in ("y", "time", "symbol", "fwd_return")}
-            parts.append({**keep, "probs": model(batch["x"]).softmax(dim=-1).numpy()})
+            # at the checkpoint's calibration temperature, as the run wrote them (Classifier.probabilities)
+            parts.append({**keep, "probs": model.probabilities(model(batch["x"])).numpy()})
     ours = predictions_frame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, dm.panel("val").symbols)
     written = pd.read_parquet(run_dir / "predictions" / "val.parquet")
     pd.testing.assert_frame_equal(ours.drop(columns=list(PROB_COLUMNS)), written.drop(columns=list(PROB_COLUMNS)))
