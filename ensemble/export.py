@@ -117,7 +117,8 @@ def register(export_dir: Path, name: str, alias: str, tracking_uri: str, experim
     """Log the export as a run's artifacts and register it as ``models:/<name>@<alias>``; returns the version."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    # the registry named explicitly: left unset, MLflow would use a process-wide registry URI set by anyone
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     run = client.create_run(exp_id, run_name=f"register:{name}")
@@ -163,17 +164,18 @@ def download_registered(source: str, tracking_uri: str | None = None) -> Path:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri:  # models:/ URIs resolve through the registry URI, not the tracking URI argument
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
     from mlflow.exceptions import MlflowException
 
+    # every call names its store; MLflow's process-wide tracking and registry URIs are neither read nor set
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        version = _model_version(source, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+        version = _model_version(source, client)
+        # the artifacts' real location: a models:/ URI would be resolved against the process-wide registry
+        location = client.get_model_version_download_uri(version.name, version.version)
     except MlflowException as err:  # an unknown name, alias or version
         raise ExportError(f"{source}: {str(err.message).splitlines()[0]}") from err
-    key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{version.name}|{version.version}|{version.source}"
-                         .encode()).hexdigest()[:16]  # fmt: skip
+    key = hashlib.sha256(f"{uri}|{version.name}|{version.version}|{version.source}".encode()).hexdigest()[:16]
     final = cache_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version.name)}-v{version.version}-{key}"
     if (final / "metadata.json").is_file():
         return final
@@ -183,7 +185,7 @@ def download_registered(source: str, tracking_uri: str | None = None) -> Path:
         if not sys.stderr.isatty():  # MLflow draws its download bar into logs and pipes too
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         got = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(staging)))  # fmt: skip
+            artifact_uri=location, dst_path=str(staging), tracking_uri=uri))  # fmt: skip
         if not (got / "metadata.json").is_file():
             raise ExportError(f"{source}: version {version.version} holds no export (no metadata.json)")
         try:

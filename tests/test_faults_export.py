@@ -7,6 +7,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
+import mlflow.tracking._model_registry.utils as mlflow_registry
 import pandas as pd
 import pytest
 from panels import SPLIT_FILES, write_splits
@@ -67,6 +68,9 @@ def test_registered_model_is_downloaded_once_per_version(finished, tmp_path, mon
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where a download used to be left on every call
+    # a process-wide registry elsewhere (another library, or an earlier call that set it) is not used: register
+    # once landed there while predict read --mlflow_uri, and the model was "not found"
+    monkeypatch.setattr(mlflow_registry, "_registry_uri", f"sqlite:///{tmp_path / 'elsewhere.db'}")
     assert main(["register", "--run", str(runs / "lstm_h5/version_0"), "--name", "demo", "--mlflow_uri", uri,
                  "--export", str(tmp_path / "export")]) == 0  # fmt: skip
     data = str(splits / SPLIT_FILES["test"])
@@ -85,6 +89,7 @@ def test_registered_model_is_downloaded_once_per_version(finished, tmp_path, mon
                  "--mlflow_uri", uri]) == 0  # fmt: skip
     assert len(list((tmp_path / "cache/models").iterdir())) == 2  # a new version is a new cache entry
     assert "best.txt" in {p.name for p in (tmp_path / "cache/models").rglob("*")}
+    assert not (tmp_path / "elsewhere.db").exists()
     capsys.readouterr()
     assert main(["predict", "--from", "models:/demo@nosuch", "--input", data, "--out", str(outs[0]),
                  "--mlflow_uri", uri]) == 2  # fmt: skip

@@ -20,6 +20,11 @@ from ensemble.cli import main
 TESTS = Path(__file__).parent
 
 
+# On these random panels val/log_loss (the configs' monitor) is best at epoch 0 and early stopping ends the run
+# at epoch 3; the best-commit case needs a later epoch that improves: on val/f1_macro, with no early stopping,
+# epoch 4 does (the test checks that it stalled inside best's commit).
+F1_BEST = ["--trainer.callbacks", "[]", "--checkpoint.monitor", "val/f1_macro", "--checkpoint.mode", "max"]
+
 # where the kill lands (TreeStallAt's epoch and ``during``) -> the global step the killed run's last sidecar holds
 KILLS = [
     ("lightgbm", 2, None, 6),  # epoch 2 boosted, not yet checkpointed; epochs 0 and 1 are
@@ -32,7 +37,8 @@ KILLS = [
 @pytest.mark.parametrize(("name", "epoch", "during", "step"), KILLS)
 def test_sigkill_mid_fit_then_resume_matches_uninterrupted(name, epoch, during, step, splits, tmp_path):
     marker, suffix = tmp_path / "stalled", TREES[name]
-    args = lambda save_dir, *extra: cli(name, splits, save_dir, *EXACT_RESUME[name], *extra, epochs=5)  # noqa: E731
+    monitor = F1_BEST if during == "best" else []
+    args = lambda save_dir, *extra: cli(name, splits, save_dir, *EXACT_RESUME[name], *monitor, *extra, epochs=5)  # noqa: E731
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     stall = ["--trainer.callbacks+=killer.TreeStallAt", f"--trainer.callbacks.marker={marker}",
              f"--trainer.callbacks.epoch={epoch}"]  # fmt: skip
@@ -50,6 +56,8 @@ def test_sigkill_mid_fit_then_resume_matches_uninterrupted(name, epoch, during, 
     assert json.loads((run / "checkpoints/last.meta.json").read_text())["global_step"] == step
     staged = [p for p in (run / "checkpoints").iterdir() if re.match(r"(last|best)\.[0-9a-f]{8}\.", p.name)]
     assert bool(staged) == (during is not None)
+    if during == "best":  # the kill landed inside epoch 4's best commit: its sidecar names epoch 4's files
+        assert json.loads((run / "checkpoints/best.meta.json").read_text())["global_step"] == 15
     assert not (run / "metrics.json").exists()
 
     assert main(args(tmp_path / "a", "--ckpt_path", "last")) == 0
