@@ -162,9 +162,8 @@ def download_registered(source: str, tracking_uri: str | None = None) -> Path:
     it whole, so a crash or a concurrent call never leaves a half copy that looks complete.
     """
     import mlflow
-    from mlflow.tracking import MlflowClient
-
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
     # every call names its store; MLflow's process-wide tracking and registry URIs are neither read nor set
     uri = tracking_uri or mlflow.get_tracking_uri()

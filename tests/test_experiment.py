@@ -56,13 +56,17 @@ def test_tiny_experiment_runs_writes_leaderboard_and_resumes(tmp_path, splits, c
         assert members[col].notna().all(), col
     assert (out / "leaderboard.md").read_text().startswith("| model |")
     assert (out / "leaderboard.png").is_file()
+    assert (board[board.kind == "blend"].fit_on == "val").all()  # blends of plain cells are fitted on val...
+    said = capsys.readouterr()
+    assert (said.out + said.err).count("fitted on val, which also early-stopped the members") == 1  # ...and say so
     for run in members.run_dir:
         assert (Path(run) / "predictions" / "test.parquet").is_file()  # each cell is an ordinary run
 
     capsys.readouterr()
     assert main(_experiment(splits, out, "[lstm, gru]")) == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 4 + 4  # the cells, then the blends
     assert sorted(p.name for p in (out / "runs" / "lstm_h5").glob("version_*")) == ["version_0"]  # not re-run
+    assert sorted(p.name for p in (out / "runs" / "ensemble_mean_h5").glob("version_*")) == ["version_0"]  # reused
     assert "f1_macro" in (out / "runs" / "lstm_h5" / "cell.log").read_text()  # the cell's output is kept
 
 

@@ -237,6 +237,35 @@ def test_the_plateau_scheduler_watches_the_checkpoint_monitor(fit_args, splits, 
     assert "ReduceLROnPlateau has mode 'min' but watches checkpoint.monitor in mode 'max'" in capsys.readouterr().err
 
 
+def test_a_monitor_in_the_wrong_mode_is_refused_before_training(fit_args, splits, tmp_path, capsys):
+    """The code's defaults watch val/log_loss in mode min (as the configs do); switching the monitor to a
+    higher-is-better metric without its mode would keep the worst epoch, for nets and trees alike."""
+    from test_trees_cli import cli
+
+    from ensemble.metrics.suite import metric_mode
+    from ensemble.training.trees.callbacks import EarlyStopping, ModelCheckpoint
+    from ensemble.tuning.study import TuneConfig
+
+    assert [metric_mode(m) for m in ("val/log_loss", "oof/brier", "loss", "val/f1_macro", "sharpe")] == [
+        "min", "min", "min", "max", "max"]  # fmt: skip
+    assert (EarlyStopping().monitor, EarlyStopping().mode) == ("val/log_loss", "min")
+    assert (ModelCheckpoint().monitor, ModelCheckpoint().mode) == ("val/log_loss", "min")
+    assert (TuneConfig().metric, TuneConfig().direction) == ("val/log_loss", None)  # None: the metric's own
+    assert main(["fit", *fit_args(), "--checkpoint.monitor", "val/f1_macro"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["ensemble: error: checkpoint watches val/f1_macro, where higher is better, in mode 'min'; "
+                   "set its mode: max"]  # fmt: skip
+    early = '[{class_path: lightning.pytorch.callbacks.EarlyStopping, init_args: {monitor: val/sharpe}}]'
+    assert main(["fit", *fit_args(), "--trainer.callbacks", early]) == 2
+    assert "EarlyStopping watches val/sharpe, where higher is better, in mode 'min'" in capsys.readouterr().err
+    tree = cli("xgboost", splits, tmp_path / "t", "--checkpoint.monitor", "val/f1_macro", "--trainer.callbacks", "[]")
+    assert main(tree) == 2
+    assert "ModelCheckpoint watches val/f1_macro, where higher is better, in mode 'min'" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "xgboost_h5" / "version_0" / "checkpoints").exists()  # refused before round 1
+    own = '[{class_path: lightning.pytorch.callbacks.EarlyStopping, init_args: {monitor: val/loss, mode: min}}]'
+    assert main(["fit", *fit_args(epochs=1), "--trainer.callbacks", own]) == 0  # the right modes train
+
+
 # -- 16: partial validation
 def test_partial_validation_is_flagged_in_metrics_json_and_the_table(fit_args, tmp_path, capsys):
     args = fit_args(epochs=1, data__batch_size=16, trainer__limit_val_batches=0.5)

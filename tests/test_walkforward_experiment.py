@@ -106,3 +106,16 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     (run,) = (tmp_path / "cli" / "ensemble_weighted").iterdir()
     weighted = Path(blends[blends.model == "ensemble_weighted"].run_dir.iloc[0])
     pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"), pd.read_parquet(weighted / "oof.parquet"))
+    # a re-run reuses what finished: the cells and the blends (a blend.json with the same method, members,
+    # horizon and options); a changed option refits that blend alone, into a new version
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, skipped") == 2 + 3, out
+    for method in ("weighted", "caruana", "stacked"):
+        assert [p.name for p in (tmp_path / "exp/blends" / f"ensemble_{method}_h5").iterdir()] == ["version_0"]
+    spec["blend_options"] = {"caruana": {"size": 6}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert main(args) == 0
+    assert "blend ensemble_caruana_h5: fitted on out-of-fold rows" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "exp/blends/ensemble_caruana_h5").iterdir()) == ["version_0", "version_1"]
+    assert [p.name for p in (tmp_path / "exp/blends/ensemble_stacked_h5").iterdir()] == ["version_0"]

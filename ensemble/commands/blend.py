@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ensemble import console
 from ensemble.commands.parsing import OneLineParser
-from ensemble.ensembling.blend import BlendError, blend, members_trading, run_config
+from ensemble.ensembling.blend import VAL_NOTE, BlendError, blend, members_trading, run_config
 from ensemble.ensembling.methods import METHODS
 from ensemble.ensembling.oof import is_walkforward, oof_blend, walkforward_config
 from ensemble.metrics.config import TradingConfig
@@ -23,8 +23,6 @@ CARUANA = {"size": (int, "selections made (default 50)"), "init": (int, "best me
            "bags": (int, "bagged selections averaged (default: no bagging)"),
            "bag_fraction": (float, "share of the members in each bag, at least 2 of them (default 0.5)"),
            "seed": (int, "seed of the bags' draws (default 0)")}  # fmt: skip
-VAL_NOTE = ("note: fitted on val, which also early-stopped the members and chose their checkpoints (fit_on: val); "
-            "blend walk-forward folders to fit on out-of-fold predictions")  # fmt: skip
 
 
 def add_trading_flags(parser: OneLineParser) -> dict[str, str]:

@@ -26,8 +26,9 @@ HELP = {
     "search_space": "YAML of config keys -> distributions (default: search_spaces/<model>.yaml beside the config)",
     "study_name": "study name; re-running the same name on the same storage resumes it (default: the model)",
     "storage": "sqlite:///optuna.db (default), journal:PATH, or any RDB URL such as postgresql://user@host/db",
-    "metric": "the val metric to optimise, e.g. val/f1_macro or val/loss; checkpoints and early stopping follow it",
-    "direction": "maximize or minimize",
+    "metric": "the val metric to optimise (default val/log_loss; e.g. val/f1_macro, val/sharpe); checkpoints and "
+              "early stopping follow it",
+    "direction": "maximize or minimize; default: the metric's own (minimize for a loss or error, maximize else)",
     "pruner": "median (default), hyperband or none",
     "seed": "sampler seed (give each parallel worker its own, or none)",
     "out": "folder for best.yaml, trials.csv and plots (default: tune/<study_name>)",

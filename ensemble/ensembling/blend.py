@@ -19,10 +19,14 @@ from ensemble.io import atomic_write, write_json
 from ensemble.metrics.arrays import score_probabilities
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
-from ensemble.training.runs import claim_run_dir
+from ensemble.training.runs import claim_run_dir, run_versions
 from ensemble.training.trading import trading_section
 
 KEYS = ["datetime", "symbol"]
+
+# said once wherever blends are fitted on val (``ensemble blend`` of fit runs, a plain experiment)
+VAL_NOTE = ("note: fitted on val, which also early-stopped the members and chose their checkpoints (fit_on: val); "
+            "blend walk-forward folders (an experiment: a walkforward: section) to fit on out-of-fold predictions")
 
 
 class BlendError(EnsembleError):
@@ -205,3 +209,18 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
     update_metrics_json(run_dir, {"fit_on": "val"})  # val also early-stopped and chose the members
     write_json(run_dir / "blend.json", {**record, "state": model.state()})  # state: what an export predicts with
     return run_dir
+
+
+def finished_blend(base: Path, method: str, members: list[Path], horizon: int,
+                   options: dict[str, dict[str, Any]] | None, fit_on: str) -> Path | None:  # fmt: skip
+    """The newest ``base/version_N`` that holds this blend, finished: its ``blend.json`` (written last, so a
+    crashed fit has none) records the same method, members, horizon, method options and ``fit_on``. A re-run
+    of an experiment reuses it, as it skips finished cells; ``None`` when there is none."""
+    want = {"method": method, "members": [str(r) for r in members], "horizon": horizon, "fit_on": fit_on,
+            "options": (options or {}).get(method, {})}  # fmt: skip
+    for _, run in reversed(run_versions(base)):
+        if (run / "blend.json").is_file():
+            record = json.loads((run / "blend.json").read_text())
+            if {k: record.get(k) for k in want} == want:
+                return run
+    return None

@@ -10,7 +10,6 @@ test rows, ``dsr``, ``n_trials``, and the horizon's ``pbo``; baseline rows score
 from __future__ import annotations
 
 import math
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +31,18 @@ from ensemble.experiments.candidates import (
 )
 from ensemble.experiments.selection_bias import deflated_sharpe, overfitting_probability
 from ensemble.io import write_json
-from ensemble.metrics.arrays import score_probabilities
+from ensemble.metrics.arrays import suite_metric_names
 from ensemble.metrics.bootstrap import block_bootstrap_difference
-from ensemble.metrics.suite import INTEGER_METRICS
+from ensemble.metrics.suite import metric_mode
 from ensemble.training.artifacts import utc_ns
 
-# out-of-fold metrics where lower is better; every other metric of the suite is higher-is-better
-LOWER_IS_BETTER = ("log_loss", "brier", "ece", "max_drawdown", "turnover", "cost_drag")
 LEVEL = 0.9
 
 
-@cache
 def champion_metrics() -> tuple[str, ...]:
-    """The ``oof/<name>`` metrics a champion can be chosen by: the metric suite's names (read off the suite
-    itself, scored on 6 made-up rows, so a new metric is known at once) less its counts (``INTEGER_METRICS``:
-    n_trades, ic_skipped, bars_per_year), which measure the data, not the candidate."""
-    n = 6
-    names = score_probabilities("oof", np.full((n, 3), 1 / 3), np.arange(n) % 3, np.arange(n, dtype=np.int64),
-                                np.zeros(n), 1, 252.0, symbol=np.zeros(n, dtype=np.int64))  # fmt: skip
-    return tuple(sorted(k for k in names if k.split("/", 1)[1] not in INTEGER_METRICS))
+    """The ``oof/<name>`` metrics a champion can be chosen by: the metric suite's names less its counts
+    (n_trades, ic_skipped, bars_per_year), which measure the data, not the candidate (``suite_metric_names``)."""
+    return tuple(sorted(f"oof/{name}" for name in suite_metric_names()))
 
 
 def check_champion_metric(metric: str) -> None:
@@ -98,7 +90,7 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
     oof = align_files(candidates, OOF)
     oof_loss = row_log_loss(oof).mean(axis=1)
     scores = _scores(candidates, oof, metric, horizon, oof_loss)
-    lower = metric.split("/", 1)[1].startswith(LOWER_IS_BETTER)
+    lower = metric_mode(metric) == "min"
     best = int(np.nanargmin(scores) if lower else np.nanargmax(scores))  # ties: the first (row order)
     trading = candidates_trading(candidates)
     _, net = net_returns(oof, horizon, trading)

@@ -24,9 +24,8 @@ from ensemble.ensembling.methods import log_loss
 from ensemble.errors import EnsembleError
 from ensemble.experiments.baselines import BASELINES, baseline_metrics
 from ensemble.experiments.baselines import KIND as BASELINE
-from ensemble.experiments.champion import LOWER_IS_BETTER
 from ensemble.io import atomic_write, write_figure
-from ensemble.metrics.suite import INTEGER_METRICS
+from ensemble.metrics.suite import INTEGER_METRICS, metric_mode
 from ensemble.training.results import format_cell, render
 
 COLUMNS = {
@@ -52,7 +51,7 @@ NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished 
         "val_partial: val metrics of part of the split (trainer.limit_val_batches < 1).")
 # the columns the terminal shows, in this order
 TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared", "val_f1_macro",
-            "test_f1_macro", "test_sharpe", "best_member", "beats_best_member"]  # fmt: skip
+            "test_f1_macro", "test_sharpe", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
 
 
 def row(model: str, horizon: int, kind: str, run_dir: Path | None, status: str, error: str = "",
@@ -279,12 +278,12 @@ WALKFORWARD_NOTE = ("Walk-forward cells and out-of-fold blends: sorted by {key} 
 def write_walkforward_leaderboard(rows: list[dict], out: Path, metric: str = "oof/log_loss") -> pd.DataFrame:
     """leaderboard.{csv,md,png} of walk-forward cells (and blends, baselines): by horizon, then the champion
     ``metric`` on the candidates' shared rows when the champion columns are there (else on each cell's own rows),
-    best first (lower first for a loss, higher first otherwise, as ``LOWER_IS_BETTER`` says). The PNG is
+    best first (lower first for a loss, higher first otherwise, as ``metric_mode`` says). The PNG is
     written on every run with finished candidates, so it never shows an earlier run's champion."""
     df = pd.DataFrame(rows)
     name = metric.split("/", 1)[1]
     key = f"oof_{name}_shared" if f"oof_{name}_shared" in df.columns else f"oof_{name}"
-    lower = name.startswith(LOWER_IS_BETTER)
+    lower = metric_mode(name) == "min"
     df = df.sort_values(["horizon", key], ascending=[True, lower], na_position="last", kind="stable")
     df = df.reset_index(drop=True)
     atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))

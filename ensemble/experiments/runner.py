@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ensemble import console
-from ensemble.ensembling.blend import blend, make_method
+from ensemble.ensembling.blend import VAL_NOTE, blend, finished_blend, make_method
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import (
     check_writable,
@@ -201,13 +201,21 @@ def run_experiment(exp: Experiment) -> list[dict]:
         with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
             launcher.run(todo, run_cell_spec, on_done)
     members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
-    blends = []
+    blends, fitted = [], False
     for horizon in exp.horizons:
         done_runs = [Path(r["run_dir"]) for r in members if r["horizon"] == horizon and r["status"] == "done"]
         for method in exp.blends if len(done_runs) >= 2 else []:
             # every member's section is its config's with the experiment's laid over it: blends book as they do
-            run_dir = blend(done_runs, method, runs, name=f"ensemble_{method}_h{horizon}", options=exp.blend_options)
+            name = f"ensemble_{method}_h{horizon}"
+            run_dir = finished_blend(runs / name, method, done_runs, horizon, exp.blend_options, "val")
+            if run_dir is not None:
+                console.say(f"blend {name}: finished earlier, skipped ({run_dir})")
+            else:
+                run_dir = blend(done_runs, method, runs, name=name, options=exp.blend_options)
+                fitted = True
             blends.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
+    if fitted:
+        console.say(VAL_NOTE)
     board = write_leaderboard(members + blends, out)
     if parent:
         finish_run(tracking, parent)
@@ -218,7 +226,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
 
 
 def _key_metric(config: dict, run_dir: Path) -> str:
-    """``<monitor> <value>`` of a finished run: the metric its checkpoint selected on (e.g. val/f1_macro)."""
-    monitor = (config.get("checkpoint") or {}).get("monitor") or "val/f1_macro"
+    """``<monitor> <value>`` of a finished run: the metric its checkpoint selected on (e.g. val/log_loss)."""
+    monitor = (config.get("checkpoint") or {}).get("monitor") or "val/log_loss"
     value = json.loads((run_dir / "metrics.json").read_text()).get(monitor)
     return f"{monitor} {value:.4f}" if isinstance(value, float | int) else f"{monitor} -"

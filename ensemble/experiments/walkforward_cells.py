@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import console
+from ensemble.ensembling.blend import finished_blend
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import run_cell_spec, stop_running_cells
 from ensemble.launchers import CellResult, CellSpec, Launcher
@@ -99,7 +100,13 @@ def walkforward_blends(methods: list[str], options: dict[str, dict[str, Any]] | 
     for horizon in dict.fromkeys(r["horizon"] for r in rows):
         done = [Path(r["run_dir"]) for r in rows if r["horizon"] == horizon and r["status"] == "done"]
         for method in methods if len(done) >= 2 else []:
-            run = oof_blend(done, method, out / "blends", name=f"ensemble_{method}_h{horizon}", options=options)
-            console.say(f"blend ensemble_{method}_h{horizon}: fitted on out-of-fold rows ({run})")
+            name = f"ensemble_{method}_h{horizon}"
+            run = finished_blend(out / "blends" / name, method, done, horizon, options, "oof")
+            if run is not None:
+                console.say(f"blend {name}: finished earlier, skipped ({run})")
+                blends.append(walkforward_row(f"ensemble_{method}", horizon, run, "done", kind="blend"))
+                continue
+            run = oof_blend(done, method, out / "blends", name=name, options=options)
+            console.say(f"blend {name}: fitted on out-of-fold rows ({run})")
             blends.append(walkforward_row(f"ensemble_{method}", horizon, run, "done", kind="blend"))
     return blends

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 
 from ensemble.metrics.config import TradingConfig
-from ensemble.metrics.suite import MetricSuite
+from ensemble.metrics.suite import INTEGER_METRICS, MetricSuite
 
 
 def score_probabilities(
@@ -48,3 +50,14 @@ def score_probabilities(
         return suite.compute()
     finally:
         torch.set_num_threads(threads)
+
+
+@cache
+def suite_metric_names() -> frozenset[str]:
+    """The metric suite's names without a stage prefix (``log_loss``, ``f1_macro``, ``sharpe``, ...) less its
+    counts (``INTEGER_METRICS``), read off the suite itself scored on 6 made-up rows, so a new metric is known
+    at once."""
+    n = 6
+    names = score_probabilities("x", np.full((n, 3), 1 / 3), np.arange(n) % 3, np.arange(n, dtype=np.int64),
+                                np.zeros(n), 1, 252.0, symbol=np.zeros(n, dtype=np.int64))  # fmt: skip
+    return frozenset(k.split("/", 1)[1] for k in names) - INTEGER_METRICS

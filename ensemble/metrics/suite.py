@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
@@ -13,6 +15,16 @@ from ensemble.metrics.trading import trading_metrics
 
 # metrics whose values are whole numbers (counts, and the bars a year the data has): tables show them as integers
 INTEGER_METRICS = frozenset({"n_trades", "ic_skipped", "bars_per_year"})
+# metrics where lower is better (the training loss included); every other metric of the suite is higher-is-better
+LOWER_IS_BETTER = ("loss", "log_loss", "brier", "ece", "max_drawdown", "turnover", "cost_drag")
+
+
+def metric_mode(metric: str) -> Literal["min", "max"]:
+    """``"min"`` for a metric where lower is better (``val/log_loss``, ``oof/brier``, ``loss``), else ``"max"``.
+
+    ``metric``: a suite name, with or without its stage prefix (``val/``, ``oof/``, ``test/``).
+    """
+    return "min" if metric.rsplit("/", 1)[-1].startswith(LOWER_IS_BETTER) else "max"
 
 
 class MetricSuite(torch.nn.Module):

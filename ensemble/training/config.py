@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from ensemble.errors import ConfigError
+from ensemble.metrics.arrays import suite_metric_names
+from ensemble.metrics.suite import metric_mode
 from ensemble.models.registry import ModelEntry, entry_for
 
 ConfigSource = str | Path | Mapping[str, Any]
@@ -206,3 +208,39 @@ def check_plateau_mode(model: Mapping[str, Any], mode: str) -> None:
     if given != mode:
         raise ConfigError(f"model.init_args.scheduler ReduceLROnPlateau has mode '{given}' but watches "
                           f"checkpoint.monitor in mode '{mode}'; set its init_args.mode: {mode}")  # fmt: skip
+
+
+def check_monitor_mode(monitor: str | None, mode: str | None, key: str) -> None:
+    """Refuse a checkpoint or early-stopping ``mode`` that runs against its suite metric: ``max`` on
+    ``val/log_loss`` would keep the worst epoch. A metric outside the suite (a user's own) keeps its mode.
+
+    Raises:
+        ConfigError: naming the key, the metric and the mode to set.
+    """
+    if monitor is None or mode is None:
+        return
+    name = monitor.rsplit("/", 1)[-1]
+    if name != "loss" and name not in suite_metric_names():
+        return
+    wanted = metric_mode(monitor)
+    if mode != wanted:
+        better = "lower" if wanted == "min" else "higher"
+        raise ConfigError(f"{key} watches {monitor}, where {better} is better, in mode '{mode}'; "
+                          f"set its mode: {wanted}")
+
+
+def check_callback_modes(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
+    """``check_monitor_mode`` for ``checkpoint`` (``monitor``, ``mode``) and every early-stopping or checkpoint
+    callback of a config's ``trainer.callbacks`` (``{class_path, init_args}`` dicts, parsed namespaces or
+    instances); a mode left out is their default, ``min``."""
+    check_monitor_mode(checkpoint.get("monitor"), checkpoint.get("mode", "min"), "checkpoint")
+    for callback in callbacks or []:
+        callback = callback.as_dict() if hasattr(callback, "as_dict") else callback
+        if isinstance(callback, Mapping):
+            args, name = callback.get("init_args") or {}, str(callback.get("class_path", ""))
+            monitor, mode = args.get("monitor"), args.get("mode", "min")
+        else:
+            name, monitor = type(callback).__name__, getattr(callback, "monitor", None)
+            mode = getattr(callback, "mode", None)
+        if name.endswith(("EarlyStopping", "Checkpoint")):
+            check_monitor_mode(monitor, mode, name.rsplit(".", 1)[-1])

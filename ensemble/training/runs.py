@@ -29,7 +29,8 @@ class RunNameError(EnsembleError):
     """A run name that would put the run outside its save dir."""
 
 
-def _versions(base: Path) -> list[tuple[int, Path]]:
+def run_versions(base: Path) -> list[tuple[int, Path]]:
+    """``(N, base/version_N)`` of every version folder under ``base``, by N."""
     if not base.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in base.iterdir() if (m := _VERSION_RE.match(p.name))]
@@ -78,7 +79,7 @@ def claim_run_dir(base: Path) -> Path:
     """Create ``base/version_N`` with the next free N. ``mkdir`` is atomic, so two runs started
     at the same moment never share a directory."""
     base.mkdir(parents=True, exist_ok=True)
-    n = (_versions(base)[-1][0] + 1) if _versions(base) else 0
+    n = (run_versions(base)[-1][0] + 1) if run_versions(base) else 0
     while True:
         candidate = base / f"version_{n}"
         try:
@@ -129,7 +130,7 @@ def _existing_runs(base: Path, model: str) -> list[str]:
     beside = sorted(p for p in base.parent.iterdir() if p.is_dir() and p != base) if base.parent.is_dir() else []
     out = []
     for family in [base, *beside]:
-        for _, run in _versions(family):
+        for _, run in run_versions(family):
             key = _recorded_key(run)
             if key is not None and key.model == model:
                 out.append(f"{run.relative_to(base.parent)} (horizon {key.horizon}, seq_len {key.seq_len})")
@@ -169,7 +170,7 @@ def find_run_checkpoint(
     """
     if ckpt in patterns:
         any_found = False
-        for _, run in reversed(_versions(base)):
+        for _, run in reversed(run_versions(base)):
             found = [f for f in (run / "checkpoints").glob(patterns[ckpt]) if f.is_file()]
             if not found:
                 continue

@@ -14,6 +14,7 @@ import yaml
 
 from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.io import atomic_write
+from ensemble.metrics.suite import metric_mode
 from ensemble.training.config import model_short_name, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.tuning.definition import check_definition, study_definition
@@ -38,8 +39,8 @@ class TuneConfig:
     search_space: str | None = None
     study_name: str | None = None
     storage: str = "sqlite:///optuna.db"
-    metric: str = "val/f1_macro"
-    direction: str = "maximize"
+    metric: str = "val/log_loss"  # the bundled configs' monitor (docs/benchmarks.md, "Checkpoint monitor")
+    direction: str | None = None  # None: the metric's own (minimize for a loss, maximize otherwise)
     pruner: str = "median"
     seed: int | None = None
     out: str | None = None
@@ -129,6 +130,8 @@ def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = 
         ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault (a resumed
             study whose model, metric, direction or search space changed included).
     """
+    if cfg.direction is None:
+        cfg.direction = "minimize" if metric_mode(cfg.metric) == "min" else "maximize"
     if cfg.direction not in ("maximize", "minimize"):
         raise ConfigError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
     pruner = make_pruner(cfg.pruner)  # a bad name fails before any model is built

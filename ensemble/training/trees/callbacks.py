@@ -16,6 +16,7 @@ from ensemble import console
 from ensemble.errors import ConfigError
 from ensemble.models.trees.base import TreeModel, TreeSplit
 from ensemble.training.artifacts import predictions_frame, write_importance, write_stage
+from ensemble.training.config import check_monitor_mode
 from ensemble.training.trees.checkpoint import clean_checkpoints, commit_checkpoint, stage_checkpoint
 
 if TYPE_CHECKING:
@@ -34,10 +35,11 @@ class TreeCallback:
 
 
 def check_monitors(callbacks: list[TreeCallback], metrics: dict[str, float]) -> None:
-    """Fail before the first round, not after it, on a callback that watches a metric that does not exist.
+    """Fail before the first round, not after it, on a callback that watches a metric that does not exist, or
+    a suite metric in the wrong mode (``check_monitor_mode``).
 
     Raises:
-        ConfigError: naming the callback, its monitor and the metrics there are.
+        ConfigError: naming the callback, its monitor and the metrics there are (or the mode to set).
     """
     for callback in callbacks:
         monitor = getattr(callback, "monitor", None)
@@ -45,6 +47,7 @@ def check_monitors(callbacks: list[TreeCallback], metrics: dict[str, float]) -> 
             raise ConfigError(
                 f"{type(callback).__name__} monitor '{monitor}' is not a metric; use one of {sorted(metrics)}"
             )
+        check_monitor_mode(monitor, getattr(callback, "mode", None), type(callback).__name__)
 
 
 def _improves(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -65,10 +68,10 @@ class EarlyStopping(TreeCallback):
 
     def __init__(
         self,
-        monitor: str = "val/f1_macro",
+        monitor: str = "val/log_loss",
         min_delta: float = 0.0,
         patience: int = 3,
-        mode: Literal["min", "max"] = "max",
+        mode: Literal["min", "max"] = "min",
     ) -> None:
         self.monitor, self.min_delta, self.patience, self.mode = monitor, abs(min_delta), patience, mode
         self.wait_count, self.best_score, self.stopped_epoch = 0, None, None
@@ -99,7 +102,7 @@ class ModelCheckpoint(TreeCallback):
     """
 
     def __init__(
-        self, monitor: str | None = "val/f1_macro", mode: Literal["min", "max"] = "max", save_last: bool = True
+        self, monitor: str | None = "val/log_loss", mode: Literal["min", "max"] = "min", save_last: bool = True
     ) -> None:
         self.monitor, self.mode, self.save_last = monitor, mode, save_last
         self.best_model_score: float | None = None
