@@ -186,6 +186,8 @@ def test_empty_returns_zero_not_nan():
         suite = MetricSuite("val", horizon=2)
         out = suite.compute()
         assert out.pop("val/bars_per_year") == 252.0
+        ics = [out.pop(f"val/{k}") for k in ("ic", "rank_ic", "icir", "rank_icir")]
+        assert all(math.isnan(float(v)) for v in ics)  # no cross-section to correlate across: undefined, not 0
         assert all(v == 0.0 for v in out.values())
 
 

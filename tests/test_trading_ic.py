@@ -71,3 +71,14 @@ def test_synthetic_score_with_true_correlation_recovers_it():
     assert out["ic"] == pytest.approx(rho, abs=0.01)
     assert out["rank_ic"] == pytest.approx(rho * 0.97, abs=0.01)  # Spearman of a bivariate normal: (6/pi) asin(rho/2)
     assert out["ic_skipped"] == 0
+
+
+def test_without_a_cross_section_the_ic_is_undefined_not_zero():
+    """One symbol: no timestamp has 3 symbols to correlate across, so IC, rank IC and their IRs are NaN (written
+    as null, shown as '-'), never a fake 0 that reads as 'no skill'."""
+    rng = np.random.default_rng(1)
+    score = rng.normal(size=50)
+    out = ic_metrics(np.arange(50) * 10**9, np.zeros(50, dtype=np.int64), score, score + rng.normal(size=50))
+    assert out["ic_skipped"] == 50
+    assert all(np.isnan(out[k]) for k in ("ic", "rank_ic", "icir", "rank_icir"))
+    assert np.isfinite(out["sharpe"])  # the other metrics stand

@@ -222,21 +222,23 @@ def chart(df: pd.DataFrame):
         part = df[(df.horizon == h) & (df.status == "done")]
         chance = f"chance: a guess at the class shares (macro-F1 {CHANCE_F1:.3f})"
         _bars(f1_ax, part, ("val_f1_macro", "test_f1_macro"), CHANCE_F1, chance)
-        f1_ax.set_title(f"leaderboard h={h}, val and test: macro-F1 (higher is better)", fontsize=9)
+        f1_ax.set_title(f"h={h}: macro-F1 (higher is better)", fontsize=9)
         f1_ax.set_ylabel("macro-F1 (0 to 1)")
         _legend(f1_ax, chance)
         uniform = f"uniform guess: ln 3 = {UNIFORM_LOG_LOSS:.4f}"
         _bars(loss_ax, part, ("val_log_loss_shared", "test_log_loss_shared"), UNIFORM_LOG_LOSS, uniform)
-        loss_ax.set_title(f"leaderboard h={h}, val and test on shared rows: log loss (lower is better; "
-                          "blends' val is in-sample)", fontsize=9)  # fmt: skip
+        loss_ax.set_title(f"h={h}: log loss on shared rows (lower is better; blends' val in-sample)", fontsize=9)
         loss_ax.set_ylabel("log loss (nats per row)")
         _legend(loss_ax, uniform)
         no_skill = "no skill: IC 0"
         _bars(ic_ax, part, ("val_ic", "test_ic"), 0.0, no_skill)
-        ic_ax.set_title(f"leaderboard h={h}, val and test: information coefficient of p_long - p_short with "
-                        "fwd_return (higher is better)", fontsize=9)  # fmt: skip
-        ic_ax.set_ylabel("IC (mean per-timestamp Pearson correlation)")
+        ic_ax.set_title(f"h={h}: IC of p_long - p_short with fwd_return (higher is better)", fontsize=9)
+        ic_ax.set_ylabel("IC (mean per-timestamp correlation)")
+        if part[["val_ic", "test_ic"]].isna().all().all():  # one symbol: no cross-section to correlate across
+            ic_ax.text(0.5, 0.7, "IC undefined: fewer than 3 symbols per timestamp", ha="center", va="center",
+                       transform=ic_ax.transAxes, fontsize=9)  # fmt: skip
         _legend(ic_ax, no_skill)
+    fig.suptitle("Leaderboard: val and test per horizon (val chose every checkpoint; test is reported, never used)")
     fig.tight_layout()
     return fig
 

@@ -53,7 +53,8 @@ Means over periods are averaged over the phases; annualised returns are arithmet
 * ``ic`` / ``rank_ic``: per timestamp, the Pearson / Spearman correlation across symbols of score and
   fwd_return, averaged over timestamps; ``icir`` / ``rank_icir``: their mean / std (ddof=1), not
   annualised (as Qlib reports them). A timestamp with fewer than 3 rows or a constant score or return is
-  skipped; ``ic_skipped`` counts them. Each timestamp is one cross-section: nothing is counted twice.
+  skipped; ``ic_skipped`` counts them. Each timestamp is one cross-section: nothing is counted twice. With
+  no cross-section left (one symbol), they are NaN (undefined, written as null), as is an IR of under 2.
 * ``bars_per_year``: the annualisation used (given, or inferred from the timestamps).
 
 With no rows every metric is 0.0, never NaN.
@@ -251,10 +252,11 @@ class TradingMetrics(_TradingMetric):
         rank_ic, _ = cross_sectional_corr(group, n_times, ranks[0], ranks[1])
         out = {"ic_skipped": float(n_times - int(valid.sum()))}
         for name, values in (("ic", ic[valid]), ("rank_ic", rank_ic[valid])):
-            mean = float(values.mean()) if len(values) else 0.0
+            # no cross-section (one symbol, or every timestamp skipped): undefined (NaN, written as null), not 0
+            mean = float(values.mean()) if len(values) else math.nan
             std = float(values.std()) if len(values) >= 2 else 0.0
             out[name] = mean
-            out[f"{name}ir"] = mean / std if std > 0 else 0.0
+            out[f"{name}ir"] = mean / std if std > 0 else math.nan
         return out
 
 
