@@ -49,3 +49,10 @@ def test_a_converged_start_takes_no_step():
     again = fit_multinomial(design(x), y, 1.0, start=first.theta, hessian=first.hessian)
     assert again.n_iter == 0
     np.testing.assert_allclose(again.theta, first.theta, rtol=0, atol=1e-14)  # the intercepts re-centred only
+
+
+def test_int8_labels_fit_as_int64_ones():
+    """oof.parquet stores labels as int8: the solver's flat index y * n must not overflow in that type."""
+    x, y = _problem(6, 500, 6, 1.0)
+    wide, narrow = fit_multinomial(design(x), y, 0.01), fit_multinomial(design(x), y.astype(np.int8), 0.01)
+    np.testing.assert_array_equal(wide.theta, narrow.theta)

@@ -160,14 +160,16 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
         if not fit.any():
             raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
                               "use fewer, longer folds")  # fmt: skip
-        x_fit, y_fit, x_rows = xt[:, fit], labels[fit], xt[:, rows]
-        start = last.get(grid[0])
+        x_fit, y_fit, x_rows = np.compress(fit, xt, axis=1), labels[fit], np.compress(rows, xt, axis=1)
+        seen = provenance(clock.time, clock, fit, first)  # the same rows for every C
+        start, data = last.get(grid[0]), None  # the first C from the previous fold's: other rows, no data
         for c in grid:
-            model = StackedBlend(C=c).fit_design(x_fit, y_fit, start, hessian)
-            start, hessian = model.theta_, model.hessian_ if model.hessian_ is not None else hessian
+            model = StackedBlend(C=c).fit_design(x_fit, y_fit, start, hessian, data)
+            start, data = model.theta_, model.data_
+            hessian = model.hessian_ if model.hessian_ is not None else hessian
             last[c] = model.theta_
             fits[c].probs[rows] = model.predict_design(x_rows)
-            fits[c].provenance[str(int(f))] = provenance(clock.time, clock, fit, first)
+            fits[c].provenance[str(int(f))] = seen
     out = np.full((probs.shape[1], 3), np.nan)
     result = ForwardFit(out, scored)
 

@@ -67,12 +67,14 @@ def data_hessian(xt: np.ndarray, theta: np.ndarray) -> np.ndarray:
 @dataclass
 class MultinomialFit:
     """A fitted model: ``coef`` (K, p), ``intercept`` (K,) summing to 0 (scikit-learn's symmetric convention),
-    ``n_iter`` Newton-type steps taken, and the Hessian it used, for the next fit to start from."""
+    ``n_iter`` Newton-type steps taken, the Hessian it used and ``data`` (the mean negative log-likelihood and its
+    gradient at the solution, without the penalty), for the next fit to start from."""
 
     coef: np.ndarray
     intercept: np.ndarray
     n_iter: int
     hessian: np.ndarray | None  # None when the start was already converged and none was given
+    data: tuple[float, np.ndarray]
 
     @property
     def theta(self) -> np.ndarray:
@@ -80,26 +82,35 @@ class MultinomialFit:
         return np.hstack([self.coef, self.intercept[:, None]])
 
 
-def _loss_grad(xt: np.ndarray, y: np.ndarray, counts: np.ndarray, theta: np.ndarray,
-               l2: float) -> tuple[float, np.ndarray]:  # fmt: skip
-    """The objective and its gradient (K, p+1) at ``theta``; ``counts`` = onehot(y)^T X (K, p+1), the labels' part
-    of the gradient, fixed per fit; ``l2`` = 1 / (C n) on the coefficients only."""
+def _data_loss_grad(xt: np.ndarray, flat: np.ndarray, counts: np.ndarray, theta: np.ndarray,
+                    work: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[float, np.ndarray]:  # fmt: skip
+    """The mean negative log-likelihood at ``theta`` and its gradient (K, p+1); ``flat`` = y * n + row, the true
+    classes' places in the (K, n) logits; ``counts`` = onehot(y)^T X (K, p+1), the labels' part of the gradient;
+    ``work`` = (K, n), (K, n) and (n,) float64 scratch arrays, reused by every call of a fit (fresh arrays this size
+    are fresh pages: their page faults cost as much as the arithmetic)."""
     n = xt.shape[1]
-    z = theta @ xt  # (K, n): one contiguous row per class
-    z -= z.max(axis=0)  # a per-row shift: softmax and the loss are unchanged, exp cannot overflow
-    e = np.exp(z)
-    total = e.sum(axis=0)
-    w = theta[:, :-1]
-    loss = float(np.log(total).sum() - z[y, np.arange(n)].sum()) / n + 0.5 * l2 * float((w * w).sum())
+    z, e, row = work
+    np.matmul(theta, xt, out=z)  # (K, n): one contiguous row per class
+    z -= np.max(z, axis=0, out=row)  # a per-row shift: softmax and the loss are unchanged, exp cannot overflow
+    np.exp(z, out=e)
+    total = np.sum(e, axis=0, out=row)
     e /= total
-    grad = (e @ xt.T - counts) / n
+    loss = float(np.log(total, out=total).sum() - z.take(flat).sum()) / n
+    return loss, (e @ xt.T - counts) / n
+
+
+def _objective(data: tuple[float, np.ndarray], theta: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    """The penalised objective and gradient from the data part: ``+ l2 / 2 ||W||^2`` and ``+ l2 W`` on the
+    coefficients only (``l2`` = 1 / (C n))."""
+    w = theta[:, :-1]
+    grad = data[1].copy()
     grad[:, :-1] += l2 * w
-    return loss, grad
+    return data[0] + 0.5 * l2 * float((w * w).sum()), grad
 
 
 def fit_multinomial(xt: np.ndarray, y: np.ndarray, C: float, start: np.ndarray | None = None,
-                    hessian: np.ndarray | None = None, tol: float = 1e-8,
-                    max_iter: int = 100) -> MultinomialFit:  # fmt: skip
+                    hessian: np.ndarray | None = None, start_data: tuple[float, np.ndarray] | None = None,
+                    tol: float = 1e-8, max_iter: int = 100) -> MultinomialFit:  # fmt: skip
     """Minimise scikit-learn's multinomial L2 objective (module docstring) on ``xt`` (``design``), labels ``y``.
 
     Args:
@@ -109,6 +120,8 @@ def fit_multinomial(xt: np.ndarray, y: np.ndarray, C: float, start: np.ndarray |
         start: (K, p + 1) starting coefficients (a neighbouring C's or fold's fit); None: zero slopes and the
             log class frequencies as intercepts.
         hessian: a data Hessian (``data_hessian``) to precondition with; None: computed at ``start``.
+        start_data: the ``data`` of the fit ``start`` came from, when it was fitted on these same rows (another C):
+            its likelihood part is this fit's at ``start`` too, so the first pass over the rows is saved.
         tol: stop when max |gradient| <= tol.
 
     Raises:
@@ -117,6 +130,8 @@ def fit_multinomial(xt: np.ndarray, y: np.ndarray, C: float, start: np.ndarray |
     q, n = xt.shape
     k = int(y.max()) + 1
     counts = np.eye(k)[y].T @ xt.T  # onehot(y)^T X
+    flat = y.astype(np.int64) * n + np.arange(n)  # int64: labels may come as int8
+    work = (np.empty((k, n)), np.empty((k, n)), np.empty(n))
     if start is None:
         start = np.zeros((k, q))
         start[:, -1] = np.log(counts[:, -1] / n)
@@ -125,7 +140,8 @@ def fit_multinomial(xt: np.ndarray, y: np.ndarray, C: float, start: np.ndarray |
     # the intercepts' common shift changes nothing (softmax), so the Hessian is singular along it; the gradient is
     # orthogonal to it, so adding that direction's outer product leaves every step's other components unchanged
     shift = np.tile(np.r_[np.zeros(q - 1), 1.0], k)
-    loss, grad = _loss_grad(xt, y, counts, theta, l2)
+    data = start_data if start_data is not None else _data_loss_grad(xt, flat, counts, theta, work)
+    loss, grad = _objective(data, theta, l2)
     factor, fresh, used = None, False, hessian
     for step in range(max_iter + 1):
         gmax = np.abs(grad).max()
@@ -142,7 +158,8 @@ def fit_multinomial(xt: np.ndarray, y: np.ndarray, C: float, start: np.ndarray |
         direction = -cho_solve(factor, grad.ravel()).reshape(k, q)
         slope, t = float((grad * direction).sum()), 1.0
         while True:  # Armijo backtracking: the stale metric may overshoot, a halved step never does for long
-            new_loss, new_grad = _loss_grad(xt, y, counts, theta + t * direction, l2)
+            new_data = _data_loss_grad(xt, flat, counts, theta + t * direction, work)
+            new_loss, new_grad = _objective(new_data, theta + t * direction, l2)
             if new_loss <= loss + 1e-4 * t * slope or t < 1e-10:
                 break
             # near the optimum the loss changes by less than its rounding (~1e-16 relative): there, as scikit-learn's
@@ -150,12 +167,12 @@ def fit_multinomial(xt: np.ndarray, y: np.ndarray, C: float, start: np.ndarray |
             if new_loss - loss <= 1e-12 * abs(loss) and np.abs(new_grad).sum() < np.abs(grad).sum():
                 break
             t *= 0.5
-        theta, loss = theta + t * direction, new_loss
+        theta, loss, data = theta + t * direction, new_loss, new_data
         if np.abs(new_grad).max() > REFRESH * gmax and not fresh:  # slow: refresh the metric at the current point
             hessian, factor = None, None
         grad, fresh = new_grad, False
-    intercept = theta[:, -1] - theta[:, -1].mean()
-    return MultinomialFit(theta[:, :-1].copy(), intercept, step, used)
+    intercept = theta[:, -1] - theta[:, -1].mean()  # softmax-invariant: ``data`` holds at the centred theta too
+    return MultinomialFit(theta[:, :-1].copy(), intercept, step, used, data)
 
 
 def predict_multinomial(xt: np.ndarray, theta: np.ndarray) -> np.ndarray:

@@ -114,6 +114,7 @@ class StackedBlend:
     name = "stacked"
     theta_: np.ndarray | None = None  # (3, 3M + 1) coefficients and intercepts of a three-class fit, for warm starts
     hessian_: np.ndarray | None = None  # the Hessian its solver last used (``logistic.data_hessian``)
+    data_: tuple | None = None  # the likelihood and its gradient at ``theta_`` (``logistic.MultinomialFit.data``)
 
     def __init__(self, C: float = 1.0) -> None:
         self.C = C
@@ -130,13 +131,14 @@ class StackedBlend:
         return self.fit_design(design(self.features(val_probs)), val_labels, start, hessian)
 
     def fit_design(self, xt: np.ndarray, labels: np.ndarray, start: np.ndarray | None = None,
-                   hessian: np.ndarray | None = None) -> StackedBlend:  # fmt: skip
+                   hessian: np.ndarray | None = None, start_data: tuple | None = None) -> StackedBlend:  # fmt: skip
         """Fit on the transposed design of the features (``logistic.design``: (3M + 1, N)).
 
         With all three classes in ``labels``: scikit-learn's multinomial objective minimised by
         ``logistic.fit_multinomial`` (Newton steps reusing a Hessian), warm-started from ``start`` ((3, 3M + 1),
-        a neighbouring C's or fold's ``theta_``) and preconditioned by ``hessian`` when given; ``hessian_`` and
-        ``theta_`` are kept for the next fit. With two classes (a class absent from the rows): scikit-learn's
+        a neighbouring C's or fold's ``theta_``) and preconditioned by ``hessian`` when given (``start_data``: the
+        ``data_`` of the fit ``start`` came from, if on these rows); ``hessian_``, ``theta_`` and ``data_`` are kept
+        for the next fit. With two classes (a class absent from the rows): scikit-learn's
         own binary model, as it would fit it.
 
         Raises:
@@ -145,10 +147,10 @@ class StackedBlend:
         from sklearn.linear_model import LogisticRegression
 
         classes = np.unique(labels)
-        self.hessian_ = self.theta_ = None
+        self.hessian_ = self.theta_ = self.data_ = None
         if len(classes) == NUM_CLASSES:
-            fit = fit_multinomial(xt, labels, self.C, start, hessian)
-            self.theta_, self.hessian_ = fit.theta, fit.hessian
+            fit = fit_multinomial(xt, labels, self.C, start, hessian, start_data)
+            self.theta_, self.hessian_, self.data_ = fit.theta, fit.hessian, fit.data
             self._load({"classes": classes.tolist(), "coef": fit.coef, "intercept": fit.intercept})
         else:  # two classes: scikit-learn's binary parametrisation, whose penalty differs from a 2-class softmax
             self.model_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=100, tol=1e-8).fit(
@@ -208,11 +210,12 @@ class BestMember(MeanBlend):
 _SCREEN = 1e-5  # nats: bound on a float32 mean log loss's error here (per-row error < 2e-6 for p >= 1e-7)
 
 
-def _greedy_step(own: np.ndarray, own32: np.ndarray, buf: np.ndarray, total: np.ndarray,
+def _greedy_step(own: np.ndarray, own32: np.ndarray, buf: np.ndarray, row: np.ndarray, total: np.ndarray,
                  size: int) -> tuple[int, float]:  # fmt: skip
     """One greedy selection: the member whose addition to the running sum ``total`` ((N,), ``size - 1`` members
     selected) gives the lowest mean log loss of ``(total + own_m) / size``, ties within ``_TIE`` to the lowest
-    index; and that loss. ``own`` (M, N) float64, ``own32`` its float32 copy, ``buf`` an (M, N) float32 scratch.
+    index; and that loss. ``own`` (M, N) float64, ``own32`` its float32 copy, ``buf`` an (M, N) float32 and ``row``
+    an (N,) float64 scratch array (reused: fresh arrays this size cost page faults as dear as the arithmetic).
 
     All M candidates are scored at once in float32 (its log is ~4x faster than float64's); every candidate within
     ``2 * _SCREEN + _TIE`` of the float32 minimum is then scored again in float64, and the choice made on those
@@ -220,10 +223,15 @@ def _greedy_step(own: np.ndarray, own32: np.ndarray, buf: np.ndarray, total: np.
     and its loss are those of scoring all M in float64.
     """
     np.add(own32, total.astype(np.float32), out=buf)
-    np.clip(buf, np.float32(_EPS * size), np.float32(size), out=buf)  # clip the mean at [_EPS, 1], as log_loss
+    # the mean clipped below at _EPS as log_loss; its clip at 1 only trims float32 rounding (< 1e-7 nats) here
+    np.maximum(buf, np.float32(_EPS * size), out=buf)
     screen = math.log(size) - np.log(buf, out=buf).mean(axis=1, dtype=np.float64)
     close = np.flatnonzero(screen <= screen.min() + 2 * _SCREEN + _TIE)
-    exact = _mean_nll((total + own[close]) / size)
+    exact = np.empty(len(close))
+    for i, member in enumerate(close):  # _mean_nll((total + own[close]) / size) row by row, in one scratch row
+        np.add(total, own[member], out=row)
+        np.divide(row, size, out=row)
+        exact[i] = -np.log(np.clip(row, _EPS, 1.0, out=row), out=row).mean()
     best = int(np.flatnonzero(exact <= exact.min() + _TIE)[0])
     return int(close[best]), float(exact[best])
 
@@ -325,9 +333,9 @@ class CaruanaBlend(MeanBlend):
         sequence = list(order[:init])
         total = own[sequence].sum(axis=0)  # (N,) running sum of the selected members' p[y]
         losses = [float(_mean_nll(total / init))] if init else []
-        own32, buf = own.astype(np.float32), np.empty(own.shape, np.float32)
+        own32, buf, row = own.astype(np.float32), np.empty(own.shape, np.float32), np.empty(own.shape[1])
         for k in range(init, self.size):
-            pick, loss = _greedy_step(own, own32, buf, total, k + 1)
+            pick, loss = _greedy_step(own, own32, buf, row, total, k + 1)
             sequence.append(pick)
             total += own[pick]
             losses.append(loss)
