@@ -69,6 +69,15 @@ class Clock:
         return self.ahead >= first
 
 
+def take_rows(array: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
+    """``np.compress(mask, array, axis)``, as a view (no copy) when the selected rows are one contiguous run, as a
+    fold's rows and (in time order, every symbol on one clock) its purged fit rows are."""
+    where = np.flatnonzero(mask)
+    if len(where) and where[-1] - where[0] + 1 == len(where):
+        return array[(slice(None),) * axis + (slice(where[0], where[-1] + 1),)]
+    return np.compress(mask, array, axis=axis)
+
+
 @dataclass
 class ForwardFit:
     """What forward-only fitting gave: predictions of the scored folds and what each fit saw."""
@@ -112,8 +121,8 @@ def forward_fit(factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarra
         if not fit.any():
             raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
                               "use fewer, longer folds")  # fmt: skip
-        model = factory().fit(np.compress(fit, probs, axis=1), labels[fit])  # compress: 3x a boolean index
-        out[rows] = model.predict_proba(np.compress(rows, probs, axis=1))
+        model = factory().fit(take_rows(probs, fit, 1), labels[fit])
+        out[rows] = model.predict_proba(take_rows(probs, rows, 1))
         result.provenance[str(int(f))] = provenance(clock.time, clock, fit, first)
     return result
 
@@ -160,7 +169,7 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
         if not fit.any():
             raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
                               "use fewer, longer folds")  # fmt: skip
-        x_fit, y_fit, x_rows = np.compress(fit, xt, axis=1), labels[fit], np.compress(rows, xt, axis=1)
+        x_fit, y_fit, x_rows = take_rows(xt, fit, 1), labels[fit], take_rows(xt, rows, 1)
         seen = provenance(clock.time, clock, fit, first)  # the same rows for every C
         start, data = last.get(grid[0]), None  # the first C from the previous fold's: other rows, no data
         for c in grid:
@@ -211,8 +220,8 @@ def fit_method(method: str, factory: Callable[[], Any], probs: np.ndarray, label
     fit = ~clock.purged(test_first) if test_first is not None and guard else np.ones(len(clock.time), dtype=bool)
     if method == "stacked":
         choice = forward_stacked(probs, labels, fold, clock, guard=guard)
-        final = StackedBlend(C=choice.final_c).fit_design(np.compress(fit, choice.design, axis=1), labels[fit],
+        final = StackedBlend(C=choice.final_c).fit_design(take_rows(choice.design, fit, 1), labels[fit],
                                                           choice.start, choice.hessian)  # fmt: skip
         return MethodFit(choice.fit, final, fit, {"C": choice.final_c, "C_losses": choice.losses})
     forward = forward_fit(factory, probs, labels, fold, clock, guard)
-    return MethodFit(forward, factory().fit(np.compress(fit, probs, axis=1), labels[fit]), fit)
+    return MethodFit(forward, factory().fit(take_rows(probs, fit, 1), labels[fit]), fit)
