@@ -34,7 +34,7 @@ def net_metric_keys() -> set[str]:
         names = {k for stage in ("val", "test") for k in MetricSuite(stage, 5).compute()}
     return names | {"val/loss", "test/loss", "fit/train_time_s", "fit/peak_rss_mib"} | {
         "checkpoint/val", "checkpoint/test", "val/partial", "test/partial", "trading/val", "trading/test",
-        "calibration/temperature", "calibration/fitted_on", "calibration/val_log_loss_before",
+        "calibration/temperature", "calibration/fitted_on", "calibration/fit_rows", "calibration/val_log_loss_before",
         "calibration/val_log_loss_after"}  # fmt: skip
 
 

@@ -1,6 +1,14 @@
 """Cost of fitting every blend method on production-size out-of-fold predictions, against one LightGBM fit.
 
-    python tools/bench_blend.py [--members 9] [--rows 87080] [--repeats 3] [--root data/demo] [--no-lightgbm]
+    python tools/bench_blend.py [--members 9] [--rows 87080] [--symbols 10] [--folds 4] [--repeats 3]
+                                [--root data/demo] [--no-lightgbm]
+
+Two measurements per method. *plain*: one ``fit`` on all rows (a val blend's work). *out-of-fold*: what
+``ensemble blend`` / ``ensemble experiment`` run for one method on walk-forward members after reading their files
+(``ensemble.ensembling.oof.fit_oof_blend`` minus the I/O): the bar clock (``forward.Clock.build``), the forward-only
+fits of folds 2..F (``forward.fit_method``; stacked: every C of its grid on every fold, C chosen by nested forward
+validation), the final fit on all rows, and the final blend's test predictions. The out-of-fold rows are laid out
+as a walk-forward's: ``--symbols`` symbols on one hourly clock, ``--folds`` contiguous test blocks, horizon 5.
 
 The predictions are synthetic, shaped like a walk-forward run's stitched ``oof.parquet`` over the demo's
 train split: ``--members`` x ``--rows`` x 3 probabilities of members of weak, differing skill and
@@ -22,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ensemble.ensembling.blend import make_method
+from ensemble.ensembling.forward import Clock, fit_method
 from ensemble.ensembling.methods import METHODS, CaruanaBlend, log_loss
 
 CONFIG = Path(__file__).parents[1] / "configs" / "lightgbm.yaml"
@@ -41,6 +51,30 @@ def synthetic_oof(members: int, rows: int, seed: int = 0) -> tuple[np.ndarray, n
         logits = sharp * (signal + rng.normal(0, rng.uniform(0.2, 0.6), (rows, 3))) + rng.normal(0, 0.1, 3)
         out[m] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return out, y
+
+
+def walkforward_layout(rows: int, symbols: int, folds: int, test_rows: int) -> dict[str, np.ndarray]:
+    """Out-of-fold rows as a walk-forward stitches them (sorted by time, then symbol; ``folds`` contiguous test
+    blocks of whole bars) and the test split's rows after them: symbol, time (int64 ns), fold."""
+    bars, test_bars = rows // symbols, test_rows // symbols
+    start = np.datetime64("2020-01-01T00:00", "ns").astype(np.int64)
+    hour = 3_600_000_000_000
+    bar = np.repeat(np.arange(bars + test_bars), symbols)
+    names = np.tile(np.array([f"S{i:02d}" for i in range(symbols)]), bars + test_bars)
+    n = bars * symbols
+    return {"symbol": names[:n], "time": start + bar[:n] * hour, "fold": (bar[:n] * folds // bars + 1).astype(np.int16),
+            "test_symbol": names[n:], "test_time": start + bar[n:] * hour}  # fmt: skip
+
+
+def fit_out_of_fold(method: str, probs: np.ndarray, y: np.ndarray, test_probs: np.ndarray,
+                    layout: dict[str, np.ndarray], horizon: int = 5) -> object:  # fmt: skip
+    """One method fitted out-of-fold as ``fit_oof_blend`` fits it (no files): clock, forward fits, final fit, test
+    predictions; the final blend."""
+    clock = Clock.build(layout["symbol"], layout["time"], horizon, horizon, layout["test_symbol"],
+                        layout["test_time"])  # fmt: skip
+    fitted = fit_method(method, make_method(method), probs, y, layout["fold"], clock, int(layout["test_time"].min()))
+    fitted.final.predict_proba(test_probs)
+    return fitted.final
 
 
 def timed(fn) -> np.ndarray:
@@ -76,34 +110,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=9)
     parser.add_argument("--rows", type=int, default=87_080)
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--test-rows", type=int, default=18_660)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", type=Path, default=Path("data/demo"))
     parser.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM yardstick")
     args = parser.parse_args()
-    probs, y = synthetic_oof(args.members, args.rows)
-    print(f"{args.members} members x {args.rows:,} rows x 3; member log loss "
+    layout = walkforward_layout(args.rows, args.symbols, args.folds, args.test_rows)
+    n = len(layout["time"])
+    every, labels = synthetic_oof(args.members, n + len(layout["test_time"]))
+    probs, y, test_probs = every[:, :n], labels[:n], every[:, n:]
+    print(f"{args.members} members x {n:,} rows x 3 ({args.symbols} symbols, {args.folds} folds, "
+          f"{test_probs.shape[1]:,} test rows); member log loss "
           f"{min(log_loss(p, y) for p in probs):.4f} (best) .. {max(log_loss(p, y) for p in probs):.4f}")
     makers = dict(METHODS)
     makers["caruana, 20 bags of half"] = lambda: CaruanaBlend(bags=20, bag_fraction=0.5)
-    best, fitted = {name: np.full(2, np.inf) for name in makers}, {}
+    best = {name: np.full(2, np.inf) for name in makers} | {f"oof {name}": np.full(2, np.inf) for name in METHODS}
+    fitted = {}
     for _ in range(args.repeats):  # alternate, keep each one's fastest
         for name, make in makers.items():
             model = make()
             best[name] = np.minimum(best[name], timed(lambda m=model: m.fit(probs, y)))
             fitted[name] = model
-    total = sum(best[name] for name in METHODS)
+        for name in METHODS:
+            best[f"oof {name}"] = np.minimum(best[f"oof {name}"], timed(
+                lambda m=name: fitted.__setitem__(f"oof {m}", fit_out_of_fold(m, probs, y, test_probs, layout))))
     lgb_time = None
     if not args.no_lightgbm:
         lgb_time, rounds = lightgbm_fit(args.root)
-    header = f"{'method':<28} {'wall s':>8} {'cpu s':>8} {'log loss':>9}"
+    header = f"{'method':<34} {'wall s':>8} {'cpu s':>8} {'log loss':>9}"
     print(header + (f" {'wall/LGBM':>10} {'cpu/LGBM':>9}" if lgb_time is not None else ""))
-    rows = [*best.items(), (f"all {len(METHODS)} methods (sum)", total)]
+    rows = [*((k, v) for k, v in best.items() if not k.startswith("oof")),
+            (f"all {len(METHODS)} methods, plain (sum)", sum(best[m] for m in METHODS)),
+            *((k, v) for k, v in best.items() if k.startswith("oof")),
+            (f"all {len(METHODS)} methods, out-of-fold (sum)", sum(best[f"oof {m}"] for m in METHODS))]
     if lgb_time is not None:
         rows.append((f"LightGBM fit, {rounds} rounds", lgb_time))
     for name, (wall, cpu) in rows:
         loss = f"{log_loss(fitted[name].predict_proba(probs), y):9.4f}" if name in fitted else " " * 9
         ratio = f" {wall / lgb_time[0]:10.1%} {cpu / lgb_time[1]:9.1%}" if lgb_time is not None else ""
-        print(f"{name:<28} {wall:8.3f} {cpu:8.3f} {loss}{ratio}")
+        print(f"{name:<34} {wall:8.3f} {cpu:8.3f} {loss}{ratio}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble.ensembling.methods import StackedBlend, log_loss
+from ensemble.ensembling.logistic import design
+from ensemble.ensembling.methods import StackedBlend, check_member_probs, log_loss
 from ensemble.errors import ConfigError
 
 # stacked's regularisation grid (scikit-learn's C = 1 / L2 strength), smallest first: ties go to the stronger
@@ -43,28 +44,38 @@ class Clock:
               more_symbol: np.ndarray | None = None, more_time: np.ndarray | None = None) -> Clock:  # fmt: skip
         """The clock of rows (``symbol``, ``time``), with later rows (``more_*``, e.g. test) counted as bars too."""
         n = len(time)
-        all_symbol = np.r_[symbol, more_symbol] if more_symbol is not None else symbol
-        all_time = np.r_[time, more_time] if more_time is not None else time
-        frame = pd.DataFrame({"symbol": all_symbol, "time": all_time}).drop_duplicates()
-        frame = frame.sort_values(["symbol", "time"], kind="stable").reset_index(drop=True)
-        pos = frame.groupby("symbol", sort=False).cumcount().to_numpy()
-        length = frame.groupby("symbol", sort=False)["time"].transform("size").to_numpy()
-        times = frame["time"].to_numpy(np.int64)
-        index = pd.MultiIndex.from_frame(frame[["symbol", "time"]])
-        rows = index.get_indexer(pd.MultiIndex.from_arrays([symbol, time]))
+        all_symbol = np.r_[symbol, more_symbol] if more_symbol is not None else np.asarray(symbol)
+        all_time = np.asarray(np.r_[time, more_time] if more_time is not None else time, np.int64)
+        codes = pd.factorize(all_symbol)[0].astype(np.int64)
+        ranks = np.unique(all_time, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        key = codes * (int(ranks.max()) + 1) + ranks  # orders as (symbol, time); equal keys: one bar
+        bars, first = np.unique(key, return_index=True)  # the distinct bars, sorted by (symbol, time)
+        bar_time, bar_code = all_time[first], codes[first]
+        starts = np.r_[0, np.flatnonzero(np.diff(bar_code)) + 1]  # each symbol's first bar
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(bars)]))
+        pos, length = np.arange(len(bars)) - starts[group], np.diff(np.r_[starts, len(bars)])[group]
+        rows = np.searchsorted(bars, key[:n])
 
         def after(k: int) -> np.ndarray:
-            target = pos + k
-            out = np.full(len(frame), np.iinfo(np.int64).max)
-            inside = target < length
-            out[inside] = times[(np.arange(len(frame)) + k)[inside]]
+            out = np.full(len(bars), np.iinfo(np.int64).max)
+            inside = pos + k < length
+            out[inside] = bar_time[np.flatnonzero(inside) + k]
             return out[rows]
 
-        return cls(np.asarray(time, np.int64)[:n], after(gap), after(horizon))
+        return cls(all_time[:n], after(gap), after(horizon))
 
     def purged(self, first: int) -> np.ndarray:
         """(N,) bool: rows whose label window (``gap`` bars: h plus any embargo) reaches the bar at ``first``."""
         return self.ahead >= first
+
+
+def take_rows(array: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
+    """``np.compress(mask, array, axis)``, as a view (no copy) when the selected rows are one contiguous run, as a
+    fold's rows and (in time order, every symbol on one clock) its purged fit rows are."""
+    where = np.flatnonzero(mask)
+    if len(where) and where[-1] - where[0] + 1 == len(where):
+        return array[(slice(None),) * axis + (slice(where[0], where[-1] + 1),)]
+    return np.compress(mask, array, axis=axis)
 
 
 @dataclass
@@ -110,8 +121,8 @@ def forward_fit(factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarra
         if not fit.any():
             raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
                               "use fewer, longer folds")  # fmt: skip
-        model = factory().fit(probs[:, fit], labels[fit])
-        out[rows] = model.predict_proba(probs[:, rows])
+        model = factory().fit(take_rows(probs, fit, 1), labels[fit])
+        out[rows] = model.predict_proba(take_rows(probs, rows, 1))
         result.provenance[str(int(f))] = provenance(clock.time, clock, fit, first)
     return result
 
@@ -123,32 +134,94 @@ class StackedChoice:
     fit: ForwardFit
     final_c: float
     losses: dict[str, float]  # C -> forward-only log loss over folds 2..F
+    start: np.ndarray | None = None  # the last fold's coefficients at ``final_c``: the final fit's warm start
+    hessian: np.ndarray | None = None  # the Hessian the last fold's solver used: the final fit's preconditioner
+    design: np.ndarray | None = None  # (3M + 1, N) the transposed design of all rows (``logistic.design``)
 
 
 def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clock: Clock, grid=C_GRID,
                     guard: bool = True) -> StackedChoice:  # fmt: skip
     """Stacked blends with C chosen by forward validation, nested so fold f's predictions see folds < f only.
 
-    For each C of ``grid`` the forward-only predictions of folds 2..F are made (``forward_fit``). Fold f is then
-    predicted with the C whose forward log loss over folds 2..f-1 is lowest (fold 2: ``DEFAULT_C``); the final
-    C is the lowest over all of folds 2..F. Ties go to the smaller C (stronger regularisation).
+    For each C of ``grid`` the forward-only predictions of folds 2..F are made (as ``forward_fit`` would). Fold f
+    is then predicted with the C whose forward log loss over folds 2..f-1 is lowest (fold 2: ``DEFAULT_C``); the
+    final C is the lowest over all of folds 2..F. Ties go to the smaller C (stronger regularisation).
+
+    The (C, fold) fits share their work, never their rows: the log-probability features are computed once, and
+    each fit starts from the previous C's solution on the same fold (the first C from the previous fold's), with
+    the previous fit's Hessian as its solver's preconditioner (``logistic.fit_multinomial``); each still runs to
+    the same tolerance on its own fold's rows, so the result is the cold fits' to ~1e-8.
+
+    Raises:
+        ConfigError: as ``forward_fit``.
+        ValueError: probabilities or labels of the wrong shape or values (``check_member_probs``).
     """
-    fits = {c: forward_fit(lambda c=c: StackedBlend(C=c), probs, labels, fold, clock, guard) for c in grid}
-    first = next(iter(fits.values()))
-    out = np.full_like(first.probs, np.nan)
-    result = ForwardFit(out, first.scored)
-    folds = np.unique(fold)[1:]
+    check_member_probs(probs, labels)
+    xt = design(StackedBlend.features(probs))  # (3M + 1, N), once for every (C, fold)
+    folds = np.unique(fold)
+    scored = np.isin(fold, folds[1:])
+    fits = {c: ForwardFit(np.full((probs.shape[1], 3), np.nan), scored) for c in grid}
+    start, hessian, last = None, None, {}
+    for f in folds[1:]:
+        rows = fold == f
+        first = int(clock.time[rows].min())
+        fit = fit_rows(fold, clock, f, first, guard)
+        if not fit.any():
+            raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
+                              "use fewer, longer folds")  # fmt: skip
+        x_fit, y_fit, x_rows = take_rows(xt, fit, 1), labels[fit], take_rows(xt, rows, 1)
+        seen = provenance(clock.time, clock, fit, first)  # the same rows for every C
+        start, data = last.get(grid[0]), None  # the first C from the previous fold's: other rows, no data
+        for c in grid:
+            model = StackedBlend(C=c).fit_design(x_fit, y_fit, start, hessian, data)
+            start, data = model.theta_, model.data_
+            hessian = model.hessian_ if model.hessian_ is not None else hessian
+            last[c] = model.theta_
+            fits[c].probs[rows] = model.predict_design(x_rows)
+            fits[c].provenance[str(int(f))] = seen
+    out = np.full((probs.shape[1], 3), np.nan)
+    result = ForwardFit(out, scored)
 
     def best(upto: np.ndarray) -> float:
         losses = [log_loss(fits[c].probs[upto], labels[upto]) for c in grid]
         return grid[int(np.argmin(losses))]  # argmin: the first (smallest C) of equal losses
 
-    for f in folds:
-        earlier = np.isin(fold, folds[folds < f])
+    for f in folds[1:]:
+        earlier = np.isin(fold, folds[(folds > folds[0]) & (folds < f)])
         c = best(earlier) if earlier.any() else DEFAULT_C
         rows = fold == f
         out[rows] = fits[c].probs[rows]
         result.provenance[str(int(f))] = {**fits[c].provenance[str(int(f))], "C": c}
-    scored = first.scored
     losses = {str(c): log_loss(fits[c].probs[scored], labels[scored]) for c in grid}
-    return StackedChoice(result, best(scored), losses)
+    final_c = best(scored)
+    return StackedChoice(result, final_c, losses, last.get(final_c), hessian, xt)
+
+
+@dataclass
+class MethodFit:
+    """One method fitted out-of-fold: its forward-only predictions, the final blend (fitted on the rows ``final_rows``,
+    all out-of-fold rows whose label windows end before the test split) and what blend.json records besides."""
+
+    forward: ForwardFit
+    final: Any
+    final_rows: np.ndarray  # (N,) bool
+    record: dict[str, Any] = field(default_factory=dict)  # stacked: C and C_losses
+
+
+def fit_method(method: str, factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarray, fold: np.ndarray,
+               clock: Clock, test_first: int | None, guard: bool = True) -> MethodFit:  # fmt: skip
+    """Forward-only fits of ``method`` (``forward_stacked`` for stacked, else ``forward_fit`` of ``factory``) and the
+    final blend, on the rows before ``test_first`` (ns; None: all rows). The stacked final fit starts from the last
+    fold's solution at the chosen C.
+
+    Raises:
+        ConfigError: as ``forward_fit``.
+    """
+    fit = ~clock.purged(test_first) if test_first is not None and guard else np.ones(len(clock.time), dtype=bool)
+    if method == "stacked":
+        choice = forward_stacked(probs, labels, fold, clock, guard=guard)
+        final = StackedBlend(C=choice.final_c).fit_design(take_rows(choice.design, fit, 1), labels[fit],
+                                                          choice.start, choice.hessian)  # fmt: skip
+        return MethodFit(choice.fit, final, fit, {"C": choice.final_c, "C_losses": choice.losses})
+    forward = forward_fit(factory, probs, labels, fold, clock, guard)
+    return MethodFit(forward, factory().fit(take_rows(probs, fit, 1), labels[fit]), fit)

@@ -6,10 +6,13 @@ ids in {0, 1, 2}; every ``predict_proba`` returns ``(N, 3)``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.optimize import minimize
 
 from ensemble.data.constants import NUM_CLASSES
+from ensemble.ensembling.logistic import design, fit_multinomial, predict_multinomial
 from ensemble.errors import ConfigError
 
 _EPS = 1e-7
@@ -84,13 +87,13 @@ class WeightedBlend(MeanBlend):
     def fit(self, val_probs: np.ndarray, val_labels: np.ndarray) -> WeightedBlend:
         check_member_probs(val_probs, val_labels)
         m = val_probs.shape[0]
-        own = true_class_probs(val_probs, val_labels).T  # (N, M) p_m[y]
+        own = true_class_probs(val_probs, val_labels)  # (M, N) p_m[y], rows contiguous: two GEMVs an evaluation
 
         def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
-            q = own @ w
+            q = w @ own
             clipped = np.maximum(q, _EPS)
             # below the clip the loss is flat in w; its gradient there is zero
-            grad = -(own / clipped[:, None] * (q > _EPS)[:, None]).mean(axis=0)
+            grad = -(own @ ((q > _EPS) / clipped)) / len(q)
             return float(-np.log(np.minimum(clipped, 1.0)).mean()), grad
 
         result = minimize(loss_and_grad, np.full(m, 1.0 / m), jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * m,
@@ -105,9 +108,13 @@ class WeightedBlend(MeanBlend):
 
 class StackedBlend:
     """A multinomial logistic regression (scikit-learn, L2 with strength ``1/C``) on the members'
-    validation log-probabilities, features ordered member by member: (N, 3M)."""
+    validation log-probabilities, features ordered member by member: (N, 3M). Fitted by ``logistic.fit_multinomial``
+    (scikit-learn's objective, to max |gradient| <= 1e-8), predicted by scikit-learn from the fitted coefficients."""
 
     name = "stacked"
+    theta_: np.ndarray | None = None  # (3, 3M + 1) coefficients and intercepts of a three-class fit, for warm starts
+    hessian_: np.ndarray | None = None  # the Hessian its solver last used (``logistic.data_hessian``)
+    data_: tuple | None = None  # the likelihood and its gradient at ``theta_`` (``logistic.MultinomialFit.data``)
 
     def __init__(self, C: float = 1.0) -> None:
         self.C = C
@@ -117,17 +124,37 @@ class StackedBlend:
         """(M, N, 3) -> (N, 3M): log of the clipped probabilities, member 0's three classes first."""
         return np.log(np.clip(probs, _EPS, 1.0)).transpose(1, 0, 2).reshape(probs.shape[1], -1)
 
-    def fit(self, val_probs: np.ndarray, val_labels: np.ndarray) -> StackedBlend:
+    def fit(self, val_probs: np.ndarray, val_labels: np.ndarray, start: np.ndarray | None = None,
+            hessian: np.ndarray | None = None) -> StackedBlend:  # fmt: skip
+        """Fit on (M, N, 3) probabilities; ``start``/``hessian`` warm-start the solver (``fit_design``)."""
+        check_member_probs(val_probs, val_labels)
+        return self.fit_design(design(self.features(val_probs)), val_labels, start, hessian)
+
+    def fit_design(self, xt: np.ndarray, labels: np.ndarray, start: np.ndarray | None = None,
+                   hessian: np.ndarray | None = None, start_data: tuple | None = None) -> StackedBlend:  # fmt: skip
+        """Fit on the transposed design of the features (``logistic.design``: (3M + 1, N)).
+
+        With all three classes in ``labels``: scikit-learn's multinomial objective minimised by
+        ``logistic.fit_multinomial`` (Newton steps reusing a Hessian), warm-started from ``start`` ((3, 3M + 1),
+        a neighbouring C's or fold's ``theta_``) and preconditioned by ``hessian`` when given (``start_data``: the
+        ``data_`` of the fit ``start`` came from, if on these rows); ``hessian_``, ``theta_`` and ``data_`` are kept
+        for the next fit. With two classes (a class absent from the rows): scikit-learn's
+        own binary model, as it would fit it.
+
+        Raises:
+            SolverError: the solver did not converge in 100 steps.
+        """
         from sklearn.linear_model import LogisticRegression
 
-        check_member_probs(val_probs, val_labels)
-        # Newton steps on the 3 x (3M + 1) coefficients converge to 1e-8 in a handful of iterations on the
-        # correlated log-probability features, where lbfgs took ~600 (35 s on 9 members x 87k rows, over the
-        # 10%-of-a-member budget of tools/bench_blend.py); newton-cholesky is multinomial from sklearn 1.6.
-        self.model_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=100, tol=1e-8).fit(
-            self.features(val_probs), val_labels)
-        if self.model_.n_iter_.max() >= 100:
-            raise RuntimeError("stacked blend: the logistic regression did not converge in 100 Newton steps")
+        classes = np.unique(labels)
+        self.hessian_ = self.theta_ = self.data_ = None
+        if len(classes) == NUM_CLASSES:
+            fit = fit_multinomial(xt, labels, self.C, start, hessian, start_data)
+            self.theta_, self.hessian_, self.data_ = fit.theta, fit.hessian, fit.data
+            self._load({"classes": classes.tolist(), "coef": fit.coef, "intercept": fit.intercept})
+        else:  # two classes: scikit-learn's binary parametrisation, whose penalty differs from a 2-class softmax
+            self.model_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=100, tol=1e-8).fit(
+                xt[:-1].T, labels)
         return self
 
     def predict_proba(self, probs: np.ndarray) -> np.ndarray:
@@ -135,6 +162,14 @@ class StackedBlend:
         check_member_probs(probs)
         out = np.zeros((probs.shape[1], NUM_CLASSES))
         out[:, self.model_.classes_] = self.model_.predict_proba(self.features(probs))
+        return out
+
+    def predict_design(self, xt: np.ndarray) -> np.ndarray:
+        """(3M + 1, N) transposed design -> (N, 3), as ``predict_proba`` of the probabilities behind it."""
+        if self.theta_ is not None:
+            return predict_multinomial(xt, self.theta_)
+        out = np.zeros((xt.shape[1], NUM_CLASSES))
+        out[:, self.model_.classes_] = self.model_.predict_proba(xt[:-1].T)
         return out
 
     def state(self) -> dict:
@@ -172,6 +207,35 @@ class BestMember(MeanBlend):
         return self
 
 
+_SCREEN = 1e-5  # nats: bound on a float32 mean log loss's error here (per-row error < 2e-6 for p >= 1e-7)
+
+
+def _greedy_step(own: np.ndarray, own32: np.ndarray, buf: np.ndarray, row: np.ndarray, total: np.ndarray,
+                 size: int) -> tuple[int, float]:  # fmt: skip
+    """One greedy selection: the member whose addition to the running sum ``total`` ((N,), ``size - 1`` members
+    selected) gives the lowest mean log loss of ``(total + own_m) / size``, ties within ``_TIE`` to the lowest
+    index; and that loss. ``own`` (M, N) float64, ``own32`` its float32 copy, ``buf`` an (M, N) float32 and ``row``
+    an (N,) float64 scratch array (reused: fresh arrays this size cost page faults as dear as the arithmetic).
+
+    All M candidates are scored at once in float32 (its log is ~4x faster than float64's); every candidate within
+    ``2 * _SCREEN + _TIE`` of the float32 minimum is then scored again in float64, and the choice made on those
+    exact losses. Any candidate that could win (or tie) in float64 is within that margin in float32, so the pick
+    and its loss are those of scoring all M in float64.
+    """
+    np.add(own32, total.astype(np.float32), out=buf)
+    # the mean clipped below at _EPS as log_loss; its clip at 1 only trims float32 rounding (< 1e-7 nats) here
+    np.maximum(buf, np.float32(_EPS * size), out=buf)
+    screen = math.log(size) - np.log(buf, out=buf).mean(axis=1, dtype=np.float64)
+    close = np.flatnonzero(screen <= screen.min() + 2 * _SCREEN + _TIE)
+    exact = np.empty(len(close))
+    for i, member in enumerate(close):  # _mean_nll((total + own[close]) / size) row by row, in one scratch row
+        np.add(total, own[member], out=row)
+        np.divide(row, size, out=row)
+        exact[i] = -np.log(np.clip(row, _EPS, 1.0, out=row), out=row).mean()
+    best = int(np.flatnonzero(exact <= exact.min() + _TIE)[0])
+    return int(close[best]), float(exact[best])
+
+
 class CaruanaBlend(MeanBlend):
     """Greedy ensemble selection with replacement minimising log loss (Caruana, Niculescu-Mizil, Crew and
     Ksikes 2004, "Ensemble selection from libraries of models", ICML; sections 2.1-2.3).
@@ -193,8 +257,8 @@ class CaruanaBlend(MeanBlend):
     long does not outvote one whose best prefix is short; ``counts_`` sums the bags' counts.
 
     Ties between candidates (losses within 1e-12 nats) go to the lowest member index, so the result is
-    deterministic. Each step scores all M candidate additions at once on the (M, N) true-class matrix:
-    no Python loop over rows.
+    deterministic. Each step scores all M candidate additions at once on the (M, N) true-class matrix
+    (``_greedy_step``: a float32 screen, the close ones again in float64): no Python loop over rows.
 
     Args:
         size: the number of selections, >= 1 (>= ``init``).
@@ -269,12 +333,12 @@ class CaruanaBlend(MeanBlend):
         sequence = list(order[:init])
         total = own[sequence].sum(axis=0)  # (N,) running sum of the selected members' p[y]
         losses = [float(_mean_nll(total / init))] if init else []
+        own32, buf, row = own.astype(np.float32), np.empty(own.shape, np.float32), np.empty(own.shape[1])
         for k in range(init, self.size):
-            candidates = _mean_nll((total[None, :] + own) / (k + 1))  # (M,): every possible addition at once
-            pick = int(np.flatnonzero(candidates <= candidates.min() + _TIE)[0])
+            pick, loss = _greedy_step(own, own32, buf, row, total, k + 1)
             sequence.append(pick)
             total += own[pick]
-            losses.append(float(candidates[pick]))
+            losses.append(loss)
         return np.asarray(sequence, dtype=np.int64), np.asarray(losses)
 
 

@@ -29,8 +29,7 @@ from ensemble.ensembling.blend import (
     members_trading,
     split_metrics,
 )
-from ensemble.ensembling.forward import Clock, forward_fit, forward_stacked, provenance
-from ensemble.ensembling.methods import StackedBlend
+from ensemble.ensembling.forward import Clock, fit_method, provenance
 from ensemble.io import atomic_write, write_figure, write_json, write_parquet
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
@@ -132,15 +131,10 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
                         *((test.frame["symbol"].to_numpy(), utc_ns(test.frame["datetime"])) if test else ()))
     record: dict[str, Any] = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
                               "fit_on": "oof", "options": (options or {}).get(method, {})}  # fmt: skip
-    if method == "stacked":
-        choice = forward_stacked(oof.probs, labels, fold, clock, guard=guard)
-        forward, final = choice.fit, StackedBlend(C=choice.final_c)
-        record.update(C=choice.final_c, C_losses=choice.losses)
-    else:
-        forward, final = forward_fit(factory, oof.probs, labels, fold, clock, guard), factory()
     test_first = int(utc_ns(test.frame["datetime"]).min()) if test else None
-    fit = ~clock.purged(test_first) if test_first is not None and guard else np.ones(len(time), dtype=bool)
-    final.fit(oof.probs[:, fit], labels[fit])
+    fitted = fit_method(method, factory, oof.probs, labels, fold, clock, test_first, guard)
+    forward, final, fit = fitted.forward, fitted.final, fitted.final_rows
+    record.update(fitted.record)
     record["provenance"] = {"folds": forward.provenance}
     if test_first is not None:
         record["provenance"]["test"] = provenance(time, clock, fit, test_first)

@@ -79,6 +79,9 @@ class Job(ABC):
     config: dict[str, Any]
     evaluate_test: bool = True  # the config's top-level ``test``: evaluate test after fit (tuning trials: off)
     calibrate: bool = True  # the config's top-level ``calibrate``: temperature-scale the chosen checkpoint
+    # a temperature fitted elsewhere (``calibration.Temperature``; a walk-forward's final model: on its folds'
+    # out-of-fold rows) that calibration stores instead of fitting one on val; None: fit on val
+    given_temperature: Any = None
 
     @property
     @abstractmethod

@@ -4,7 +4,12 @@
 predictions are the walk-forward's ``predictions/test.parquet`` and its ``test/*`` metrics sit in the
 walk-forward's metrics.json beside ``oof/*``, so a walk-forward folder is a candidate judged on the untouched
 test split (and an out-of-fold blend of such folders can be too). With span all the folds walk over test itself:
-there is no final model."""
+there is no final model.
+
+Its calibration temperature is fitted on the folds' stitched out-of-fold predictions (``oof_temperature``), not on
+its own val split: val also early-stopped it and chose its checkpoint, the out-of-fold rows did neither, and there
+are many more of them. It is stored where a run's own T lives (checkpoint or sidecar), so the final run's
+evaluation, its export and ``predict --from`` apply it; metrics.json says ``calibration/fitted_on: oof``."""
 
 from __future__ import annotations
 
@@ -13,16 +18,48 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from ensemble import console
 from ensemble.io import atomic_write
+from ensemble.metrics.calibration import apply_temperature, fit_temperature
+from ensemble.training.artifacts import PROB_COLUMNS
+from ensemble.training.calibration import Temperature
 from ensemble.training.family import build
 
 FINAL = "final"
 
 
-def run_final(config: dict[str, Any], out: Path, finished: Path | None) -> tuple[Path, str]:
+def oof_temperature(oof: pd.DataFrame, runs: dict[int, Path]) -> Temperature:
+    """T fitted (``fit_temperature``) on the stitched out-of-fold rows' *uncalibrated* probabilities.
+
+    Each fold's test block was scaled by the temperature of the model that predicted it (its run's metrics.json
+    ``calibration/temperature``; 1.0 when absent: uncalibrated): ``p = softmax(log q / T_f)``. That is undone
+    exactly, ``q = softmax(T_f log p)`` (``apply_temperature(p, 1 / T_f)``), before the one T is fitted.
+
+    Args:
+        oof: the stitched out-of-fold predictions (``PROB_COLUMNS``, ``label`` in -1/0/1, ``fold``).
+        runs: fold number -> its finished run folder.
+
+    Raises:
+        CalibrationInputError: non-finite probabilities, or no rows.
+    """
+    probs = oof[list(PROB_COLUMNS)].to_numpy(np.float64, copy=True)  # written below, per fold
+    fold = oof["fold"].to_numpy()
+    for number, run in runs.items():
+        recorded = json.loads((run / "metrics.json").read_text()).get("calibration/temperature", 1.0)
+        rows = fold == number
+        if recorded != 1.0 and rows.any():
+            probs[rows] = apply_temperature(probs[rows], 1.0 / recorded)
+    return Temperature(fit_temperature(probs, oof["label"].to_numpy(np.int64) + 1), "oof", len(oof))
+
+
+def run_final(config: dict[str, Any], out: Path, finished: Path | None,
+              temperature: Temperature | None = None) -> tuple[Path, str]:  # fmt: skip
     """The final model's finished run (``finished``, from an earlier run of the walk-forward, or trained now) and
-    what happened (a progress line's detail)."""
+    what happened (a progress line's detail). ``temperature`` (``oof_temperature``) is the one its calibration
+    stores (unless the config says ``calibrate: false``); None: fitted on its val split, as ``fit`` does."""
     if finished is not None:
         return finished, "finished earlier, skipped"
     # the span's upstream split boundaries may be unpurged (the folds purge their own): null the labels whose
@@ -30,6 +67,7 @@ def run_final(config: dict[str, Any], out: Path, finished: Path | None) -> tuple
     overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": FINAL, "data.purge_labels": True}
     with console.muted():  # one line, as a fold has
         job = build(config, overrides)
+        job.given_temperature = temperature
         job.fit()
     return job.run_dir, "done"
 

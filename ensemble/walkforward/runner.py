@@ -26,7 +26,7 @@ from ensemble.launchers import Launcher
 from ensemble.training.config import changed_keys, get_dotted, model_short_name
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
-from ensemble.walkforward.final import FINAL, adopt_final, run_final
+from ensemble.walkforward.final import FINAL, adopt_final, oof_temperature, run_final
 from ensemble.walkforward.fold import Fold, finished_fold, fold_row, load_folds, refit_fold, run_fold, span_data
 from ensemble.walkforward.outputs import (
     final_line,
@@ -131,7 +131,7 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         metrics = summarise(oof, per_fold, data.horizon, trading)
         if wf.span == "trainval":  # the final model, judged on the untouched test split
             started = time.perf_counter()
-            final, status = run_final(config, out, finished_fold(out / "runs" / FINAL))
+            final, status = run_final(config, out, finished_fold(out / "runs" / FINAL), oof_temperature(oof, runs))
             metrics.update(adopt_final(out, final))
             print(f"walk-forward final model: {status} in {time.perf_counter() - started:.0f}s ({final})", flush=True)
         atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
