@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble.ensembling.logistic import design
 from ensemble.ensembling.methods import StackedBlend, check_member_probs, log_loss
 from ensemble.errors import ConfigError
 
@@ -134,9 +133,8 @@ class StackedChoice:
     fit: ForwardFit
     final_c: float
     losses: dict[str, float]  # C -> forward-only log loss over folds 2..F
-    start: np.ndarray | None = None  # the last fold's coefficients at ``final_c``: the final fit's warm start
-    hessian: np.ndarray | None = None  # the Hessian the last fold's solver used: the final fit's preconditioner
-    design: np.ndarray | None = None  # (3M + 1, N) the transposed design of all rows (``logistic.design``)
+    start: StackedBlend | None = None  # the last fold's fit at ``final_c``: the final fit's warm start
+    features: np.ndarray | None = None  # (N, 3M) the log-probability features of all rows
 
 
 def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clock: Clock, grid=C_GRID,
@@ -148,20 +146,20 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
     final C is the lowest over all of folds 2..F. Ties go to the smaller C (stronger regularisation).
 
     The (C, fold) fits share their work, never their rows: the log-probability features are computed once, and
-    each fit starts from the previous C's solution on the same fold (the first C from the previous fold's), with
-    the previous fit's Hessian as its solver's preconditioner (``logistic.fit_multinomial``); each still runs to
-    the same tolerance on its own fold's rows, so the result is the cold fits' to ~1e-8.
+    each fit warm-starts from the previous C's solution on the same fold (the first C from the previous fold's,
+    scikit-learn's ``warm_start``); each still runs to the same tolerance on its own fold's rows, so the result
+    is the cold fits' to ~1e-8.
 
     Raises:
         ConfigError: as ``forward_fit``.
         ValueError: probabilities or labels of the wrong shape or values (``check_member_probs``).
     """
     check_member_probs(probs, labels)
-    xt = design(StackedBlend.features(probs))  # (3M + 1, N), once for every (C, fold)
+    x = StackedBlend.features(probs)  # (N, 3M), once for every (C, fold)
     folds = np.unique(fold)
     scored = np.isin(fold, folds[1:])
     fits = {c: ForwardFit(np.full((probs.shape[1], 3), np.nan), scored) for c in grid}
-    start, hessian, last = None, None, {}
+    last: dict[float, StackedBlend] = {}
     for f in folds[1:]:
         rows = fold == f
         first = int(clock.time[rows].min())
@@ -169,15 +167,12 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
         if not fit.any():
             raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
                               "use fewer, longer folds")  # fmt: skip
-        x_fit, y_fit, x_rows = take_rows(xt, fit, 1), labels[fit], take_rows(xt, rows, 1)
+        x_fit, y_fit, x_rows = take_rows(x, fit, 0), labels[fit], take_rows(x, rows, 0)
         seen = provenance(clock.time, clock, fit, first)  # the same rows for every C
-        start, data = last.get(grid[0]), None  # the first C from the previous fold's: other rows, no data
+        start = last.get(grid[0])  # the first C from the previous fold's
         for c in grid:
-            model = StackedBlend(C=c).fit_design(x_fit, y_fit, start, hessian, data)
-            start, data = model.theta_, model.data_
-            hessian = model.hessian_ if model.hessian_ is not None else hessian
-            last[c] = model.theta_
-            fits[c].probs[rows] = model.predict_design(x_rows)
+            start = last[c] = StackedBlend(C=c).fit_features(x_fit, y_fit, start)
+            fits[c].probs[rows] = start.predict_features(x_rows)
             fits[c].provenance[str(int(f))] = seen
     out = np.full((probs.shape[1], 3), np.nan)
     result = ForwardFit(out, scored)
@@ -194,7 +189,7 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
         result.provenance[str(int(f))] = {**fits[c].provenance[str(int(f))], "C": c}
     losses = {str(c): log_loss(fits[c].probs[scored], labels[scored]) for c in grid}
     final_c = best(scored)
-    return StackedChoice(result, final_c, losses, last.get(final_c), hessian, xt)
+    return StackedChoice(result, final_c, losses, last.get(final_c), x)
 
 
 @dataclass
@@ -220,8 +215,8 @@ def fit_method(method: str, factory: Callable[[], Any], probs: np.ndarray, label
     fit = ~clock.purged(test_first) if test_first is not None and guard else np.ones(len(clock.time), dtype=bool)
     if method == "stacked":
         choice = forward_stacked(probs, labels, fold, clock, guard=guard)
-        final = StackedBlend(C=choice.final_c).fit_design(take_rows(choice.design, fit, 1), labels[fit],
-                                                          choice.start, choice.hessian)  # fmt: skip
+        final = StackedBlend(C=choice.final_c).fit_features(take_rows(choice.features, fit, 0), labels[fit],
+                                                            choice.start)  # fmt: skip
         return MethodFit(choice.fit, final, fit, {"C": choice.final_c, "C_losses": choice.losses})
     forward = forward_fit(factory, probs, labels, fold, clock, guard)
     return MethodFit(forward, factory().fit(take_rows(probs, fit, 1), labels[fit]), fit)

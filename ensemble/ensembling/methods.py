@@ -12,7 +12,6 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ensemble.data.constants import NUM_CLASSES
-from ensemble.ensembling.logistic import design, fit_multinomial, predict_multinomial
 from ensemble.errors import ConfigError
 
 _EPS = 1e-7
@@ -108,13 +107,9 @@ class WeightedBlend(MeanBlend):
 
 class StackedBlend:
     """A multinomial logistic regression (scikit-learn, L2 with strength ``1/C``) on the members'
-    validation log-probabilities, features ordered member by member: (N, 3M). Fitted by ``logistic.fit_multinomial``
-    (scikit-learn's objective, to max |gradient| <= 1e-8), predicted by scikit-learn from the fitted coefficients."""
+    validation log-probabilities, features ordered member by member: (N, 3M)."""
 
     name = "stacked"
-    theta_: np.ndarray | None = None  # (3, 3M + 1) coefficients and intercepts of a three-class fit, for warm starts
-    hessian_: np.ndarray | None = None  # the Hessian its solver last used (``logistic.data_hessian``)
-    data_: tuple | None = None  # the likelihood and its gradient at ``theta_`` (``logistic.MultinomialFit.data``)
 
     def __init__(self, C: float = 1.0) -> None:
         self.C = C
@@ -124,53 +119,44 @@ class StackedBlend:
         """(M, N, 3) -> (N, 3M): log of the clipped probabilities, member 0's three classes first."""
         return np.log(np.clip(probs, _EPS, 1.0)).transpose(1, 0, 2).reshape(probs.shape[1], -1)
 
-    def fit(self, val_probs: np.ndarray, val_labels: np.ndarray, start: np.ndarray | None = None,
-            hessian: np.ndarray | None = None) -> StackedBlend:  # fmt: skip
-        """Fit on (M, N, 3) probabilities; ``start``/``hessian`` warm-start the solver (``fit_design``)."""
+    def fit(self, val_probs: np.ndarray, val_labels: np.ndarray) -> StackedBlend:
+        """Fit on (M, N, 3) probabilities and their (N,) labels in {0, 1, 2}."""
         check_member_probs(val_probs, val_labels)
-        return self.fit_design(design(self.features(val_probs)), val_labels, start, hessian)
+        return self.fit_features(self.features(val_probs), val_labels)
 
-    def fit_design(self, xt: np.ndarray, labels: np.ndarray, start: np.ndarray | None = None,
-                   hessian: np.ndarray | None = None, start_data: tuple | None = None) -> StackedBlend:  # fmt: skip
-        """Fit on the transposed design of the features (``logistic.design``: (3M + 1, N)).
-
-        With all three classes in ``labels``: scikit-learn's multinomial objective minimised by
-        ``logistic.fit_multinomial`` (Newton steps reusing a Hessian), warm-started from ``start`` ((3, 3M + 1),
-        a neighbouring C's or fold's ``theta_``) and preconditioned by ``hessian`` when given (``start_data``: the
-        ``data_`` of the fit ``start`` came from, if on these rows); ``hessian_``, ``theta_`` and ``data_`` are kept
-        for the next fit. With two classes (a class absent from the rows): scikit-learn's
-        own binary model, as it would fit it.
+    def fit_features(self, x: np.ndarray, labels: np.ndarray, start: StackedBlend | None = None) -> StackedBlend:
+        """Fit on (N, 3M) ``features``; ``start``: a fit of the same classes (a neighbouring C's, or an earlier
+        fold's) whose coefficients scikit-learn's warm start begins from. It changes the path, not the optimum:
+        every fit runs to the same tolerance on its own rows.
 
         Raises:
-            SolverError: the solver did not converge in 100 steps.
+            RuntimeError: the logistic regression did not converge in 100 Newton steps.
         """
         from sklearn.linear_model import LogisticRegression
 
-        classes = np.unique(labels)
-        self.hessian_ = self.theta_ = self.data_ = None
-        if len(classes) == NUM_CLASSES:
-            fit = fit_multinomial(xt, labels, self.C, start, hessian, start_data)
-            self.theta_, self.hessian_, self.data_ = fit.theta, fit.hessian, fit.data
-            self._load({"classes": classes.tolist(), "coef": fit.coef, "intercept": fit.intercept})
-        else:  # two classes: scikit-learn's binary parametrisation, whose penalty differs from a 2-class softmax
-            self.model_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=100, tol=1e-8).fit(
-                xt[:-1].T, labels)
+        # Newton steps on the 3 x (3M + 1) coefficients converge to 1e-8 in a handful of iterations on the
+        # correlated log-probability features, where lbfgs took ~600 (35 s on 9 members x 87k rows, over the
+        # 10%-of-a-member budget of tools/bench_blend.py); newton-cholesky is multinomial from sklearn 1.6.
+        model = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=100, tol=1e-8)
+        warm = start is not None and np.array_equal(start.model_.classes_, np.unique(labels))
+        if warm:
+            model.set_params(warm_start=True)
+            model.coef_, model.intercept_ = start.model_.coef_.copy(), start.model_.intercept_.copy()
+        self.model_ = model.fit(x, labels)
+        if self.model_.n_iter_.max() >= 100:
+            raise RuntimeError("stacked blend: the logistic regression did not converge in 100 Newton steps")
         return self
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3M) features -> (N, 3); a class absent from the fit's labels gets probability 0."""
+        out = np.zeros((x.shape[0], NUM_CLASSES))
+        out[:, self.model_.classes_] = self.model_.predict_proba(x)
+        return out
 
     def predict_proba(self, probs: np.ndarray) -> np.ndarray:
         """(M, N, 3) -> (N, 3); a class absent from the val labels gets probability 0."""
         check_member_probs(probs)
-        out = np.zeros((probs.shape[1], NUM_CLASSES))
-        out[:, self.model_.classes_] = self.model_.predict_proba(self.features(probs))
-        return out
-
-    def predict_design(self, xt: np.ndarray) -> np.ndarray:
-        """(3M + 1, N) transposed design -> (N, 3), as ``predict_proba`` of the probabilities behind it."""
-        if self.theta_ is not None:
-            return predict_multinomial(xt, self.theta_)
-        out = np.zeros((xt.shape[1], NUM_CLASSES))
-        out[:, self.model_.classes_] = self.model_.predict_proba(xt[:-1].T)
-        return out
+        return self.predict_features(self.features(probs))
 
     def state(self) -> dict:
         """``{"method", "C", "classes", "coef", "intercept"}``: the logistic regression's fitted coefficients
