@@ -8,6 +8,7 @@ there is no final model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -20,15 +21,16 @@ from ensemble.training.family import build
 FINAL = "final"
 
 
-def run_final(config: dict[str, Any], out: Path, finished: Path | None) -> tuple[Path, str]:
+def run_final(config: dict[str, Any], out: Path, finished: Path | None, muted: bool = True) -> tuple[Path, str]:
     """The final model's finished run (``finished``, from an earlier run of the walk-forward, or trained now) and
-    what happened (a progress line's detail)."""
+    what happened (a progress line's detail). ``muted``: print nothing of its training but errors (unmuted in a
+    cell process, whose output is its ``cell.log``)."""
     if finished is not None:
         return finished, "finished earlier, skipped"
     # the span's upstream split boundaries may be unpurged (the folds purge their own): null the labels whose
     # window reaches the next split, as fit --data.purge_labels does; a split purged upstream is left as it is
     overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": FINAL, "data.purge_labels": True}
-    with console.muted():  # one line, as a fold has
+    with console.muted() if muted else contextlib.nullcontext():  # one line, as a fold has
         job = build(config, overrides)
         job.fit()
     return job.run_dir, "done"
