@@ -2,6 +2,8 @@
 a SIGKILLed cell is retried from its checkpoint, ``--threads`` reaches torch and the tree library, and bad
 launcher settings are one line each."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -24,29 +26,46 @@ ENV = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONP
 CELLS = ("xgboost_h5", "lightgbm_h5", "xgboost_h20", "lightgbm_h20")
 
 
+CELL_LINE = re.compile(r"^\[[1-4]/4\] (xgboost|lightgbm)_h(5|20): done in \d+s, val/log_loss \d\.\d{4} \((.+)\)$")
+
+
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    """The splits, and the grid run once with ``sequential``: the reference every launcher must match."""
+    """The splits, the grid run once with ``sequential`` (the reference every launcher must match), and the cell
+    lines it printed."""
     from panels import write_splits
 
     root = tmp_path_factory.mktemp("grid")
     splits = write_splits(root / "splits")
-    assert main(grid_args(splits, root / "sequential")) == 0
-    return splits, root
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(grid_args(splits, root / "sequential")) == 0
+    return splits, root, cell_lines(printed.getvalue(), root / "sequential")
+
+
+def cell_lines(text: str, out: Path) -> list[str]:
+    """The per-cell lines of an experiment's output, each matching ``CELL_LINE`` (checked), without the count and
+    wall time (they follow the order cells finished in, and timings) and with ``out`` as ``<out>``; sorted."""
+    lines = [line for line in text.splitlines() if line.startswith("[")]
+    assert len(lines) == len(CELLS) and all(CELL_LINE.match(line) for line in lines), text
+    return sorted(re.sub(r"^\[\d/4\] | in \d+s", "", line).replace(str(out), "<out>") for line in lines)
 
 
 def test_local_with_two_workers_gives_the_sequential_leaderboard_and_runs(grid, capsys):
-    splits, root = grid
+    splits, root, sequential_lines = grid
     out = root / "local"
     capsys.readouterr()
     assert main(grid_args(splits, out, "--launcher", "local", "--launcher.workers", "2")) == 0
-    lines = capsys.readouterr().out
+    printed = capsys.readouterr()
+    lines = printed.out
     pd.testing.assert_frame_equal(board(out), board(root / "sequential"))
     for cell in CELLS:
         ours, reference = out / "runs" / cell / "version_0", root / "sequential" / "runs" / cell / "version_0"
         assert run_contents(ours) == run_contents(reference), cell
-        assert f"{cell}: done in " in lines and re.search(r"val/log_loss \d\.\d{4}", lines)  # a line per cell
+    # a line per cell, with its key metric, the same as sequential's apart from order and timings
+    assert cell_lines(lines, out) == sequential_lines
     assert "Epoch" not in lines and "[LightGBM]" not in lines  # workers' output stays in their cell.log
+    assert "running" not in printed.err and "\r" not in printed.err  # no terminal: no bar, only the lines
 
     # --threads 1 reached the worker: torch's pool and the tree library's own thread parameter
     for cell in CELLS:
@@ -55,18 +74,22 @@ def test_local_with_two_workers_gives_the_sequential_leaderboard_and_runs(grid, 
         assert ("'nthread': 1" if cell.startswith("xgboost") else "'num_threads': 1") in log
         assert "n_jobs: 1" in (out / "runs" / cell / "version_0" / "config.yaml").read_text()
 
-    capsys.readouterr()  # a re-run skips every finished cell, whatever the launcher
+    capsys.readouterr()  # a re-run skips every finished cell, whatever the launcher, a line each with its metric
     assert main(grid_args(splits, out, "--launcher", "local", "--launcher.workers", "2")) == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+    skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(skipped) == 4 and all(re.search(r": skipped \(finished earlier\), val/log_loss \d\.\d{4}", line)
+                                     for line in skipped), skipped  # fmt: skip
 
 
 @pytest.mark.slow
-def test_ray_on_a_local_instance_gives_the_sequential_leaderboard_and_leaves_no_process(grid):
-    splits, root = grid
+def test_ray_on_a_local_instance_gives_the_sequential_leaderboard_and_leaves_no_process(grid, capsys):
+    splits, root, sequential_lines = grid
     before = _ray_processes()
     out = root / "ray"
+    capsys.readouterr()
     assert main(grid_args(splits, out, "--launcher", "ray", "--launcher.workers", "2")) == 0
     pd.testing.assert_frame_equal(board(out), board(root / "sequential"))
+    assert cell_lines(capsys.readouterr().out, out) == sequential_lines  # the same lines as sequential's
     time.sleep(1)
     assert not _ray_processes() - before, _ray_processes() - before
 
@@ -175,7 +198,7 @@ def test_an_unreachable_ray_address_is_one_line_within_seconds(tmp_path, splits,
     assert len(err) == 1 and "launcher.address '127.0.0.1:1': no Ray cluster answers there" in err[0], err
 
 
-def test_tune_workers_share_one_study(tmp_path, fit_args):
+def test_tune_workers_share_one_study(tmp_path, fit_args, capsys):
     import optuna
     import yaml
 
@@ -185,9 +208,24 @@ def test_tune_workers_share_one_study(tmp_path, fit_args):
     args = [*fit_args(config="configs/lightgbm.yaml", epochs=2), "--model.init_args.min_data_in_leaf", "5",
             "--tune.n_trials", "3", "--tune.workers", "2", "--tune.search_space", str(space), "--tune.storage", url,
             "--tune.study_name", "s", "--tune.out", str(tmp_path / "out"), "--threads", "1"]  # fmt: skip
+    capsys.readouterr()
     assert main(["tune", *args]) == 0
     study = optuna.load_study(study_name="s", storage=url)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    # the parent prints a line per finished trial (number, state, wall time, value, worker), nothing of the
+    # workers' epochs, and no bar off a terminal
+    printed = capsys.readouterr()
+    lines = [line for line in printed.out.splitlines() if line.startswith("[")]
+    found = [re.match(r"^\[([1-3])/3\] trial ([0-2]): complete in \d+s, val/f1_macro (\d\.\d{4}) \(worker ([01])\)$",
+                      line) for line in lines]  # fmt: skip
+    assert len(lines) == 3 and all(found), printed.out
+    assert sorted(int(m[2]) for m in found) == [0, 1, 2] and [m[1] for m in found] == ["1", "2", "3"]
+    for match in found:
+        trial = study.trials[int(match[2])]
+        assert float(match[3]) == pytest.approx(trial.value, abs=5e-5)
+        assert int(match[4]) == trial.user_attrs["worker"]
+    assert sorted(int(m[4]) for m in found) == [0, 0, 1]  # worker 0 ran 2 trials, worker 1 one
+    assert "epoch" not in printed.out.lower() and "\r" not in printed.err
     logs = [(tmp_path / "out" / f"worker_{i}.log").read_text() for i in range(2)]
     # the 3 trials, split over the 2 processes (a trial is muted: Optuna's one line per trial is its record)
     assert [log.count("finished with value") for log in logs] == [2, 1]

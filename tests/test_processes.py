@@ -97,7 +97,7 @@ def test_edited_experiment_retrains_changed_cells_or_refuses(tmp_path, splits, c
     config = _experiment_yaml(tmp_path, splits, ["lightgbm"], tiny)
     assert main(["experiment", "--config", str(config)]) == 0
     assert main(["experiment", "--config", str(config)]) == 0
-    assert "finished earlier, skipped" in capsys.readouterr().out
+    assert "lightgbm_h5: skipped (finished earlier)" in capsys.readouterr().out
     runs = tmp_path / "exp" / "runs" / "lightgbm_h5"
     first = json.loads((runs / "version_0" / "cell.json").read_text())["fingerprint"]
 

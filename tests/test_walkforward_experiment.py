@@ -4,6 +4,7 @@ out-of-fold metrics with per-fold std beside them; a re-run skips finished cells
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,11 @@ def _experiment(tmp_path: Path, splits: Path, walkforward: dict) -> list[str]:
 
 def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys):
     assert main(_experiment(tmp_path, splits, {"folds": 3, "val_bars": 3})) == 0
+    # a line for the cell with its out-of-fold key metric; the cell's log holds its folds' whole training output
+    assert re.search(r"\[1/1\] lightgbm_h5: done in \d+s, oof/log_loss \d\.\d{4} \(", capsys.readouterr().out)
+    log = (tmp_path / "exp" / "runs" / "lightgbm_h5" / "cell.log").read_text()
+    assert "[3/3] fold_3: done in" in log and re.search(r"lightgbm epoch 1: \d+ rounds, val/", log), log
+    assert re.search(r"^metric +val +test$", log, re.M) and "final model on test" in log
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv")
     assert board[board.kind != "baseline"][["model", "horizon", "kind", "status", "folds"]].values.tolist() == [
         ["lightgbm", 5, "walkforward", "done", 3]]
@@ -48,7 +54,7 @@ def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys)
     assert "oof_log_loss" in (tmp_path / "exp" / "leaderboard.md").read_text()
     capsys.readouterr()
     assert main(_experiment(tmp_path, splits, {"folds": 3, "val_bars": 3})) == 0
-    assert "walk-forward finished earlier, skipped" in capsys.readouterr().out
+    assert re.search(r"lightgbm_h5: skipped \(finished earlier\), oof/\w+ \d\.\d{4}", capsys.readouterr().out)
 
 
 def test_bad_walkforward_key_is_one_line(tmp_path, splits, capsys):
@@ -110,7 +116,7 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     # horizon and options); a changed option refits that blend alone, into a new version
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.count("finished earlier, skipped") == 2 + 3, out
+    assert out.count(": skipped (finished earlier)") == 2 + 3, out
     for method in ("weighted", "caruana", "stacked"):
         assert [p.name for p in (tmp_path / "exp/blends" / f"ensemble_{method}_h5").iterdir()] == ["version_0"]
     spec["blend_options"] = {"caruana": {"size": 6}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,27 +45,48 @@ def assert_same(a: Path, b: Path) -> None:
     pd.testing.assert_frame_equal(folds_a, folds_b)
 
 
+FOLD_LINE = re.compile(r"^\[[1-3]/3\] fold_[1-3]: done in \d+s, oof/log_loss \d\.\d{4} \(.+/fold_[1-3]/version_0\)$")
+
+
+def fold_lines(text: str, out: Path) -> list[str]:
+    """The per-fold lines of a walk-forward's output, each matching ``FOLD_LINE`` (checked), without the count and
+    wall time (they follow the order folds finished in, and timings) and with ``out`` as ``<out>``."""
+    lines = [line for line in text.splitlines() if line.startswith("[")]
+    assert len(lines) == 3 and all(FOLD_LINE.match(line) for line in lines), text
+    return sorted(re.sub(r"^\[\d/3\] | in \d+s", "", line).replace(str(out), "<out>") for line in lines)
+
+
 def test_local_folds_equal_sequential_with_refit_folds_first(tmp_path, splits, capsys):
     wf = ["--wf.folds", "3", "--wf.val_bars", "4", "--wf.refit_every", "2"]
     assert main(args(tmp_path / "seq", splits, *wf)) == 0
-    capsys.readouterr()
+    sequential = capsys.readouterr()
     assert main(args(tmp_path / "local", splits, *wf, *LOCAL)) == 0
-    text = capsys.readouterr().out
+    printed = capsys.readouterr()
+    text = printed.out
     assert_same(tmp_path / "seq", tmp_path / "local")
     folds = pd.read_csv(tmp_path / "local" / "folds.csv")
     assert folds["refit_from"].tolist() == [1, 1, 3]
     fold_2 = json.loads((Path(folds.run_dir[1]) / "metrics.json").read_text())
     assert fold_2["checkpoint/test"].startswith(str(tmp_path / "local" / "runs" / "fold_1"))  # fold 1's model
-    # one line per fold (the refit folds 1 and 3 first, then fold 2), nothing from the folds' own training
-    lines = [line for line in text.splitlines() if ": done in" in line and "final model" not in line]
-    assert len(lines) == 3 and "fold_2" in lines[-1], text
+    # one line per fold with its out-of-fold metric (the refit folds 1 and 3 first, then fold 2), the same as
+    # sequential's apart from order and timings; nothing from the folds' own training, and no bar off a terminal
+    assert fold_lines(text, tmp_path / "local") == fold_lines(sequential.out, tmp_path / "seq")
+    assert "fold_2" in [line for line in text.splitlines() if line.startswith("[")][-1]
     assert "walk-forward final model: done" in text  # then the final model, judged on test
     assert "epoch" not in text and "cell process" not in text
-    assert "threads 1" in (tmp_path / "local" / "runs" / "fold_1" / "cell.log").read_text()
+    assert "\r" not in printed.err and "\r" not in sequential.err
+    # each fold's cell.log holds its whole output: the threads it got, its training's epochs and result table
+    for number in (1, 2, 3):
+        log = (tmp_path / "local" / "runs" / f"fold_{number}" / "cell.log").read_text()
+        assert "threads 1" in log.splitlines()[0]
+        # its result table (fold 2 evaluates fold 1's model: a table, no epochs of its own)
+        assert re.search(r"^metric +val +test\n(.*\n)*log_loss +\d", log, re.M), log
+        assert number == 2 or re.search(r"lightgbm epoch 2: \d+ rounds, val/", log), log  # the refit folds train
     # a re-run skips every finished fold, in this process
     assert main(args(tmp_path / "local", splits, *wf, *LOCAL)) == 0
     again = capsys.readouterr().out
-    assert again.count("finished earlier, skipped") == 4 and "final model: finished earlier, skipped" in again
+    assert again.count("skipped (finished earlier), oof/log_loss") == 3
+    assert "final model: finished earlier, skipped" in again
 
 
 def test_a_failed_fold_is_named_and_nothing_is_stitched(tmp_path, splits, capsys):
@@ -76,6 +98,8 @@ def test_a_failed_fold_is_named_and_nothing_is_stitched(tmp_path, splits, capsys
     (line,) = proc.stderr.strip().splitlines()
     assert "fold(s) 2 of 3 failed, nothing stitched; fold 2: RuntimeError: planted failure in fold 2" in line, line
     assert str(out / "runs" / "fold_2" / "cell.log") in line
+    log = (out / "runs" / "fold_2" / "cell.log").read_text()  # the fold's whole output: the error's traceback too
+    assert "Traceback (most recent call last)" in log and "planted failure in fold 2" in log
     assert not (out / "oof.parquet").exists()
     for number in (1, 3):  # the other folds went on and finished
         assert "test/f1_macro" in json.loads(next((out / "runs" / f"fold_{number}").glob("*/metrics.json")).read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def test_outputs(tmp_path, splits, capsys):
     assert json.loads((Path(folds.run_dir[1]) / "metrics.json").read_text())["checkpoint/test"].startswith(str(out))
     assert {p.name for p in (out / "plots").iterdir()} == {"metrics_per_fold.png", "oof_equity_curve.png"}
     text = capsys.readouterr().out
-    assert "walk-forward fold 3/3: done" in text and "out-of-fold" in text and "mean ± std" in text
+    assert re.search(r"\[3/3\] fold_3: done in \d+s, oof/\w+ \d\.\d{4}", text)  # a line per fold, its oof metric
+    assert "out-of-fold" in text and "mean ± std" in text
     assert "epoch 0" not in text and "best checkpoint" not in text  # folds are muted: a line each, no tables
     # span trainval: a final model trained as fit trains it (train, val early-stops) predicts the untouched test
     (final,) = (out / "runs" / "final").iterdir()
@@ -63,7 +65,8 @@ def test_outputs(tmp_path, splits, capsys):
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["horizon"] == 5
     # a re-run skips every finished fold and the final model, and gives the same out-of-fold predictions
     assert walkforward(out, splits, "--wf.folds", "3", "--wf.val_bars", "4", "--wf.refit_every", "2") == 0
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 4
+    again = capsys.readouterr().out
+    assert again.count(": skipped (finished earlier)") == 3 and "final model: finished earlier, skipped" in again
     assert [p.name for p in (out / "runs" / "final").iterdir()] == [final.name]
     pd.testing.assert_frame_equal(pd.read_parquet(out / "oof.parquet"), oof)
     # another setting into the same folder is refused, not mixed in
@@ -147,7 +150,7 @@ def test_sigkill_in_fold_3_resumes_at_fold_3(tmp_path, splits):
     assert list((killed / "runs" / "fold_3").glob("version_*"))
     again = subprocess.run([*cmd, "--wf.out", str(killed)], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("finished earlier, skipped") == 2 and "fold 3/4: done" in again.stdout
+    assert again.stdout.count("skipped (finished earlier)") == 2 and "[3/4] fold_3: done" in again.stdout
     (fold_3,) = (killed / "runs" / "fold_3").iterdir()  # the killed run was deleted, the fold trained again
     assert "test/f1_macro" in json.loads((fold_3 / "metrics.json").read_text())
     whole = subprocess.run([*cmd, "--wf.out", str(tmp_path / "whole")], env=env, cwd=tmp_path, capture_output=True,

@@ -5,7 +5,6 @@ skipping, records, leaderboard and blends are the same whichever runs them."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from ensemble.experiments.champion import check_champion_metric, check_partition
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
 from ensemble.experiments.selection_bias import config_files, trials_tried
 from ensemble.experiments.walkforward_cells import run_walkforward_cells, walkforward_blends
-from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
+from ensemble.launchers import CellResult, CellSpec, LauncherSettings, Outcome, Progress, key_metric, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
 from ensemble.training.family import on_sigterm
@@ -170,22 +169,24 @@ def run_experiment(exp: Experiment) -> list[dict]:
     rows: dict[str, dict] = {}
     todo: list[CellSpec] = []
     before: dict[str, set[Path]] = {}
-    for i, (model, horizon, config) in enumerate(cells, 1):
+    skipped: list[tuple[str, Outcome]] = []
+    for model, horizon, config in cells:
         cell = f"{model}_h{horizon}"
         finished = finished_runs(runs / cell)
         match = [run for run, fp in finished if fp == fingerprint(config)]
         if match:
-            console.say(f"[{i}/{len(cells)}] {cell}: finished earlier, skipped ({match[-1]})")
+            metric = key_metric(config, match[-1] / "metrics.json")
+            skipped.append((cell, Outcome("skipped", *metric, str(match[-1]))))
             rows[cell] = row(model, horizon, "member", match[-1], "done")
             continue
         if finished:
-            console.say(f"[{i}/{len(cells)}] {cell}: config changed since {finished[-1][0]}, training it again")
+            console.say(f"{cell}: config changed since {finished[-1][0]}, training it again")
         before[cell] = {run for run, _ in finished}
         todo.append(CellSpec(cell, str(runs / cell), config, exp.launcher.retries))
     grid = {f"{m}_h{h}": (m, h) for m, h, _ in cells}
 
-    def on_done(spec: CellSpec, result: CellResult) -> str:
-        """Record a finished cell (its ``cell.json`` and leaderboard row); the detail of its progress line."""
+    def on_done(spec: CellSpec, result: CellResult) -> Outcome:
+        """Record a finished cell (its ``cell.json`` and leaderboard row); what its progress line says."""
         model, horizon = grid[spec.key]
         new = [run for run, _ in finished_runs(Path(spec.folder)) if run not in before[spec.key]]
         done = new[-1] if new else None
@@ -193,13 +194,16 @@ def run_experiment(exp: Experiment) -> list[dict]:
             record_cell(done, spec.config)
         if result.code != 0 or done is None:  # reported and recorded; the other cells go on
             rows[spec.key] = row(model, horizon, "member", None, "failed", result.message)
-            return f"FAILED ({result.message})"
+            return Outcome("failed", note=f"{result.message}; see {Path(spec.folder) / 'cell.log'}")
         rows[spec.key] = row(model, horizon, "member", done, "done")
-        return f"done in {result.wall_s:.0f}s, {_key_metric(spec.config, done)} ({done})"
+        return Outcome("done", *key_metric(spec.config, done / "metrics.json"), str(done))
 
-    if todo:
-        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
-            launcher.run(todo, run_cell_spec, on_done)
+    with Progress(len(cells), on_done) as progress:
+        for cell, outcome in skipped:
+            progress.finish(cell, outcome)
+        if todo:
+            with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+                launcher.run(todo, run_cell_spec, progress)
     members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
     blends, fitted = [], False
     for horizon in exp.horizons:
@@ -209,7 +213,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
             name = f"ensemble_{method}_h{horizon}"
             run_dir = finished_blend(runs / name, method, done_runs, horizon, exp.blend_options, "val")
             if run_dir is not None:
-                console.say(f"blend {name}: finished earlier, skipped ({run_dir})")
+                console.say(f"blend {name}: skipped (finished earlier) ({run_dir})")
             else:
                 run_dir = blend(done_runs, method, runs, name=name, options=exp.blend_options)
                 fitted = True
@@ -224,9 +228,3 @@ def run_experiment(exp: Experiment) -> list[dict]:
         print(terminal_table(board), flush=True)
     return board.to_dict("records")
 
-
-def _key_metric(config: dict, run_dir: Path) -> str:
-    """``<monitor> <value>`` of a finished run: the metric its checkpoint selected on (e.g. val/log_loss)."""
-    monitor = (config.get("checkpoint") or {}).get("monitor") or "val/log_loss"
-    value = json.loads((run_dir / "metrics.json").read_text()).get(monitor)
-    return f"{monitor} {value:.4f}" if isinstance(value, float | int) else f"{monitor} -"

@@ -14,7 +14,7 @@ from ensemble import console
 from ensemble.ensembling.blend import finished_blend
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import run_cell_spec, stop_running_cells
-from ensemble.launchers import CellResult, CellSpec, Launcher
+from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, Progress, key_metric
 from ensemble.training.family import on_sigterm
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
@@ -63,26 +63,32 @@ def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, 
         plan.append((model, horizon, config, cell, folder))
     rows: dict[str, dict[str, Any]] = {}
     todo: list[CellSpec] = []
+    skipped: list[tuple[str, Outcome]] = []
     grid = {cell: (model, horizon, folder) for model, horizon, _, cell, folder in plan}
-    for i, (model, horizon, config, cell, folder) in enumerate(plan, 1):
+    for model, horizon, config, cell, folder in plan:
         if _done(folder):
-            console.say(f"[{i}/{len(plan)}] {cell}: walk-forward finished earlier, skipped ({folder})")
+            metric = key_metric(config, folder / "metrics.json", "oof")
+            skipped.append((cell, Outcome("skipped", *metric, str(folder))))
             rows[cell] = walkforward_row(model, horizon, folder, "done")
             continue
         work = partial(walkforward_cell, dict(settings), str(folder))  # a re-run skips the finished folds
         todo.append(CellSpec(cell, str(out / "runs" / cell), config, launcher.settings.retries, work))
 
-    def on_done(spec: CellSpec, result: CellResult) -> str:
+    def on_done(spec: CellSpec, result: CellResult) -> Outcome:
+        """Record a finished cell's leaderboard row; what its progress line says (its out-of-fold key metric)."""
         model, horizon, folder = grid[spec.key]
         if result.code != 0 or not _done(folder):  # reported and recorded; the other cells go on
             rows[spec.key] = walkforward_row(model, horizon, None, "failed", result.message)
-            return f"FAILED ({result.message})"
+            return Outcome("failed", note=f"{result.message}; see {Path(spec.folder) / 'cell.log'}")
         rows[spec.key] = walkforward_row(model, horizon, folder, "done")
-        return f"walk-forward done in {result.wall_s:.0f}s ({folder})"
+        return Outcome("done", *key_metric(spec.config, folder / "metrics.json", "oof"), str(folder))
 
-    if todo:
-        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
-            launcher.run(todo, run_cell_spec, on_done)
+    with Progress(len(plan), on_done) as progress:
+        for cell, outcome in skipped:
+            progress.finish(cell, outcome)
+        if todo:
+            with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+                launcher.run(todo, run_cell_spec, progress)
     return [rows[cell] for _, _, _, cell, _ in plan]
 
 
@@ -103,7 +109,7 @@ def walkforward_blends(methods: list[str], options: dict[str, dict[str, Any]] | 
             name = f"ensemble_{method}_h{horizon}"
             run = finished_blend(out / "blends" / name, method, done, horizon, options, "oof")
             if run is not None:
-                console.say(f"blend {name}: finished earlier, skipped ({run})")
+                console.say(f"blend {name}: skipped (finished earlier) ({run})")
                 blends.append(walkforward_row(f"ensemble_{method}", horizon, run, "done", kind="blend"))
                 continue
             run = oof_blend(done, method, out / "blends", name=name, options=options)

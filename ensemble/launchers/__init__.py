@@ -4,10 +4,12 @@ process, one after another (``sequential``), several at once on this machine (``
 
 from __future__ import annotations
 
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, LauncherSettings, Slot
+from ensemble.launchers.base import CellResult, CellSpec, Launcher, LauncherSettings, Outcome, Slot
+from ensemble.launchers.progress import Progress, key_metric
 from ensemble.training.threads import check_threads
 
-__all__ = ["CellResult", "CellSpec", "Launcher", "LauncherSettings", "Slot", "make_launcher"]
+__all__ = ["CellResult", "CellSpec", "Launcher", "LauncherSettings", "Outcome", "Progress", "Slot", "key_metric",
+           "make_launcher"]
 
 
 def make_launcher(settings: LauncherSettings, threads: int | None = None) -> Launcher:

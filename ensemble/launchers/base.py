@@ -12,10 +12,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ensemble.errors import ConfigError
 from ensemble.training.threads import check_threads
+
+if TYPE_CHECKING:
+    from ensemble.launchers.progress import Progress
 
 LAUNCHERS = ("sequential", "local", "ray")
 
@@ -56,8 +59,27 @@ class CellResult:
     attempts: int = 1
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished cell's progress line says (``progress.cell_line``).
+
+    Args:
+        state: ``done``, ``failed`` or ``skipped`` (finished by an earlier run); a tuning trial's ``complete``,
+            ``pruned`` or ``failed``.
+        metric: the cell's key metric, e.g. ``val/log_loss`` (the checkpoint monitor) or ``oof/log_loss`` (a
+            walk-forward's); None when there is none (a failed cell).
+        value: that metric's value (None: not recorded).
+        note: the run folder, or why the cell failed.
+    """
+
+    state: str
+    metric: str | None = None
+    value: float | None = None
+    note: str = ""
+
+
 RunOne = Callable[[CellSpec, Slot], CellResult]
-OnDone = Callable[[CellSpec, CellResult], str]  # records the result; returns the detail for its progress line
+OnDone = Callable[[CellSpec, CellResult], Outcome]  # records the result; returns what its progress line says
 
 
 @dataclass
@@ -133,6 +155,7 @@ class Launcher(ABC):
     threads: int | None = None
 
     @abstractmethod
-    def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
+    def run(self, specs: Sequence[CellSpec], run_one: RunOne, progress: Progress) -> list[CellResult]:
         """Run every cell once (a failed one does not stop the others); results in the order of ``specs``.
-        ``on_done`` is called in this process as each cell finishes."""
+        ``progress.start`` is called as a cell starts and ``progress.done`` (which records the result and prints
+        its line) in this process as it finishes; the caller owns ``progress`` (its total, skipped cells, bar)."""

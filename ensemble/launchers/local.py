@@ -12,7 +12,7 @@ import queue
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, OnDone, RunOne, Slot, visible_gpus
+from ensemble.launchers.base import CellResult, CellSpec, Launcher, RunOne, Slot, visible_gpus
 from ensemble.launchers.progress import Progress
 from ensemble.training.threads import default_threads
 
@@ -29,11 +29,10 @@ def local_slots(workers: int | None, threads: int | None) -> list[Slot]:
 class LocalLauncher(Launcher):
     """A pool of ``workers`` slots; each free slot takes the next cell."""
 
-    def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
+    def run(self, specs: Sequence[CellSpec], run_one: RunOne, progress: Progress) -> list[CellResult]:
         slots: queue.Queue[Slot] = queue.Queue()
         for slot in local_slots(self.settings.workers, self.threads):
             slots.put(slot)
-        progress = Progress(len(specs), on_done)
 
         def on_slot(spec: CellSpec) -> CellResult:
             slot = slots.get()
@@ -44,18 +43,15 @@ class LocalLauncher(Launcher):
                 slots.put(slot)
 
         results: dict[str, CellResult] = {}
-        try:
-            with ThreadPoolExecutor(max_workers=slots.qsize(), thread_name_prefix="cell") as pool:
-                futures = {pool.submit(on_slot, spec): spec for spec in specs}
-                try:
-                    for future in as_completed(futures):
-                        spec = futures[future]
-                        results[spec.key] = future.result()  # a caller's error (a held lock) stops the run
-                        progress.done(spec, results[spec.key])
-                except BaseException:
-                    for future in futures:  # cells not started yet never start; running ones finish
-                        future.cancel()
-                    raise
-        finally:
-            progress.close()
+        with ThreadPoolExecutor(max_workers=slots.qsize(), thread_name_prefix="cell") as pool:
+            futures = {pool.submit(on_slot, spec): spec for spec in specs}
+            try:
+                for future in as_completed(futures):
+                    spec = futures[future]
+                    results[spec.key] = future.result()  # a caller's error (a held lock) stops the run
+                    progress.done(spec, results[spec.key])
+            except BaseException:
+                for future in futures:  # cells not started yet never start; running ones finish
+                    future.cancel()
+                raise
         return [results[spec.key] for spec in specs]

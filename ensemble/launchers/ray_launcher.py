@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ensemble.errors import ConfigError
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, OnDone, RunOne, Slot, visible_gpus
+from ensemble.launchers.base import CellResult, CellSpec, Launcher, RunOne, Slot, visible_gpus
 from ensemble.launchers.progress import Progress
 from ensemble.training.threads import usable_cores
 
@@ -64,7 +64,7 @@ def gpus_for(config: dict[str, Any], gpus_per_cell: float | None) -> float:
 class RayLauncher(Launcher):
     """Submit every cell at once; Ray runs as many as the cluster's resources allow."""
 
-    def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
+    def run(self, specs: Sequence[CellSpec], run_one: RunOne, progress: Progress) -> list[CellResult]:
         import ray
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
@@ -72,7 +72,6 @@ class RayLauncher(Launcher):
         try:
             cpus = self.threads or self._cpus_per_cell(ray, ours)
             task = ray.remote(_call)
-            progress = Progress(len(specs), on_done)
             pending: dict[Any, CellSpec] = {}
             submitted = time.perf_counter()
             for spec in specs:
@@ -88,7 +87,6 @@ class RayLauncher(Launcher):
                     results[spec.key] = self._result(ray, done[0], spec, submitted)
                     progress.done(spec, results[spec.key])
             finally:
-                progress.close()
                 for ref in pending:
                     ray.cancel(ref, force=True)
             return [results[spec.key] for spec in specs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, OnDone, RunOne, Slot
+from ensemble.launchers.base import CellResult, CellSpec, Launcher, RunOne, Slot
 from ensemble.launchers.progress import Progress
 from ensemble.training.threads import default_threads
 
@@ -13,15 +13,11 @@ from ensemble.training.threads import default_threads
 class SequentialLauncher(Launcher):
     """Run the cells one after another; a failed cell is reported by its result and the next one starts."""
 
-    def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
+    def run(self, specs: Sequence[CellSpec], run_one: RunOne, progress: Progress) -> list[CellResult]:
         slot = Slot(self.threads or default_threads(1))  # every GPU stays visible to the one cell running
-        progress = Progress(len(specs), on_done)
         results = []
-        try:
-            for spec in specs:
-                progress.start(spec)
-                results.append(run_one(spec, slot))
-                progress.done(spec, results[-1])
-        finally:
-            progress.close()
+        for spec in specs:
+            progress.start(spec)
+            results.append(run_one(spec, slot))
+            progress.done(spec, results[-1])
         return results

@@ -96,7 +96,12 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return pruners[name]()
 
 
-def objective(trial: optuna.Trial, base: dict[str, Any], space: SearchSpace, cfg: TuneConfig) -> float:
+def objective(trial: optuna.Trial, base: dict[str, Any], space: SearchSpace, cfg: TuneConfig,
+              worker: int | None = None) -> float:  # fmt: skip
+    """One trial: its parameters suggested, its fit run, its ``cfg.metric`` returned; ``worker`` (of
+    ``--tune.workers``) is recorded in its user attrs, for the parent's line per trial and trials.csv."""
+    if worker is not None:
+        trial.set_user_attr("worker", worker)
     params = space.suggest(trial)
     config = trial_config(base, params, cfg.metric, cfg.direction, f"{cfg.study_name}/trial_{trial.number}",
                           cfg.test)
@@ -155,7 +160,8 @@ def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = 
 
 
 def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
-         ran: list[optuna.trial.FrozenTrial] | None = None, report: bool = True) -> optuna.Study:
+         ran: list[optuna.trial.FrozenTrial] | None = None, report: bool = True,
+         worker: int | None = None) -> optuna.Study:  # fmt: skip
     """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config) in this process.
 
     Args:
@@ -165,13 +171,14 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
         ran: when given, the trials this process ran are appended to it (other workers' are not).
         report: finish the study's MLflow run and write its outputs (a worker of ``--tune.workers`` leaves
             that to the process that started it).
+        worker: the number of this ``--tune.workers`` worker, recorded with each trial it runs.
 
     Raises:
         ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault.
     """
     study, space, trial_base = open_study(cfg, base, config_dir)
     # a raising trial is recorded as failed with its error, and the study goes on
-    study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg),
+    study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg, worker=worker),
                    n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True,
                    callbacks=[lambda _, trial: ran.append(trial)] if ran is not None else None)
     if report:

@@ -4,14 +4,16 @@ cores) each.
 The parent checks the settings and creates the study (and its MLflow parent run) once, so the workers never
 race to create it; each worker then runs its share of ``n_trials`` with Optuna's own sharing of the study
 through its storage, exactly as ``ensemble tune`` processes started by hand on many machines do
-(docs/scaling.md). Workers' output goes to ``<out>/worker_<i>.log``; the parent writes the study's outputs
-once all have ended.
+(docs/scaling.md). Workers' output goes to ``<out>/worker_<i>.log``; while they run, the parent prints one line
+per finished trial, read from the storage (``trial_lines.py``), and writes the study's outputs once all have
+ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 from pathlib import Path
@@ -22,10 +24,14 @@ import optuna
 from ensemble.errors import EnsembleError, Preempted
 from ensemble.launchers.base import Slot, die_with_parent
 from ensemble.launchers.local import local_slots
+from ensemble.launchers.progress import Progress
 from ensemble.training.config import resolve_config
 from ensemble.training.family import on_sigterm
 from ensemble.training.threads import apply_threads, check_threads, thread_overrides
 from ensemble.tuning.study import TuneConfig, finish_study, open_storage, open_study, tune
+from ensemble.tuning.trial_lines import TrialLines
+
+POLL_S = 1.0  # how often the parent reads the storage for finished trials
 
 
 class TuneWorkerError(EnsembleError):
@@ -44,8 +50,8 @@ def threaded_base(base: dict[str, Any], threads: int) -> dict[str, Any]:
 
 
 def _worker(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None, slot: Slot, log: str,
-            parent_pid: int) -> None:  # fmt: skip
-    """One worker process: its slot's device and threads, then its share of the trials."""
+            parent_pid: int, number: int) -> None:  # fmt: skip
+    """Worker ``number``'s process: its slot's device and threads, then its share of the trials."""
     die_with_parent(parent_pid)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -53,7 +59,7 @@ def _worker(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None, slot
     if slot.cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.cuda_devices
     try:
-        tune(cfg, threaded_base(base, slot.threads), config_dir, report=False)
+        tune(cfg, threaded_base(base, slot.threads), config_dir, report=False, worker=number)
     except EnsembleError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -69,7 +75,7 @@ def tune_in_workers(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | No
         Preempted: SIGTERM arrived; the workers were terminated.
     """
     check_threads(cfg.workers, "tune.workers")
-    open_study(cfg, base, config_dir)  # checks everything and creates the study once
+    study = open_study(cfg, base, config_dir)[0]  # checks everything and creates the study once
     out = Path(cfg.out or Path("tune") / str(cfg.study_name))
     out.mkdir(parents=True, exist_ok=True)
     spawn = multiprocessing.get_context("spawn")
@@ -80,14 +86,20 @@ def tune_in_workers(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | No
             seed = None if cfg.seed is None else cfg.seed + i  # each worker its own sampler seed
             mine = dataclasses.replace(cfg, n_trials=share, seed=seed, workers=1)
             log = out / f"worker_{i}.log"
-            args = (mine, base, config_dir, slot, str(log), os.getpid())
+            args = (mine, base, config_dir, slot, str(log), os.getpid(), i)
             procs.append((log, spawn.Process(target=_worker, args=args)))
     stop: list[bool] = []
-    with on_sigterm(lambda: (stop.append(True), [p.terminate() for _, p in procs])):
+    terminate = lambda: (stop.append(True), [p.terminate() for _, p in procs])  # noqa: E731
+    with on_sigterm(terminate), Progress(cfg.n_trials, label="trials") as progress:
+        watch = TrialLines(study, cfg.metric, progress)
         for _, proc in procs:
             proc.start()
+        while any(proc.is_alive() for _, proc in procs):  # a line per trial as the workers finish them
+            multiprocessing.connection.wait([proc.sentinel for _, proc in procs], timeout=POLL_S)
+            watch.poll()
         for _, proc in procs:
             proc.join()
+        watch.poll()
     if stop:
         raise Preempted("SIGTERM received: the tuning workers were stopped; re-run the same command to go on")
     study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage))

@@ -13,6 +13,7 @@ evaluation, its export and ``predict --from`` apply it; metrics.json says ``cali
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -55,17 +56,19 @@ def oof_temperature(oof: pd.DataFrame, runs: dict[int, Path]) -> Temperature:
     return Temperature(fit_temperature(probs, oof["label"].to_numpy(np.int64) + 1), "oof", len(oof))
 
 
-def run_final(config: dict[str, Any], out: Path, finished: Path | None,
-              temperature: Temperature | None = None) -> tuple[Path, str]:  # fmt: skip
+def run_final(config: dict[str, Any], out: Path, finished: Path | None, temperature: Temperature | None = None,
+              muted: bool = True) -> tuple[Path, str]:  # fmt: skip
     """The final model's finished run (``finished``, from an earlier run of the walk-forward, or trained now) and
     what happened (a progress line's detail). ``temperature`` (``oof_temperature``) is the one its calibration
-    stores (unless the config says ``calibrate: false``); None: fitted on its val split, as ``fit`` does."""
+    stores (unless the config says ``calibrate: false``); None: fitted on its val split, as ``fit`` does.
+    ``muted``: print nothing of its training but errors (unmuted in a cell process, whose output is its
+    ``cell.log``)."""
     if finished is not None:
         return finished, "finished earlier, skipped"
     # the span's upstream split boundaries may be unpurged (the folds purge their own): null the labels whose
     # window reaches the next split, as fit --data.purge_labels does; a split purged upstream is left as it is
     overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": FINAL, "data.purge_labels": True}
-    with console.muted():  # one line, as a fold has
+    with console.muted() if muted else contextlib.nullcontext():  # one line, as a fold has
         job = build(config, overrides)
         job.given_temperature = temperature
         job.fit()

@@ -3,6 +3,7 @@ fold cuts the same ones), and a fold trained, or evaluated with its refit fold's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import replace
@@ -16,6 +17,7 @@ from ensemble.data.folds import Fold, cut_folds
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import valid_ends
 from ensemble.experiments.cells import finished_runs
+from ensemble.launchers import Outcome, key_metric
 from ensemble.training.family import build
 from ensemble.training.threads import thread_overrides
 from ensemble.walkforward.config import WalkForward
@@ -44,6 +46,12 @@ def finished_fold(base: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def fold_outcome(config: dict[str, Any], state: str, run: Path) -> Outcome:
+    """What a finished fold's progress line says: ``state`` (done, skipped) and its key metric on its test block,
+    the fold's out-of-fold rows (the checkpoint monitor's metric, e.g. ``oof/log_loss``), with its run folder."""
+    return Outcome(state, *key_metric(config, run / "metrics.json", "test", "oof"), str(run))
+
+
 def load_folds(config: dict[str, Any], data: SplitData, wf: WalkForward) -> tuple[Any, list[Fold]]:
     """The span panel of ``data`` (``wf.splits`` joined) and its folds, cut deterministically: the walk-forward's
     process and each fold's own process (``--launcher local|ray``) cut the same folds here."""
@@ -66,14 +74,15 @@ def fold_row(span: Any, fold: Fold, refit_every: int, run: Path) -> dict[str, An
 
 
 def run_fold(config: dict[str, Any], out: Path, span: Any, fold: Fold, reuse: Path | None,
-             threads: int | None = None) -> Path:  # fmt: skip
+             threads: int | None = None, muted: bool = True) -> Path:  # fmt: skip
     """Train (or, with ``reuse``, evaluate that fold's model on) one fold; its finished run folder. ``threads``:
     a tree's library threads (torch's are the process's own); a ``ckpt_path`` in ``config`` resumes the fold's
-    run from it (a retried fold process)."""
+    run from it (a retried fold process). ``muted``: print nothing but errors (the walk-forward prints a line per
+    fold); unmuted in a process whose output is a ``cell.log``, which keeps the fold's whole output."""
     overrides = {"tracking.save_dir": str(out / "runs"), "tracking.name": f"fold_{fold.number}"}
     if threads is not None:
         overrides |= thread_overrides(config, threads)
-    with console.muted():  # one line per fold (the progress bar), not each fold's epochs and metric tables
+    with console.muted() if muted else contextlib.nullcontext():  # a line per fold, not its epochs and tables
         job = build(config, overrides, windows=_fold_windows(span, fold))
         if reuse is None:
             job.fit()

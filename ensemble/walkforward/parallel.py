@@ -20,10 +20,18 @@ from typing import Any
 
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import run_cell_spec, stop_running_cells
-from ensemble.launchers import CellResult, CellSpec, Launcher
+from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, Progress
 from ensemble.training.family import on_sigterm
 from ensemble.walkforward.config import WalkForward
-from ensemble.walkforward.fold import Fold, finished_fold, load_folds, refit_fold, run_fold, span_data
+from ensemble.walkforward.fold import (
+    Fold,
+    finished_fold,
+    fold_outcome,
+    load_folds,
+    refit_fold,
+    run_fold,
+    span_data,
+)
 from ensemble.walkforward.outputs import WalkForwardError
 
 
@@ -31,7 +39,8 @@ def fold_cell(settings: dict[str, Any], out: str, number: int, reuse: str | None
     """A fold's work in its own process (a ``CellSpec.work``): cut the folds of ``config`` with the ``wf`` settings
     ``settings`` (``WalkForward.record()``) and run fold ``number`` into ``out`` (with ``reuse``, on that finished
     run's model). A ``ckpt_path`` in ``config`` (a retry) resumes the fold's run; without one, an unfinished run
-    a killed attempt left is deleted first, as a sequential re-run does.
+    a killed attempt left is deleted first, as a sequential re-run does. The fold's training prints as ``ensemble
+    fit`` prints: the process's output is the fold's ``cell.log``.
 
     Raises:
         ConfigError: fold ``number`` is not among the folds cut (the span changed under the walk-forward).
@@ -43,7 +52,7 @@ def fold_cell(settings: dict[str, Any], out: str, number: int, reuse: str | None
     fold = next((f for f in folds if f.number == number), None)
     if fold is None:
         raise ConfigError(f"{out}: fold {number} is not among the {len(folds)} folds cut from the span now")
-    run_fold(config, root, span, fold, Path(reuse) if reuse else None)
+    run_fold(config, root, span, fold, Path(reuse) if reuse else None, muted=False)  # its output: its cell.log
 
 
 def run_folds(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, folds: list[Fold], launcher: Launcher,
@@ -59,35 +68,38 @@ def run_folds(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, fol
     failed: dict[int, str] = {}
     refits = [f for f in folds if refit_fold(f.number, wf.refit_every) == f.number]
     reusing = [f for f in folds if refit_fold(f.number, wf.refit_every) != f.number]
-    for wave in (refits, reusing):
-        specs = []
-        for fold in wave:
-            base = out / "runs" / f"fold_{fold.number}"
-            run = finished_fold(base)
-            if run is not None:
-                runs[fold.number] = run
-                print(f"walk-forward fold {fold.number}/{len(folds)}: finished earlier, skipped ({run})", flush=True)
-                continue
-            source = refit_fold(fold.number, wf.refit_every)
-            if source != fold.number and source not in runs:
-                failed[fold.number] = f"not run, its refit fold {source} failed"
-                continue
-            reuse = str(runs[source]) if source != fold.number else None
-            work = partial(fold_cell, wf.record(), str(out), fold.number, reuse)
-            specs.append(CellSpec(f"fold_{fold.number}", str(base), config, launcher.settings.retries, work))
 
-        def on_done(spec: CellSpec, result: CellResult) -> str:
-            number = int(spec.key.removeprefix("fold_"))
-            run = finished_fold(Path(spec.folder)) if result.code == 0 else None
-            if run is None:
-                failed[number] = f"{result.message} (see {Path(spec.folder) / 'cell.log'})"
-                return f"FAILED ({result.message})"
-            runs[number] = run
-            return f"done in {result.wall_s:.0f}s ({run})"
+    def on_done(spec: CellSpec, result: CellResult) -> Outcome:
+        number = int(spec.key.removeprefix("fold_"))
+        run = finished_fold(Path(spec.folder)) if result.code == 0 else None
+        if run is None:
+            log = Path(spec.folder) / "cell.log"
+            failed[number] = f"{result.message} (see {log})"
+            return Outcome("failed", note=f"{result.message}; see {log}")
+        runs[number] = run
+        return fold_outcome(config, "done", run)
 
-        if specs:
-            with on_sigterm(stop_running_cells):  # folds in worker threads are stopped from here
-                launcher.run(specs, run_cell_spec, on_done)
+    with Progress(len(folds), on_done, label="folds") as progress:
+        for wave in (refits, reusing):
+            specs = []
+            for fold in wave:
+                base = out / "runs" / f"fold_{fold.number}"
+                run = finished_fold(base)
+                if run is not None:
+                    runs[fold.number] = run
+                    progress.finish(f"fold_{fold.number}", fold_outcome(config, "skipped", run))
+                    continue
+                source = refit_fold(fold.number, wf.refit_every)
+                if source != fold.number and source not in runs:
+                    failed[fold.number] = f"not run, its refit fold {source} failed"
+                    progress.finish(f"fold_{fold.number}", Outcome("failed", note=failed[fold.number]))
+                    continue
+                reuse = str(runs[source]) if source != fold.number else None
+                work = partial(fold_cell, wf.record(), str(out), fold.number, reuse)
+                specs.append(CellSpec(f"fold_{fold.number}", str(base), config, launcher.settings.retries, work))
+            if specs:
+                with on_sigterm(stop_running_cells):  # folds in worker threads are stopped from here
+                    launcher.run(specs, run_cell_spec, progress)
     if failed:
         first = min(failed)
         raise WalkForwardError(f"walk-forward {name}: fold(s) {', '.join(map(str, sorted(failed)))} of {len(folds)} "

@@ -10,7 +10,6 @@ the config and the ``wf`` settings: a re-run with others is refused instead of m
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,12 +21,21 @@ import yaml
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import cell_lock, fingerprint
 from ensemble.io import atomic_write, write_json
-from ensemble.launchers import Launcher
+from ensemble.launchers import Launcher, Progress
 from ensemble.training.config import changed_keys, get_dotted, model_short_name
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.final import FINAL, adopt_final, oof_temperature, run_final
-from ensemble.walkforward.fold import Fold, finished_fold, fold_row, load_folds, refit_fold, run_fold, span_data
+from ensemble.walkforward.fold import (
+    Fold,
+    finished_fold,
+    fold_outcome,
+    fold_row,
+    load_folds,
+    refit_fold,
+    run_fold,
+    span_data,
+)
 from ensemble.walkforward.outputs import (
     final_line,
     fold_metrics,
@@ -93,15 +101,18 @@ def _check_record(out: Path, config: dict[str, Any], wf: WalkForward, files: dic
 
 
 def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | None = None,
-                    launcher: Launcher | None = None, threads: int | None = None) -> WalkForwardResult:  # fmt: skip
+                    launcher: Launcher | None = None, threads: int | None = None,
+                    fold_output: bool = False) -> WalkForwardResult:  # fmt: skip
     """Run (or resume) the walk-forward of ``config`` (a resolved run config) with the settings ``wf``.
 
     Args:
-        progress: a bar over folds; default on a terminal, else a line per fold.
+        progress: a bar over the folds besides their lines; default when stderr is a terminal.
         launcher: ``local`` or ``ray``: each fold in its own process, several at once (``parallel.py``); None or
             ``sequential``: the folds one after another in this process, on one load of the span.
         threads: in this process, a tree's library threads (None: the library's default); a launcher's folds
             take theirs from their slot.
+        fold_output: print the folds' and the final model's own training output (epochs, tables, warnings), as
+            in an experiment cell's process, whose output is its ``cell.log``; else a line per fold.
 
     Raises:
         ConfigError, DataContractError, WalkForwardError: one line each (bad settings, data, a damaged fold, or
@@ -118,7 +129,8 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         _check_record(out, config, wf, {s: _stamp(data.path(s)) for s in wf.splits})
         span, folds = load_folds(config, data, wf)
         if launcher is None or launcher.settings.kind == "sequential":
-            runs = _run_folds_here(config, wf, out, span, folds, _progress(len(folds), progress), threads)
+            with Progress(len(folds), label="folds", bar=progress) as bar:
+                runs = _run_folds_here(config, wf, out, span, folds, bar, threads, fold_output)
         else:
             runs = run_folds(config, wf, out, span, folds, launcher, name)
         rows = [fold_row(span, fold, wf.refit_every, runs[fold.number]) for fold in folds]
@@ -131,7 +143,8 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         metrics = summarise(oof, per_fold, data.horizon, trading)
         if wf.span == "trainval":  # the final model, judged on the untouched test split
             started = time.perf_counter()
-            final, status = run_final(config, out, finished_fold(out / "runs" / FINAL), oof_temperature(oof, runs))
+            final, status = run_final(config, out, finished_fold(out / "runs" / FINAL), oof_temperature(oof, runs),
+                                      muted=not fold_output)
             metrics.update(adopt_final(out, final))
             print(f"walk-forward final model: {status} in {time.perf_counter() - started:.0f}s ({final})", flush=True)
         atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
@@ -146,47 +159,32 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
     return WalkForwardResult(out, metrics, pd.DataFrame(rows), oof)
 
 
-def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, folds: list[Fold], bar: Any,
-                    threads: int | None) -> dict[int, Path]:  # fmt: skip
-    """Run (or skip, when finished) each fold in this process, in order; fold number -> its finished run."""
+def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, folds: list[Fold],
+                    progress: Progress, threads: int | None, fold_output: bool) -> dict[int, Path]:  # fmt: skip
+    """Run (or skip, when finished) each fold in this process, in order, a ``progress`` line each; fold number ->
+    its finished run."""
     runs: dict[int, Path] = {}
     for fold in folds:
         refit_from = refit_fold(fold.number, wf.refit_every)
         started = time.perf_counter()
         run = finished_fold(out / "runs" / f"fold_{fold.number}")
-        status = "finished earlier, skipped"
+        state = "skipped"
         if run is None:
+            progress.start(f"fold_{fold.number}")
             reuse = None if refit_from == fold.number else runs[refit_from]
-            run = run_fold(config, out, span, fold, reuse, threads)
-            status = f"done in {time.perf_counter() - started:.0f}s"
+            run = run_fold(config, out, span, fold, reuse, threads, muted=not fold_output)
+            state = "done"
         runs[fold.number] = run
         write_folds_csv(out, [fold_row(span, f, wf.refit_every, runs[f.number]) for f in folds if f.number in runs])
-        bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
+        progress.finish(f"fold_{fold.number}", fold_outcome(config, state, run), time.perf_counter() - started,
+                        started=state == "done")  # fmt: skip
     return runs
 
 
-def _progress(total: int, show_bar: bool | None) -> Any:
-    """A callable taking one line per finished fold: a tqdm bar on a terminal, else the line printed."""
-    if show_bar is None:
-        show_bar = sys.stderr.isatty()
-    if not show_bar:
-        return lambda line: print(f"walk-forward {line}", flush=True)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc="walk-forward", unit="fold")
-
-    def step(line: str) -> None:
-        bar.set_postfix_str(line.split(":")[1].strip()[:40])
-        bar.update(1)
-        if bar.n == total:
-            bar.close()
-
-    return step
-
-
 def walkforward_cell(settings: dict[str, Any], out: str, config: dict[str, Any]) -> None:
-    """An experiment cell's work (run in the cell's own process): the walk-forward of ``config`` into ``out``."""
-    run_walkforward(config, WalkForward(**{**settings, "out": out}), progress=False)
+    """An experiment cell's work (run in the cell's own process): the walk-forward of ``config`` into ``out``, its
+    folds' whole output printed into the cell's log."""
+    run_walkforward(config, WalkForward(**{**settings, "out": out}), progress=False, fold_output=True)
 
 
 def cell_fingerprint(config: dict[str, Any], wf: WalkForward) -> str:
