@@ -19,7 +19,7 @@ from ensemble.experiments.cells import (
     finished_runs,
     record_cell,
     run_cell_spec,
-    stop_running_cells,
+    stopping_cells,
 )
 from ensemble.experiments.champion import check_champion_metric, check_partitions, choose_champions
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
@@ -28,7 +28,6 @@ from ensemble.experiments.walkforward_cells import run_walkforward_cells, walkfo
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
-from ensemble.training.family import on_sigterm
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.training.trading import trading_section
 
@@ -198,7 +197,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
         return f"done in {result.wall_s:.0f}s, {_key_metric(spec.config, done)} ({done})"
 
     if todo:
-        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+        with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
             launcher.run(todo, run_cell_spec, on_done)
     members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
     blends = []

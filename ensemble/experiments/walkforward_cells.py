@@ -12,9 +12,8 @@ from typing import Any
 
 from ensemble import console
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import run_cell_spec, stop_running_cells
+from ensemble.experiments.cells import run_cell_spec, stopping_cells
 from ensemble.launchers import CellResult, CellSpec, Launcher
-from ensemble.training.family import on_sigterm
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
 
@@ -80,7 +79,7 @@ def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, 
         return f"walk-forward done in {result.wall_s:.0f}s ({folder})"
 
     if todo:
-        with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+        with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
             launcher.run(todo, run_cell_spec, on_done)
     return [rows[cell] for _, _, _, cell, _ in plan]
 

@@ -12,7 +12,17 @@ import queue
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, OnDone, RunOne, Slot, visible_gpus
+from ensemble.launchers.base import (
+    CellResult,
+    CellSpec,
+    CellStopped,
+    Launcher,
+    OnDone,
+    RunOne,
+    Slot,
+    stopped_run,
+    visible_gpus,
+)
 from ensemble.launchers.progress import Progress
 from ensemble.training.threads import default_threads
 
@@ -44,13 +54,18 @@ class LocalLauncher(Launcher):
                 slots.put(slot)
 
         results: dict[str, CellResult] = {}
+        stops: list[CellStopped] = []
         try:
             with ThreadPoolExecutor(max_workers=slots.qsize(), thread_name_prefix="cell") as pool:
                 futures = {pool.submit(on_slot, spec): spec for spec in specs}
                 try:
                     for future in as_completed(futures):
                         spec = futures[future]
-                        results[spec.key] = future.result()  # a caller's error (a held lock) stops the run
+                        try:
+                            results[spec.key] = future.result()  # a caller's error (a held lock) stops the run
+                        except CellStopped as stop:  # a signal stopped every cell: gather them all, then stop
+                            stops.append(stop)
+                            continue
                         progress.done(spec, results[spec.key])
                 except BaseException:
                     for future in futures:  # cells not started yet never start; running ones finish
@@ -58,4 +73,6 @@ class LocalLauncher(Launcher):
                     raise
         finally:
             progress.close()
+        if stops:
+            raise stopped_run(stops)
         return [results[spec.key] for spec in specs]

@@ -2,8 +2,9 @@
 views of that one panel, then stitch the out-of-fold predictions.
 
 Crash safety: a fold is finished once its run's ``metrics.json`` holds its test-block metrics. A re-run skips
-finished folds and deletes the unfinished runs a killed process left, so a walk-forward killed in fold 3 goes
-on at fold 3; seeded folds make the result equal to an uninterrupted run's. ``walkforward.json`` fingerprints
+finished folds and resumes the fold a stop or kill left unfinished from its last checkpoint (other unfinished
+runs are deleted), so a walk-forward stopped in fold 3 goes on in fold 3 where it stopped; seeded folds make the
+result equal to an uninterrupted run's. ``walkforward.json`` fingerprints
 the config and the ``wf`` settings: a re-run with others is refused instead of mixing folds of two setups.
 """
 
@@ -27,7 +28,16 @@ from ensemble.training.config import changed_keys, get_dotted, model_short_name
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.final import FINAL, adopt_final, run_final
-from ensemble.walkforward.fold import Fold, finished_fold, fold_row, load_folds, refit_fold, run_fold, span_data
+from ensemble.walkforward.fold import (
+    Fold,
+    finished_fold,
+    fold_resume_point,
+    fold_row,
+    load_folds,
+    refit_fold,
+    run_fold,
+    span_data,
+)
 from ensemble.walkforward.outputs import (
     final_line,
     fold_metrics,
@@ -153,12 +163,13 @@ def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: An
     for fold in folds:
         refit_from = refit_fold(fold.number, wf.refit_every)
         started = time.perf_counter()
-        run = finished_fold(out / "runs" / f"fold_{fold.number}")
+        run = finished_fold(out / "runs" / f"fold_{fold.number}", config)
         status = "finished earlier, skipped"
         if run is None:
             reuse = None if refit_from == fold.number else runs[refit_from]
-            run = run_fold(config, out, span, fold, reuse, threads)
-            status = f"done in {time.perf_counter() - started:.0f}s"
+            resume = fold_resume_point(config, out / "runs" / f"fold_{fold.number}") if reuse is None else None
+            run = run_fold({**config, "ckpt_path": str(resume)} if resume else config, out, span, fold, reuse, threads)
+            status = f"{f'resumed from {resume.name}, ' if resume else ''}done in {time.perf_counter() - started:.0f}s"
         runs[fold.number] = run
         write_folds_csv(out, [fold_row(span, f, wf.refit_every, runs[f.number]) for f in folds if f.number in runs])
         bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
