@@ -17,6 +17,7 @@ from ensemble.experiments.cells import (
     check_writable,
     fingerprint,
     finished_runs,
+    interrupted_run,
     record_cell,
     run_cell_spec,
     stopping_cells,
@@ -163,8 +164,9 @@ def run_experiment(exp: Experiment) -> list[dict]:
         return board.to_dict("records")
     stale = [(f"{m}_h{h}", done[-1][0]) for m, h, c in cells
              if (done := finished_runs(runs / f"{m}_h{h}")) and fingerprint(c) not in {f for _, f in done}]
+    stale += [(f"{m}_h{h}", old) for m, h, c in cells if (old := interrupted_run(c, runs / f"{m}_h{h}")[1])]
     if stale and exp.on_change == "refuse":  # before any cell trains
-        raise ConfigError(f"{stale[0][0]}: its finished run {stale[0][1]} was trained with another config; "
+        raise ConfigError(f"{stale[0][0]}: its run {stale[0][1]} was trained with another config; "
                           f"set on_change: rerun to train the {len(stale)} changed cell(s) again")  # fmt: skip
     rows: dict[str, dict] = {}
     todo: list[CellSpec] = []
@@ -179,6 +181,12 @@ def run_experiment(exp: Experiment) -> list[dict]:
             continue
         if finished:
             console.say(f"[{i}/{len(cells)}] {cell}: config changed since {finished[-1][0]}, training it again")
+        resume, old = interrupted_run(config, runs / cell)
+        if resume is not None:
+            console.say(f"[{i}/{len(cells)}] {cell}: resuming its interrupted run from {resume}")
+        elif old is not None:  # never resumed: its checkpoint holds another config's model
+            console.say(f"[{i}/{len(cells)}] {cell}: its interrupted run {old} was started with another config; "
+                        "training it from the start")  # fmt: skip
         before[cell] = {run for run, _ in finished}
         todo.append(CellSpec(cell, str(runs / cell), config, exp.launcher.retries))
     grid = {f"{m}_h{h}": (m, h) for m, h, _ in cells}

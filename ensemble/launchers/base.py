@@ -173,6 +173,10 @@ class Launcher(ABC):
     settings: LauncherSettings = field(default_factory=LauncherSettings)
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        """Check, as the launcher is made and before any cell is planned, that it can run (e.g. that a Ray
+        cluster answers); raises ConfigError in one line. Nothing to check here."""
+
     @abstractmethod
     def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:
         """Run every cell once (a failed one does not stop the others); results in the order of ``specs``.

@@ -111,7 +111,7 @@ class RayLauncher(Launcher):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
         ours = self.connect(ray)
         try:
-            cpus = self.threads or self._cpus_per_cell(ray, ours)
+            cpus = self.threads or self._cpus_per_cell(ray, ours and self.settings.address is None)
             task = ray.remote(_call)
             progress = Progress(len(specs), on_done)
             pending: dict[Any, CellSpec] = {}
@@ -144,7 +144,8 @@ class RayLauncher(Launcher):
                 ray.shutdown()
 
     def connect(self, ray: Any) -> bool:
-        """Join ``settings.address``, or start a local instance; True when this process started it.
+        """Join ``settings.address``, or start a local instance; True when this call did either (the run then
+        ends with ``ray.shutdown()``: it stops a local instance and only disconnects from a cluster).
 
         Raises:
             ConfigError: the address cannot be reached, in one line and within seconds.
@@ -160,7 +161,7 @@ class RayLauncher(Launcher):
                 ray.init(num_cpus=cpus, num_gpus=len(visible_gpus()), **quiet)
                 return True
             ray.init(address=address, **quiet)  # probed when the launcher was made
-            return False
+            return True
         except ConnectionError as err:
             raise ConfigError(f"launcher.address '{address}': {str(err).splitlines()[0]}") from None
 

@@ -169,7 +169,7 @@ def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: An
             reuse = None if refit_from == fold.number else runs[refit_from]
             resume = fold_resume_point(config, out / "runs" / f"fold_{fold.number}") if reuse is None else None
             run = run_fold({**config, "ckpt_path": str(resume)} if resume else config, out, span, fold, reuse, threads)
-            status = f"{f'resumed from {resume.name}, ' if resume else ''}done in {time.perf_counter() - started:.0f}s"
+            status = f"done in {time.perf_counter() - started:.0f}s{f', resumed from {resume.name}' if resume else ''}"
         runs[fold.number] = run
         write_folds_csv(out, [fold_row(span, f, wf.refit_every, runs[f.number]) for f in folds if f.number in runs])
         bar(f"fold {fold.number}/{len(folds)}: {status} ({run})")
