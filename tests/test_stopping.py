@@ -186,15 +186,20 @@ def test_a_reachable_ray_address_still_works_and_leaves_no_ray_process(tmp_path)
     from test_launchers import _ray_processes
 
     from ensemble.launchers import CellSpec, LauncherSettings, make_launcher
+    from ensemble.launchers.ray_launcher import probe
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    port, client = ports
     before = _ray_processes()
-    head = ["ray", "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
-            "--disable-usage-stats"]  # fmt: skip
+    head = ["ray", "start", "--head", "--port", str(port), "--ray-client-server-port", str(client), "--num-cpus",
+            "2", "--include-dashboard", "false", "--disable-usage-stats"]  # fmt: skip
     subprocess.run(head, env=ENV, check=True, capture_output=True, timeout=180)
     try:
+        probe(f"ray://127.0.0.1:{client}")  # the Ray Client server answers its PING: no error
         launcher = make_launcher(LauncherSettings(kind="ray", address=f"127.0.0.1:{port}"), threads=1)
         specs = [CellSpec(key, str(tmp_path / key), {}) for key in ("a", "b")]
         results = launcher.run(specs, __import__("launch_grid").pid_cell, lambda spec, result: result.message)

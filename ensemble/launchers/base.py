@@ -174,8 +174,9 @@ class Launcher(ABC):
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        """Check, as the launcher is made and before any cell is planned, that it can run (e.g. that a Ray
-        cluster answers); raises ConfigError in one line. Nothing to check here."""
+        """Check, as the launcher is made and before any cell is planned, that it can run (its settings; a
+        subclass adds its own, e.g. that a Ray cluster answers). Raises ConfigError in one line."""
+        self.settings.check()
 
     @abstractmethod
     def run(self, specs: Sequence[CellSpec], run_one: RunOne, on_done: OnDone) -> list[CellResult]:

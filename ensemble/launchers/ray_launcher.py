@@ -50,7 +50,7 @@ def _call(run_one: RunOne, spec: CellSpec, slot: Slot) -> CellResult:
 def probe(address: str) -> None:
     """Check that a Ray cluster answers at ``address`` (``auto``, ``host:6379``, ``ray://host:10001``) within
     ``PROBE_TIMEOUT_S`` seconds: one gRPC call with that deadline, the GCS's ``GetClusterId`` (an empty request
-    is a valid one) or, for ``ray://``, the Ray client server's ``ClusterInfo``. A port that accepts connections
+    is a valid one) or, for ``ray://``, the Ray client server's ``ClusterInfo`` PING. A port that accepts connections
     but is not Ray (a proxy, another server) answers UNIMPLEMENTED or the like, and is refused too.
 
     Raises:
@@ -71,10 +71,15 @@ def probe(address: str) -> None:
     host, _, port = hostport.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"launcher.address '{address}' is not auto, host:port or ray://host:port")
-    method = "/ray.rpc.RayletDriver/ClusterInfo" if client else "/ray.rpc.NodeInfoGcsService/GetClusterId"
+    method, request = "/ray.rpc.NodeInfoGcsService/GetClusterId", b""
+    if client:  # the PING the Ray client itself sends first, which the client server answers before anything else
+        from ray.core.generated import ray_client_pb2
+
+        method = "/ray.rpc.RayletDriver/ClusterInfo"
+        request = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING).SerializeToString()
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         try:
-            channel.unary_unary(method)(b"", timeout=PROBE_TIMEOUT_S)
+            channel.unary_unary(method)(request, timeout=PROBE_TIMEOUT_S)
             return
         except grpc.RpcError as err:
             code = err.code()
@@ -102,6 +107,7 @@ class RayLauncher(Launcher):
     """Submit every cell at once; Ray runs as many as the cluster's resources allow."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.settings.address is not None:  # before any cell is planned: an unreachable cluster is one line, now
             probe(self.settings.address)
 
