@@ -7,10 +7,12 @@ process left behind; a Ray address that does not answer is one line within secon
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -208,8 +210,11 @@ def test_a_reachable_ray_address_still_works_and_leaves_no_ray_process(tmp_path,
             ports.append(sock.getsockname()[1])
     port, client = ports
     before = _ray_processes()
+    # its own temp dir (short: Ray's socket paths must fit 107 bytes), so the `ray_current_cluster` record it
+    # writes never sends another test's or user's address-less ray.init() to this head
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     head = ["ray", "start", "--head", "--port", str(port), "--ray-client-server-port", str(client), "--num-cpus",
-            "2", "--include-dashboard", "false", "--disable-usage-stats"]  # fmt: skip
+            "2", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]  # fmt: skip
     # a throwaway cluster without Ray's token authentication (a `ray start` on a machine that holds a token in
     # ~/.ray turns it on, and this driver would need the token passed along): the head and this driver agree
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
@@ -229,4 +234,5 @@ def test_a_reachable_ray_address_still_works_and_leaves_no_ray_process(tmp_path,
                     os.kill(pid, sig)
             if not _alive(ours):
                 break
+        shutil.rmtree(temp, ignore_errors=True)
     assert ours and not _ray_processes() - before, _ray_processes() - before
