@@ -156,7 +156,8 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
     try:
         if _STOPPING:  # the signal came between the check above and the registration
             proc.terminate()
-        proc.join()
+        while proc.exitcode is None:  # short joins: Ray cancels a task by raising in its thread between bytecodes
+            proc.join(0.5)
     except BaseException:  # e.g. Ray cancelling the task: the fit checkpoints and stops before we go on
         proc.terminate()
         proc.join()

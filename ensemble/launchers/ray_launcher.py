@@ -91,6 +91,20 @@ def probe(address: str) -> None:
                           f"{'client server' if client else 'head node (GCS)'} ({code.name}); {hint}")  # fmt: skip
 
 
+def _signal_handlers(restore: dict[int, Any] | None = None) -> dict[int, Any]:
+    """This process's SIGTERM and SIGINT handlers; with ``restore``, put those back first. ``ray.init`` sets its
+    own SIGTERM handler (``sys.exit``), which would end the run without stopping its cells: the launcher saves
+    ``stopping_cells``' handlers before it and restores them after. Main thread only (elsewhere: nothing)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    for sig, handler in (restore or {}).items():
+        signal.signal(sig, handler)
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
 def gpus_for(config: dict[str, Any], gpus_per_cell: float | None) -> float:
     """GPUs a cell's task asks for: ``gpus_per_cell``, else ``trainer.devices`` (a count; 1 for a list or
     ``auto``) when ``trainer.accelerator`` is gpu or cuda, else 0."""
@@ -115,7 +129,9 @@ class RayLauncher(Launcher):
         import ray
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
+        handlers = _signal_handlers()
         ours = self.connect(ray)
+        _signal_handlers(handlers)
         try:
             cpus = self.threads or self._cpus_per_cell(ray, ours and self.settings.address is None)
             task = ray.remote(_call)
