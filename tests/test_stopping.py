@@ -185,6 +185,33 @@ def test_ctrl_c_on_a_local_walkforward_is_one_line_exit_130_and_no_process_left(
         assert (out / "runs" / fold / "version_0" / "checkpoints" / "last.meta.json").is_file()
 
 
+@pytest.mark.slow
+def test_sigterm_to_a_ray_experiment_stops_every_cell_and_leaves_no_ray_process(tmp_path, splits):
+    """``ray.init`` puts its own SIGTERM handler in place; the run still stops its cells (Ray cancels their tasks,
+    each fit checkpoints) and names them, on a local Ray instance that it then shuts down."""
+    marker = tmp_path / "stalled"
+    fit = json.dumps(["--trainer.max_epochs", "4", "--trainer.rounds_per_epoch", "4",
+                      "--trainer.callbacks+=killer.TreeStallOncePerCell", f"--trainer.callbacks.marker={marker}",
+                      "--trainer.callbacks.epoch=1"])  # fmt: skip
+    args = grid_args(splits, tmp_path / "exp", "--launcher", "ray", "--launcher.workers", "2", models="[lightgbm]",
+                     fit=fit)  # fmt: skip
+    before = _ray_processes()
+    parent = subprocess.Popen([sys.executable, "-m", "ensemble.cli", *args], env={**ENV, "RAY_AUTH_MODE": "disabled"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _wait_for_markers([tmp_path / f"stalled.{c}" for c in CELLS], parent)
+    parent.send_signal(signal.SIGTERM)
+    err = parent.communicate(timeout=180)[1].decode()
+    assert parent.returncode == 143, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("ensemble: stopped: SIGTERM received: stopped lightgbm_h"), line
+    assert all(cell in line for cell in CELLS), line
+    for cell in CELLS:  # the fits were stopped by the launcher, not killed: each checkpointed its epoch 1
+        meta = tmp_path / "exp" / "runs" / cell / "version_0" / "checkpoints" / "last.meta.json"
+        assert json.loads(meta.read_text())["global_step"] == 8
+    time.sleep(1)
+    assert not _ray_processes() - before, _ray_processes() - before
+
+
 @pytest.mark.parametrize("address", ["10.255.255.1:6379", "ray://10.255.255.1:10001", "127.0.0.1:1"])
 def test_an_unreachable_ray_address_is_one_line_within_seconds(address, tmp_path, splits, capfd):
     import ensemble.commands.experiment  # noqa: F401  (imported: the time measured is the address's)
