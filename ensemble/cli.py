@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             return _dispatch([a for a in argv if a not in ("--debug", "--quiet")])
     except Preempted as stop:
         print(f"ensemble: stopped: {stop.message}", file=sys.stderr)
-        return Preempted.EXIT_CODE
+        return stop.EXIT_CODE
+    except KeyboardInterrupt:  # Ctrl-C outside a launcher's cells (they stop theirs as Preempted, above)
+        print("ensemble: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except Exception as err:
         found = user_error(err)
         if debug or found is None:

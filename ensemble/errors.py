@@ -50,11 +50,13 @@ def one_line(err: BaseException) -> str:
 
 
 class Preempted(SystemExit):
-    """The job was told to stop (SIGTERM: how SLURM and Kubernetes pre-empt). It exits with 143 (128 +
-    SIGTERM), so a scheduler records a failure, never a success; the message says how to resume."""
+    """The job was told to stop (SIGTERM: how SLURM and Kubernetes pre-empt; or SIGINT, Ctrl-C). It exits
+    with 128 + the signal (143 for SIGTERM, 130 for SIGINT), so a scheduler records a failure, never a success;
+    the message says how to resume."""
 
     EXIT_CODE = 143
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, signum: int = 15) -> None:
+        self.EXIT_CODE = 128 + signum
         super().__init__(self.EXIT_CODE)
         self.message = message

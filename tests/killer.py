@@ -98,3 +98,17 @@ class TreeFailInFold(TreeCallback):
     def on_fit_start(self, trainer, model) -> None:
         if Path(trainer.default_root_dir).parent.name == f"fold_{self.fold}":
             raise RuntimeError(f"planted failure in fold {self.fold}")
+
+
+class TreeStallOncePerCell(TreeStallAt):
+    """``TreeStallAt`` once in each cell or fold (the parent of the run folder, e.g. ``lightgbm_h5``): the first fit
+    of it stalls at the end of ``epoch`` and writes ``<marker>.<cell>`` (its pid); a re-run of the same command
+    (same config, so the same fingerprint) finds the file and trains straight through."""
+
+    def on_epoch_end(self, trainer, model) -> None:
+        import os
+
+        mine = self.marker.with_name(f"{self.marker.name}.{Path(trainer.default_root_dir).parent.name}")
+        if trainer.current_epoch == self.epoch and not mine.exists():
+            mine.write_text(str(os.getpid()))
+            _stall(lambda: trainer.should_stop)

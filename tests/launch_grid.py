@@ -40,3 +40,13 @@ def run_contents(run: Path) -> dict[str, object]:
     config["tracking"].pop("save_dir", None)
     preds = pd.read_parquet(run / "predictions" / "test.parquet")
     return {"files": files, "metrics": metrics, "config": config, "predictions": preds.to_dict("list")}
+
+
+def pid_cell(spec, slot):
+    """A launcher's ``run_one`` that trains nothing: the cell's result names the process that ran it (a Ray
+    worker's, on a cluster), so a test can see a launcher reach its workers without fitting anything."""
+    import os
+
+    from ensemble.launchers import CellResult
+
+    return CellResult(spec.key, 0, f"pid {os.getpid()}", 0.0)

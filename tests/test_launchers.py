@@ -163,7 +163,7 @@ def test_sigterm_to_a_local_experiment_stops_its_cells_and_exits_143(tmp_path, s
     parent.send_signal(signal.SIGTERM)  # cells run in worker threads: the main thread stops them all
     err = parent.communicate(timeout=240)[1].decode()
     assert parent.returncode == 143, err[-2000:]
-    assert "SIGTERM received: cell lightgbm_h" in err.strip().splitlines()[-1]
+    assert "SIGTERM received: stopped lightgbm_h" in err.strip().splitlines()[-1]
     assert not Path(f"/proc/{cell}").exists() or "Z" in Path(f"/proc/{cell}/stat").read_text().split(")")[-1][:3]
 
 
@@ -187,15 +187,6 @@ def test_bad_launcher_settings_are_one_line_each(tmp_path, splits, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write there" in err[0] and "every node shares" in err[0], err
     assert not (tmp_path / "exp").exists()
-
-
-def test_an_unreachable_ray_address_is_one_line_within_seconds(tmp_path, splits, capsys):
-    started = time.perf_counter()
-    args = grid_args(splits, tmp_path / "exp", "--launcher", "ray", "--launcher.address", "127.0.0.1:1")
-    assert main(args) == 2
-    assert time.perf_counter() - started < 20  # the probe gives up after 3 s; the rest is parsing the grid
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "launcher.address '127.0.0.1:1': no Ray cluster answers there" in err[0], err
 
 
 def test_tune_workers_share_one_study(tmp_path, fit_args, capsys):
@@ -259,10 +250,11 @@ def test_no_cell_starts_once_sigterm_has_stopped_the_running_ones(tmp_path, monk
     from ensemble.errors import Preempted
     from ensemble.experiments import cells
 
-    monkeypatch.setattr(cells, "_STOPPING", [True])
+    monkeypatch.setattr(cells, "_STOPPING", [signal.SIGTERM])
     folder = tmp_path / "xgboost_h20"
     folder.mkdir()
     with pytest.raises(Preempted) as stopped:
         cells.run_cell({"model": {}}, folder)
-    assert "cell xgboost_h20 was not started" in stopped.value.message
+    assert stopped.value.key == "xgboost_h20" and not stopped.value.started and stopped.value.EXIT_CODE == 143
+    assert "SIGTERM received: no cell was running, 1 not started" in stopped.value.message
     assert not (folder / "cell.log").exists()  # no process was spawned

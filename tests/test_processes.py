@@ -160,7 +160,7 @@ def test_sigterm_to_an_experiment_stops_its_cell_and_exits_143(tmp_path, splits)
     parent.send_signal(signal.SIGTERM)
     err = parent.communicate(timeout=240)[1].decode()
     assert parent.returncode == 143, err[-2000:]
-    assert "SIGTERM received: cell lstm_h5 was stopped" in err.strip().splitlines()[-1]
+    assert "SIGTERM received: stopped lstm_h5;" in err.strip().splitlines()[-1]
     assert not _alive(cell)
     ckpts = tmp_path / "exp" / "runs" / "lstm_h5" / "version_0" / "checkpoints"
     assert (ckpts / "last.ckpt").is_file()  # the cell itself was pre-empted cleanly, with a checkpoint

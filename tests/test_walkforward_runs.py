@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_trees_cli import EXACT_RESUME
 
 from ensemble.cli import main
 from ensemble.data.folds import PURGE_ENV, block_bounds
@@ -132,8 +133,8 @@ def test_planted_leak_only_purging_stops(tmp_path, monkeypatch, purge):
 def test_sigkill_in_fold_3_resumes_at_fold_3(tmp_path, splits):
     marker = tmp_path / "stalled"
     cmd = [sys.executable, "-m", "ensemble.cli", "walkforward", "--config", LIGHTGBM, "--data.root", str(splits),
-           *FAST, "--trainer.max_epochs", "3", "--wf.folds", "4", "--trainer.callbacks+=killer.TreeStallInFold",
-           f"--trainer.callbacks.marker={marker}"]  # fmt: skip
+           *FAST, "--trainer.max_epochs", "3", "--wf.folds", "4", *EXACT_RESUME["lightgbm"],
+           "--trainer.callbacks+=killer.TreeStallInFold", f"--trainer.callbacks.marker={marker}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--wf.out", str(killed)], env=env, cwd=tmp_path,
@@ -151,7 +152,8 @@ def test_sigkill_in_fold_3_resumes_at_fold_3(tmp_path, splits):
     again = subprocess.run([*cmd, "--wf.out", str(killed)], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped (finished earlier)") == 2 and "[3/4] fold_3: done" in again.stdout
-    (fold_3,) = (killed / "runs" / "fold_3").iterdir()  # the killed run was deleted, the fold trained again
+    assert "fold_3: resuming its interrupted run from" in again.stdout and "last.meta.json" in again.stdout
+    (fold_3,) = (killed / "runs" / "fold_3").iterdir()  # the killed run was resumed from its epoch-0 checkpoint
     assert "test/f1_macro" in json.loads((fold_3 / "metrics.json").read_text())
     whole = subprocess.run([*cmd, "--wf.out", str(tmp_path / "whole")], env=env, cwd=tmp_path, capture_output=True,
                            text=True)  # fmt: skip  (the marker exists now: no stall)

@@ -1,14 +1,17 @@
 """One experiment cell: a fit in its own process, bound to the experiment's life, locked, and fingerprinted.
 
 - **Bound to the parent.** The cell's process asks the kernel to SIGKILL it when its parent dies
-  (``PR_SET_PDEATHSIG``), so killing an experiment, even with SIGKILL, never leaves an orphaned fit; SIGTERM
-  to the experiment terminates the running cell and exits 143.
+  (``PR_SET_PDEATHSIG``), so killing an experiment, even with SIGKILL, never leaves an orphaned fit. SIGTERM
+  or Ctrl-C (SIGINT) to the experiment sends SIGTERM to every running cell (each checkpoints and stops), starts
+  no new one, and exits 143 (130 for Ctrl-C) naming the stopped cells; the cells themselves ignore Ctrl-C.
 - **Locked.** ``<cell>/.lock`` is held (``flock``) while a process trains the cell; a second experiment on
   the same folder is refused in one line naming the holder's pid, instead of training the cell again beside it.
 - **Fingerprinted.** ``<run>/cell.json`` records a hash of the cell's resolved config. A finished run whose
   fingerprint differs from the config now asked for is stale: the cell is re-run (or refused, as chosen).
-- **Retried.** A fit process killed by a signal (a worker lost, the OOM killer) is started again up to the
-  spec's ``retries`` times, resuming from the last checkpoint of the run it was writing.
+- **Retried, resumed.** A fit process killed by a signal (a worker lost, the OOM killer) is started again up to
+  the spec's ``retries`` times, resuming from the last checkpoint of the run it was writing. A re-run of the
+  command resumes a cell that a stop or kill left unfinished the same way, when ``<cell>/started.json`` shows
+  that run was started with the config asked for now; a run started with another config is never resumed.
 - **On its slot.** The fit process sets its threads and ``CUDA_VISIBLE_DEVICES`` from the launcher's slot
   before building anything; the thread count reaches the tree libraries through ``model.init_args.n_jobs``,
   outside the fingerprint (threads change how fast a cell trains, not what it is).
@@ -21,6 +24,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,15 +35,16 @@ from typing import Any
 
 import yaml
 
-from ensemble.errors import ConfigError, Preempted
+from ensemble.errors import ConfigError
 from ensemble.io import write_json
-from ensemble.launchers.base import CellResult, CellSpec, Slot, die_with_parent
-from ensemble.training.family import family_for, on_sigterm
+from ensemble.launchers.base import STOPPING as _STOPPING
+from ensemble.launchers.base import CellResult, CellSpec, CellStopped, Slot, cell_entry, die_with_parent
+from ensemble.training.family import family_for
 
 _LIVE: dict[int, Any] = {}  # pid -> process of the cells this process's threads are running
-_STOPPING: list[bool] = []  # set once a SIGTERM asked every running cell to stop
 _VOLATILE = ("tracking.parent_run_id",)  # differ between runs of the same cell, change nothing trained
 CELL_RECORD = "cell.json"
+STARTED = "started.json"  # <cell>/started.json: the fingerprint of the run the cell's last attempt started
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
@@ -132,31 +138,34 @@ def cell_lock(folder: Path) -> Iterator[None]:
 def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
              work: Callable[[dict[str, Any]], None] = fit) -> tuple[int, str]:  # fmt: skip
     """Fit ``config`` (or run another ``work`` on it, a picklable function such as a walk-forward) in a fresh
-    process while holding the cell's lock; (exit code, last line of its log).
+    process (the caller holds the cell's lock); (exit code, last line of its log).
     The exit code is negative when a signal killed the process (-9: SIGKILL).
 
     Raises:
-        ConfigError: the cell is locked by another live process.
-        Preempted: SIGTERM arrived; the running cell was terminated first.
+        CellStopped: SIGTERM or SIGINT reached this process (``stopping_cells``): the cell's process was stopped
+            first (it checkpoints on the way out), or it was never started.
     """
     log = folder / "cell.log"
     if _STOPPING:  # a worker thread freed by a stopped cell must not start the next one
-        raise Preempted(f"SIGTERM received: cell {folder.name} was not started; re-run to go on "
-                        "(finished cells are skipped)")  # fmt: skip
-    with cell_lock(folder):
-        spawn = multiprocessing.get_context("spawn")
-        proc = spawn.Process(target=_fit_cell, args=(config, str(log), os.getpid(), slot, work))
-        stop: list[bool] = []
-        with on_sigterm(lambda: (stop.append(True), proc.terminate())):  # no-op outside the main thread
-            proc.start()
-            _LIVE[proc.pid] = proc
-            try:
-                proc.join()
-            finally:
-                _LIVE.pop(proc.pid, None)
-        if stop or _STOPPING:
-            raise Preempted(f"SIGTERM received: cell {folder.name} was stopped; re-run the same command to go on "
-                            "(finished cells are skipped)")  # fmt: skip
+        raise CellStopped(folder.name, False, _STOPPING[0])
+    spawn = multiprocessing.get_context("spawn")
+    payload = pickle.dumps((_fit_cell, (config, str(log), os.getpid(), slot, work)))
+    proc = spawn.Process(target=cell_entry, args=(payload,))
+    proc.start()
+    _LIVE[proc.pid] = proc
+    try:
+        if _STOPPING:  # the signal came between the check above and the registration
+            proc.terminate()
+        while proc.exitcode is None:  # short joins: Ray cancels a task by raising in its thread between bytecodes
+            proc.join(0.5)
+    except BaseException:  # e.g. Ray cancelling the task: the fit checkpoints and stops before we go on
+        proc.terminate()
+        proc.join()
+        raise
+    finally:
+        _LIVE.pop(proc.pid, None)
+    if _STOPPING:
+        raise CellStopped(folder.name, True, _STOPPING[0])
     lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
     code = proc.exitcode or 0
     if not lines and code != 0:  # died before _fit_cell opened its log: most often an unguarded calling script
@@ -166,12 +175,32 @@ def run_cell(config: dict[str, Any], folder: Path, slot: Slot | None = None,
     return code, (lines or ["no output"])[-1]
 
 
-def stop_running_cells() -> None:
-    """SIGTERM handler of a launcher that runs cells in threads (``local``): terminate every running cell's
-    process; each ``run_cell`` then raises ``Preempted`` instead of reporting a failure or retrying."""
-    _STOPPING.append(True)
+def stop_running_cells(signum: int = signal.SIGTERM) -> None:
+    """Stop every running cell: SIGTERM to its process (it checkpoints and exits); each ``run_cell`` then raises
+    ``CellStopped`` instead of reporting a failure or retrying, and no new cell starts."""
+    _STOPPING.append(signum)
     for proc in list(_LIVE.values()):
         proc.terminate()
+
+
+@contextmanager
+def stopping_cells() -> Iterator[None]:
+    """For the block, SIGTERM and SIGINT (Ctrl-C) to this process stop every running cell
+    (``stop_running_cells``) rather than kill this process mid-run; the launcher then raises one ``Preempted``
+    naming the stopped cells. Main thread only, as Python's signal handlers are (elsewhere a no-op)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _STOPPING.clear()  # a new run in this process (tests call the CLI in-process) starts unstopped
+    handler = lambda signum, frame: stop_running_cells(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def record_cell(run_dir: Path, config: Mapping[str, Any]) -> None:
@@ -192,6 +221,21 @@ def check_writable(folder: Path) -> str | None:
     return None
 
 
+def interrupted_run(config: Mapping[str, Any], folder: Path) -> tuple[Path | None, Path | None]:
+    """What an earlier attempt at this cell left unfinished (a stop, a kill of the whole run): (the checkpoint to
+    resume it from, None) when ``started.json`` shows its run was started with ``config``'s fingerprint; (None,
+    that run) when it was started with another config (it is never resumed); (None, None) when there is none."""
+    record = folder / STARTED
+    resume = resume_point(config, folder)
+    if resume is None or not record.is_file():
+        return None, None
+    started = json.loads(record.read_text())
+    run = resume.parent.parent
+    if run.name in started["before"]:  # an older run than the one the record describes
+        return None, None
+    return (resume, None) if started["fingerprint"] == fingerprint(config) else (None, run)
+
+
 def resume_point(config: Mapping[str, Any], folder: Path) -> Path | None:
     """The last checkpoint of the newest run under ``folder`` when that run is unfinished (the run a killed
     fit was writing), else None: a retry never resumes an older, finished run."""
@@ -204,27 +248,37 @@ def resume_point(config: Mapping[str, Any], folder: Path) -> Path | None:
 
 def run_cell_spec(spec: CellSpec, slot: Slot) -> CellResult:
     """A launcher's ``run_one`` for experiment cells: check the folder is writable (on the node that runs the
-    cell), then ``run_cell`` on ``slot``; a process killed by a signal is run again, resuming from its last
-    checkpoint, up to ``spec.retries`` times.
+    cell), then ``run_cell`` on ``slot``, resuming the run an earlier attempt left unfinished with the same config
+    (``interrupted_run``); a process killed by a signal is run again, resuming from its last checkpoint, up to
+    ``spec.retries`` times.
 
     Raises:
         ConfigError: the cell is locked by another live process.
-        Preempted: SIGTERM arrived while the cell ran.
+        CellStopped: SIGTERM or SIGINT reached this process while the cell ran (or before it started).
     """
     started = time.perf_counter()
     folder = Path(spec.folder)
     why = check_writable(folder)
     if why is not None:
         return CellResult(spec.key, 2, why, time.perf_counter() - started, 0)
-    config, attempts = spec.config, 0
-    while True:
-        attempts += 1
-        code, message = run_cell(config, folder, slot, spec.work or fit)
-        if code >= 0 or attempts > spec.retries:
-            break
-        resume = resume_point(spec.config, folder)
-        config = {**spec.config, "ckpt_path": str(resume)} if resume is not None else spec.config
-        with open(folder / "cell.log", "a") as log:  # the retry's reason, in the cell's own record
-            log.write(f"cell process killed by signal {-code}; retry {attempts} of {spec.retries}, "
-                      f"{f'resuming from {resume}' if resume else 'from the start (no checkpoint yet)'}\n")
+    with cell_lock(folder):
+        resume, _ = interrupted_run(spec.config, folder)
+        config, attempts = spec.config, 0
+        if resume is None:  # a fresh run: record what it is started with, so that a re-run can resume it
+            before = sorted(p.name for p in folder.glob("version_*"))
+            write_json(folder / STARTED, {"fingerprint": fingerprint(spec.config), "before": before})
+        else:
+            config = {**spec.config, "ckpt_path": str(resume)}
+            with open(folder / "cell.log", "a") as log:
+                log.write(f"resuming the interrupted run from {resume}\n")
+        while True:
+            attempts += 1
+            code, message = run_cell(config, folder, slot, spec.work or fit)
+            if code >= 0 or attempts > spec.retries:
+                break
+            resume = resume_point(spec.config, folder)
+            config = {**spec.config, "ckpt_path": str(resume)} if resume is not None else spec.config
+            with open(folder / "cell.log", "a") as log:  # the retry's reason, in the cell's own record
+                log.write(f"cell process killed by signal {-code}; retry {attempts} of {spec.retries}, "
+                          f"{f'resuming from {resume}' if resume else 'from the start (no checkpoint yet)'}\n")
     return CellResult(spec.key, code, message, time.perf_counter() - started, attempts)

@@ -16,9 +16,10 @@ from ensemble.experiments.cells import (
     check_writable,
     fingerprint,
     finished_runs,
+    interrupted_run,
     record_cell,
     run_cell_spec,
-    stop_running_cells,
+    stopping_cells,
 )
 from ensemble.experiments.champion import check_champion_metric, check_partitions, choose_champions
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
@@ -27,7 +28,6 @@ from ensemble.experiments.walkforward_cells import run_walkforward_cells, walkfo
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, Outcome, Progress, key_metric, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
-from ensemble.training.family import on_sigterm
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.training.trading import trading_section
 
@@ -163,8 +163,9 @@ def run_experiment(exp: Experiment) -> list[dict]:
         return board.to_dict("records")
     stale = [(f"{m}_h{h}", done[-1][0]) for m, h, c in cells
              if (done := finished_runs(runs / f"{m}_h{h}")) and fingerprint(c) not in {f for _, f in done}]
+    stale += [(f"{m}_h{h}", old) for m, h, c in cells if (old := interrupted_run(c, runs / f"{m}_h{h}")[1])]
     if stale and exp.on_change == "refuse":  # before any cell trains
-        raise ConfigError(f"{stale[0][0]}: its finished run {stale[0][1]} was trained with another config; "
+        raise ConfigError(f"{stale[0][0]}: its run {stale[0][1]} was trained with another config; "
                           f"set on_change: rerun to train the {len(stale)} changed cell(s) again")  # fmt: skip
     rows: dict[str, dict] = {}
     todo: list[CellSpec] = []
@@ -181,6 +182,12 @@ def run_experiment(exp: Experiment) -> list[dict]:
             continue
         if finished:
             console.say(f"{cell}: config changed since {finished[-1][0]}, training it again")
+        resume, old = interrupted_run(config, runs / cell)
+        if resume is not None:
+            console.say(f"{cell}: resuming its interrupted run from {resume}")
+        elif old is not None:  # never resumed: its checkpoint holds another config's model
+            console.say(f"{cell}: its interrupted run {old} was started with another config; "
+                        "training it from the start")  # fmt: skip
         before[cell] = {run for run, _ in finished}
         todo.append(CellSpec(cell, str(runs / cell), config, exp.launcher.retries))
     grid = {f"{m}_h{h}": (m, h) for m, h, _ in cells}
@@ -202,7 +209,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
         for cell, outcome in skipped:
             progress.finish(cell, outcome)
         if todo:
-            with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+            with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
                 launcher.run(todo, run_cell_spec, progress)
     members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
     blends, fitted = [], False

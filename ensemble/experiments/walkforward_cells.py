@@ -13,9 +13,8 @@ from typing import Any
 from ensemble import console
 from ensemble.ensembling.blend import finished_blend
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import run_cell_spec, stop_running_cells
+from ensemble.experiments.cells import run_cell_spec, stopping_cells
 from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, Progress, key_metric
-from ensemble.training.family import on_sigterm
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
 
@@ -87,7 +86,7 @@ def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, 
         for cell, outcome in skipped:
             progress.finish(cell, outcome)
         if todo:
-            with on_sigterm(stop_running_cells):  # cells in worker threads are stopped from here
+            with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
                 launcher.run(todo, run_cell_spec, progress)
     return [rows[cell] for _, _, _, cell, _ in plan]
 

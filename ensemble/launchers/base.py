@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, Preempted
 from ensemble.training.threads import check_threads
 
 if TYPE_CHECKING:
     from ensemble.launchers.progress import Progress
 
 LAUNCHERS = ("sequential", "local", "ray")
+_SAID = {15: "SIGTERM received", 2: "interrupted (Ctrl-C)"}  # what stopped the run, by signal number
+STOPPING: list[int] = []  # the signal (SIGTERM, SIGINT) that asked this process's running cells to stop
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,32 @@ class Outcome:
     metric: str | None = None
     value: float | None = None
     note: str = ""
+
+
+class CellStopped(Preempted):
+    """A cell stopped by a signal (SIGTERM, SIGINT) to the launching process: ``key``; ``started``: its fit was
+    running (and checkpointed on the way out), else it was never started."""
+
+    def __init__(self, key: str, started: bool, signum: int) -> None:
+        self.key, self.started = key, started
+        super().__init__(stopped_message([key] if started else [], 0 if started else 1, signum), signum)
+
+
+def stopped_message(interrupted: Sequence[str], not_started: int, signum: int) -> str:
+    """The one line that ends a stopped run: the signal, every interrupted cell by name, how many never started,
+    and how to go on (the same command resumes each interrupted cell from its last checkpoint)."""
+    said = _SAID.get(signum, f"signal {signum} received")
+    stopped = f"stopped {', '.join(interrupted)}" if interrupted else "no cell was running"
+    waiting = f", {not_started} not started" if not_started else ""
+    return (f"{said}: {stopped}{waiting}; re-run the same command to go on (finished cells are skipped, "
+            "stopped ones resume from their last checkpoint)")
+
+
+def stopped_run(stops: Sequence[CellStopped]) -> Preempted:
+    """One ``Preempted`` for all the cells a signal stopped (``stops``, non-empty), naming each running one."""
+    running = [s.key for s in stops if s.started]
+    return Preempted(stopped_message(running, len(stops) - len(running), stops[0].EXIT_CODE - 128),
+                     stops[0].EXIT_CODE - 128)  # fmt: skip
 
 
 RunOne = Callable[[CellSpec, Slot], CellResult]
@@ -136,6 +164,19 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def cell_entry(payload: bytes) -> None:
+    """A cell process's entry (light: nothing heavy is imported before it runs). It ignores SIGINT first: Ctrl-C
+    reaches the whole process group, and the launching process stops its cells itself, with SIGTERM, so each
+    checkpoints and exits cleanly instead of printing a traceback. Then it calls ``payload``, a pickled
+    ``(function, args)``."""
+    import pickle
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    function, args = pickle.loads(payload)
+    function(*args)
+
+
 def visible_gpus() -> list[str]:
     """The CUDA devices this process sees, as ``CUDA_VISIBLE_DEVICES`` entries (empty on a CPU machine)."""
     import os
@@ -153,6 +194,11 @@ class Launcher(ABC):
 
     settings: LauncherSettings = field(default_factory=LauncherSettings)
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check, as the launcher is made and before any cell is planned, that it can run (its settings; a
+        subclass adds its own, e.g. that a Ray cluster answers). Raises ConfigError in one line."""
+        self.settings.check()
 
     @abstractmethod
     def run(self, specs: Sequence[CellSpec], run_one: RunOne, progress: Progress) -> list[CellResult]:

@@ -12,7 +12,16 @@ import queue
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, RunOne, Slot, visible_gpus
+from ensemble.launchers.base import (
+    CellResult,
+    CellSpec,
+    CellStopped,
+    Launcher,
+    RunOne,
+    Slot,
+    stopped_run,
+    visible_gpus,
+)
 from ensemble.launchers.progress import Progress
 from ensemble.training.threads import default_threads
 
@@ -43,15 +52,22 @@ class LocalLauncher(Launcher):
                 slots.put(slot)
 
         results: dict[str, CellResult] = {}
+        stops: list[CellStopped] = []
         with ThreadPoolExecutor(max_workers=slots.qsize(), thread_name_prefix="cell") as pool:
             futures = {pool.submit(on_slot, spec): spec for spec in specs}
             try:
                 for future in as_completed(futures):
                     spec = futures[future]
-                    results[spec.key] = future.result()  # a caller's error (a held lock) stops the run
+                    try:
+                        results[spec.key] = future.result()  # a caller's error (a held lock) stops the run
+                    except CellStopped as stop:  # a signal stopped every cell: gather them all, then stop
+                        stops.append(stop)
+                        continue
                     progress.done(spec, results[spec.key])
             except BaseException:
                 for future in futures:  # cells not started yet never start; running ones finish
                     future.cancel()
                 raise
+        if stops:
+            raise stopped_run(stops)
         return [results[spec.key] for spec in specs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ensemble.launchers.base import CellResult, CellSpec, Launcher, RunOne, Slot
+from ensemble.launchers.base import CellResult, CellSpec, CellStopped, Launcher, RunOne, Slot, stopped_run
 from ensemble.launchers.progress import Progress
 from ensemble.training.threads import default_threads
 
@@ -15,9 +15,13 @@ class SequentialLauncher(Launcher):
 
     def run(self, specs: Sequence[CellSpec], run_one: RunOne, progress: Progress) -> list[CellResult]:
         slot = Slot(self.threads or default_threads(1))  # every GPU stays visible to the one cell running
-        results = []
+        results: list[CellResult] = []
         for spec in specs:
             progress.start(spec)
-            results.append(run_one(spec, slot))
+            try:
+                results.append(run_one(spec, slot))
+            except CellStopped as stop:  # a signal: this cell checkpointed and stopped, no later one starts
+                waiting = [CellStopped(s.key, False, stop.EXIT_CODE - 128) for s in specs[len(results) + 1:]]
+                raise stopped_run([stop, *waiting]) from None
             progress.done(spec, results[-1])
         return results

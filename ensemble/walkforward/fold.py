@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ensemble import console
 from ensemble.data.folds import Fold, cut_folds
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import valid_ends
-from ensemble.experiments.cells import finished_runs
+from ensemble.experiments.cells import finished_runs, resume_point
 from ensemble.launchers import Outcome, key_metric
 from ensemble.training.family import build
 from ensemble.training.threads import thread_overrides
@@ -37,11 +38,14 @@ def _fold_windows(span: Any, fold: Fold) -> tuple[Any, dict[str, torch.Tensor]]:
     return replace(span), ends  # a fresh panel object per fold (its tensors shared): a fold may swap a field
 
 
-def finished_fold(base: Path) -> Path | None:
-    """The fold's finished run; deletes unfinished ones (killed mid-fold), which are never resumed half-way."""
+def finished_fold(base: Path, config: Mapping[str, Any] | None = None) -> Path | None:
+    """The fold's finished run. Deletes the unfinished runs a stop or kill left mid-fold, except (given the fold's
+    ``config``) the newest one when it holds a last checkpoint: ``fold_resume_point`` resumes that one. The
+    walk-forward's record (``walkforward.json``) guarantees it was started with the same config."""
     done = [run for run, _ in finished_runs(base)]
+    resume = fold_resume_point(config, base) if config is not None and not done else None
     for run in base.glob("version_*"):
-        if run.is_dir() and run not in done:
+        if run.is_dir() and run not in done and (resume is None or run != resume.parent.parent):
             shutil.rmtree(run)
     return done[-1] if done else None
 
@@ -50,6 +54,11 @@ def fold_outcome(config: dict[str, Any], state: str, run: Path) -> Outcome:
     """What a finished fold's progress line says: ``state`` (done, skipped) and its key metric on its test block,
     the fold's out-of-fold rows (the checkpoint monitor's metric, e.g. ``oof/log_loss``), with its run folder."""
     return Outcome(state, *key_metric(config, run / "metrics.json", "test", "oof"), str(run))
+
+
+def fold_resume_point(config: Mapping[str, Any], base: Path) -> Path | None:
+    """The last checkpoint of the fold's unfinished newest run (a stopped or killed fold), else None."""
+    return resume_point(config, base)
 
 
 def load_folds(config: dict[str, Any], data: SplitData, wf: WalkForward) -> tuple[Any, list[Fold]]:

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import run_cell_spec, stop_running_cells
+from ensemble.experiments.cells import run_cell_spec, stopping_cells
 from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, Progress
-from ensemble.training.family import on_sigterm
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.fold import (
     Fold,
     finished_fold,
     fold_outcome,
+    fold_resume_point,
     load_folds,
     refit_fold,
     run_fold,
@@ -39,15 +39,19 @@ def fold_cell(settings: dict[str, Any], out: str, number: int, reuse: str | None
     """A fold's work in its own process (a ``CellSpec.work``): cut the folds of ``config`` with the ``wf`` settings
     ``settings`` (``WalkForward.record()``) and run fold ``number`` into ``out`` (with ``reuse``, on that finished
     run's model). A ``ckpt_path`` in ``config`` (a retry) resumes the fold's run; without one, an unfinished run
-    a killed attempt left is deleted first, as a sequential re-run does. The fold's training prints as ``ensemble
-    fit`` prints: the process's output is the fold's ``cell.log``.
+    a stopped or killed attempt left is resumed from its last checkpoint, as a sequential re-run does. The fold's
+    training prints as ``ensemble fit`` prints: the process's output is the fold's ``cell.log``.
 
     Raises:
         ConfigError: fold ``number`` is not among the folds cut (the span changed under the walk-forward).
     """
     wf, root = WalkForward(**settings), Path(out)
-    if not config.get("ckpt_path") and finished_fold(root / "runs" / f"fold_{number}") is not None:
-        return  # finished by an earlier attempt after all
+    base = root / "runs" / f"fold_{number}"
+    if not config.get("ckpt_path"):
+        if finished_fold(base, config) is not None:
+            return  # finished by an earlier attempt after all
+        resume = fold_resume_point(config, base) if reuse is None else None
+        config = {**config, "ckpt_path": str(resume)} if resume is not None else config
     span, folds = load_folds(config, span_data(config), wf)
     fold = next((f for f in folds if f.number == number), None)
     if fold is None:
@@ -84,7 +88,7 @@ def run_folds(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, fol
             specs = []
             for fold in wave:
                 base = out / "runs" / f"fold_{fold.number}"
-                run = finished_fold(base)
+                run = finished_fold(base, config)
                 if run is not None:
                     runs[fold.number] = run
                     progress.finish(f"fold_{fold.number}", fold_outcome(config, "skipped", run))
@@ -98,7 +102,7 @@ def run_folds(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, fol
                 work = partial(fold_cell, wf.record(), str(out), fold.number, reuse)
                 specs.append(CellSpec(f"fold_{fold.number}", str(base), config, launcher.settings.retries, work))
             if specs:
-                with on_sigterm(stop_running_cells):  # folds in worker threads are stopped from here
+                with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
                     launcher.run(specs, run_cell_spec, progress)
     if failed:
         first = min(failed)

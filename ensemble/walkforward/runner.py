@@ -2,8 +2,9 @@
 views of that one panel, then stitch the out-of-fold predictions.
 
 Crash safety: a fold is finished once its run's ``metrics.json`` holds its test-block metrics. A re-run skips
-finished folds and deletes the unfinished runs a killed process left, so a walk-forward killed in fold 3 goes
-on at fold 3; seeded folds make the result equal to an uninterrupted run's. ``walkforward.json`` fingerprints
+finished folds and resumes the fold a stop or kill left unfinished from its last checkpoint (other unfinished
+runs are deleted), so a walk-forward stopped in fold 3 goes on in fold 3 where it stopped; seeded folds make the
+result equal to an uninterrupted run's. ``walkforward.json`` fingerprints
 the config and the ``wf`` settings: a re-run with others is refused instead of mixing folds of two setups.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ensemble import console
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import cell_lock, fingerprint
 from ensemble.io import atomic_write, write_json
@@ -30,6 +32,7 @@ from ensemble.walkforward.fold import (
     Fold,
     finished_fold,
     fold_outcome,
+    fold_resume_point,
     fold_row,
     load_folds,
     refit_fold,
@@ -167,12 +170,16 @@ def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: An
     for fold in folds:
         refit_from = refit_fold(fold.number, wf.refit_every)
         started = time.perf_counter()
-        run = finished_fold(out / "runs" / f"fold_{fold.number}")
+        run = finished_fold(out / "runs" / f"fold_{fold.number}", config)
         state = "skipped"
         if run is None:
             progress.start(f"fold_{fold.number}")
             reuse = None if refit_from == fold.number else runs[refit_from]
-            run = run_fold(config, out, span, fold, reuse, threads, muted=not fold_output)
+            resume = fold_resume_point(config, out / "runs" / f"fold_{fold.number}") if reuse is None else None
+            if resume is not None:
+                console.say(f"fold_{fold.number}: resuming its interrupted run from {resume}")
+            run = run_fold({**config, "ckpt_path": str(resume)} if resume else config, out, span, fold, reuse, threads,
+                           muted=not fold_output)  # fmt: skip
             state = "done"
         runs[fold.number] = run
         write_folds_csv(out, [fold_row(span, f, wf.refit_every, runs[f.number]) for f in folds if f.number in runs])
