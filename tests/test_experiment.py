@@ -4,6 +4,8 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import yaml
 
 from ensemble.cli import main
 
@@ -137,3 +139,16 @@ def test_an_unguarded_calling_script_is_named_as_the_cause(tmp_path, splits):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("ROW-ERROR")]
     assert "exited with code 1 before it started" in line and 'if __name__ == "__main__":' in line
+
+
+@pytest.mark.parametrize(("key", "value"), [("blends", ["mean", "mean"]), ("models", ["lstm", "gru", "lstm"]),
+                                            ("horizons", [5, 5])])  # fmt: skip
+def test_a_repeated_model_horizon_or_blend_is_one_line(tmp_path, splits, capsys, key, value):
+    """A repeat would be a second leaderboard row of the same candidate, counted as one more trial by the DSR."""
+    spec = {"name": "dup", "models": ["lstm", "gru"], "horizons": [5], "data_root": str(splits),
+            "out": str(tmp_path / "exp"), key: value}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["experiment", "--config", str(tmp_path / "exp.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{key}: {value[0]} listed more than once" in err[0], err
+    assert not (tmp_path / "exp").exists()  # refused before any cell

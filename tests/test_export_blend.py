@@ -138,6 +138,18 @@ def test_register_an_experiments_champion_blend_then_predict_it_from_the_registr
                  "--out", str(out), "--mlflow_uri", uri]) == 0  # fmt: skip
     _same_predictions(pd.read_parquet(out), runs[0])
 
+    # a champion that does not beat the best baseline is a guess: refused, unless asked for
+    record = json.loads((tmp_path / "elsewhere/wfexp/champion_h5.json").read_text())
+    record.update(beats_baselines=False, best_baseline={"name": "uniform", "oof_log_loss": 1.0986})
+    (tmp_path / "elsewhere/wfexp/champion_h5.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    argv = ["register", "--experiment", "wfexp", "--horizon", "5", "--experiments_dir", "elsewhere", "--name",
+            "guess", "--mlflow_uri", uri]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not beat the best baseline (uniform)" in err[0] and "--allow_worse" in err[0]
+    assert main([*argv, "--allow_worse_than_baseline"]) == 0
+
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--experiment", "nosuch", "--horizon", "5"], "no experiment at experiments/nosuch"),

@@ -163,6 +163,11 @@ def test_stacked_c_chosen_by_forward_validation(tmp_path):
     assert losses[0.01] == min(losses.values()) and losses[0.01] < losses[100.0] - 0.01
     assert record["provenance"]["folds"]["2"]["C"] == DEFAULT_C
     assert record["provenance"]["folds"]["4"]["C"] == 0.01
+    # a C given as an option is the C used, on every fold and for the final fit, not just recorded
+    given = fit_oof_blend(runs, "stacked", options={"stacked": {"C": 10.0}}).record
+    assert given["C"] == 10.0 and list(given["C_losses"]) == ["10.0"] and given["options"] == {"C": 10.0}
+    assert {f: p["C"] for f, p in given["provenance"]["folds"].items()} == {"2": 10.0, "3": 10.0, "4": 10.0}
+    assert given["state"]["C"] == 10.0
 
 
 def test_mismatched_folds_are_one_line(tmp_path):

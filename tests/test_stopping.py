@@ -21,6 +21,7 @@ from launch_grid import TIMINGS, grid_args
 from test_trees_cli import EXACT_RESUME
 
 from ensemble.cli import main
+from ensemble.launchers import Outcome, Progress
 
 TESTS = Path(__file__).parent
 CONFIGS = TESTS.parent / "configs"
@@ -250,7 +251,8 @@ def test_a_reachable_ray_address_still_works_and_leaves_no_ray_process(tmp_path,
         probe(f"ray://127.0.0.1:{client}")  # the Ray Client server answers its PING: no error
         launcher = make_launcher(LauncherSettings(kind="ray", address=f"127.0.0.1:{port}"), threads=1)
         specs = [CellSpec(key, str(tmp_path / key), {}) for key in ("a", "b")]
-        results = launcher.run(specs, __import__("launch_grid").pid_cell, lambda spec, result: result.message)
+        results = launcher.run(specs, __import__("launch_grid").pid_cell,
+                               Progress(len(specs), lambda spec, result: Outcome("done", note=result.message)))
         assert [r.code for r in results] == [0, 0]
         assert all(r.message.startswith("pid ") and r.message != f"pid {os.getpid()}" for r in results)  # workers
     finally:  # stop the processes this head started, by pid (`ray stop` would stop every Ray of this user)

@@ -44,6 +44,8 @@ def run_register(argv: list[str]) -> int:
                    help="MLflow tracking and registry store (default: %(default)s)")
     p.add_argument("--mlflow_experiment", default="ensemble",
                    help="MLflow experiment the registering run is logged in (default: %(default)s)")
+    p.add_argument("--allow_worse_than_baseline", action="store_true",
+                   help="with --experiment: register a champion even when it does not beat the best baseline")
     args = p.parse_args(argv)
     if args.experiment is None:
         if args.name is None or args.horizon is not None:
@@ -58,6 +60,12 @@ def run_register(argv: list[str]) -> int:
         name = args.name or f"{args.experiment}_h{args.horizon}"
         export_dir = Path(args.export or experiment / f"export_h{args.horizon}")
         champion = record["champion"]
+        if record.get("beats_baselines") is False and not args.allow_worse_than_baseline:
+            base = record.get("best_baseline") or {}
+            raise ConfigError(f"ensemble register: the champion of {args.experiment} h{args.horizon} "
+                              f"({champion.get('name')}) does not beat the best baseline ({base.get('name', '?')}) "
+                              f"out of fold; it would put a guess in production. Add --allow_worse_than_baseline "
+                              "to register it anyway")  # fmt: skip
         what = f"champion of {args.experiment} h{args.horizon}: {champion.get('name', folder)} ({champion.get('kind')})"
     export = export_model(folder, export_dir)
     version = register(export, name, args.alias, args.mlflow_uri, args.mlflow_experiment)

@@ -183,7 +183,7 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
 
     for f in folds[1:]:
         earlier = np.isin(fold, folds[(folds > folds[0]) & (folds < f)])
-        c = best(earlier) if earlier.any() else DEFAULT_C
+        c = best(earlier) if earlier.any() else (DEFAULT_C if DEFAULT_C in grid else grid[0])
         rows = fold == f
         out[rows] = fits[c].probs[rows]
         result.provenance[str(int(f))] = {**fits[c].provenance[str(int(f))], "C": c}
@@ -204,17 +204,17 @@ class MethodFit:
 
 
 def fit_method(method: str, factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarray, fold: np.ndarray,
-               clock: Clock, test_first: int | None, guard: bool = True) -> MethodFit:  # fmt: skip
+               clock: Clock, test_first: int | None, guard: bool = True, grid=C_GRID) -> MethodFit:  # fmt: skip
     """Forward-only fits of ``method`` (``forward_stacked`` for stacked, else ``forward_fit`` of ``factory``) and the
-    final blend, on the rows before ``test_first`` (ns; None: all rows). The stacked final fit starts from the last
-    fold's solution at the chosen C.
+    final blend, on the rows before ``test_first`` (ns; None: all rows); stacked chooses C from ``grid`` (a given C:
+    one value), and its final fit starts from the last fold's solution at the chosen C.
 
     Raises:
         ConfigError: as ``forward_fit``.
     """
     fit = ~clock.purged(test_first) if test_first is not None and guard else np.ones(len(clock.time), dtype=bool)
     if method == "stacked":
-        choice = forward_stacked(probs, labels, fold, clock, guard=guard)
+        choice = forward_stacked(probs, labels, fold, clock, grid, guard=guard)
         final = StackedBlend(C=choice.final_c).fit_features(take_rows(choice.features, fit, 0), labels[fit],
                                                             choice.start)  # fmt: skip
         return MethodFit(choice.fit, final, fit, {"C": choice.final_c, "C_losses": choice.losses})

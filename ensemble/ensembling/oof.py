@@ -29,7 +29,7 @@ from ensemble.ensembling.blend import (
     members_trading,
     split_metrics,
 )
-from ensemble.ensembling.forward import Clock, fit_method, provenance
+from ensemble.ensembling.forward import C_GRID, Clock, fit_method, provenance
 from ensemble.io import atomic_write, write_figure, write_json, write_parquet
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
@@ -132,7 +132,11 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
     record: dict[str, Any] = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon,
                               "fit_on": "oof", "options": (options or {}).get(method, {})}  # fmt: skip
     test_first = int(utc_ns(test.frame["datetime"]).min()) if test else None
-    fitted = fit_method(method, factory, oof.probs, labels, fold, clock, test_first, guard)
+    given = (options or {}).get(method, {})
+    # stacked's C given as an option is used on every fold and for the final fit; otherwise forward validation
+    # chooses it from C_GRID
+    grid = (float(given["C"]),) if method == "stacked" and "C" in given else C_GRID
+    fitted = fit_method(method, factory, oof.probs, labels, fold, clock, test_first, guard, grid)
     forward, final, fit = fitted.forward, fitted.final, fitted.final_rows
     record.update(fitted.record)
     record["provenance"] = {"folds": forward.provenance}

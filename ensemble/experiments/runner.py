@@ -94,6 +94,11 @@ class Experiment:
     def __post_init__(self) -> None:
         check_champion_metric(self.champion_metric)  # before any cell runs
         check_partitions(self.pbo_partitions)
+        for key in ("models", "horizons", "blends"):  # a repeat would be one more candidate, and one more trial
+            values = list(getattr(self, key) or [])
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            if twice:
+                raise ConfigError(f"{key}: {', '.join(twice)} listed more than once")
         if isinstance(self.launcher, dict):  # as parsed from flags or YAML
             self.launcher = LauncherSettings(**self.launcher)
 
