@@ -73,6 +73,15 @@ def test_tiny_experiment_runs_writes_leaderboard_and_resumes(tmp_path, splits, c
     assert sorted(p.name for p in (out / "runs" / "ensemble_mean_h5").glob("version_*")) == ["version_0"]  # reused
     assert "f1_macro" in (out / "runs" / "lstm_h5" / "cell.log").read_text()  # the cell's output is kept
 
+    # a stop that lands after a cell finished training but before its cell.json: its started.json (same config)
+    # shows it finished, so the re-run records and skips it, never "config changed" and a retrain
+    (out / "runs" / "lstm_h5" / "version_0" / "cell.json").unlink()
+    assert main(_experiment(splits, out, "[lstm, gru]")) == 0
+    said = capsys.readouterr().out
+    assert "config changed" not in said and said.count(": skipped (finished earlier), val/") == 4
+    assert (out / "runs" / "lstm_h5" / "version_0" / "cell.json").is_file()
+    assert sorted(p.name for p in (out / "runs" / "lstm_h5").glob("version_*")) == ["version_0"]
+
 
 def test_failed_cell_is_reported_and_others_go_on(tmp_path, splits, capsys):
     out = tmp_path / "exp"

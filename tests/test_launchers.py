@@ -259,3 +259,14 @@ def test_no_cell_starts_once_sigterm_has_stopped_the_running_ones(tmp_path, monk
     assert stopped.value.key == "xgboost_h20" and not stopped.value.started and stopped.value.EXIT_CODE == 143
     assert "SIGTERM received: no cell was running, 1 not started" in stopped.value.message
     assert not (folder / "cell.log").exists()  # no process was spawned
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///:memory:", "sqlite://"])
+def test_tune_workers_refuse_an_in_memory_storage(tmp_path, fit_args, capsys, storage):
+    """Each worker process would open its own empty in-memory study: the parent waited on trials that never came."""
+    args = [*fit_args(config="configs/lightgbm.yaml"), "--tune.n_trials", "2", "--tune.workers", "2",
+            "--tune.storage", storage, "--tune.out", str(tmp_path / "out")]  # fmt: skip
+    assert main(["tune", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--tune.storage {storage} is in memory" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -88,7 +88,12 @@ def run(argv: list[str]) -> int:
     ran: list = []
     if known.workers > 1:
         started = datetime.now()
-        study = tune_in_workers(TuneConfig(**vars(known)), base, config_dir, threads)
+        previous = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created": the parent's lines are its own
+        try:
+            study = tune_in_workers(TuneConfig(**vars(known)), base, config_dir, threads)
+        finally:
+            optuna.logging.set_verbosity(previous)
         ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
     else:
         study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir, ran)

@@ -60,12 +60,19 @@ def finished_runs(base: Path) -> list[tuple[Path, str | None]]:
     """(run folder, its fingerprint or None) of every finished run under ``base``, oldest first: its metrics hold
     test results, or val results when the run was fitted with ``test: false`` (its last stage is val)."""
     done = []
+    started = json.loads((base / STARTED).read_text()) if (base / STARTED).is_file() else None
     for metrics in sorted(base.glob("version_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1])):
         last = "val" if _fitted_without_test(metrics.parent) else "test"
         if f"{last}/f1_macro" not in json.loads(metrics.read_text()):
             continue
         record = metrics.parent / CELL_RECORD
-        done.append((metrics.parent, json.loads(record.read_text())["fingerprint"] if record.is_file() else None))
+        if record.is_file():
+            done.append((metrics.parent, json.loads(record.read_text())["fingerprint"]))
+        elif started is not None and metrics.parent.name not in started["before"]:
+            # finished by the attempt started.json describes, stopped before its cell.json was written
+            done.append((metrics.parent, started["fingerprint"]))
+        else:
+            done.append((metrics.parent, None))
     return done
 
 

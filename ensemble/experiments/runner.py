@@ -13,6 +13,7 @@ from ensemble import console
 from ensemble.ensembling.blend import VAL_NOTE, blend, finished_blend, make_method
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import (
+    CELL_RECORD,
     check_writable,
     fingerprint,
     finished_runs,
@@ -181,6 +182,8 @@ def run_experiment(exp: Experiment) -> list[dict]:
         finished = finished_runs(runs / cell)
         match = [run for run, fp in finished if fp == fingerprint(config)]
         if match:
+            if not (match[-1] / CELL_RECORD).is_file():  # finished just as a stop came: record it now
+                record_cell(match[-1], config)
             metric = key_metric(config, match[-1] / "metrics.json")
             skipped.append((cell, Outcome("skipped", *metric, str(match[-1]))))
             rows[cell] = row(model, horizon, "member", match[-1], "done")

@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from ensemble.errors import EnsembleError, Preempted
+from ensemble.errors import ConfigError, EnsembleError, Preempted
 from ensemble.launchers.base import Slot, die_with_parent
 from ensemble.launchers.local import local_slots
 from ensemble.launchers.progress import Progress
@@ -31,6 +31,7 @@ from ensemble.training.threads import apply_threads, check_threads, thread_overr
 from ensemble.tuning.study import TuneConfig, finish_study, open_storage, open_study, tune
 from ensemble.tuning.trial_lines import TrialLines
 
+IN_MEMORY = ("sqlite:", "sqlite://", "sqlite:///:memory:")  # SQLAlchemy's in-memory SQLite URLs
 POLL_S = 1.0  # how often the parent reads the storage for finished trials
 
 
@@ -75,6 +76,9 @@ def tune_in_workers(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | No
         Preempted: SIGTERM arrived; the workers were terminated.
     """
     check_threads(cfg.workers, "tune.workers")
+    if cfg.workers > 1 and cfg.storage.startswith("sqlite") and cfg.storage.rstrip("/") in IN_MEMORY:
+        raise ConfigError(f"--tune.storage {cfg.storage} is in memory: each of the {cfg.workers} worker processes "
+                          "would get its own study; use a file (sqlite:///optuna.db) or a server all can open")
     study = open_study(cfg, base, config_dir)[0]  # checks everything and creates the study once
     out = Path(cfg.out or Path("tune") / str(cfg.study_name))
     out.mkdir(parents=True, exist_ok=True)
