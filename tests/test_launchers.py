@@ -102,7 +102,8 @@ def _ray_processes() -> set[tuple[int, str]]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "ray/core" in cmd or "ray/_private" in cmd or "default_worker.py" in cmd or "raylet" in cmd:
+        marks = ("ray/core", "ray/_private", "site-packages/ray/", "default_worker.py", "raylet", "gcs_server", "ray::")
+        if any(mark in cmd for mark in marks):
             found.add((int(proc.name), cmd[:200]))
     return found
 

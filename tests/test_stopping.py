@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from launch_grid import TIMINGS, grid_args
+from test_launchers import _ray_processes
 from test_trees_cli import EXACT_RESUME
 
 from ensemble.cli import main
@@ -69,20 +70,6 @@ def _wait_for_markers(markers: list[Path], proc: subprocess.Popen) -> None:
     while not all(m.exists() and m.read_text() for m in markers):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-3000:]
         time.sleep(0.1)
-
-
-def _ray_processes() -> set[tuple[int, str]]:
-    """(pid, command line) of every live process of Ray's: its GCS, raylet, dashboard, monitor, log monitor and
-    workers (``ray::...``), from /proc."""
-    found = set()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(mark in cmd for mark in ("site-packages/ray/", "gcs_server", "raylet", "ray::")):
-            found.add((int(proc.name), cmd[:200]))
-    return found
 
 
 def _metrics(run: Path) -> dict:

@@ -103,6 +103,21 @@ def fit_rows(fold: np.ndarray, clock: Clock, f: int, first: int, guard: bool = T
     return (fold < f) & ~clock.purged(first)
 
 
+def _fold_rows(fold: np.ndarray, clock: Clock, f: int, guard: bool) -> tuple[np.ndarray, int, np.ndarray]:
+    """Fold ``f``'s scored rows (N,) bool, its first timestamp (ns) and the rows a fit for it may use (``fit_rows``).
+
+    Raises:
+        ConfigError: no row is left to fit on after the purge.
+    """
+    rows = fold == f
+    first = int(clock.time[rows].min())
+    fit = fit_rows(fold, clock, f, first, guard)
+    if not fit.any():
+        raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
+                          "use fewer, longer folds")  # fmt: skip
+    return rows, first, fit
+
+
 def forward_fit(factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clock: Clock,
                 guard: bool = True) -> ForwardFit:  # fmt: skip
     """Fit a fresh blend per fold f = 2..F on ``fit_rows`` and predict fold f's rows.
@@ -114,12 +129,7 @@ def forward_fit(factory: Callable[[], Any], probs: np.ndarray, labels: np.ndarra
     folds = np.unique(fold)
     result = ForwardFit(out, np.isin(fold, folds[1:]))
     for f in folds[1:]:
-        rows = fold == f
-        first = int(clock.time[rows].min())
-        fit = fit_rows(fold, clock, f, first, guard)
-        if not fit.any():
-            raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
-                              "use fewer, longer folds")  # fmt: skip
+        rows, first, fit = _fold_rows(fold, clock, f, guard)
         model = factory().fit(take_rows(probs, fit, 1), labels[fit])
         out[rows] = model.predict_proba(take_rows(probs, rows, 1))
         result.provenance[str(int(f))] = provenance(clock.time, clock, fit, first)
@@ -161,12 +171,7 @@ def forward_stacked(probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, clo
     fits = {c: ForwardFit(np.full((probs.shape[1], 3), np.nan), scored) for c in grid}
     last: dict[float, StackedBlend] = {}
     for f in folds[1:]:
-        rows = fold == f
-        first = int(clock.time[rows].min())
-        fit = fit_rows(fold, clock, f, first, guard)
-        if not fit.any():
-            raise ConfigError(f"fold {f}: no out-of-fold row before it is left after purging its label windows; "
-                              "use fewer, longer folds")  # fmt: skip
+        rows, first, fit = _fold_rows(fold, clock, f, guard)
         x_fit, y_fit, x_rows = take_rows(x, fit, 0), labels[fit], take_rows(x, rows, 0)
         seen = provenance(clock.time, clock, fit, first)  # the same rows for every C
         start = last.get(grid[0])  # the first C from the previous fold's

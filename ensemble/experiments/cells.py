@@ -38,7 +38,18 @@ import yaml
 from ensemble.errors import ConfigError
 from ensemble.io import write_json
 from ensemble.launchers.base import STOPPING as _STOPPING
-from ensemble.launchers.base import CellResult, CellSpec, CellStopped, Slot, cell_entry, die_with_parent
+from ensemble.launchers.base import (
+    CellResult,
+    CellSpec,
+    CellStopped,
+    Launcher,
+    OnDone,
+    Outcome,
+    Slot,
+    cell_entry,
+    die_with_parent,
+)
+from ensemble.launchers.progress import Progress
 from ensemble.training.family import family_for
 
 _LIVE: dict[int, Any] = {}  # pid -> process of the cells this process's threads are running
@@ -289,3 +300,20 @@ def run_cell_spec(spec: CellSpec, slot: Slot) -> CellResult:
                 log.write(f"cell process killed by signal {-code}; retry {attempts} of {spec.retries}, "
                           f"{f'resuming from {resume}' if resume else 'from the start (no checkpoint yet)'}\n")
     return CellResult(spec.key, code, message, time.perf_counter() - started, attempts)
+
+
+def run_cells(launcher: Launcher, todo: list[CellSpec], skipped: list[tuple[str, Outcome]], total: int,
+              on_done: OnDone, label: str = "cells") -> None:  # fmt: skip
+    """Run ``todo`` with ``launcher`` (each cell through ``run_cell_spec``) under one progress bar of ``total``
+    cells, the ``skipped`` ones (key, outcome: finished earlier) reported first; SIGTERM and Ctrl-C stop every
+    running cell (``stopping_cells``).
+
+    Raises:
+        Preempted: a signal stopped the run (the one line names every stopped cell).
+    """
+    with Progress(total, on_done, label=label) as progress:
+        for cell, outcome in skipped:
+            progress.finish(cell, outcome)
+        if todo:
+            with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
+                launcher.run(todo, run_cell_spec, progress)

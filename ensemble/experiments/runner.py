@@ -19,14 +19,13 @@ from ensemble.experiments.cells import (
     finished_runs,
     interrupted_run,
     record_cell,
-    run_cell_spec,
-    stopping_cells,
+    run_cells,
 )
 from ensemble.experiments.champion import check_champion_metric, check_partitions, choose_champions
 from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
 from ensemble.experiments.selection_bias import config_files, trials_tried
 from ensemble.experiments.walkforward_cells import run_walkforward_cells, walkforward_blends
-from ensemble.launchers import CellResult, CellSpec, LauncherSettings, Outcome, Progress, key_metric, make_launcher
+from ensemble.launchers import CellResult, CellSpec, LauncherSettings, Outcome, key_metric, make_launcher
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
@@ -213,12 +212,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
         rows[spec.key] = row(model, horizon, "member", done, "done")
         return Outcome("done", *key_metric(spec.config, done / "metrics.json"), str(done))
 
-    with Progress(len(cells), on_done) as progress:
-        for cell, outcome in skipped:
-            progress.finish(cell, outcome)
-        if todo:
-            with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
-                launcher.run(todo, run_cell_spec, progress)
+    run_cells(launcher, todo, skipped, len(cells), on_done)
     members = [rows[f"{m}_h{h}"] for m, h, _ in cells]
     blends, fitted = [], False
     for horizon in exp.horizons:

@@ -13,8 +13,8 @@ from typing import Any
 from ensemble import console
 from ensemble.ensembling.blend import finished_blend
 from ensemble.errors import ConfigError
-from ensemble.experiments.cells import run_cell_spec, stopping_cells
-from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, Progress, key_metric
+from ensemble.experiments.cells import run_cells
+from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, key_metric
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
 
@@ -82,12 +82,7 @@ def run_walkforward_cells(settings: dict[str, Any], cells: list[tuple[str, int, 
         rows[spec.key] = walkforward_row(model, horizon, folder, "done")
         return Outcome("done", *key_metric(spec.config, folder / "metrics.json", "oof"), str(folder))
 
-    with Progress(len(plan), on_done) as progress:
-        for cell, outcome in skipped:
-            progress.finish(cell, outcome)
-        if todo:
-            with stopping_cells():  # SIGTERM, Ctrl-C: every running cell checkpoints and stops
-                launcher.run(todo, run_cell_spec, progress)
+    run_cells(launcher, todo, skipped, len(plan), on_done)
     return [rows[cell] for _, _, _, cell, _ in plan]
 
 
