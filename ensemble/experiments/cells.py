@@ -69,7 +69,9 @@ def fingerprint(config: Mapping[str, Any]) -> str:
 
 def finished_runs(base: Path) -> list[tuple[Path, str | None]]:
     """(run folder, its fingerprint or None) of every finished run under ``base``, oldest first: its metrics hold
-    test results, or val results when the run was fitted with ``test: false`` (its last stage is val)."""
+    test results, or val results when the run was fitted with ``test: false`` (its last stage is val). The
+    fingerprint is its ``cell.json``'s, else (a stop between the run's end and that record) ``started.json``'s when
+    the run is the one that attempt started."""
     done = []
     started = json.loads((base / STARTED).read_text()) if (base / STARTED).is_file() else None
     for metrics in sorted(base.glob("version_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1])):
