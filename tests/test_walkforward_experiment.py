@@ -27,8 +27,13 @@ def _experiment(tmp_path: Path, splits: Path, walkforward: dict) -> list[str]:
 
 def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys):
     assert main(_experiment(tmp_path, splits, {"folds": 3, "val_bars": 3})) == 0
+    said = capsys.readouterr().out
+    out = said.splitlines()  # it ends with its leaderboard, as a plain experiment does
+    header = next(line.split() for line in out if line.startswith("model "))
+    assert header[:5] == ["model", "horizon", "kind", "status", "folds"] and "champion" in header, header
+    assert any(line.split()[:3] == ["lightgbm", "5", "walkforward"] for line in out)
     # a line for the cell with its out-of-fold key metric; the cell's log holds its folds' whole training output
-    assert re.search(r"\[1/1\] lightgbm_h5: done in \d+s, oof/log_loss \d\.\d{4} \(", capsys.readouterr().out)
+    assert re.search(r"\[1/1\] lightgbm_h5: done in \d+s, oof/log_loss \d\.\d{4} \(", said)
     log = (tmp_path / "exp" / "runs" / "lightgbm_h5" / "cell.log").read_text()
     assert "[3/3] fold_3: done in" in log and re.search(r"lightgbm epoch 1: \d+ rounds, val/", log), log
     assert re.search(r"^metric +val +test$", log, re.M) and "final model on test" in log

@@ -49,6 +49,9 @@ NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished 
         "F1 from their arg-max) and random_prior (labels drawn at random in those shares: expected F1 in closed "
         "form, the prior's log loss), scored on the same rows; a run ranked below them does worse than a guess. "
         "val_partial: val metrics of part of the split (trainer.limit_val_batches < 1).")
+# the columns the terminal shows of a walk-forward experiment's board (those it has), in this order
+WALKFORWARD_TERMINAL = ["model", "horizon", "kind", "status", "folds", "oof_log_loss_shared", "test_log_loss_shared",
+                        "oof_f1_macro", "test_f1_macro", "dsr", "champion", "oracle", "fit_on"]  # fmt: skip
 # the columns the terminal shows, in this order
 TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared", "val_f1_macro",
             "test_f1_macro", "test_sharpe", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
@@ -134,11 +137,13 @@ def _baselines(df: pd.DataFrame) -> pd.DataFrame:
                       test_log_loss_shared=out["test_log_loss"], best_member="", beats_best_member=False)
 
 
-def terminal_table(df: pd.DataFrame) -> str:
-    """The leaderboard as the terminal shows it (``TERMINAL`` columns), in the one result-table format."""
-    cells = [[format_cell(c, v.item() if isinstance(v, np.generic) else v) for c, v in zip(TERMINAL, r, strict=True)]
-             for r in df[TERMINAL].itertuples(index=False)]  # fmt: skip
-    return render(TERMINAL, cells)
+def terminal_table(df: pd.DataFrame, columns: list[str] = TERMINAL) -> str:
+    """The leaderboard as the terminal shows it (those of ``columns`` it has; ``TERMINAL``, or
+    ``WALKFORWARD_TERMINAL`` for a walk-forward experiment's), in the one result-table format."""
+    columns = [c for c in columns if c in df.columns]
+    cells = [[format_cell(c, v.item() if isinstance(v, np.generic) else v) for c, v in zip(columns, r, strict=True)]
+             for r in df[columns].itertuples(index=False)]  # fmt: skip
+    return render(columns, cells)
 
 
 # columns of whole numbers (counts): a column of them with an empty cell is float in pandas, shown as integers

@@ -22,7 +22,13 @@ from ensemble.experiments.cells import (
     run_cells,
 )
 from ensemble.experiments.champion import check_champion_metric, check_partitions, choose_champions
-from ensemble.experiments.leaderboard import row, terminal_table, write_leaderboard, write_walkforward_leaderboard
+from ensemble.experiments.leaderboard import (
+    WALKFORWARD_TERMINAL,
+    row,
+    terminal_table,
+    write_leaderboard,
+    write_walkforward_leaderboard,
+)
 from ensemble.experiments.selection_bias import config_files, trials_tried
 from ensemble.experiments.walkforward_cells import run_walkforward_cells, walkforward_blends
 from ensemble.launchers import CellResult, CellSpec, LauncherSettings, Outcome, key_metric, make_launcher
@@ -164,7 +170,9 @@ def run_experiment(exp: Experiment) -> list[dict]:
         board = write_walkforward_leaderboard(rows, out, exp.champion_metric)
         if parent:
             finish_run(tracking, parent)
-        print(f"leaderboard: {out / 'leaderboard.md'}")
+        print(f"\nleaderboard: {out / 'leaderboard.md'}", flush=True)
+        if console.tables_shown():
+            print(terminal_table(board, WALKFORWARD_TERMINAL), flush=True)
         return board.to_dict("records")
     stale = [(f"{m}_h{h}", done[-1][0]) for m, h, c in cells
              if (done := finished_runs(runs / f"{m}_h{h}")) and fingerprint(c) not in {f for _, f in done}]
