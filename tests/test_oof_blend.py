@@ -187,6 +187,10 @@ def test_mismatched_folds_are_one_line(tmp_path):
         fit_oof_blend([a, c], "mean")
     with pytest.raises(BlendError, match="given twice in --runs"):
         fit_oof_blend([a, b, tmp_path / "." / "a"], "mean")  # one folder, two spellings
+    d = walkforward_folder(tmp_path, "d", labels, rng.dirichlet(np.ones(3), n), rng.dirichlet(np.ones(3), t))
+    (d / "predictions" / "test.parquet").unlink()  # a member whose final model's test predictions are gone
+    with pytest.raises(BlendError, match=r"d: no final-model test predictions"):
+        fit_oof_blend([a, d], "mean")  # not a blend that silently drops test
 
 
 def test_cli_blends_walkforward_folders(tmp_path, capsys):

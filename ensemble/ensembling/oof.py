@@ -122,7 +122,11 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
     horizon, gap = check_same_folds(run_dirs, configs)
     trading = trading or members_trading(run_dirs, configs)
     oof = align(run_dirs, "oof", "oof.parquet")
-    tested = all((r / "predictions" / "test.parquet").is_file() for r in run_dirs)  # span all: no final models
+    missing = [str(r) for r in run_dirs if not (r / "predictions" / "test.parquet").is_file()]
+    if missing and len(missing) < len(run_dirs):  # all missing: span all, no final models; some: a broken member
+        raise BlendError(f"{', '.join(missing)}: no final-model test predictions (predictions/test.parquet), which "
+                         "the other members have; re-run its walk-forward")  # fmt: skip
+    tested = not missing
     test = align(run_dirs, "test") if tested else None
     time, labels, fold = utc_ns(oof.frame["datetime"]), oof.labels, oof.frame["fold"].to_numpy()
     if len(np.unique(fold)) < 2:
