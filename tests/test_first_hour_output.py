@@ -343,7 +343,7 @@ def test_leaderboard_chart_starts_near_the_data_draws_chance_and_sets_kinds_apar
     legend = [t.get_text() for t in f1_ax.get_legend().get_texts()]
     assert {"val", "test", "blend", "baseline (a guess)"} <= set(legend) and any("chance" in t for t in legend)
     # the IC by horizon (issue 17): a no-skill line at 0, the baselines' undefined IC not drawn
-    assert "information coefficient" in ic_ax.get_title() and "h=5" in ic_ax.get_title()
+    assert "IC of p_long - p_short" in ic_ax.get_title() and "h=5" in ic_ax.get_title()
     assert any(np.allclose(line.get_ydata(), 0.0) for line in ic_ax.lines) and "IC" in ic_ax.get_ylabel()
     assert sorted(round(bar.get_height(), 3) for bar in ic_ax.patches) == [-0.01, 0.01, 0.02, 0.025, 0.03, 0.035]
     plt.close(fig)

@@ -206,9 +206,9 @@ def test_resume_with_another_search_space_is_refused_before_a_trial(tmp_path, fi
     assert _tune(tmp_path, fit_args, changed) == 2
     err = _error_lines(capsys)
     assert len(err) == 1 and "study 's'" in err[0] and "hidden_size" in err[0] and "CategoricalDistribution" in err[0]
-    assert _tune(tmp_path, fit_args, SPACE, "--tune.metric", "val/loss", "--tune.direction", "minimize") == 2
+    assert _tune(tmp_path, fit_args, SPACE, "--tune.metric", "val/f1_macro") == 2  # its direction: maximize
     err = capsys.readouterr().err
-    assert "metric was 'val/f1_macro', now 'val/loss'" in err and "direction was 'maximize'" in err
+    assert "metric was 'val/log_loss', now 'val/f1_macro'" in err and "direction was 'minimize'" in err
     assert len(_study(tmp_path).trials) == 1  # nothing ran
     assert _tune(tmp_path, fit_args, SPACE) == 0  # the same definition resumes
     assert len(_study(tmp_path).trials) == 2
