@@ -244,3 +244,13 @@ def check_callback_modes(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
             mode = getattr(callback, "mode", None)
         if name.endswith(("EarlyStopping", "Checkpoint")):
             check_monitor_mode(monitor, mode, name.rsplit(".", 1)[-1])
+
+
+def check_modes(model: Mapping[str, Any], checkpoint: Mapping[str, Any], callbacks: Any) -> None:
+    """A net run's mode checks before training: ``check_plateau_mode`` and ``check_callback_modes``.
+
+    Raises:
+        ConfigError: as those do.
+    """
+    check_plateau_mode(model, checkpoint["mode"])
+    check_callback_modes(checkpoint, callbacks)

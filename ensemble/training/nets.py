@@ -33,7 +33,7 @@ from ensemble.training.callbacks import (
     LatestCheckpoint,
     PreemptionCheckpoint,
 )
-from ensemble.training.config import check_callback_modes, check_plateau_mode
+from ensemble.training.config import check_modes
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
     AtomicCheckpointIO,
@@ -107,8 +107,7 @@ class EnsembleCLI(LightningCLI):
         parser.link_arguments("checkpoint.monitor", "model.init_args.monitor", apply_on="parse")
         parser.set_defaults(
             {
-                # the bundled configs' monitor, and why: configs/lstm.yaml, docs/benchmarks.md "Checkpoint monitor"
-                "checkpoint.monitor": "val/log_loss",
+                "checkpoint.monitor": "val/log_loss",  # the configs' (docs/benchmarks.md "Checkpoint monitor")
                 "checkpoint.mode": "min",
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-{epoch:02d}",
@@ -155,8 +154,7 @@ class EnsembleCLI(LightningCLI):
         self._eval_dir: Path | None = None
         self._claimed: Path | None = None
         self._checkpoint: dict[str, Any] | None = None
-        check_plateau_mode(cfg.model.as_dict(), cfg.checkpoint.mode)
-        check_callback_modes(cfg.checkpoint.as_dict(), cfg.trainer.get("callbacks"))
+        check_modes(cfg.model.as_dict(), cfg.checkpoint.as_dict(), cfg.trainer.get("callbacks"))
         ckpt = cfg.get("ckpt_path")
         if ckpt is None and self.subcommand in EVAL_SPLITS:
             raise ConfigError(f"'ensemble {self.subcommand}' needs --ckpt_path (last, best or a checkpoint file)")

@@ -31,7 +31,7 @@ from ensemble.training.threads import apply_threads, check_threads, thread_overr
 from ensemble.tuning.study import TuneConfig, finish_study, open_storage, open_study, tune
 from ensemble.tuning.trial_lines import TrialLines
 
-IN_MEMORY = ("sqlite:", "sqlite://", "sqlite:///:memory:")  # SQLAlchemy's in-memory SQLite URLs
+IN_MEMORY = ("sqlite:", "sqlite:///:memory:")  # SQLAlchemy's in-memory SQLite URLs, trailing slashes stripped
 POLL_S = 1.0  # how often the parent reads the storage for finished trials
 
 
@@ -76,7 +76,7 @@ def tune_in_workers(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | No
         Preempted: SIGTERM arrived; the workers were terminated.
     """
     check_threads(cfg.workers, "tune.workers")
-    if cfg.workers > 1 and cfg.storage.startswith("sqlite") and cfg.storage.rstrip("/") in IN_MEMORY:
+    if cfg.workers > 1 and cfg.storage.rstrip("/") in IN_MEMORY:
         raise ConfigError(f"--tune.storage {cfg.storage} is in memory: each of the {cfg.workers} worker processes "
                           "would get its own study; use a file (sqlite:///optuna.db) or a server all can open")
     study = open_study(cfg, base, config_dir)[0]  # checks everything and creates the study once
