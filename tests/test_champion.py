@@ -25,6 +25,7 @@ from ensemble.experiments.selection_bias import (
     cell_trials,
     config_files,
     deflated_sharpe,
+    earlier_trials,
     overfitting_probability,
     trials_tried,
     usable_partitions,
@@ -243,6 +244,22 @@ def test_trials_count_grid_cells_blends_and_the_tuned_studys_complete_and_pruned
         ("uniform", 5, "baseline"), ("lightgbm", 20, "walkforward"))]  # fmt: skip
     files = {"lightgbm": [plain, best], "gru": [tmp_path / "gru.yaml"]}
     assert trials_tried(rows, files) == {5: 7 + 1 + 1, 20: 7}
+    # an earlier run of the same experiment: another fingerprint of lightgbm h5 and an older caruana blend were
+    # tried and finished; the current ones and an unfinished (killed) fingerprint are not counted again
+    out = tmp_path / "exp"
+    for folder, marker in (("walkforward/lightgbm_h5/aaaa", "oof.parquet"), ("walkforward/lightgbm_h5/bbbb",
+                           "oof.parquet"), ("walkforward/lightgbm_h5/killed", "folds.csv"),
+                           ("walkforward/lightgbm_h20/cccc", "oof.parquet"),
+                           ("blends/ensemble_caruana_h5/version_0", "blend.json"),
+                           ("blends/ensemble_caruana_h5/version_1", "blend.json")):  # fmt: skip
+        (out / folder).mkdir(parents=True)
+        (out / folder / marker).write_text("x")
+    now = {("lightgbm", 5): "walkforward/lightgbm_h5/bbbb", ("lightgbm", 20): "walkforward/lightgbm_h20/cccc",
+           ("ensemble_caruana", 5): "blends/ensemble_caruana_h5/version_1"}  # fmt: skip
+    placed = [{**r, "run_dir": str(out / now[(r["model"], r["horizon"])])} if (r["model"], r["horizon"]) in now else r
+              for r in rows]  # fmt: skip
+    assert earlier_trials(out, placed) == {5: 2}
+    assert trials_tried(placed, files, out) == {5: 7 + 1 + 1 + 2, 20: 7}
     bad = tmp_path / "bad.yaml"
     bad.write_text("# tuned: {not json\nmodel: {}\n")
     with pytest.raises(ConfigError, match="not JSON"):

@@ -166,7 +166,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
         # the champion, DSR, PBO and baselines of each horizon (docs/statistics.md), before the board is written
         files = {m: config_files(Path(exp.configs_dir) / Path(get_model(m).config).name,
                                  [*exp.fit_args, *exp.model_args.get(m, [])]) for m in models}  # fmt: skip
-        rows = choose_champions(rows, out, exp.champion_metric, exp.pbo_partitions, trials_tried(rows, files))
+        rows = choose_champions(rows, out, exp.champion_metric, exp.pbo_partitions, trials_tried(rows, files, out))
         board = write_walkforward_leaderboard(rows, out, exp.champion_metric)
         if parent:
             finish_run(tracking, parent)

@@ -3,7 +3,8 @@ probability of backtest overfitting of choosing among them (docs/statistics.md).
 
 - ``trials_tried``: N, per horizon, counted from what was really run: each grid cell once, or, when its
   config came from ``ensemble tune`` (its ``best.yaml`` records the study), every complete and pruned trial
-  of that study; plus every blend.
+  of that study; plus every blend; plus what earlier runs of the same experiment tried (other config
+  fingerprints, other blend versions).
 - ``deflated_sharpe``: Bailey and Lopez de Prado (2014) on each candidate's per-period net out-of-fold returns,
   against the expected maximum Sharpe of N unskilled trials whose Sharpe variance is the candidates'.
 - ``overfitting_probability``: Bailey, Borwein, Lopez de Prado and Zhu (2015), CSCV over the candidates'
@@ -13,6 +14,7 @@ probability of backtest overfitting of choosing among them (docs/statistics.md).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,16 +49,33 @@ def cell_trials(files: list[Path]) -> int:
     return sum(r["complete"] + r["pruned"] for r in records) or 1
 
 
-def trials_tried(rows: list[dict], files: dict[str, list[Path]]) -> dict[int, int]:
+def trials_tried(rows: list[dict], files: dict[str, list[Path]], out: Path | None = None) -> dict[int, int]:
     """Horizon -> N, the trials counted for its DSR: ``cell_trials`` of each grid cell of the horizon (failed
-    cells too: they were tried) plus one per blend. ``files``: model name -> its cell's config files."""
-    out: dict[int, int] = {}
+    cells too: they were tried) plus one per blend, plus ``earlier_trials`` of the experiment folder ``out``.
+    ``files``: model name -> its cell's config files."""
+    counts: dict[int, int] = dict(earlier_trials(out, rows)) if out is not None else {}
     for r in rows:
         if r.get("kind") == "baseline":
             continue
         n = 1 if r.get("kind") == "blend" else cell_trials(files.get(str(r["model"]), []))
-        out[int(r["horizon"])] = out.get(int(r["horizon"]), 0) + n
-    return out
+        counts[int(r["horizon"])] = counts.get(int(r["horizon"]), 0) + n
+    return counts
+
+
+def earlier_trials(out: Path, rows: list[dict]) -> dict[int, int]:
+    """Horizon -> configurations an earlier run of the same experiment tried that ``rows`` no longer hold: the
+    finished walk-forwards of other config fingerprints (``walkforward/<model>_h<H>/<fingerprint>/oof.parquet``)
+    and the other fitted blend versions (``blends/<blend>_h<H>/version_N/blend.json``). An edited grid or blend
+    option is a new try; forgetting the old one would understate the selection bias (each counts 1: a folder
+    does not say how it was tuned)."""
+    current = {Path(str(r["run_dir"])).resolve() for r in rows if r.get("run_dir")}
+    counts: dict[int, int] = {}
+    for pattern, marker in (("walkforward/*_h*/*", "oof.parquet"), ("blends/*_h*/version_*", "blend.json")):
+        for folder in Path(out).glob(pattern):
+            found = re.search(r"_h(\d+)$", folder.parent.name)
+            if found and (folder / marker).is_file() and folder.resolve() not in current:
+                counts[int(found.group(1))] = counts.get(int(found.group(1)), 0) + 1
+    return counts
 
 
 @dataclass(frozen=True)
