@@ -125,6 +125,15 @@ def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(exp
     assert record["pbo_partitions"] == 16  # 300 shared timestamps: 16 blocks of >= 5
     assert {"uniform", "class_prior", "random_prior"} <= set(by_model)
     assert by_model["uniform"]["oof_log_loss_shared"] == pytest.approx(math.log(3))
+    # the blend's best member is chosen out of fold (steady, .2 on the shared rows), not on test (early, .30);
+    # the blend's test skill .28 beats steady's .25 on test: it beats its best member
+    assert by_model["ensemble_caruana"]["best_member"] == "steady" and by_model["ensemble_caruana"]["beats_best_member"]
+    assert by_model["steady"]["beats_best_member"] is None and by_model["steady"]["best_member"] == ""
+    # champion - oracle and its interval on the champion's row only
+    champ = by_model["ensemble_caruana"]
+    assert champ["test_minus_oracle"] == pytest.approx(loss(0.28) - loss(0.30), abs=1e-6)
+    assert [champ["test_minus_oracle_lo"], champ["test_minus_oracle_hi"]] == pytest.approx(record["interval"])
+    assert math.isnan(by_model["early"]["test_minus_oracle"])
     printed = capsys.readouterr().out
     assert "h5 champion: ensemble_caruana (blend)" in printed and "oracle early" in printed and "PBO" in printed
     # the written board: sorted on the shared rows, the PNG beside it

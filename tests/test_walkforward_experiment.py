@@ -55,6 +55,9 @@ def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys)
     assert cell.oof_log_loss == pytest.approx(metrics["oof/log_loss"], rel=1e-12)
     assert cell.oof_log_loss_shared == pytest.approx(metrics["oof/log_loss"], rel=1e-6)  # one candidate: its rows
     assert cell.log_loss_fold_std == pytest.approx(metrics["folds/log_loss/std"], rel=1e-12)
+    # the final model's test Sharpe, gross and net, reported beside (never used to choose)
+    sharpes = (metrics["test/sharpe"], metrics["test/sharpe_net"])
+    assert (cell.test_sharpe, cell.test_sharpe_net) == pytest.approx(sharpes)
     assert len(pd.read_csv(folder / "folds.csv")) == 3 and (folder / "oof.parquet").is_file()
     assert "oof_log_loss" in (tmp_path / "exp" / "leaderboard.md").read_text()
     capsys.readouterr()
@@ -122,6 +125,7 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count(": skipped (finished earlier)") == 2 + 3, out
+    assert json.loads((tmp_path / "exp" / "champion_h5.json").read_text())["n_trials"] == 2 + 3
     for method in ("weighted", "caruana", "stacked"):
         assert [p.name for p in (tmp_path / "exp/blends" / f"ensemble_{method}_h5").iterdir()] == ["version_0"]
     spec["blend_options"] = {"caruana": {"size": 6}}
@@ -130,3 +134,5 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     assert "blend ensemble_caruana_h5: fitted on out-of-fold rows" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "exp/blends/ensemble_caruana_h5").iterdir()) == ["version_0", "version_1"]
     assert [p.name for p in (tmp_path / "exp/blends/ensemble_stacked_h5").iterdir()] == ["version_0"]
+    # the DSR counts the earlier caruana (version_0) too: it was tried, and the edit chose against it
+    assert json.loads((tmp_path / "exp" / "champion_h5.json").read_text())["n_trials"] == 2 + 3 + 1

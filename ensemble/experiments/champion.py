@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,9 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
     # oof_log_loss_shared always (the chart's log-loss panel and the baseline check), the chosen metric beside it
     rows = [{**r, "champion": False, "oracle": False, "oof_log_loss_shared": math.nan, column: math.nan,
              "test_log_loss_shared": math.nan,
-             "dsr": math.nan, "n_trials": None, "pbo": math.nan, "pbo_partitions": None} for r in rows]  # fmt: skip
+             "dsr": math.nan, "n_trials": None, "pbo": math.nan, "pbo_partitions": None,
+             "best_member": "", "beats_best_member": None, "test_minus_oracle": math.nan,
+             "test_minus_oracle_lo": math.nan, "test_minus_oracle_hi": math.nan} for r in rows]  # fmt: skip
     extra = []
     for horizon in sorted({int(r["horizon"]) for r in rows}):
         candidates = candidates_of(rows, horizon)
@@ -231,9 +234,34 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
                           "champion": c["run_dir"] == record["champion"]["run_dir"], "oracle": c["run_dir"] == oracle})
                 if r.get("test_f1_macro") is None:
                     r["test_f1_macro"] = recorded.get("test/f1_macro")
+                if r["champion"] and record["difference"] is not None:
+                    r.update(test_minus_oracle=record["difference"], test_minus_oracle_lo=record["interval"][0],
+                             test_minus_oracle_hi=record["interval"][1])  # fmt: skip
+        _best_member_columns([r for r in rows if int(r["horizon"]) == horizon], column, metric)
         extra += _baseline_rows(record, horizon, column, rows[0].keys())
         print(_summary(record), flush=True)
     return rows + extra
+
+
+def _best_member_columns(rows: list[dict], column: str, metric: str) -> None:
+    """Set ``best_member`` and ``beats_best_member`` on the blend rows of one horizon, in place: the best member is
+    the walk-forward cell best on the champion ``metric`` out of fold (``column``, on the shared rows), as a
+    user would choose without the blend; the blend beats it when its test log loss on the shared rows is strictly
+    below that member's (None when either has none). Test is compared, never used to choose."""
+    members = [r for r in rows if r.get("kind") == "walkforward" and not _missing(r.get(column))]
+    if not members:
+        return
+    sign = 1.0 if metric_mode(metric) == "min" else -1.0
+    best = min(members, key=lambda r: sign * float(r[column]))
+    for r in rows:
+        if r.get("kind") == "blend":
+            mine, theirs = r.get("test_log_loss_shared"), best.get("test_log_loss_shared")
+            r["best_member"] = str(best["model"])
+            r["beats_best_member"] = None if _missing(mine) or _missing(theirs) else bool(mine < theirs)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _baseline_rows(record: dict, horizon: int, column: str, keys) -> list[dict]:

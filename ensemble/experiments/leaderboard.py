@@ -51,7 +51,8 @@ NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished 
         "val_partial: val metrics of part of the split (trainer.limit_val_batches < 1).")
 # the columns the terminal shows of a walk-forward experiment's board (those it has), in this order
 WALKFORWARD_TERMINAL = ["model", "horizon", "kind", "status", "folds", "oof_log_loss_shared", "test_log_loss_shared",
-                        "oof_f1_macro", "test_f1_macro", "dsr", "champion", "oracle", "fit_on"]  # fmt: skip
+                        "oof_f1_macro", "test_f1_macro", "test_sharpe_net", "dsr", "champion", "oracle",
+                        "test_minus_oracle", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
 # the columns the terminal shows, in this order
 TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared", "val_f1_macro",
             "test_f1_macro", "test_sharpe", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
@@ -273,8 +274,12 @@ WALKFORWARD_NOTE = ("Walk-forward cells and out-of-fold blends: sorted by {key} 
                     "start at fold 2); oof_log_loss_shared: their log loss there; oof_log_loss: on the cell's own "
                     "rows. champion: the candidate chosen by the "
                     "experiment's champion_metric on those shared rows; oracle: the member best on test, a choice "
-                    "made with hindsight (champion_h<H>.json holds champion - oracle with its 90% block-bootstrap "
-                    "interval). dsr: deflated Sharpe ratio of the candidate's net out-of-fold book against n_trials "
+                    "made with hindsight; test_minus_oracle (champion's row): the champion's test log loss minus "
+                    "the oracle's on the shared rows, [test_minus_oracle_lo, _hi] its 90% block-bootstrap interval. "
+                    "best_member (blend rows): the member best on the champion metric out of fold; "
+                    "beats_best_member: the blend's test_log_loss_shared is strictly below that member's. "
+                    "test_sharpe, test_sharpe_net: annualised, gross and net of costs, of the final model or blend "
+                    "on test. dsr: deflated Sharpe ratio of the candidate's net out-of-fold book against n_trials "
                     "(grid cells, blends and tuned configs' Optuna trials); pbo: probability of backtest overfitting "
                     "of the horizon's choice, CSCV over pbo_partitions blocks (empty: too few candidates or "
                     "timestamps). *_fold_std: the sample std of the metric over the folds' test blocks. Baselines "

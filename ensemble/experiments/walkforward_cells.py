@@ -18,7 +18,9 @@ from ensemble.launchers import CellResult, CellSpec, Launcher, Outcome, key_metr
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.runner import cell_fingerprint, walkforward_cell
 
-LEADERBOARD_METRICS = ("f1_macro", "log_loss", "sharpe", "max_drawdown")
+LEADERBOARD_METRICS = ("f1_macro", "log_loss", "sharpe", "sharpe_net", "max_drawdown")
+# the test split's, of a cell's final model or a blend's final fit: reported beside, never used to choose
+TEST_METRICS = ("sharpe", "sharpe_net")
 
 
 def walkforward_row(model: str, horizon: int, out: Path | None, status: str, error: str = "",
@@ -31,6 +33,8 @@ def walkforward_row(model: str, horizon: int, out: Path | None, status: str, err
     for name in LEADERBOARD_METRICS:
         values[f"oof_{name}"] = metrics.get(f"oof/{name}")
         values[f"{name}_fold_std"] = metrics.get(f"folds/{name}/std")
+    for name in TEST_METRICS:
+        values[f"test_{name}"] = metrics.get(f"test/{name}")
     return {**values, "run_dir": str(out or ""), "error": error}
 
 
