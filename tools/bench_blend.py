@@ -1,7 +1,7 @@
 """Cost of fitting every blend method on production-size out-of-fold predictions, against one LightGBM fit.
 
     python tools/bench_blend.py [--members 9] [--rows 87080] [--symbols 10] [--folds 4] [--repeats 3]
-                                [--root data/demo] [--no-lightgbm]
+                                [--root data/demo] [--no-lightgbm] [--member-walkforward]
 
 Two measurements per method. *plain*: one ``fit`` on all rows (a val blend's work). *out-of-fold*: what
 ``ensemble blend`` / ``ensemble experiment`` run for one method on walk-forward members after reading their files
@@ -18,12 +18,18 @@ fitted ``--repeats`` times; the fastest wall and CPU time is kept (the machines 
 The yardstick is one LightGBM fit on the demo's train split (87,080 rows x 107 features, horizon 5) with
 ``configs/lightgbm.yaml``'s parameters for its full 150 rounds and no per-epoch evaluation: the cheapest
 member's fit, without the package's val passes (which only make a real member slower). Early stopping can
-stop a member sooner; the printed per-round time lets the reader scale it.
+stop a member sooner; the printed per-round time lets the reader scale it. ``--member-walkforward`` also times
+what that member really costs a user of out-of-fold blends: ``ensemble walkforward`` of LightGBM over the same
+number of folds of the demo (the run whose ``oof.parquet`` a blend is fitted on), CPU of its child process.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,6 +90,25 @@ def timed(fn) -> np.ndarray:
     return np.array([time.perf_counter() - wall, time.process_time() - cpu])
 
 
+def walkforward_member(root: Path, folds: int) -> tuple[np.ndarray, int]:
+    """(wall, cpu) seconds of the cheapest real member of an out-of-fold blend, as the package fits it:
+    ``ensemble walkforward`` of ``configs/lightgbm.yaml`` over ``folds`` folds of the demo (fold fits with their
+    val passes, the final model, the artifacts), in a child process; and the out-of-fold rows it wrote."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "ensemble.cli", "walkforward", "--config", str(CONFIG.resolve()),
+                        "--data.root", str(root.resolve()), "--wf.folds", str(folds), "--wf.out", f"{tmp}/wf",
+                        "--quiet"], check=True, cwd=tmp, stdout=subprocess.DEVNULL)  # fmt: skip
+        wall = time.perf_counter() - wall
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rows = len(pd.read_parquet(Path(tmp) / "wf" / "oof.parquet", columns=["symbol"]))
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return np.array([wall, cpu]), rows
+
+
 def lightgbm_fit(root: Path, horizon: int = 5) -> tuple[np.ndarray, int]:
     """(wall, cpu) seconds of one full-length LightGBM fit on the demo's train split, and its rounds."""
     import lightgbm as lgb
@@ -116,6 +141,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", type=Path, default=Path("data/demo"))
     parser.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM yardstick")
+    parser.add_argument("--member-walkforward", action="store_true",
+                        help="also time the cheapest real member: ensemble walkforward of LightGBM (~2 min)")
     args = parser.parse_args()
     layout = walkforward_layout(args.rows, args.symbols, args.folds, args.test_rows)
     n = len(layout["time"])
@@ -151,6 +178,12 @@ def main() -> None:
         loss = f"{log_loss(fitted[name].predict_proba(probs), y):9.4f}" if name in fitted else " " * 9
         ratio = f" {wall / lgb_time[0]:10.1%} {cpu / lgb_time[1]:9.1%}" if lgb_time is not None else ""
         print(f"{name:<34} {wall:8.3f} {cpu:8.3f} {loss}{ratio}")
+    if args.member_walkforward:
+        member, rows = walkforward_member(args.root, args.folds)
+        blends = sum(best[f"oof {m}"] for m in METHODS)
+        print(f"LightGBM member, ensemble walkforward ({args.folds} folds, {rows:,} out-of-fold rows): "
+              f"{member[0]:.1f} s wall, {member[1]:.1f} CPU-s; all {len(METHODS)} methods out-of-fold take "
+              f"{blends[0] / member[0]:.1%} of its wall, {blends[1] / member[1]:.1%} of its CPU")
 
 
 if __name__ == "__main__":
