@@ -79,6 +79,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ensemble: error: {one_line(found)}", file=sys.stderr)
         return 2
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Destroy a DDP process group before the interpreter exits.
+
+    Lightning leaves it open; gloo's worker threads then meet interpreter shutdown and can abort the
+    process ("terminate called without an active exception", exit -6) after the work is done
+    (pytorch/pytorch#179291). ``sys.modules`` is read rather than importing torch, so ``--help`` stays fast.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
