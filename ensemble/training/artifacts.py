@@ -107,11 +107,16 @@ def _is_mlflow(logger: Any) -> bool:
 
 
 def log_figure(loggers: list[Any], fig: Any, tag: str, path: Path, step: int) -> None:
-    """Send a figure to every logger that takes one: TensorBoard as an image, MLflow as the PNG file.
-    Duck-typed, so writing artifacts never imports Lightning."""
+    """Send a figure, already written to the PNG ``path``, to every logger that takes one: TensorBoard as that
+    image (decoded, not drawn again: a draw costs more than the decode), MLflow as the PNG file. Duck-typed,
+    so writing artifacts never imports Lightning."""
     for logger in loggers:
-        if hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard's SummaryWriter
-            logger.experiment.add_figure(tag, fig, global_step=step, close=False)
+        if hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard's SummaryWriter
+            from PIL import Image
+
+            with Image.open(path) as png:
+                pixels = np.asarray(png.convert("RGB"))  # height x width x 3, uint8
+            logger.experiment.add_image(tag, pixels, global_step=step, dataformats="HWC")
         elif _is_mlflow(logger):
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="plots")
 
