@@ -302,6 +302,8 @@ def test_run_figures_name_model_horizon_split_and_units(fit_args, monkeypatch):
     assert main(["fit", *fit_args(config="configs/lightgbm.yaml"), *LGB_TINY]) == 0
     assert {name for name, _ in seen} >= {"val_confusion_matrix.png", "test_equity_curve.png", "test_ic.png",
                                           "feature_importance.png"}  # fmt: skip
+    names = [name for name, _ in seen]  # each drawn once: val at T = 1 is re-evaluated once calibrated, drawn then
+    assert len(names) == len(set(names)), sorted(names)
     for name, axes in seen:
         split = "train" if name == "feature_importance.png" else name.split("_")[0]
         title = next(t for t, _, _ in axes if t)

@@ -38,3 +38,10 @@ def test_tensorboard_events_hold_the_val_metrics(tmp_path, fit_args, model):
     assert "val/f1_macro" in events.Tags()["scalars"]
     logged = events.Scalars("val/f1_macro")[-1].value
     assert 0.0 <= logged <= 1.0 and len(list(run.glob("events.out.tfevents.*"))) >= 1
+    # the figures reach TensorBoard as the very PNGs written under plots/ (same pixel size)
+    from PIL import Image
+
+    assert {"val/confusion_matrix", "test/equity_curve"} <= set(events.Tags()["images"])
+    image = events.Images("test/equity_curve")[-1]
+    with Image.open(run / "plots" / "test_equity_curve.png") as png:
+        assert (image.width, image.height) == png.size

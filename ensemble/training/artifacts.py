@@ -6,7 +6,10 @@ and blends, so a leaderboard can compare them row for row. Nothing here imports 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +110,16 @@ def _is_mlflow(logger: Any) -> bool:
 
 
 def log_figure(loggers: list[Any], fig: Any, tag: str, path: Path, step: int) -> None:
-    """Send a figure to every logger that takes one: TensorBoard as an image, MLflow as the PNG file.
-    Duck-typed, so writing artifacts never imports Lightning."""
+    """Send a figure, already written to the PNG ``path``, to every logger that takes one: TensorBoard as that
+    image (decoded, not drawn again: a draw costs more than the decode), MLflow as the PNG file. Duck-typed,
+    so writing artifacts never imports Lightning."""
     for logger in loggers:
-        if hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard's SummaryWriter
-            logger.experiment.add_figure(tag, fig, global_step=step, close=False)
+        if hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard's SummaryWriter
+            from PIL import Image
+
+            with Image.open(path) as png:
+                pixels = np.asarray(png.convert("RGB"))  # height x width x 3, uint8
+            logger.experiment.add_image(tag, pixels, global_step=step, dataformats="HWC")
         elif _is_mlflow(logger):
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="plots")
 
@@ -121,6 +129,21 @@ def log_file(loggers: list[Any], path: Path, folder: str) -> None:
     for logger in loggers:
         if _is_mlflow(logger):
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=folder)
+
+
+_FIGURES = contextvars.ContextVar("ensemble_stage_figures", default=True)
+
+
+@contextlib.contextmanager
+def stage_figures_skipped() -> Iterator[None]:
+    """Within it, ``write_stage`` writes predictions and metrics but draws no figures: for an evaluation that is
+    redone at once and would overwrite them (val at T = 1, re-evaluated after calibration). Drawing the four
+    figures costs more CPU than a small model's evaluation."""
+    token = _FIGURES.set(False)
+    try:
+        yield
+    finally:
+        _FIGURES.reset(token)
 
 
 def write_stage(
@@ -154,6 +177,8 @@ def write_stage(
     if temperature is not None:
         metrics_path = update_metrics_json(run_dir, {"calibration/temperature": temperature})
     log_file(loggers, metrics_path, "")
+    if not _FIGURES.get():
+        return
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (df["label"].to_numpy() + 1, df["prediction"].to_numpy() + 1), 1)
     time = torch.as_tensor(utc_ns(df["datetime"]))

@@ -20,7 +20,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -170,7 +170,7 @@ class Job(ABC):
 
         The run's own checkpoint is calibrated first when ``calibrate`` is on (``calibrate_checkpoint``: T fitted
         on val at T = 1, stored in it); another run's model keeps the temperature it carries."""
-        from ensemble.training.artifacts import update_metrics_json
+        from ensemble.training.artifacts import stage_figures_skipped, update_metrics_json
         from ensemble.training.calibration import calibrate_checkpoint
         from ensemble.training.results import print_results
 
@@ -180,8 +180,10 @@ class Job(ABC):
             if self.is_global_zero():
                 self.store_temperature(best, None)
             self.barrier()
-        results = self.evaluate("val", best)
-        if own and self.calibrate:
+        redone = own and self.calibrate  # val is evaluated again once calibrated: draw its figures then only
+        with stage_figures_skipped() if redone else nullcontext():
+            results = self.evaluate("val", best)
+        if redone:
             results = calibrate_checkpoint(self, best, results)
         if self.evaluate_test:
             results.update(self.evaluate("test", best))
