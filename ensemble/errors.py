@@ -7,7 +7,9 @@ reports a ``ValueError`` raised in an ``__init__`` as a config error) working.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 
 class EnsembleError(ValueError):
@@ -20,6 +22,18 @@ class ConfigError(EnsembleError):
 
 class NonFiniteLossError(EnsembleError, FloatingPointError):
     """Training produced a NaN or infinite loss; the message says what to change."""
+
+
+def unknown_key(key: str, known: Iterable[str], what: str = "key") -> ConfigError:
+    """The one-line error for an unknown config key ``key`` (dotted as the user wrote it, e.g. ``walkforwrd`` or
+    ``caruana.sizee``): it names the key, suggests the closest known one (``difflib.get_close_matches`` on the
+    last dotted part, case ignored, cutoff 0.6) and lists the known ones. ``what`` says what kind of key, e.g.
+    ``walk-forward key``."""
+    known = list(known)
+    lower = {k.lower(): k for k in known}  # case aside: --stacked.c is --stacked.C mistyped
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1].lower(), list(lower), n=1)
+    hint = f" (did you mean '{lower[close[0]]}'?)" if close else ""
+    return ConfigError(f"{key}: unknown {what}{hint}; known: {', '.join(known) or 'none'}")
 
 
 _NOISE = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>",

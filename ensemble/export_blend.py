@@ -1,11 +1,13 @@
 """Exports of blends and of experiment candidates, and predicting with any export (a blend's included).
 
 A blend's export holds ``members/<i>/`` (member i's own export, in ``blend.json``'s member order),
-``blend.json`` (method, fitted ``state``, the member folders as recorded, horizon, ``fit_on``), the blend run's
-``config.yaml`` and ``metrics.json``, and ``metadata.json`` with family ``blend``. Predicting with it runs every
-member on the input and combines their probabilities with the fitted blend (``ensembling.methods.from_state``)
-on the rows all members predicted: a member with a longer window predicts fewer rows, and the rows it leaves
-out are reported as warm-up of the longest window.
+``blend.json`` (method, fitted ``state``, the member folders, horizon, ``fit_on``), the blend run's ``config.yaml``
+and ``metrics.json``, and ``metadata.json`` with family ``blend``. Only the members the fitted blend reads are
+exported (``ensembling.used``: a member of weight 0 is left out, and listed under ``unused_members``), and
+``blend.json``'s members and state are those: a zero-weight member costs no run and no warm-up rows. Predicting
+with it runs those members on the input and combines their probabilities with the fitted blend
+(``ensembling.methods.from_state``) on the rows all of them predicted: a member with a longer window predicts
+fewer rows, and the rows it leaves out are reported as warm-up of the longest window.
 
 A candidate folder may be a walk-forward folder (``walkforward.json``): what it exports is its final model,
 the newest finished ``runs/final/version_N`` (trained on the train split as ``ensemble fit`` trains).
@@ -24,10 +26,11 @@ import numpy as np
 
 from ensemble.data.contract import DataContractError
 from ensemble.ensembling.methods import from_state
+from ensemble.ensembling.used import restrict, used_members
 from ensemble.errors import ConfigError
 from ensemble.experiments.cells import finished_runs
 from ensemble.export import Predicted, build_export, export_run, predict_rows
-from ensemble.io import write_json
+from ensemble.io import locate, write_json
 from ensemble.training.family import ExportError
 from ensemble.walkforward.runner import RECORD as WALKFORWARD_RECORD
 
@@ -49,17 +52,6 @@ def exportable_run(folder: Path) -> Path:
         raise ExportError(f"{folder}: a walk-forward without a finished final model (runs/final/version_N with "
                           f"test metrics); run its walk-forward to the end first")  # fmt: skip
     return done[-1][0]
-
-
-def locate(recorded: str, base: Path) -> Path | None:
-    """The folder a record names: an absolute path as is; a relative one (written relative to the directory the
-    recording command ran in) from the working directory, else from ``base`` or the nearest of its parents under
-    which it exists. None when it exists nowhere."""
-    path = Path(recorded)
-    if path.is_absolute() or path.exists():
-        return path if path.exists() else None
-    base = Path(base).resolve()
-    return next((parent / path for parent in (base, *base.parents) if (parent / path).exists()), None)
 
 
 def read_blend(folder: Path) -> dict[str, Any]:
@@ -84,8 +76,9 @@ def read_blend(folder: Path) -> dict[str, Any]:
 
 
 def export_blend(run_dir: Path, out: Path) -> Path:
-    """Export a blend run: every member's export under ``members/<i>/`` (a member may be a run, a walk-forward
-    folder or a blend), the fitted blend, and the blend run's config and metrics (``build_export``).
+    """Export a blend run: the export of every member the fitted blend reads (``used_members``; a member may be a
+    run, a walk-forward folder or a blend) under ``members/<i>/``, the fitted blend over those members, and the
+    blend run's config and metrics (``build_export``).
 
     Raises:
         ExportError: a damaged blend record, a member folder that is gone, a member that cannot be exported.
@@ -95,13 +88,16 @@ def export_blend(run_dir: Path, out: Path) -> Path:
     for key in ("config.yaml", "metrics.json"):
         if not (run_dir / key).is_file():
             raise ExportError(f"{run_dir}: not a finished blend run (missing {key})")
+    used = _used(record, run_dir / "blend.json")
     members = []
-    for i, recorded in enumerate(record["members"]):
+    for i in used:
+        recorded = record["members"][i]
         found = locate(str(recorded), run_dir)
         if found is None:
             raise ExportError(f"{run_dir}/blend.json: member {i} ({recorded}) is missing; it must stay where it was "
-                              f"blended (relative paths are read from the folder the blend ran in)")  # fmt: skip
+                              f"blended, or move with the blend in its experiment folder")  # fmt: skip
         members.append(found)
+    unused = [{"index": i, "run_dir": str(m)} for i, m in enumerate(record["members"]) if i not in used]
 
     def fill(staging: Path) -> None:
         metas = []
@@ -110,7 +106,9 @@ def export_blend(run_dir: Path, out: Path) -> Path:
             metas.append(json.loads((staging / "members" / str(i) / "metadata.json").read_text()))
         shutil.copy2(run_dir / "config.yaml", staging / "config.yaml")
         shutil.copy2(run_dir / "metrics.json", staging / "metrics.json")
-        write_json(staging / "blend.json", {k: record[k] for k in (*BLEND_KEYS, "fit_on") if k in record})
+        write_json(staging / "blend.json", {**{k: record[k] for k in (*BLEND_KEYS, "fit_on") if k in record},
+                                            "members": [str(m) for m in members],
+                                            "state": restrict(record["state"], used), "unused_members": unused})
         features = list(dict.fromkeys(f for m in metas for f in m.get("feature_names", [])))
         write_json(staging / "metadata.json", {
             "family": "blend", "method": record["method"], "fit_on": record.get("fit_on", "val"),
@@ -119,6 +117,14 @@ def export_blend(run_dir: Path, out: Path) -> Path:
         })  # fmt: skip
 
     return build_export(out, fill)
+
+
+def _used(record: dict[str, Any], path: Path) -> list[int]:
+    """``used_members`` of a blend record; a damaged state is an ExportError naming ``path``."""
+    try:
+        return used_members(record["state"], len(record["members"]))
+    except ConfigError as err:
+        raise ExportError(f"{path}: {err}") from err
 
 
 def export_model(folder: Path, out: Path) -> Path:
@@ -143,8 +149,9 @@ def _metadata(export: Path) -> dict[str, Any]:
 
 
 def predict_any(export: Path, data: Path) -> Predicted:
-    """Predict ``data`` with an export folder of one model (``export.predict_rows``) or of a blend: every member
-    predicts, and the fitted blend combines their probabilities on the rows all of them predicted.
+    """Predict ``data`` with an export folder of one model (``export.predict_rows``) or of a blend: every member the
+    fitted blend reads predicts (``used_members``: none of weight 0, also in an export that holds them), and the
+    fitted blend combines their probabilities on the rows all of them predicted.
 
     The members' probabilities pass through float32 as in a run's predictions files, so a blend export predicts
     what its run's ``predictions/<split>.parquet`` holds.
@@ -157,12 +164,13 @@ def predict_any(export: Path, data: Path) -> Predicted:
     if _metadata(export).get("family") != "blend":
         return predict_rows(export, data)
     record = read_blend(export)
+    used = _used(record, export / "blend.json")  # an export written before unused members were left out
     try:
-        blend = from_state(record["state"])
+        blend = from_state(restrict(record["state"], used))
     except ConfigError as err:
         raise ExportError(f"{export / 'blend.json'}: {err}") from err
     parts = []
-    for i in range(len(record["members"])):
+    for i in used:
         member = export / "members" / str(i)
         if not (member / "metadata.json").is_file():
             raise ExportError(f"{export}: member {i} is missing (no members/{i}/metadata.json); export the blend again")

@@ -1,4 +1,4 @@
-"""Atomic file writes: a killed run never leaves a half file that looks complete."""
+"""Atomic file writes (a killed run never leaves a half file that looks complete), and how records name folders."""
 
 from __future__ import annotations
 
@@ -56,3 +56,32 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
 
 def write_figure(path: str | Path, fig: Any) -> Path:
     return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+
+
+def record_path(path: str | Path, folder: str | Path, root: str | Path | None = None) -> str:
+    """How a record in ``folder`` names the folder ``path``: relative to ``folder`` (``..`` steps allowed) when
+    ``path`` and ``folder`` both lie inside ``root`` (default ``folder`` itself), so the record and what it names
+    can move together (an experiment folder moved, or read from another working directory); else ``path`` as
+    given. ``locate(recorded, folder)`` reads it back."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    root = Path(root).resolve() if root is not None else folder
+    if not (path.is_relative_to(root) and folder.is_relative_to(root)):
+        return str(path)
+    return Path(os.path.relpath(path, folder)).as_posix()
+
+
+def locate(recorded: str | Path, folder: str | Path) -> Path | None:
+    """The existing folder a record in ``folder`` names, or None when it exists nowhere: an absolute path as is; a
+    relative one from ``folder`` (``record_path``), else, as records written before paths were relative to their
+    own folder, from the working directory, else from the nearest parent of ``folder`` under which it exists (the
+    directory the recording command ran in)."""
+    path = Path(recorded)
+    if path.is_absolute():
+        return path if path.exists() else None
+    folder = Path(folder)
+    if (folder / path).exists():
+        return (folder / path).resolve()
+    if path.exists():
+        return path
+    resolved = folder.resolve()
+    return next((parent / path for parent in resolved.parents if (parent / path).exists()), None)

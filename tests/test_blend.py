@@ -150,19 +150,49 @@ def test_the_val_note_follows_the_checks(tmp_path, capsys):
     nope = [str(tmp_path / "nope1"), str(tmp_path / "nope2")]
     assert main(["blend", "--runs", *nope, "--method", "mean"]) == 2
     out, err = capsys.readouterr()
-    assert "note:" not in out and "not a finished run" in err
+    assert "note:" not in out and f"{nope[0]}, {nope[1]}: no such folder" in err
+
+
+def test_a_missing_folder_is_named_as_missing_not_as_another_kind_of_run(tmp_path, capsys):
+    """A folder that is not there is neither a walk-forward nor a plain run: the error says it does not exist."""
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "walkforward.json").write_text("{}")
+    assert main(["blend", "--runs", str(tmp_path / "typo"), str(wf), "--method", "mean"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{tmp_path / 'typo'}: no such folder; give finished run or walk-forward folders")
+    assert "mixes" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--caruana.sizee", "--caruana.sizee: unknown caruana option (did you mean 'size'?); known: size, init, bags, "
+                        "bag_fraction, seed"),
+    ("--stacked.c", "--stacked.c: unknown stacked option (did you mean 'C'?); known: C"),
+    ("--mean.size", "--mean.size: unknown mean option; known: none"),
+    ("--trading.cost_bp", "--trading.cost_bp: unknown trading key (did you mean 'cost_bps'?); known: cost_bps,"),
+])  # fmt: skip
+def test_a_misspelt_method_option_names_the_key_and_the_valid_ones(tmp_path, capsys, flag, message):
+    for argv in ([flag, "5"], [f"{flag}=5"]):
+        assert main(["blend", "--runs", str(tmp_path), str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
 
 
 def test_blend_options_are_checked_and_recorded(members, capsys):
     root, runs, _ = members
-    with pytest.raises(ConfigError, match="unknown caruana option 'sise'; known: size, init, bags, bag_fraction, seed"):
+    with pytest.raises(ConfigError, match=r"blend_options\.caruana\.sise: unknown caruana option \(did you mean "
+                                          r"'size'\?\); known: size, init, bags, bag_fraction, seed"):  # fmt: skip
         make_method("caruana", {"caruana": {"sise": 5}})
-    with pytest.raises(ConfigError, match="unknown mean option 'size'; known: none"):
+    with pytest.raises(ConfigError, match=r"blend_options\.mean\.size: unknown mean option; known: none"):
         make_method("mean", {"mean": {"size": 5}})
     with pytest.raises(ConfigError, match="blend options for caruana must be a mapping"):
         make_method("caruana", {"caruana": 5})
-    with pytest.raises(ConfigError, match="blend options for unknown method 'caruna'"):
+    with pytest.raises(ConfigError, match=r"blend_options\.caruna: unknown blend method \(did you mean 'caruana'"):
         make_method("mean", {"caruna": {"size": 5}})
+    capsys.readouterr()
+    assert main(["blend", "--runs", *map(str, runs[:2]), "--method", "mean", "--stacked.C", "0.5", "--out",
+                 str(root / "out")]) == 2  # fmt: skip
+    assert "--stacked.* apply to --method stacked, not mean; drop --stacked.C" in capsys.readouterr().err
     out = root / "out"
     assert main(["blend", "--runs", *map(str, runs), "--method", "mean", "--caruana.size", "5", "--out", str(out)]) == 2
     assert "--caruana.* apply to --method caruana" in capsys.readouterr().err and not out.exists()

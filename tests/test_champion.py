@@ -105,7 +105,13 @@ def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(exp
     assert 0.25 * loss(0.99) + 0.75 * loss(0.12) < loss(0.2)  # ``early`` would win on its own rows
     scores = {c["name"]: c["score"] for c in record["candidates"]}
     assert scores == pytest.approx({"early": loss(0.12), "steady": loss(0.2), "ensemble_caruana": loss(0.22)}, abs=1e-6)
-    assert record["champion"] == {"name": "ensemble_caruana", "kind": "blend", "run_dir": rows[2]["run_dir"]}
+    # folders named relative to the experiment folder that holds the record: it can move as one
+    assert record["champion"] == {"name": "ensemble_caruana", "kind": "blend", "run_dir": "blends/caruana"}
+    assert [c["run_dir"] for c in record["candidates"]] == ["walkforward/early", "walkforward/steady", "blends/caruana"]
+    # the DSR's Sharpe ratios are per period, and the record says so (metrics.json's are annualised)
+    assert all("sharpe_net_per_period" in c and "sharpe" not in c for c in record["candidates"])
+    assert "not annualised" in record["units"]["sharpe_net_per_period"]
+    assert "annualised" in record["units"]["sharpe_net_per_period"].split("; ")[1]
     # the oracle is the best *member* on test (skill .30 beats .25); the blend's test skill .28 is below it
     assert record["oracle"]["name"] == "early"
     assert record["oracle"]["test_log_loss"] == pytest.approx(loss(0.30), abs=1e-6)
@@ -146,6 +152,9 @@ def test_the_champion_is_chosen_on_shared_rows_and_judged_against_the_oracle(exp
     cells = dict(zip(header.split(" | "), lines[0].split(" | "), strict=True))
     assert cells["n_trials"] == "9" and cells["pbo_partitions"] == "16"
     assert "sorted by oof_log_loss_shared (lower first)" in (out / "leaderboard.md").read_text()
+    csv = pd.read_csv(out / "leaderboard.csv", dtype=str, keep_default_na=False)
+    assert set(csv.n_trials) == {"9", ""} and set(csv.pbo_partitions) == {"16", ""}  # integers, never 9.0
+    assert set(csv.run_dir) == {"walkforward/early", "walkforward/steady", "blends/caruana", ""}  # gru failed: none
 
 
 def test_without_test_predictions_the_champion_is_still_chosen_and_says_why(experiment):

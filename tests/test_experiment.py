@@ -1,5 +1,6 @@
 """`ensemble experiment`: a tiny grid end to end, the leaderboard, resume, and a failing cell."""
 
+import json
 import re
 from pathlib import Path
 
@@ -62,8 +63,13 @@ def test_tiny_experiment_runs_writes_leaderboard_and_resumes(tmp_path, splits, c
     assert (board[board.kind == "blend"].fit_on == "val").all()  # blends of plain cells are fitted on val...
     said = capsys.readouterr()
     assert (said.out + said.err).count("fitted on val, which also early-stopped the members") == 1  # ...and say so
-    for run in members.run_dir:
-        assert (Path(run) / "predictions" / "test.parquet").is_file()  # each cell is an ordinary run
+    for run in members.run_dir:  # relative to the experiment folder, which may move
+        assert (out / run / "predictions" / "test.parquet").is_file()  # each cell is an ordinary run
+    blends = board[board.kind == "blend"]
+    assert blends.best_member.notna().all()  # found through blend.json's members, named relative to the blend
+    for run in blends.run_dir:
+        members_of = json.loads((out / run / "blend.json").read_text())["members"]
+        assert all(m.startswith("../../") and (out / run / m).is_dir() for m in members_of), members_of
 
     capsys.readouterr()
     assert main(_experiment(splits, out, "[lstm, gru]")) == 0

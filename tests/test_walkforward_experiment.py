@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,11 @@ def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys)
     assert board[board.model == "lightgbm"].champion.tolist() == [True]
     assert {"oof_log_loss", "log_loss_fold_std", "oof_f1_macro", "f1_macro_fold_std"} <= set(board.columns)
     cell = board[board.model == "lightgbm"].iloc[0]  # baselines may rank above a cell of tiny, noisy data
-    folder = Path(cell.run_dir)
+    assert not Path(cell.run_dir).is_absolute()  # relative to the experiment folder, which may move
+    folder = tmp_path / "exp" / cell.run_dir
+    csv = pd.read_csv(tmp_path / "exp" / "leaderboard.csv", dtype=str, keep_default_na=False)
+    # counts as integers (folds 3, not 3.0), empty where there are none (the baselines')
+    assert set(csv.folds) == {"3", ""} and set(csv.n_trials) == {"1", ""}
     metrics = json.loads((folder / "metrics.json").read_text())
     assert cell.oof_log_loss == pytest.approx(metrics["oof/log_loss"], rel=1e-12)
     assert cell.oof_log_loss_shared == pytest.approx(metrics["oof/log_loss"], rel=1e-6)  # one candidate: its rows
@@ -68,9 +73,31 @@ def test_walkforward_cells_rank_on_out_of_fold_metrics(tmp_path, splits, capsys)
 def test_bad_walkforward_key_is_one_line(tmp_path, splits, capsys):
     assert main(_experiment(tmp_path, splits, {"fold": 3})) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("ensemble: error: walkforward.fold: unknown walk-forward key") and "\n" not in err
+    assert err.startswith("ensemble: error: walkforward.fold: unknown walk-forward key (did you mean 'folds'?); "
+                          "known: ") and "\n" not in err  # fmt: skip
     assert main(_experiment(tmp_path, splits, {"folds": 1})) == 2
     assert "wf.folds must be >= 2, got 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("walkforwrd", {"folds": 2}, "walkforwrd: unknown experiment key (did you mean 'walkforward'?); known: name,"),
+    ("walkforwrd", 3, "walkforwrd: unknown experiment key (did you mean 'walkforward'?)"),
+    ("horizon", [5], "horizon: unknown experiment key (did you mean 'horizons'?)"),
+    ("launcher", {"kindd": "local"}, "launcher.kindd: unknown launcher key (did you mean 'kind'?); known: kind,"),
+    ("trading", {"cost_bp": 1}, "trading.cost_bp: unknown key (did you mean 'cost_bps'?); known: cost_bps,"),
+    ("blend_options", {"caruana": {"sizee": 5}}, "blend_options.caruana.sizee: unknown caruana option (did you mean "
+                                                 "'size'?)"),
+])  # fmt: skip
+def test_an_unknown_experiment_key_is_one_line_with_its_close_match(tmp_path, splits, capsys, key, value, message):
+    """Every unknown key of an experiment YAML, top-level or in a section, is one line naming it and the closest
+    known key, before any cell runs."""
+    argv = _experiment(tmp_path, splits, {"folds": 2})
+    spec = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**spec, key: value}))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "exp" / "runs").exists()
 
 
 def test_walkforward_cells_go_through_the_launcher(tmp_path, splits):
@@ -91,7 +118,7 @@ def test_walkforward_cells_go_through_the_launcher(tmp_path, splits):
         assert (tmp_path / "exp" / "walkforward" / cell).is_dir()
 
 
-def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
+def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys, monkeypatch):
     """Two walk-forward cells, then each configured blend fitted on their out-of-fold rows: a leaderboard row each
     (kind blend, fit_on oof), every fit earlier than what it scores; ``ensemble blend --runs`` on the same folders
     gives the same blend."""
@@ -107,18 +134,21 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     board = pd.read_csv(tmp_path / "exp" / "leaderboard.csv", keep_default_na=False)
     blends = board[board.kind == "blend"]
     assert sorted(blends.model) == ["ensemble_caruana", "ensemble_stacked", "ensemble_weighted"]
-    assert set(blends.fit_on) == {"oof"} and set(blends.status) == {"done"} and (blends.folds.astype(float) == 1).all()
+    assert set(blends.fit_on) == {"oof"} and set(blends.status) == {"done"} and (blends.folds == "1").all()
+    exp = tmp_path / "exp"
     for run in blends.run_dir:
-        record = json.loads((Path(run) / "blend.json").read_text())
+        record = json.loads((exp / run / "blend.json").read_text())
         assert fit_last_before_scored(record) == [] and "test" in record["provenance"]
-        assert "test/log_loss" in json.loads((Path(run) / "metrics.json").read_text())
-    caruana = json.loads((Path(blends[blends.model == "ensemble_caruana"].run_dir.iloc[0]) / "blend.json").read_text())
+        assert "test/log_loss" in json.loads((exp / run / "metrics.json").read_text())
+        # members named relative to the blend's folder: the experiment folder moves as one
+        assert all(m.startswith("../../../walkforward/") for m in record["members"]), record["members"]
+    caruana = json.loads((exp / blends[blends.model == "ensemble_caruana"].run_dir.iloc[0] / "blend.json").read_text())
     assert caruana["options"] == {"size": 5}
-    members = board[board.kind == "walkforward"].run_dir.tolist()
+    members = [str(exp / r) for r in board[board.kind == "walkforward"].run_dir]
     capsys.readouterr()
     assert main(["blend", "--runs", *members, "--method", "weighted", "--out", str(tmp_path / "cli")]) == 0
     (run,) = (tmp_path / "cli" / "ensemble_weighted").iterdir()
-    weighted = Path(blends[blends.model == "ensemble_weighted"].run_dir.iloc[0])
+    weighted = exp / blends[blends.model == "ensemble_weighted"].run_dir.iloc[0]
     pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"), pd.read_parquet(weighted / "oof.parquet"))
     # a re-run reuses what finished: the cells and the blends (a blend.json with the same method, members,
     # horizon and options); a changed option refits that blend alone, into a new version
@@ -136,3 +166,29 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys):
     assert [p.name for p in (tmp_path / "exp/blends/ensemble_stacked_h5").iterdir()] == ["version_0"]
     # the DSR counts the earlier caruana (version_0) too: it was tried, and the edit chose against it
     assert json.loads((tmp_path / "exp" / "champion_h5.json").read_text())["n_trials"] == 2 + 3 + 1
+
+    # the experiment folder moved, and read from another working directory: its records name their folders
+    # relative to themselves, so the champion registers and every blend exports and predicts as it did
+    moved = tmp_path / "elsewhere" / "wfexp"
+    moved.parent.mkdir()
+    shutil.move(tmp_path / "exp", moved)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("ENSEMBLE_CACHE", str(tmp_path / "cache"))
+    record = json.loads((moved / "champion_h5.json").read_text())
+    assert not any(Path(c["run_dir"]).is_absolute() for c in [record["champion"], *record["candidates"]])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["register", "--experiment", "wfexp", "--experiments_dir", str(moved.parent), "--horizon", "5",
+                 "--mlflow_uri", uri, "--allow_worse_than_baseline"]) == 0  # fmt: skip
+    data = str(splits / "test_scaled.parquet")
+    for name, export in [(record["champion"]["run_dir"], "models:/wfexp_h5@production"),
+                         *[(r, str(moved / r / "export")) for r in blends.run_dir]]:  # fmt: skip
+        if not export.startswith("models:/"):
+            assert main(["export", "--run", str(moved / name), "--out", export]) == 0
+        out = tmp_path / "pred.parquet"
+        assert main(["predict", "--from", export, "--input", data, "--out", str(out), "--mlflow_uri", uri]) == 0
+        want = pd.read_parquet(moved / name / "predictions" / "test.parquet")
+        merged = want.merge(pd.read_parquet(out), on=["datetime", "symbol"], suffixes=("", "_new"))
+        assert len(merged) == len(want), name
+        for col in ("prob_short", "prob_flat", "prob_long"):
+            assert (merged[col] - merged[f"{col}_new"]).abs().max() < 1e-6, (name, col)

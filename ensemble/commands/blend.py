@@ -12,17 +12,40 @@ from pathlib import Path
 
 from ensemble import console
 from ensemble.commands.parsing import OneLineParser
-from ensemble.ensembling.blend import VAL_NOTE, BlendError, blend, members_trading, run_config
+from ensemble.ensembling.blend import VAL_NOTE, BlendError, blend, check_members, members_trading, run_config
 from ensemble.ensembling.methods import METHODS
 from ensemble.ensembling.oof import is_walkforward, oof_blend, walkforward_config
+from ensemble.errors import ConfigError, unknown_key
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.results import print_results
 from ensemble.training.runs import check_name
 
-CARUANA = {"size": (int, "selections made (default 50)"), "init": (int, "best members selected first (default 1)"),
-           "bags": (int, "bagged selections averaged (default: no bagging)"),
-           "bag_fraction": (float, "share of the members in each bag, at least 2 of them (default 0.5)"),
-           "seed": (int, "seed of the bags' draws (default 0)")}  # fmt: skip
+# --<method>.<option> flags: every option of ensembling.methods.OPTIONS, with its type and help
+METHOD_FLAGS = {
+    "caruana": {"size": (int, "selections made (default 50)"), "init": (int, "best members selected first (default 1)"),
+                "bags": (int, "bagged selections averaged (default: no bagging)"),
+                "bag_fraction": (float, "share of the members in each bag, at least 2 of them (default 0.5)"),
+                "seed": (int, "seed of the bags' draws (default 0)")},
+    "stacked": {"C": (float, "inverse L2 strength of the logistic regression (default: chosen by forward "
+                             "validation on out-of-fold rows; 1.0 for a blend of plain runs on val)")},
+}  # fmt: skip
+
+
+def check_dotted_flags(argv: list[str], trading: list[str]) -> None:
+    """Raise ConfigError for a ``--<method>.<option>`` or ``--trading.<key>`` flag whose option is unknown: one line
+    naming the flag, the closest known option and all of them (argparse would only say "unrecognized arguments").
+
+    Raises:
+        ConfigError: an unknown option of a blend method or of the trading section.
+    """
+    for arg in argv:
+        if not arg.startswith("--") or "." not in arg:
+            continue
+        section, _, key = arg[2:].split("=", 1)[0].partition(".")
+        known = list(METHOD_FLAGS.get(section, {})) if section in METHODS else trading if section == "trading" else None
+        if known is not None and key not in known:
+            what = "trading key" if section == "trading" else f"{section} option"
+            raise ConfigError(f"ensemble blend: {unknown_key(f'--{section}.{key}', known, what)}")
 
 
 def add_trading_flags(parser: OneLineParser) -> dict[str, str]:
@@ -46,23 +69,31 @@ def run(argv: list[str]) -> int:
                         "alone) (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")
     p.add_argument("--name", default=None, help="run name (default: ensemble_<method>)")
-    for key, (kind, text) in CARUANA.items():
-        p.add_argument(f"--caruana.{key}", dest=f"caruana_{key}", type=kind, default=None, help=f"caruana: {text}")
+    for method, flags in METHOD_FLAGS.items():
+        for key, (kind, text) in flags.items():
+            p.add_argument(f"--{method}.{key}", dest=f"{method}_{key}", type=kind, default=None,
+                           help=f"{method}: {text}")  # fmt: skip
     trading_flags = add_trading_flags(p)
+    check_dotted_flags(argv, list(trading_flags))
     args = p.parse_args(argv)
     if args.name is not None:
         check_name(args.name, "--name")  # it names <out>/<name>/version_N
     runs = [Path(r) for r in args.runs]
+    check_members(runs)  # a folder that is not there is named as such, before the kinds of the others are judged
     kinds = [is_walkforward(r) for r in runs]
     if len(set(kinds)) > 1:
         wf, plain = runs[kinds.index(True)], runs[kinds.index(False)]
         raise BlendError(f"--runs mixes walk-forward folders ({wf}) and plain runs ({plain}); blend one kind")
     on_oof = kinds[0]
-    caruana = {key: getattr(args, f"caruana_{key}") for key in CARUANA if getattr(args, f"caruana_{key}") is not None}
-    if caruana and args.method != "caruana":
-        raise BlendError(f"--caruana.* apply to --method caruana, not {args.method}; drop "
-                         f"{', '.join('--caruana.' + k for k in caruana)}")  # fmt: skip
-    options = {"caruana": caruana} if caruana else None
+    options = {}
+    for method, flags in METHOD_FLAGS.items():
+        given = {key: getattr(args, f"{method}_{key}") for key in flags if getattr(args, f"{method}_{key}") is not None}
+        if given and args.method != method:
+            raise BlendError(f"--{method}.* apply to --method {method}, not {args.method}; drop "
+                             f"{', '.join(f'--{method}.{k}' for k in given)}")  # fmt: skip
+        if given:
+            options[method] = given
+    options = options or None
     given = {key: getattr(args, dest) for key, dest in trading_flags.items() if getattr(args, dest) is not None}
     trading = None
     if given:  # flags win, key by key

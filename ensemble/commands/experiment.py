@@ -8,7 +8,7 @@ from pathlib import Path
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ensemble.commands.parsing import launcher_flags
-from ensemble.experiments.runner import Experiment, run_experiment
+from ensemble.experiments.runner import Experiment, check_experiment_keys, run_experiment
 from ensemble.training.config import read_yaml
 from ensemble.training.runs import check_name
 
@@ -26,7 +26,9 @@ def run(argv: list[str]) -> int:
     for i, arg in enumerate(argv):  # a config that does not load safely (a Python tag): one line naming it
         key, eq, value = arg.partition("=")
         if key == "--config" and (eq or i + 1 < len(argv)):
-            read_yaml(value if eq else argv[i + 1])
+            path = value if eq else argv[i + 1]
+            # an unknown key: one line naming it and its closest match (jsonargparse names a nested value instead)
+            check_experiment_keys(read_yaml(path), path)
     cfg = parser().parse_args(argv).as_dict()
     configs = cfg.pop("config", None) or []
     if cfg.get("name"):

@@ -14,8 +14,8 @@ import pandas as pd
 import yaml
 
 from ensemble.ensembling.methods import METHODS, OPTIONS
-from ensemble.errors import ConfigError, EnsembleError
-from ensemble.io import atomic_write, write_json
+from ensemble.errors import ConfigError, EnsembleError, unknown_key
+from ensemble.io import atomic_write, locate, record_path, write_json
 from ensemble.metrics.arrays import score_probabilities
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
@@ -59,13 +59,13 @@ def make_method(method: str, options: dict[str, dict[str, Any]] | None = None, *
         raise ConfigError(f"blend options must be a mapping of method: {{option: value}}, got {options!r}")
     for key, given in (options or {}).items():
         if key not in METHODS:
-            raise ConfigError(f"blend options for unknown method '{key}'; use one of {', '.join(METHODS)}")
+            raise unknown_key(f"blend_options.{key}", METHODS, "blend method")
         if not isinstance(given, dict):
             raise ConfigError(f"blend options for {key} must be a mapping of option: value, got {given!r}")
         known = OPTIONS.get(key, ())
         for option in given:
             if option not in known:
-                raise ConfigError(f"unknown {key} option '{option}'; known: {', '.join(known) or 'none'}")
+                raise unknown_key(f"blend_options.{key}.{option}", known, f"{key} option")
     kwargs = {**(options or {}).get(method, {}), **fixed}
     try:
         METHODS[method](**kwargs)  # options are checked once, here, not at the first fit
@@ -75,10 +75,13 @@ def make_method(method: str, options: dict[str, dict[str, Any]] | None = None, *
 
 
 def check_members(run_dirs: list[Path]) -> None:
-    """Raise ``BlendError`` unless ``run_dirs`` are at least two folders, none given twice (compared resolved,
-    so ``runs/a`` and ``./runs/a`` are one member): a member twice would just double its weight."""
+    """Raise ``BlendError`` unless ``run_dirs`` are at least two existing folders, none given twice (compared
+    resolved, so ``runs/a`` and ``./runs/a`` are one member): a member twice would just double its weight."""
     if len(run_dirs) < 2:
         raise BlendError("a blend needs at least two runs")
+    missing = [str(r) for r in run_dirs if not Path(r).is_dir()]
+    if missing:
+        raise BlendError(f"{', '.join(missing)}: no such folder; give finished run or walk-forward folders")
     seen: dict[Path, Path] = {}
     for run in run_dirs:
         resolved = run.resolve()
@@ -168,13 +171,16 @@ def _recorded_bars_per_year(run: Path) -> float | None:
 
 
 def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
-          trading: TradingConfig | None = None, options: dict[str, dict] | None = None) -> Path:
+          trading: TradingConfig | None = None, options: dict[str, dict] | None = None,
+          root: Path | None = None) -> Path:  # fmt: skip
     """Fit ``method`` on the members' val predictions, evaluate on val and test, write a run. Test is left out
     when a member was fitted without it (``--test false``): a blend is judged on the rows all members have.
 
     Args:
         trading: how the blend's predictions are booked; None takes the members' common ``trading:`` section.
         options: per-method constructor options, e.g. ``{"caruana": {"size": 50}}``.
+        root: the experiment folder that holds the blend and its members: ``blend.json`` and ``config.yaml`` then
+            name the members relative to the blend's folder (``io.record_path``), so they move together.
 
     Raises:
         BlendError: fewer than two runs or one given twice, an unknown method, mixed horizons or trading sections,
@@ -200,7 +206,8 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
         df = df[[*KEYS, "label", *PROB_COLUMNS, "prediction", "fwd_return"]]
         scored.append((split, df, split_metrics(split, df, probs, horizon, trading)))
     run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
-    record = {"method": method, "members": [str(r) for r in run_dirs], "horizon": horizon, "fit_on": "val",
+    members = [record_path(r, run_dir, root) if root is not None else str(r) for r in run_dirs]
+    record = {"method": method, "members": members, "horizon": horizon, "fit_on": "val",
               "options": (options or {}).get(method, {}), "weights": getattr(model, "weights_", np.array([])).tolist()}
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(
         {"blend": record, "data": {"horizon": horizon}, "trading": trading.as_dict()}, sort_keys=False)))
@@ -214,13 +221,16 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
 def finished_blend(base: Path, method: str, members: list[Path], horizon: int,
                    options: dict[str, dict[str, Any]] | None, fit_on: str) -> Path | None:  # fmt: skip
     """The newest ``base/version_N`` that holds this blend, finished: its ``blend.json`` (written last, so a
-    crashed fit has none) records the same method, members, horizon, method options and ``fit_on``. A re-run
-    of an experiment reuses it, as it skips finished cells; ``None`` when there is none."""
-    want = {"method": method, "members": [str(r) for r in members], "horizon": horizon, "fit_on": fit_on,
-            "options": (options or {}).get(method, {})}  # fmt: skip
+    crashed fit has none) records the same method, members (the same folders, however the record names them:
+    ``io.locate``), horizon, method options and ``fit_on``. A re-run of an experiment reuses it, as it skips
+    finished cells; ``None`` when there is none."""
+    want = {"method": method, "horizon": horizon, "fit_on": fit_on, "options": (options or {}).get(method, {})}
+    folders = [Path(r).resolve() for r in members]
     for _, run in reversed(run_versions(base)):
         if (run / "blend.json").is_file():
             record = json.loads((run / "blend.json").read_text())
-            if {k: record.get(k) for k in want} == want:
+            found = [locate(m, run) for m in record.get("members", [])]
+            same = [f.resolve() if f is not None else None for f in found] == folders
+            if same and {k: record.get(k) for k in want} == want:
                 return run
     return None

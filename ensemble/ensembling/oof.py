@@ -30,7 +30,7 @@ from ensemble.ensembling.blend import (
     split_metrics,
 )
 from ensemble.ensembling.forward import C_GRID, Clock, fit_method, provenance
-from ensemble.io import atomic_write, write_figure, write_json, write_parquet
+from ensemble.io import atomic_write, record_path, write_figure, write_json, write_parquet
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
 from ensemble.training.runs import claim_run_dir
@@ -157,9 +157,10 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
 
 def oof_blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
               trading: TradingConfig | None = None, options: dict[str, dict[str, Any]] | None = None,
-              guard: bool = True) -> Path:  # fmt: skip
+              guard: bool = True, root: Path | None = None) -> Path:  # fmt: skip
     """``fit_oof_blend``, scored and written as a candidate folder ``<out>/<name>/version_N`` (name default
-    ``ensemble_<method>``); its path.
+    ``ensemble_<method>``); its path. ``root``: the experiment folder that holds the blend and its members; its
+    ``blend.json`` then names them relative to the blend's folder (``record_members``), so they move together.
 
     Raises:
         As ``fit_oof_blend``; nothing is written when it raises.
@@ -169,8 +170,20 @@ def oof_blend(run_dirs: list[Path], method: str, out: Path, name: str | None = N
                "rows": len(fitted.oof)}  # fmt: skip
     test_stage = (fitted.test, _score("test", fitted.test, fitted)) if fitted.test is not None else None
     run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))  # all scored first: an error leaves no folder
-    _write(run_dir, fitted.record, fitted.horizon, fitted.trading, fitted.oof, metrics, test_stage)
+    record = record_members(fitted.record, run_dir, root)
+    _write(run_dir, record, fitted.horizon, fitted.trading, fitted.oof, metrics, test_stage)
     return run_dir
+
+
+def record_members(record: dict[str, Any], run_dir: Path, root: Path | None) -> dict[str, Any]:
+    """A blend record whose member folders (``members``, and ``member_final_runs`` when there) inside ``root``
+    are named relative to the blend's folder ``run_dir`` (``io.record_path``); ``record`` as is without ``root``."""
+    if root is None:
+        return record
+    out = {**record, "members": [record_path(m, run_dir, root) for m in record["members"]]}
+    if "member_final_runs" in record:
+        out["member_final_runs"] = [m and record_path(m, run_dir, root) for m in record["member_final_runs"]]
+    return out
 
 
 def _score(split: str, df: pd.DataFrame, fitted: OofFit) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 out-of-fold blends), the best by an out-of-fold metric on the rows all of them share; judged once on test
 against the oracle (the member best on test, a choice made with hindsight), with a block-bootstrap interval.
 
-Writes ``<out>/champion_h<H>.json`` (the format ``ensemble register`` reads) and adds to the leaderboard rows:
+Writes ``<out>/champion_h<H>.json`` (the format ``ensemble register`` reads; its run folders relative to ``<out>``)
+and adds to the leaderboard rows:
 ``champion`` / ``oracle`` markers, the metric on the shared out-of-fold rows, the test log loss on the shared
 test rows, ``dsr``, ``n_trials``, and the horizon's ``pbo``; baseline rows scored on the same rows.
 """
@@ -31,13 +32,21 @@ from ensemble.experiments.candidates import (
     row_log_loss,
 )
 from ensemble.experiments.selection_bias import deflated_sharpe, overfitting_probability
-from ensemble.io import write_json
+from ensemble.io import record_path, write_json
 from ensemble.metrics.arrays import suite_metric_names
 from ensemble.metrics.bootstrap import block_bootstrap_difference
 from ensemble.metrics.suite import metric_mode
 from ensemble.training.artifacts import utc_ns
 
 LEVEL = 0.9
+# what the record's Sharpe numbers are: the DSR's inputs, per period as Bailey and Lopez de Prado (2014) take them,
+# where metrics.json's sharpe and sharpe_net are annualised (times sqrt(bars_per_year / h))
+UNITS = {"sharpe_net_per_period": "Sharpe ratio of the net out-of-fold book per h-bar period (mean / std, ddof=1, "
+                                  "mean over the h phases) on the candidates' shared rows, not annualised; "
+                                  "metrics.json's sharpe_net is annualised: times sqrt(bars_per_year / h)",
+         "sharpe_variance": "sample variance (ddof=1) across the candidates of sharpe_net_per_period, per period "
+                            "squared",
+         "log_loss": "nats per row", "difference": "champion - oracle test log loss, nats per row"}  # fmt: skip
 
 
 def champion_metrics() -> tuple[str, ...]:
@@ -80,8 +89,9 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
 
     Returns:
         The ``champion_h<H>.json`` record (S5_INTERFACES C) plus ``candidates``: one dict per candidate
-        (``score``, ``test_log_loss``, ``sharpe``, ``dsr``), ``pbo``, ``pbo_partitions`` (0: none, see
-        ``pbo_note``), ``n_trials``, ``rows`` and ``guesses`` (the baselines on the shared rows).
+        (``score``, ``test_log_loss``, ``sharpe_net_per_period``, ``dsr``), ``units`` (what those numbers
+        measure: per period, where metrics.json's Sharpe ratios are annualised), ``pbo``, ``pbo_partitions``
+        (0: none, see ``pbo_note``), ``n_trials``, ``rows`` and ``guesses`` (the baselines on the shared rows).
 
     Raises:
         ConfigError: an unknown ``metric``; CandidateError: candidates that cannot be put on common rows or
@@ -104,10 +114,12 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
         "champion": {"name": champ.name, "kind": champ.kind, "run_dir": str(champ.run_dir)},
         "oracle": None, "champion_test_log_loss": None, "difference": None, "interval": None, "level": LEVEL,
         "block": None, "test_note": "", "n_trials": n, "sharpe_variance": deflated.variance, "pbo": overfit.pbo,
+        "units": UNITS,
         "pbo_partitions": overfit.partitions, "pbo_note": overfit.why,
         "rows": {"oof": len(oof.frame), "test": 0, "oof_timestamps": int(net.shape[0])},
         "candidates": [{"name": c.name, "kind": c.kind, "run_dir": str(c.run_dir), "score": float(scores[i]),
-                        "oof_log_loss": float(oof_loss[i]), "test_log_loss": None, "sharpe": float(deflated.sharpe[i]),
+                        "oof_log_loss": float(oof_loss[i]), "test_log_loss": None,
+                        "sharpe_net_per_period": float(deflated.sharpe[i]),
                         "dsr": float(deflated.dsr[i])}
                        for i, c in enumerate(candidates)],
     }  # fmt: skip
@@ -132,6 +144,16 @@ def champion_record(candidates: list[Candidate], horizon: int, metric: str = "oo
     for i, c in enumerate(record["candidates"]):
         c["test_log_loss"] = float(test_loss[i].mean())
     return _against_baselines(record, float(oof_loss[best]))
+
+
+def _portable(record: dict, out: Path) -> dict:
+    """``record`` as ``champion_h<H>.json`` holds it: every ``run_dir`` inside the experiment folder ``out``
+    relative to it (``record_path``), so the experiment can move or be registered from any working directory."""
+    def moved(entry: dict | None) -> dict | None:
+        return None if entry is None else {**entry, "run_dir": record_path(entry["run_dir"], out)}
+
+    return {**record, "champion": moved(record["champion"]), "oracle": moved(record["oracle"]),
+            "candidates": [moved(c) for c in record["candidates"]]}
 
 
 def _against_baselines(record: dict, champion_loss: float) -> dict:
@@ -220,7 +242,7 @@ def choose_champions(rows: list[dict], out: Path, metric: str = "oof/log_loss", 
         if not candidates:
             continue
         record = champion_record(candidates, horizon, metric, partitions, (trials or {}).get(horizon))
-        write_json(out / f"champion_h{horizon}.json", record)
+        write_json(out / f"champion_h{horizon}.json", _portable(record, out))
         by_dir = {c["run_dir"]: c for c in record["candidates"]}
         for r in rows:
             if int(r["horizon"]) != horizon:

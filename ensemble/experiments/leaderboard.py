@@ -24,7 +24,7 @@ from ensemble.ensembling.methods import log_loss
 from ensemble.errors import EnsembleError
 from ensemble.experiments.baselines import BASELINES, baseline_metrics
 from ensemble.experiments.baselines import KIND as BASELINE
-from ensemble.io import atomic_write, write_figure
+from ensemble.io import atomic_write, locate, record_path, write_figure
 from ensemble.metrics.suite import INTEGER_METRICS, metric_mode
 from ensemble.training.results import format_cell, render
 
@@ -108,9 +108,11 @@ def _same_row_columns(df: pd.DataFrame) -> pd.DataFrame:
             scores = shared_row_log_loss(runs, split)
             df.loc[part.index, f"{split}_log_loss_shared"] = [scores[r] for r in runs]
         done = df.loc[part.index].set_index("run_dir")
+        row_of = {Path(r).resolve(): r for r in done.index}  # blend.json names members relative to itself
         for i, r in part[part.kind == "blend"].iterrows():
-            members = json.loads((Path(r.run_dir) / "blend.json").read_text())["members"]
-            members = [m for m in members if m in done.index]
+            recorded = json.loads((Path(r.run_dir) / "blend.json").read_text())["members"]
+            found = [locate(m, Path(r.run_dir)) for m in recorded]
+            members = [row_of[f.resolve()] for f in found if f is not None and f.resolve() in row_of]
             if not members:
                 continue
             best = min(members, key=lambda m: done.at[m, "val_log_loss_shared"])  # chosen on val, never on test
@@ -153,6 +155,21 @@ INTEGER_COLUMNS = frozenset({"folds", "n_trials", "pbo_partitions"})
 
 def _integer(column: str) -> bool:
     return column in INTEGER_COLUMNS or column.split("_", 1)[-1] in INTEGER_METRICS
+
+
+def write_csv(df: pd.DataFrame, out: Path) -> Path:
+    """``out/leaderboard.csv``: every ``run_dir`` inside the experiment folder ``out`` relative to it
+    (``io.record_path``: the folder can move, and be read from any working directory), and count columns as
+    integers (pandas' nullable Int64: ``4``, empty where missing, never ``4.0``)."""
+    table = df.copy()
+    table["run_dir"] = [record_path(r, out) if isinstance(r, str) and r else "" for r in table["run_dir"]]
+    for column in table.columns:
+        values = pd.to_numeric(table[column], errors="coerce") if _integer(column) else None
+        if values is not None and values.notna().eq(table[column].notna()).all():
+            whole = values.dropna()
+            if (whole == whole.round()).all():  # bars_per_year may be fractional: left as it is then
+                table[column] = values.astype("Int64")
+    return atomic_write(out / "leaderboard.csv", lambda p: table.to_csv(p, index=False))
 
 
 def markdown(df: pd.DataFrame, note: str = "") -> str:
@@ -258,7 +275,7 @@ def write_leaderboard(rows: list[dict], out: Path) -> pd.DataFrame:
     baselines = _baselines(df)
     df = pd.concat([df, baselines], ignore_index=True) if len(baselines) else df
     df = df.sort_values(["horizon", "val_log_loss_shared"], na_position="last", kind="stable").reset_index(drop=True)
-    atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))
+    write_csv(df, out)
     atomic_write(out / "leaderboard.md", lambda p: p.write_text(markdown(df.drop(columns=["run_dir"]), NOTE)))
     if (df.status == "done").any():
         import matplotlib.pyplot as plt
@@ -298,7 +315,7 @@ def write_walkforward_leaderboard(rows: list[dict], out: Path, metric: str = "oo
     lower = metric_mode(name) == "min"
     df = df.sort_values(["horizon", key], ascending=[True, lower], na_position="last", kind="stable")
     df = df.reset_index(drop=True)
-    atomic_write(out / "leaderboard.csv", lambda p: df.to_csv(p, index=False))
+    write_csv(df, out)
     note = WALKFORWARD_NOTE.format(key=key, order="lower first" if lower else "higher first")
     text = markdown(df.drop(columns=["run_dir"]), note)
     atomic_write(out / "leaderboard.md", lambda p: p.write_text(text))

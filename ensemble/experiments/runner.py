@@ -5,13 +5,13 @@ skipping, records, leaderboard and blends are the same whichever runs them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from ensemble import console
 from ensemble.ensembling.blend import VAL_NOTE, blend, finished_blend, make_method
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, unknown_key
 from ensemble.experiments.cells import (
     CELL_RECORD,
     check_writable,
@@ -109,6 +109,32 @@ class Experiment:
             self.launcher = LauncherSettings(**self.launcher)
 
 
+def check_experiment_keys(values: Any, where: str) -> None:
+    """Raise ConfigError unless every top-level key of an experiment YAML ``values`` is an ``Experiment`` field and
+    every ``launcher:`` key a ``LauncherSettings`` field: one line naming the file ``where`` and the key, with the
+    closest known key (``errors.unknown_key``). The sections with keys of their own (``walkforward``, ``trading``,
+    ``blend_options``) check theirs alike when they are read.
+
+    Raises:
+        ConfigError: an unknown key, or a YAML that is not a mapping.
+    """
+    if values is None:
+        return
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: an experiment YAML is a mapping of keys (name, models, horizons, ...), got "
+                          f"{type(values).__name__}")  # fmt: skip
+    known = [f.name for f in fields(Experiment)]
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{where}: {unknown_key(str(key), known, 'experiment key')}")
+    launcher = values.get("launcher")
+    if isinstance(launcher, dict):
+        known = [f.name for f in fields(LauncherSettings)]
+        for key in launcher:
+            if key not in known:
+                raise ConfigError(f"{where}: {unknown_key(f'launcher.{key}', known, 'launcher key')}")
+
+
 def cell_config(exp: Experiment, model: str, horizon: int, runs: Path, parent: str | None) -> dict[str, Any]:
     """The run config of one cell: the model's bundled config, the experiment's data and horizon, then the
     experiment's ``fit_args`` and the model's ``model_args`` (dotted keys; later wins)."""
@@ -158,7 +184,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
-    for method in exp.blends:
+    for method in exp.blends or ["mean"]:  # every blend_options key is checked, even with no blend listed
         make_method(method, exp.blend_options)  # an unknown method or option fails before any cell runs
     if exp.walkforward is not None:
         rows = run_walkforward_cells(exp.walkforward, cells, out, exp.on_change, launcher)
@@ -232,7 +258,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
             if run_dir is not None:
                 console.say(f"blend {name}: skipped (finished earlier) ({run_dir})")
             else:
-                run_dir = blend(done_runs, method, runs, name=name, options=exp.blend_options)
+                run_dir = blend(done_runs, method, runs, name=name, options=exp.blend_options, root=out)
                 fitted = True
             blends.append(row(f"ensemble_{method}", horizon, "blend", run_dir, "done"))
     if fitted:

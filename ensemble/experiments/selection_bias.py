@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ensemble.io import locate
 from ensemble.metrics.overfitting import pbo
 from ensemble.metrics.stats import dsr, phase_matrix, sharpe
 from ensemble.tuning.record import read_tune_record
@@ -68,7 +69,8 @@ def earlier_trials(out: Path, rows: list[dict]) -> dict[int, int]:
     and the other fitted blend versions (``blends/<blend>_h<H>/version_N/blend.json``). An edited grid or blend
     option is a new try; forgetting the old one would understate the selection bias (each counts 1: a folder
     does not say how it was tuned)."""
-    current = {Path(str(r["run_dir"])).resolve() for r in rows if r.get("run_dir")}
+    found_dirs = (locate(str(r["run_dir"]), out) for r in rows if r.get("run_dir"))  # relative ones: from ``out``
+    current = {d.resolve() for d in found_dirs if d is not None}
     counts: dict[int, int] = {}
     for pattern, marker in (("walkforward/*_h*/*", "oof.parquet"), ("blends/*_h*/version_*", "blend.json")):
         for folder in Path(out).glob(pattern):

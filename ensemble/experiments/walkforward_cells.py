@@ -110,7 +110,7 @@ def walkforward_blends(methods: list[str], options: dict[str, dict[str, Any]] | 
                 console.say(f"blend {name}: skipped (finished earlier) ({run})")
                 blends.append(walkforward_row(f"ensemble_{method}", horizon, run, "done", kind="blend"))
                 continue
-            run = oof_blend(done, method, out / "blends", name=name, options=options)
+            run = oof_blend(done, method, out / "blends", name=name, options=options, root=out)
             console.say(f"blend {name}: fitted on out-of-fold rows ({run})")
             blends.append(walkforward_row(f"ensemble_{method}", horizon, run, "done", kind="blend"))
     return blends

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, unknown_key
 
 SIZINGS = ("argmax", "prob_diff", "threshold")
 BOOKS = ("per_symbol", "topk")
@@ -79,7 +79,7 @@ class TradingConfig:
             return values or cls()
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ConfigError(f"trading.{unknown[0]}: unknown key; known: {', '.join(cls.__dataclass_fields__)}")
+            raise unknown_key(f"trading.{unknown[0]}", cls.__dataclass_fields__)
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ensemble.data.folds import FoldSpec
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, unknown_key
 from ensemble.training.runs import check_name
 
 SPANS = ("trainval", "all")
@@ -75,5 +75,5 @@ class WalkForward(FoldSpec):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown walk-forward key; known: {', '.join(sorted(known))}")
+            raise unknown_key(f"{where}.{unknown[0]}", sorted(known), "walk-forward key")
         return cls(**values)
