@@ -108,6 +108,20 @@ def test_unknown_model_fails_before_any_cell(tmp_path, splits, capsys):
     assert not (tmp_path / "exp" / "runs").exists()
 
 
+def test_a_missing_model_config_fails_before_any_cell(tmp_path, splits, capsys):
+    import shutil
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    shutil.copy(Path(CONFIGS) / "lightgbm.yaml", configs)  # xgboost.yaml is missing: the second model's config
+    argv = _experiment(splits, tmp_path / "exp", "[lightgbm, xgboost]")
+    argv[argv.index("--configs_dir") + 1] = str(configs)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(configs / "xgboost.yaml") in err[0], err
+    assert not (tmp_path / "exp" / "runs").exists()  # lightgbm, listed first, never started
+
+
 def test_default_grid_leaves_out_models_without_their_weights(capsys):
     from ensemble.experiments.runner import Experiment, default_models
     from ensemble.models.registry import list_models
