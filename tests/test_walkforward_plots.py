@@ -44,3 +44,25 @@ def test_equity_curve_marks_every_fold_boundary_on_every_panel():
         assert [t.tz_localize(None) if t.tzinfo else t for t in marked] == want
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "fold boundary" in labels and labels.count("fold boundary") == 1
+
+
+def test_walkforward_leaderboard_chart_shows_dsr_pbo_trials_champion_and_oracle():
+    from ensemble.experiments.leaderboard import DSR_LINE, walkforward_chart
+
+    board = pd.DataFrame({
+        "horizon": [5, 5, 5, 5], "status": ["done"] * 4, "model": ["lightgbm", "lstm", "ensemble_mean", "uniform"],
+        "kind": ["member", "member", "blend", "baseline"], "champion": [True, False, False, False],
+        "oracle": [False, True, False, False], "oof_log_loss_shared": [1.080, 1.090, 1.085, 1.0986],
+        "test_log_loss_shared": [1.082, 1.079, 1.081, 1.0986], "oof_f1_macro": [0.36, 0.35, 0.355, 0.33],
+        "test_f1_macro": [0.35, 0.36, 0.355, 0.33], "dsr": [0.97, 0.40, 0.62, np.nan],
+        "pbo": [0.25, 0.25, 0.25, np.nan], "pbo_partitions": [16, 16, 16, np.nan], "n_trials": [7, 7, 7, np.nan]})
+    fig = walkforward_chart(board)
+    loss_ax, f1_ax, dsr_ax = fig.axes[:3]
+    assert "7 trials counted; PBO 0.25 over 16 CSCV blocks" in dsr_ax.get_title()
+    assert "deflated Sharpe ratio" in dsr_ax.get_title() and dsr_ax.get_ylabel() == "DSR (probability, 0 to 1)"
+    ticks = [t.get_text() for t in dsr_ax.get_xticklabels()]
+    assert ticks == ["\u2605 lightgbm (champion)", "lstm (oracle)", "ensemble_mean"]  # no bar for a guess
+    np.testing.assert_allclose([p.get_height() for p in dsr_ax.patches], [0.97, 0.40, 0.62])
+    assert any(np.allclose(line.get_ydata(), DSR_LINE) for line in dsr_ax.get_lines())  # the 0.95 line
+    assert loss_ax.get_ylabel() == "log loss (nats per row)" and f1_ax.get_ylabel() == "macro-F1 (0 to 1)"
+    assert [t.get_text() for t in loss_ax.get_xticklabels()][:2] == ticks[:2]
