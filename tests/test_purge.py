@@ -132,7 +132,7 @@ def test_planted_overlap_fails_loading_in_one_line_and_purge_labels_fixes_it(tmp
 def test_clean_splits_and_the_demo_data_pass(tmp_path):
     from ensemble.data.demo import DEMO_HORIZONS, make_demo_splits
 
-    make_demo_splits(tmp_path / "demo", n_symbols=2, n_bars=400)
+    make_demo_splits(tmp_path / "demo")  # the full default demo the README trains on (~10 s): no false alarm
     for horizon in DEMO_HORIZONS:
         data = SplitData(root=str(tmp_path / "demo"), horizon=horizon)
         data.setup("fit")
