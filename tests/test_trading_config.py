@@ -14,12 +14,12 @@ from ensemble.metrics import MetricSuite, TradingConfig, infer_bars_per_year, tr
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"cost_bps": -1}, "trading.cost_bps must be >= 0, got -1"),
     ({"slippage_bps": float("nan")}, "trading.slippage_bps must be >= 0, got nan"),
-    ({"threshold": 1 / 3}, "trading.threshold must lie in (1/3, 1), got 0.333"),
-    ({"threshold": 1.0}, "trading.threshold must lie in (1/3, 1), got 1.0"),
+    ({"sizing": "threshold", "threshold": 1 / 3}, "trading.threshold must lie in (1/3, 1), got 0.333"),
+    ({"sizing": "threshold", "threshold": 1.0}, "trading.threshold must lie in (1/3, 1), got 1.0"),
     ({"sizing": "kelly"}, "trading.sizing must be one of argmax, prob_diff, threshold, got 'kelly'"),
     ({"book": "top"}, "trading.book must be one of per_symbol, topk, got 'top'"),
     ({"benchmark": "spx"}, "trading.benchmark must be one of equal_weight, none, got 'spx'"),
-    ({"k": 0}, "trading.k must be an integer >= 1, got 0"),
+    ({"book": "topk", "k": 0}, "trading.k must be an integer >= 1, got 0"),
     ({"bars_per_year": 0}, "trading.bars_per_year must be > 0 (or null to infer it), got 0"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_key(kwargs, message):
@@ -27,6 +27,17 @@ def test_bad_values_fail_with_one_line_naming_the_key(kwargs, message):
         TradingConfig(**kwargs)
     text = str(err.value)
     assert text.startswith(message) and "\n" not in text
+
+
+def test_every_problem_comes_in_one_line_and_options_that_do_not_apply_are_not_judged():
+    with pytest.raises(ValueError) as err:
+        TradingConfig(cost_bps=-1, sizing="threshold", threshold=2.0, benchmark="spx")
+    assert str(err.value) == ("trading.cost_bps must be >= 0, got -1; trading.benchmark must be one of equal_weight, "
+                              "none, got 'spx'; trading.threshold must lie in (1/3, 1), got 2.0")
+    TradingConfig(sizing="argmax", threshold=2.0, k=0)  # neither read by an arg-max per-symbol book
+    TradingConfig(book="topk", k=2, sizing="threshold", threshold=0.1)  # topk ranks the score: no threshold
+    with pytest.raises(ValueError, match=r"^trading.k must be an integer >= 1, got 0$"):
+        TradingConfig(book="topk", k=0)
 
 
 def test_k_larger_than_half_the_symbols_is_checked_when_the_symbols_are_known():

@@ -74,6 +74,25 @@ def check_moved_flags(argv: list[str]) -> None:
             raise ConfigError(f"--{key} moved to --{MOVED_KEYS[key]} (null infers it from the data)")
 
 
+def check_bars_per_year(given: float | None, inferred: float | None, source: str) -> None:
+    """Refuse a given ``trading.bars_per_year`` more than ``BARS_PER_YEAR_TOLERANCE`` times away (either way) from
+    the value the data give: the one check every place a trading section enters applies (fit, blend).
+
+    Args:
+        given: the set value (bars per year); None (inferred) passes.
+        inferred: the data's own value (bars per year); None or 0 (unknown) passes.
+        source: what ``inferred`` came from, for the message (e.g. "the timestamps of data/train.parquet").
+
+    Raises:
+        ConfigError: e.g. ``trading.bars_per_year is 252, but the timestamps of ... give 8760 bars a year ...``.
+    """
+    if given is None or not inferred or max(given / inferred, inferred / given) <= BARS_PER_YEAR_TOLERANCE:
+        return
+    raise ConfigError(f"trading.bars_per_year is {given:g}, but {source} give {inferred:g} bars a year "
+                      f"(x{given / inferred:.2g}); set trading.bars_per_year: null to use the data's own, or the "
+                      "value for this data")
+
+
 def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str, show: bool = True,
                            symbols: int | None = None) -> None:
     """Say on stderr which annualisation the trading metrics use when the config does not set one; refuse a set
@@ -101,11 +120,7 @@ def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str,
             trading.check_symbols(symbols)
         except ConfigError as err:
             raise ConfigError(f"{err} in {source}") from err
-    given = trading.bars_per_year
-    if given is not None and inferred > 0 and max(given / inferred, inferred / given) > BARS_PER_YEAR_TOLERANCE:
-        raise ConfigError(f"trading.bars_per_year is {given:g}, but the timestamps of {source} give {inferred:g} "
-                          f"bars a year (x{given / inferred:.2g}); set trading.bars_per_year: null to use the data's "
-                          "own, or the value for this data")  # fmt: skip
+    check_bars_per_year(trading.bars_per_year, inferred, f"the timestamps of {source}")
     if show and trading.bars_per_year is None and (str(source), inferred) not in _ANNOUNCED:
         _ANNOUNCED.add((str(source), inferred))
         print(f"trading.bars_per_year not set: {inferred:g} bars a year, inferred from the timestamps of {source} "
