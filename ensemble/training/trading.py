@@ -6,6 +6,7 @@ a plain dict (``TradingConfig.as_dict``) so checkpoints store values, never pick
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -125,3 +126,21 @@ def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str,
         _ANNOUNCED.add((str(source), inferred))
         print(f"trading.bars_per_year not set: {inferred:g} bars a year, inferred from the timestamps of {source} "
               "(stored as */bars_per_year in metrics.json)", file=sys.stderr)
+
+
+def check_against_data(config: Mapping[str, Any]) -> None:
+    """Check a resolved run config's ``trading:`` section against its data before anything trains: the same
+    checks a fit makes once its data module exists (``announce_bars_per_year``: a ``topk`` book's ``k`` against
+    the train split's symbols, a given ``bars_per_year`` against the timestamps). Reads only the train split's
+    datetime and symbol columns. An experiment runs it for every cell before launching any.
+
+    Raises:
+        ConfigError: a bad ``trading`` value, or one that does not fit the data (naming the train file).
+        DataContractError: the train split cannot be read.
+    """
+    from ensemble.data.split_data import SplitData  # the data layer, only when a config is checked
+
+    data_keys = inspect.signature(SplitData.__init__).parameters
+    data = SplitData(**{k: v for k, v in dict(config.get("data") or {}).items() if k in data_keys})
+    announce_bars_per_year(trading_section(config), data.bars_per_year, data.path("train"), show=False,
+                           symbols=data.train_symbols)
