@@ -258,3 +258,13 @@ def test_failed_run_leaves_previous_files_intact(small, tmp_path, monkeypatch):
         make_demo_splits(out, **{**SMALL, "seed": 5})
     assert {split: path.read_bytes() for split, path in small.items()} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+@pytest.mark.parametrize("signal", ["strong", "default"])
+def test_contradicting_signal_flags_are_one_line(signal, tmp_path, capsys):
+    from ensemble.cli import main
+
+    assert main(["data", "demo", "--out", str(tmp_path / "d"), "--signal", signal, "--no-signal"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--no-signal" in err[0] and "--signal" in err[0], err
+    assert not (tmp_path / "d").exists()

@@ -181,3 +181,11 @@ def test_a_repeated_model_horizon_or_blend_is_one_line(tmp_path, splits, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{key}: {value[0]} listed more than once" in err[0], err
     assert not (tmp_path / "exp").exists()  # refused before any cell
+
+
+def test_an_impossible_topk_fails_against_the_data_before_any_cell(tmp_path, splits, capsys):
+    argv = _experiment(splits, tmp_path / "exp", "[lstm, lightgbm]", extra=["--trading", "{book: topk, k: 50}"])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trading.k must be <= half the symbols" in err[0] and "train" in err[0], err
+    assert not (tmp_path / "exp" / "runs").exists()

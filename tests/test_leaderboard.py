@@ -129,3 +129,14 @@ def test_shared_rows_and_disagreeing_labels(members):
     pd.read_parquet(path).assign(label=0).to_parquet(path)
     with pytest.raises(ValueError, match=f"{short}: its val labels differ"):
         shared_row_log_loss([str(lgb), str(short)], "val")
+
+
+def test_terminal_board_shows_net_sharpe_beside_gross():
+    from ensemble.experiments.leaderboard import terminal_table
+
+    board = pd.DataFrame([{"model": "lightgbm", "horizon": 5, "kind": "member", "status": "done",
+                           "test_sharpe": 1.2345, "test_sharpe_net": -0.4321, "run_dir": "x"}])
+    header, *rest = terminal_table(board).splitlines()
+    assert "test_sharpe" in header and "test_sharpe_net" in header
+    assert header.index("test_sharpe_net") > header.index("test_sharpe ")  # net right after gross
+    assert "-0.4321" in "\n".join(rest) and "1.2345" in "\n".join(rest)

@@ -100,3 +100,11 @@ def test_write_stage_writes_the_equity_and_ic_figures(tmp_path):
         assert (run / "plots" / f"test_{name}.png").stat().st_size > 0, name
     expected = {"test/sharpe": 1.0, "checkpoint/test": None, "test/partial": False}
     assert json.loads((run / "metrics.json").read_text()) == expected
+
+
+def test_ic_figure_with_no_timestamp_says_so_instead_of_an_empty_1970_axis():
+    fig = ic_figure(np.array([], dtype="datetime64[ns]"), np.array([]), "gru h=5 test: IC", skipped=40)
+    (ax,) = fig.axes
+    assert not ax.lines and not ax.axison
+    assert ax.get_title() == "gru h=5 test: IC: no IC (undefined)"
+    assert "no timestamp with 3 or more symbols (40 skipped)" in ax.texts[0].get_text()

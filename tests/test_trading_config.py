@@ -7,18 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
+from ensemble.data.calendar import snap_bars_per_year
 from ensemble.metrics import MetricSuite, TradingConfig, infer_bars_per_year, trading_metrics
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"cost_bps": -1}, "trading.cost_bps must be >= 0, got -1"),
     ({"slippage_bps": float("nan")}, "trading.slippage_bps must be >= 0, got nan"),
-    ({"threshold": 1 / 3}, "trading.threshold must lie in (1/3, 1), got 0.333"),
-    ({"threshold": 1.0}, "trading.threshold must lie in (1/3, 1), got 1.0"),
+    ({"sizing": "threshold", "threshold": 1 / 3}, "trading.threshold must lie in (1/3, 1), got 0.333"),
+    ({"sizing": "threshold", "threshold": 1.0}, "trading.threshold must lie in (1/3, 1), got 1.0"),
     ({"sizing": "kelly"}, "trading.sizing must be one of argmax, prob_diff, threshold, got 'kelly'"),
     ({"book": "top"}, "trading.book must be one of per_symbol, topk, got 'top'"),
     ({"benchmark": "spx"}, "trading.benchmark must be one of equal_weight, none, got 'spx'"),
-    ({"k": 0}, "trading.k must be an integer >= 1, got 0"),
+    ({"book": "topk", "k": 0}, "trading.k must be an integer >= 1, got 0"),
     ({"bars_per_year": 0}, "trading.bars_per_year must be > 0 (or null to infer it), got 0"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_key(kwargs, message):
@@ -26,6 +27,17 @@ def test_bad_values_fail_with_one_line_naming_the_key(kwargs, message):
         TradingConfig(**kwargs)
     text = str(err.value)
     assert text.startswith(message) and "\n" not in text
+
+
+def test_every_problem_comes_in_one_line_and_options_that_do_not_apply_are_not_judged():
+    with pytest.raises(ValueError) as err:
+        TradingConfig(cost_bps=-1, sizing="threshold", threshold=2.0, benchmark="spx")
+    assert str(err.value) == ("trading.cost_bps must be >= 0, got -1; trading.benchmark must be one of equal_weight, "
+                              "none, got 'spx'; trading.threshold must lie in (1/3, 1), got 2.0")
+    TradingConfig(sizing="argmax", threshold=2.0, k=0)  # neither read by an arg-max per-symbol book
+    TradingConfig(book="topk", k=2, sizing="threshold", threshold=0.1)  # topk ranks the score: no threshold
+    with pytest.raises(ValueError, match=r"^trading.k must be an integer >= 1, got 0$"):
+        TradingConfig(book="topk", k=0)
 
 
 def test_k_larger_than_half_the_symbols_is_checked_when_the_symbols_are_known():
@@ -69,7 +81,7 @@ def test_daily_bars_with_weekends_and_holidays_are_252():
     days = days.difference(holidays)
     times = np.repeat(_ns(days), 3)  # 3 symbols: repeats do not count as bars
     assert infer_bars_per_year(times) == 252.0
-    assert infer_bars_per_year(_ns(days[::5])) == pytest.approx(252 / 5)  # weekly bars (about 50)
+    assert infer_bars_per_year(_ns(days[::5])) == 52.0  # weekly bars: 252 / 5 = 50.4 snaps to 52
 
 
 def test_hourly_equity_session_bars_are_bars_per_session_times_252():
@@ -85,6 +97,32 @@ def test_hourly_equity_session_bars_are_bars_per_session_times_252():
 def test_markets_that_never_close_count_calendar_days(freq, expected):
     times = _ns(pd.date_range("2024-01-01", periods=2000, freq=freq))
     assert infer_bars_per_year(np.random.default_rng(0).permutation(times)) == pytest.approx(expected)
+
+
+def test_daily_bars_at_local_midnight_east_of_utc_are_an_exchange_calendar():
+    # Tokyo midnight is 15:00 UTC the day before: in UTC every Monday bar falls on a Sunday (2/7 weekend).
+    local = pd.bdate_range("2024-01-01", "2024-12-31", tz="Asia/Tokyo")
+    utc_ns = _ns(local.tz_convert("UTC"))
+    assert np.mean(pd.DatetimeIndex(utc_ns).dayofweek >= 5) > 1 / 7  # the trap: read in UTC it never closes
+    assert infer_bars_per_year(utc_ns) == 365.0  # without the timezone, as before
+    assert infer_bars_per_year(utc_ns, "Asia/Tokyo") == 252.0
+    assert infer_bars_per_year(pd.Series(local)) == 252.0  # a tz-aware column carries its own timezone
+
+
+@pytest.mark.parametrize(("times", "expected"), [
+    (pd.date_range("2015-01-31", periods=60, freq="ME"), 12.0),  # month ends: 252 / 21.x -> 12, not 11.77
+    (pd.date_range("2015-01-02", periods=60, freq="BMS"), 12.0),
+    (pd.date_range("2015-03-31", periods=20, freq="QE"), 4.0),
+    (pd.date_range("2024-01-01", periods=3000, freq="7min"), 365 * 1440 / 7),  # 205.7 bars a day: as measured
+])
+def test_inferred_values_snap_to_standard_calendars(times, expected):
+    assert infer_bars_per_year(_ns(times)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_snapping_rule():
+    assert snap_bars_per_year(11.77, 252) == 12.0 and snap_bars_per_year(50.4, 252) == 52.0
+    assert snap_bars_per_year(30.0, 252) == 30.0  # nothing standard within 5%: kept
+    assert snap_bars_per_year(24.02 * 365, 365) == 8760.0 and snap_bars_per_year(6.5 * 252, 252) == 6.5 * 252
 
 
 def test_too_few_timestamps_is_an_error():

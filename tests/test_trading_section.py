@@ -110,8 +110,9 @@ def test_old_data_bars_per_year_names_its_new_place(splits, tmp_path, capsys):
     ("k", "0", "trading.k must be an integer >= 1, got 0"),
 ])  # fmt: skip
 def test_bad_trading_values_are_one_line_naming_the_key(config, flag, value, message, splits, tmp_path, capsys):
+    applies = {"threshold": ["--trading.sizing", "threshold"], "k": ["--trading.book", "topk"]}.get(flag, [])
     argv = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--data.root", str(splits),
-            "--tracking.save_dir", str(tmp_path), f"--trading.{flag}", value]  # fmt: skip
+            "--tracking.save_dir", str(tmp_path), *applies, f"--trading.{flag}", value]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]

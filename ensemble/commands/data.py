@@ -15,9 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default=DEFAULT_DEMO_ROOT, help="output folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--size", type=float, default=1.0, help="multiplies the number of symbols (10 -> ~870k rows)")
-    demo.add_argument("--signal", choices=("default", "strong", "none"), default="default",
-                      help="default: realistic (test Sharpe of a few units); strong: for tests that must learn fast")
-    demo.add_argument("--no-signal", action="store_true", help="pure noise: labels independent of features")
+    strength = demo.add_mutually_exclusive_group()  # --signal strong --no-signal contradict each other: refused
+    strength.add_argument("--signal", choices=("default", "strong", "none"), default=None,  # None: "default"
+                          help="default: realistic (test Sharpe of a few units); strong: for tests that must learn fast")
+    strength.add_argument("--no-signal", action="store_true", help="pure noise (the same as --signal none)")
     summary = cmds.add_parser("summary", help="validate splits and print rows, symbols and windows per split")
     summary.add_argument("--root", default=DEFAULT_DEMO_ROOT)
     summary.add_argument("--horizon", type=int, default=5)
@@ -38,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.data_command == "demo":
         from ensemble.data.demo import make_demo_splits
 
-        signal = "none" if args.no_signal else args.signal
+        signal = "none" if args.no_signal else args.signal or "default"
         paths = make_demo_splits(args.out, seed=args.seed, size=args.size, signal=signal)
         for split, path in paths.items():
             print(f"{split:<6} {path}")

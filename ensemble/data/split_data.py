@@ -146,9 +146,10 @@ class SplitData:
         (``ensemble.data.calendar.infer_bars_per_year``); ``trading.bars_per_year``, when set, wins over it."""
         if self._bars_per_year is None:
             path = self.path("train")
-            _, times, names = read_keys(open_parquet(path), path, self.roles)
-            try:
-                self._bars_per_year = infer_bars_per_year(times)
+            pf = open_parquet(path)
+            _, times, names = read_keys(pf, path, self.roles)
+            try:  # weekdays on the data's own wall clock: UTC instants of a Tokyo midnight are the day before
+                self._bars_per_year = infer_bars_per_year(times, timezone(pf, self.roles.datetime))
             except ValueError as err:
                 raise DataContractError(f"{path}: {err} (trading.bars_per_year)") from err
             self._train_symbols = len(names)

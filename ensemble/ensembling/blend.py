@@ -20,7 +20,7 @@ from ensemble.metrics.arrays import score_probabilities
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS, update_metrics_json, utc_ns, write_stage
 from ensemble.training.runs import claim_run_dir, run_versions
-from ensemble.training.trading import trading_section
+from ensemble.training.trading import check_bars_per_year, trading_section
 
 KEYS = ["datetime", "symbol"]
 
@@ -144,24 +144,33 @@ def members_trading(run_dirs: list[Path], configs: list[dict], given: dict | Non
         BlendError: members booked with different settings (naming the key and two runs), or a member whose
             section is not valid.
     """
-    sections = []
+    sections, problems, checked = [], [], set()
     for run, config in zip(run_dirs, configs, strict=True):
         try:
             section = trading_section(config).as_dict()
         except ConfigError as err:
             raise BlendError(f"{run}/config.yaml: {err}") from err
+        recorded = _recorded_bars_per_year(run)  # what the member's data gave (or its own stated value)
         if section["bars_per_year"] is None:  # inferred at fit time; each split's metrics record the value
-            section["bars_per_year"] = _recorded_bars_per_year(run)
+            section["bars_per_year"] = recorded
+        if given and given.get("bars_per_year") is not None and recorded not in checked:
+            checked.add(recorded)
+            try:  # the same sanity check fit applies, against what the member's timestamps gave
+                check_bars_per_year(given["bars_per_year"], recorded, f"the metrics of {run}")
+            except ConfigError as err:
+                problems.append(str(err))
         sections.append({**section, **(given or {})})
-    for run, section in zip(run_dirs[1:], sections[1:], strict=True):
-        for key, value in section.items():
-            if value != sections[0][key]:
-                raise BlendError(f"{run}: trading.{key} is {value}, but {run_dirs[0]} has {sections[0][key]}; "
-                                 f"blend runs booked alike, or set --trading.{key}")
     try:
-        return TradingConfig.from_mapping(sections[0])
-    except ConfigError as err:  # a given value out of range
-        raise BlendError(str(err)) from err
+        trading = TradingConfig(**sections[0])
+    except ConfigError as err:  # a given value out of range: every problem of the section at once
+        raise BlendError("; ".join([*problems, str(err)])) from err
+    for run, section in zip(run_dirs[1:], sections[1:], strict=True):
+        for key in sorted(trading.applicable(), key=list(section).index):  # keys the book does not read may differ
+            if section[key] != sections[0][key]:
+                problems.append(f"{run}: trading.{key} is {section[key]}, but {run_dirs[0]} has {sections[0][key]}")
+    if problems:
+        raise BlendError("; ".join(problems) + "; blend runs booked alike, or set --trading.<key>")
+    return trading
 
 
 def _recorded_bars_per_year(run: Path) -> float | None:

@@ -5,6 +5,7 @@ skipping, records, leaderboard and blends are the same whichever runs them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from ensemble.launchers import CellResult, CellSpec, LauncherSettings, Outcome, 
 from ensemble.models.registry import get_model, list_models
 from ensemble.training.config import config_from_flags, merge, resolve_config
 from ensemble.training.tracking import Tracking, finish_run, parent_run
-from ensemble.training.trading import trading_section
+from ensemble.training.trading import check_against_data, trading_section
 
 
 @dataclass
@@ -184,6 +185,11 @@ def run_experiment(exp: Experiment) -> list[dict]:
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None
     cells = [(m, h, cell_config(exp, m, h, runs, parent)) for h in exp.horizons for m in models]
+    checked = set()
+    for _, _, config in cells:  # an impossible k or bars_per_year fails before any cell, once per data/trading pair
+        if (key := json.dumps([config.get("data"), config.get("trading")], sort_keys=True, default=str)) not in checked:
+            checked.add(key)
+            check_against_data(config)
     for method in exp.blends or ["mean"]:  # every blend_options key is checked, even with no blend listed
         make_method(method, exp.blend_options)  # an unknown method or option fails before any cell runs
     if exp.walkforward is not None:

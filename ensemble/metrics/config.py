@@ -52,20 +52,42 @@ class TradingConfig:
     bars_per_year: float | None = None
 
     def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:  # every problem at once: fixing one key should not reveal the next
+            raise ConfigError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every bad value, one phrase each naming its key; ``threshold`` is judged only under
+        ``sizing: threshold`` and ``k`` only under ``book: topk``, the settings that read them."""
+        out = []
         for key in ("cost_bps", "slippage_bps"):
             value = getattr(self, key)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"trading.{key} must be >= 0, got {value}")
+                out.append(f"trading.{key} must be >= 0, got {value}")
         for key, allowed in (("sizing", SIZINGS), ("book", BOOKS), ("benchmark", BENCHMARKS)):
             if getattr(self, key) not in allowed:
-                raise ConfigError(f"trading.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        if not (isinstance(self.threshold, int | float) and 1 / 3 < self.threshold < 1):
-            raise ConfigError(f"trading.threshold must lie in (1/3, 1), got {self.threshold}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"trading.k must be an integer >= 1, got {self.k}")
+                out.append(f"trading.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if "threshold" in self.applicable() and not (
+                isinstance(self.threshold, int | float) and 1 / 3 < self.threshold < 1):
+            out.append(f"trading.threshold must lie in (1/3, 1), got {self.threshold}")
+        if "k" in self.applicable() and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
+            out.append(f"trading.k must be an integer >= 1, got {self.k}")
         bpy = self.bars_per_year
         if bpy is not None and not (isinstance(bpy, int | float) and math.isfinite(bpy) and bpy > 0):
-            raise ConfigError(f"trading.bars_per_year must be > 0 (or null to infer it), got {bpy}")
+            out.append(f"trading.bars_per_year must be > 0 (or null to infer it), got {bpy}")
+        return out
+
+    def applicable(self) -> set[str]:
+        """The keys this book reads: ``threshold`` only with ``sizing: threshold``, ``k`` only with ``book:
+        topk``, and ``sizing`` not with ``book: topk`` (which ranks the score p_long - p_short)."""
+        skip = set()
+        if self.sizing != "threshold" or self.book == "topk":
+            skip.add("threshold")
+        if self.book != "topk":
+            skip.add("k")
+        else:
+            skip.add("sizing")
+        return set(self.__dataclass_fields__) - skip
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | TradingConfig | None) -> TradingConfig:

@@ -196,7 +196,7 @@ def write_stage(
             benchmark=None if (trading and trading.benchmark == "none") else curves.benchmark.numpy(),
         ),
         "ic": ic_figure(ic.times[ic.valid].numpy().astype("datetime64[ns]"), ic.ic[ic.valid].numpy(),
-                        f"{name}: IC of p_long - p_short"),
+                        f"{name}: IC of p_long - p_short", skipped=int((~ic.valid).sum())),
         "reliability": reliability_figure(probs.numpy(), df["label"].to_numpy(np.int64) + 1, name, temperature),
     }
     for name, fig in figures.items():

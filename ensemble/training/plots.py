@@ -63,12 +63,20 @@ def equity_curve_figure(times: np.ndarray, gross: np.ndarray, title: str, net: n
     return fig
 
 
-def ic_figure(times: np.ndarray, ic: np.ndarray, title: str, window: int = 100) -> plt.Figure:
+def ic_figure(times: np.ndarray, ic: np.ndarray, title: str, window: int = 100, skipped: int = 0) -> plt.Figure:
     """Information coefficient per timestamp with its rolling mean over ``window`` timestamps.
 
-    times: (T,) datetime64 of the timestamps that count; ic: (T,) correlations in [-1, 1].
+    times: (T,) datetime64 of the timestamps that count; ic: (T,) correlations in [-1, 1]; skipped: timestamps
+    left out (fewer than 3 symbols). With T = 0 the figure says the IC is undefined rather than drawing an
+    empty time axis (which matplotlib would start at 1970).
     """
     fig, ax = plt.subplots(figsize=(7, 3.2))
+    if len(times) == 0:
+        ax.set_title(f"{title}: no IC (undefined)")
+        ax.text(0.5, 0.5, f"no timestamp with 3 or more symbols ({skipped} skipped):\nthe IC is undefined "
+                "(null in metrics.json)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
     series = pd.Series(np.asarray(ic, dtype=float), index=pd.to_datetime(times))
     window = max(1, min(window, len(series)))
     ax.plot(series.index, series.to_numpy(), lw=0.5, color="C0", alpha=0.4, label="IC per timestamp")

@@ -6,6 +6,7 @@ a plain dict (``TradingConfig.as_dict``) so checkpoints store values, never pick
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -74,6 +75,25 @@ def check_moved_flags(argv: list[str]) -> None:
             raise ConfigError(f"--{key} moved to --{MOVED_KEYS[key]} (null infers it from the data)")
 
 
+def check_bars_per_year(given: float | None, inferred: float | None, source: str) -> None:
+    """Refuse a given ``trading.bars_per_year`` more than ``BARS_PER_YEAR_TOLERANCE`` times away (either way) from
+    the value the data give: the one check every place a trading section enters applies (fit, blend).
+
+    Args:
+        given: the set value (bars per year); None (inferred) passes.
+        inferred: the data's own value (bars per year); None or 0 (unknown) passes.
+        source: what ``inferred`` came from, for the message (e.g. "the timestamps of data/train.parquet").
+
+    Raises:
+        ConfigError: e.g. ``trading.bars_per_year is 252, but the timestamps of ... give 8760 bars a year ...``.
+    """
+    if given is None or not inferred or max(given / inferred, inferred / given) <= BARS_PER_YEAR_TOLERANCE:
+        return
+    raise ConfigError(f"trading.bars_per_year is {given:g}, but {source} give {inferred:g} bars a year "
+                      f"(x{given / inferred:.2g}); set trading.bars_per_year: null to use the data's own, or the "
+                      "value for this data")
+
+
 def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str, show: bool = True,
                            symbols: int | None = None) -> None:
     """Say on stderr which annualisation the trading metrics use when the config does not set one; refuse a set
@@ -101,12 +121,26 @@ def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str,
             trading.check_symbols(symbols)
         except ConfigError as err:
             raise ConfigError(f"{err} in {source}") from err
-    given = trading.bars_per_year
-    if given is not None and inferred > 0 and max(given / inferred, inferred / given) > BARS_PER_YEAR_TOLERANCE:
-        raise ConfigError(f"trading.bars_per_year is {given:g}, but the timestamps of {source} give {inferred:g} "
-                          f"bars a year (x{given / inferred:.2g}); set trading.bars_per_year: null to use the data's "
-                          "own, or the value for this data")  # fmt: skip
+    check_bars_per_year(trading.bars_per_year, inferred, f"the timestamps of {source}")
     if show and trading.bars_per_year is None and (str(source), inferred) not in _ANNOUNCED:
         _ANNOUNCED.add((str(source), inferred))
         print(f"trading.bars_per_year not set: {inferred:g} bars a year, inferred from the timestamps of {source} "
               "(stored as */bars_per_year in metrics.json)", file=sys.stderr)
+
+
+def check_against_data(config: Mapping[str, Any]) -> None:
+    """Check a resolved run config's ``trading:`` section against its data before anything trains: the same
+    checks a fit makes once its data module exists (``announce_bars_per_year``: a ``topk`` book's ``k`` against
+    the train split's symbols, a given ``bars_per_year`` against the timestamps). Reads only the train split's
+    datetime and symbol columns. An experiment runs it for every cell before launching any.
+
+    Raises:
+        ConfigError: a bad ``trading`` value, or one that does not fit the data (naming the train file).
+        DataContractError: the train split cannot be read.
+    """
+    from ensemble.data.split_data import SplitData  # the data layer, only when a config is checked
+
+    data_keys = inspect.signature(SplitData.__init__).parameters
+    data = SplitData(**{k: v for k, v in dict(config.get("data") or {}).items() if k in data_keys})
+    announce_bars_per_year(trading_section(config), data.bars_per_year, data.path("train"), show=False,
+                           symbols=data.train_symbols)
