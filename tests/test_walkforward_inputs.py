@@ -4,8 +4,6 @@ folder, record or lock behind, so the corrected command runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from test_walkforward_runs import LIGHTGBM, walkforward
 
