@@ -3,11 +3,11 @@
 It holds the config (all but where runs land), the ``wf`` settings and a stamp of each split file. A re-run with
 another config, other ``wf`` settings or rewritten split files is refused instead of mixing folds of two setups.
 
-The ``trading`` section is recorded beside them, not in them: costs, sizing, book and benchmark only book the
-predictions into returns, they do not train anything (unless a checkpoint or early-stopping monitor watches a
-trading metric, e.g. ``val/sharpe_net``: then they choose the model, and they count as training settings). A
-re-run with another ``trading`` section keeps every finished fold and books the stored out-of-fold (and final
-test) predictions again.
+The ``trading`` section is recorded with the config (out-of-fold blends read it) but is not compared: costs,
+sizing, book and benchmark only book the predictions into returns, they train nothing (unless a checkpoint or
+early-stopping monitor watches a trading metric, e.g. ``val/sharpe_net``: then they choose the model and count
+as training settings). A re-run with another ``trading`` section keeps every finished fold and books the stored
+out-of-fold (and final test) predictions again.
 
 The record is written only once the run's inputs passed every check (``runner.run_walkforward``), so a start that
 fails on a bad value leaves nothing that refuses the corrected command.
