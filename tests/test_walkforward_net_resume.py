@@ -79,3 +79,25 @@ def test_killed_net_walkforward_resumes_with_the_same_command(tmp_path, splits):
         assert run.name == "version_0" and "test/f1_macro" in json.loads((run / "metrics.json").read_text())
     folds = pd.read_csv(out / "folds.csv")
     assert len(pd.read_parquet(out / "oof.parquet")) == folds.test_rows.sum()
+
+
+def test_a_net_job_built_from_python_resumes_from_ckpt_path(tmp_path, splits):
+    """The family layer's ``build(config, {"ckpt_path": ...})`` resumes a net's run in its own folder, as a tree's:
+    what a retried experiment cell, a walk-forward fold process and a re-run fold pass (it was refused as
+    ``Option 'ckpt_path' is not accepted``)."""
+    from ensemble.training.family import build
+
+    overrides = {"data.root": str(splits), "data.seq_len": 5, "trainer.accelerator": "cpu",
+                 "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
+                 "tracking.save_dir": str(tmp_path / "runs"),
+                 "model.init_args.net.init_args.hidden_size": 8}  # fmt: skip
+    config = str(ROOT / "configs" / "lstm.yaml")
+    first = build(config, {**overrides, "trainer.max_epochs": 1})
+    first.train()  # one epoch, no evaluation: an unfinished run, as a kill leaves it
+    last = first.run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file() and not (first.run_dir / "metrics.json").exists()
+    resumed = build(config, {**overrides, "trainer.max_epochs": 2, "ckpt_path": str(last)})
+    resumed.fit()
+    assert resumed.run_dir == first.run_dir  # a fresh fit would have claimed version_1
+    assert resumed.trainer.current_epoch == 2 and not (first.run_dir.parent / "version_1").exists()
+    assert "test/f1_macro" in json.loads((first.run_dir / "metrics.json").read_text())
