@@ -48,3 +48,29 @@ def test_rerun_at_another_cost_rebooks_without_refitting(tmp_path, splits, capsy
             assert dear[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
         elif key != "wf":
             assert dear[key] == value, key
+
+
+def test_trading_counts_as_training_only_when_a_monitor_watches_a_trading_metric(tmp_path):
+    """The record check alone (no training): another cost is re-judged, unless the checkpoint or an early-stopping
+    monitor watches a trading metric, where the costs chose the model and a change is refused like any other."""
+    from ensemble.errors import ConfigError
+    from ensemble.walkforward.config import WalkForward
+    from ensemble.walkforward.record import check_record, make_record, write_record
+
+    wf, files = WalkForward(folds=2), {"train": [1, 2], "val": [3, 4]}
+    early = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/sharpe_net"}}
+    for name, extra, trains in (("loss", {}, False),
+                                ("ckpt", {"checkpoint": {"monitor": "val/sharpe_net", "mode": "max"}}, True),
+                                ("early", {"trainer": {"callbacks": [early]}}, True)):  # fmt: skip
+        out = tmp_path / name
+        out.mkdir()
+        base = {"model": {"class_path": "x"}, "trading": {"cost_bps": 5}, **extra}
+        write_record(out, make_record(base, wf, files))
+        dearer = make_record({**base, "trading": {"cost_bps": 40}}, wf, files)
+        if trains:
+            with pytest.raises(ConfigError, match=r"other settings \(trading\.cost_bps changed\)"):
+                check_record(out, dearer)
+        else:
+            assert check_record(out, dearer) == ["trading.cost_bps"]
+        with pytest.raises(ConfigError, match=r"wf\.folds changed"):  # what trains the folds is always kept
+            check_record(out, make_record(base, WalkForward(folds=3), files))
