@@ -66,6 +66,7 @@ def test_killed_net_walkforward_resumes_with_the_same_command(tmp_path, splits):
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("ensemble: stopped: SIGTERM received: saved ") and "re-run the same command" in last
     assert "--ckpt_path" not in last, last
+    assert "it/s]" not in stderr and "Epoch 1:" not in stderr  # no per-batch bars (no terminal; folds are muted)
     assert _fingerprints(fold_1) == before
 
     # 3. the same command again: folds 1 and 2 skipped, fold 3 resumed from its SIGTERM checkpoint
