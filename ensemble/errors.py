@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 
 class EnsembleError(ValueError):
@@ -74,3 +75,30 @@ class Preempted(SystemExit):
         self.EXIT_CODE = 128 + signum
         super().__init__(self.EXIT_CODE)
         self.message = message
+
+
+# How the command that is running now goes on after a stop: the innermost ``resumed_by`` wins. None: a plain
+# ``fit`` (or a job built from Python), resumed with its own checkpoint.
+_RESUME_ADVICE: list[Callable[[str | None], str]] = []
+
+
+def resume_advice(saved: str | None) -> str:
+    """What a stop message says after a run stopped (SIGTERM): the checkpoint ``saved`` on the way out (None: none
+    was written yet) and how to go on, as the command that is running says (``resumed_by``); by default, a
+    ``fit``'s ``--ckpt_path``."""
+    if _RESUME_ADVICE:
+        return _RESUME_ADVICE[-1](saved)
+    return f"saved {saved}; resume with the same command and --ckpt_path {saved}" if saved else (
+        "no checkpoint was written yet; start again")  # fmt: skip
+
+
+@contextmanager
+def resumed_by(advice: Callable[[str | None], str]) -> Iterator[None]:
+    """For the block, ``resume_advice`` is ``advice(saved)``: a command that resumes its runs itself (a
+    walk-forward re-run resumes the stopped fold from its last checkpoint) tells the user to re-run it, not to
+    pass a ``--ckpt_path`` it refuses."""
+    _RESUME_ADVICE.append(advice)
+    try:
+        yield
+    finally:
+        _RESUME_ADVICE.pop()

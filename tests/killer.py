@@ -112,3 +112,18 @@ class TreeStallOncePerCell(TreeStallAt):
         if trainer.current_epoch == self.epoch and not mine.exists():
             mine.write_text(str(os.getpid()))
             _stall(lambda: trainer.should_stop)
+
+
+class StallInFold(StallAt):
+    """``StallAt`` only in the run of walk-forward fold ``fold`` (the run folder's parent is ``fold_<fold>``), and
+    only while ``marker`` does not exist: a re-run of the same command (same config, so the same record) trains
+    straight through. Two of them, with their own markers, stall two runs of one walk-forward in turn."""
+
+    def __init__(self, marker: str, fold: int = 2, epoch: int = 1, batch: int = 0) -> None:
+        super().__init__(marker, epoch, batch)
+        self.fold = fold
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        in_fold = trainer.log_dir is not None and Path(trainer.log_dir).parent.name == f"fold_{self.fold}"
+        if in_fold and not self.marker.exists():
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)

@@ -102,3 +102,26 @@ def test_tuning_workers_trials_are_one_line_each_once(capsys):
                    "[2/3] trial 1: pruned, val/log_loss 1.1500 (worker 0, at step 1)",
                    "[3/3] trial 2: failed (worker 0: ValueError: x)"]  # fmt: skip
     assert trial_outcome(study.trials[0], "val/log_loss").value == pytest.approx(1.0931)
+
+
+def test_the_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch, capsys):
+    """A fresh pty reports 0 rows and 0 columns (``script -qc``, ``docker exec -t``, CI): tqdm would hide the bar
+    there as "more hidden"; it is drawn 80 columns wide instead."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    with open(slave, "w", closefd=True) as terminal:
+        assert os.get_terminal_size(terminal.fileno()).lines == 0
+        monkeypatch.setattr(sys, "stderr", terminal)
+        progress = Progress(2, lambda spec, result: Outcome("failed", note=result.message), label="folds")
+        _run_two_cells(progress)
+        terminal.flush()
+        os.set_blocking(master, False)  # nothing drawn must fail the test, not hang it
+        try:
+            drawn = os.read(master, 65536).decode(errors="replace")
+        except BlockingIOError:
+            drawn = ""
+    os.close(master)
+    assert "folds: 100%" in drawn and "2/2" in drawn and "more hidden" not in drawn, drawn
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the lines still print

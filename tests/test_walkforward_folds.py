@@ -151,3 +151,34 @@ def test_too_few_timestamps_for_the_folds():
     panel = panel_of([np.arange(4) * HOUR], [np.zeros(4, dtype=np.int64)])
     with pytest.raises(DataContractError, match=r"wf\.folds=5: the span has only 4 distinct target timestamps"):
         cut_folds(panel, np.ones(4, bool), 1, FoldSpec(folds=5))
+
+
+@pytest.mark.parametrize(("n", "folds"), [(30, 2), (40, 3), (31, 2), (43, 5), (7, 6)])
+def test_blocks_against_sklearn_time_series_split(n, folds):
+    """The blocks are scikit-learn's ``TimeSeriesSplit(n_splits=folds)`` test sets on the distinct timestamps
+    exactly when their count n is a multiple of folds + 1. Otherwise sklearn gives the remainder n mod (folds + 1)
+    to the first training group and every test block n // (folds + 1) stamps; here group k starts at
+    floor(k n / (folds + 1)), so the remainder is spread and the groups differ by at most one stamp."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    time = np.arange(n, dtype=np.int64) * HOUR
+    cuts = block_bounds(time, np.ones(n, bool), folds)
+    ours = [np.flatnonzero((time >= cuts[k]) & (time < cuts[k + 1])).tolist() for k in range(1, folds + 1)]
+    theirs = [test.tolist() for _, test in TimeSeriesSplit(n_splits=folds).split(time)]
+    if n % (folds + 1) == 0:
+        assert ours == theirs
+    else:
+        assert ours != theirs and [len(t) for t in theirs] == [n // (folds + 1)] * folds
+        assert [b[0] for b in ours] == [k * n // (folds + 1) for k in range(1, folds + 1)]
+        sizes = [ours[0][0]] + [len(b) for b in ours]  # group 0 (training only), then each block
+        assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
+
+
+@pytest.mark.parametrize("mode", ["expanding", "rolling"])
+def test_no_train_target_hint_fits_the_mode(mode):
+    """Expanding mode trains on every bar before the block: its hint never names wf.train_bars (rolling only)."""
+    panel = panel_of([np.arange(12) * HOUR], [np.zeros(12, dtype=np.int64)])
+    spec = FoldSpec(folds=2, val_bars=2, mode=mode, train_bars=4 if mode == "rolling" else None)
+    with pytest.raises(DataContractError, match="no train target") as err:
+        cut_folds(panel, np.ones(12, bool), 2, spec)
+    assert ("wf.train_bars" in str(err.value)) == (mode == "rolling"), str(err.value)

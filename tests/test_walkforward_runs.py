@@ -164,6 +164,29 @@ def test_sigkill_in_fold_3_resumes_at_fold_3(tmp_path, splits):
     assert json.loads((killed / "metrics.json").read_text()) == whole_metrics
 
 
+def test_sigterm_in_a_tree_fold_says_rerun_the_same_command(tmp_path, splits):
+    """A SIGTERM stop inside a fold names its checkpoint and says to re-run the walk-forward (which refuses
+    --ckpt_path), as a net fold's stop does (tests/test_walkforward_net_resume.py)."""
+    marker = tmp_path / "stalled"
+    cmd = [sys.executable, "-m", "ensemble.cli", "walkforward", "--config", LIGHTGBM, "--data.root", str(splits),
+           *FAST, "--trainer.max_epochs", "3", "--wf.folds", "2", "--wf.span", "all", "--wf.out", str(tmp_path / "wf"),
+           "--trainer.callbacks+=killer.TreeStallInFold", f"--trainer.callbacks.marker={marker}",
+           "--trainer.callbacks.fold=2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=240)[1]
+    assert proc.returncode == 143, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("ensemble: stopped: SIGTERM received: stopped after round") and "last.meta.json" in line
+    assert "re-run the same command to go on" in line and "--ckpt_path" not in line, line
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     (["--wf.folds", "1"], "wf.folds must be >= 2, got 1"),
     (["--wf.embargo", "-2"], "wf.embargo must be >= 0, got -2"),

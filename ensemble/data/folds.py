@@ -143,6 +143,9 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
     gap = horizon + spec.embargo if purge else 0
     cuts = block_bounds(time, eligible if clock is None else clock, spec.folds)
     n_symbols = int(symbol.max()) + 1 if len(symbol) else 0
+    # expanding mode already trains on every bar before the block: only a longer first group or less taken off helps
+    train_hint = "use fewer folds or a longer wf.train_bars" if spec.mode == "rolling" else (
+        "use fewer folds, a smaller wf.val_bars / wf.val_fraction, or a shorter horizon / wf.embargo")
     folds = []
     for k in range(1, spec.folds + 1):
         start, end = int(cuts[k]), int(cuts[k + 1])
@@ -164,7 +167,7 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
         fold = Fold(k, np.flatnonzero(train), np.flatnonzero(val), np.flatnonzero(test),
                     int(in_window.sum() - train.sum() - val.sum()), start,
                     None if k == spec.folds else end)  # fmt: skip
-        for part, hint in (("train", "use fewer folds or a longer wf.train_bars"),
+        for part, hint in (("train", train_hint),
                            ("val", "raise wf.val_bars / wf.val_fraction, or use fewer folds")):  # fmt: skip
             if getattr(fold, part).size == 0:
                 raise DataContractError(

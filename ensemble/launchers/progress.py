@@ -11,6 +11,7 @@ cell's key metric (``key_metric``), the parentheses hold where its run is or why
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -52,6 +53,16 @@ def key_metric(config: dict[str, Any], metrics: Path, stage: str = "val", shown:
     return f"{shown or stage}/{name}", float(value) if isinstance(value, int | float) else None
 
 
+def terminal_columns() -> int:
+    """The width stderr's terminal reports (0 rows and columns when it reports no size); 0 when it reports none
+    or stderr is no terminal."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        return size.columns if size.lines > 0 else 0
+    except (OSError, ValueError):  # not a terminal, or stderr replaced by an object without a descriptor
+        return 0
+
+
 class Progress:
     """Counts cells as they are skipped, started and finished; prints a line per finished one (``cell_line``)
     and, on a terminal, draws one bar over all of them.
@@ -75,8 +86,11 @@ class Progress:
         if bar:
             from tqdm import tqdm
 
+            # a terminal that reports no size (``script``, ``docker exec -t``, some CI ptys): tqdm reads 0 rows
+            # and hides the bar as "more hidden"; draw it 80 columns wide in 24 rows there
+            sized = terminal_columns() > 0
             self.bar = tqdm(total=total, desc=label, unit=label.rstrip("s") or "cell", file=sys.stderr,
-                            dynamic_ncols=True)  # fmt: skip
+                            dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24)  # fmt: skip
             self._refresh()
 
     def start(self, spec: CellSpec | str) -> None:

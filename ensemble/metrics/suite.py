@@ -19,6 +19,20 @@ INTEGER_METRICS = frozenset({"n_trades", "ic_skipped", "bars_per_year"})
 LOWER_IS_BETTER = ("loss", "log_loss", "brier", "ece", "max_drawdown", "turnover", "cost_drag")
 
 
+# the classification metrics' names (``classification_metrics``: per-class ones end in _short/_flat/_long) and the
+# training loss: the only suite metrics the ``trading`` section (costs, sizing, book, benchmark) cannot change
+_CLASSIFICATION = ("accuracy", "balanced_accuracy", "brier", "ece", "f1", "log_loss", "precision", "recall", "loss",
+                   "partial")  # fmt: skip
+
+
+def books_on_trading(metric: str) -> bool:
+    """Whether a suite metric is booked with the ``trading`` section (Sharpe, turnover, IC, ... and the
+    ``bars_per_year`` it annualised with): every metric but the classification ones and the loss. ``metric``: a
+    suite name, with or without its stage prefix (``val/sharpe_net``, ``log_loss``)."""
+    name = metric.rsplit("/", 1)[-1]
+    return not any(name == c or name.startswith(f"{c}_") for c in _CLASSIFICATION)
+
+
 def metric_mode(metric: str) -> Literal["min", "max"]:
     """``"min"`` for a metric where lower is better (``val/log_loss``, ``oof/brier``, ``loss``), else ``"max"``.
 

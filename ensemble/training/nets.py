@@ -23,7 +23,7 @@ from ensemble import console
 from ensemble.data import WindowDataModule
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
-from ensemble.errors import ConfigError, EnsembleError, Preempted
+from ensemble.errors import ConfigError, EnsembleError, Preempted, resume_advice
 from ensemble.models.classifier import checkpoint_temperature
 from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
 from ensemble.training.callbacks import (
@@ -87,6 +87,15 @@ class EnsembleCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)
         console.quiet_libraries()  # Lightning is imported now, with its loggers at INFO
         super().__init__(LightningModule, WindowDataModule, *args, subclass_mode_model=True, **kwargs)
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
+                     subparser_kwargs: dict[str, Any]) -> None:  # fmt: skip
+        """Lightning's parsers; a job built from Python (``run=False``, no subcommand) also takes ``ckpt_path``, as
+        ``fit`` does, so ``build(config, {"ckpt_path": ...}).fit()`` resumes a run (a walk-forward fold, an
+        experiment cell) as a tree job does. ``NetJob.train`` hands it to ``Trainer.fit``."""
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if not add_subcommands:
+            self.parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """Lightning's subcommand parser with this tool's ``--ckpt_path`` help, and no Lightning results table
@@ -161,9 +170,9 @@ class EnsembleCLI(LightningCLI):
         if ckpt is not None:
             fit = self.subcommand not in EVAL_SPLITS  # ``fit``, or a job built from Python (``NetFamily.build``)
             wanted = RunKey.of(config, SplitData(**config["data"]).feature_names) if ckpt in NET_CHECKPOINTS else None
-            resuming = self.subcommand == "fit" and _is_rank_zero()
+            resuming = fit and _is_rank_zero()
             ckpt_file, self._run_dir = NetFamily().find_checkpoint(ckpt, base, resuming, wanted, own=fit)
-            if self.subcommand == "fit" and self._run_dir is not None:
+            if fit and self._run_dir is not None:
                 console.resuming_quietly()
             cfg.ckpt_path = str(ckpt_file)
             self._checkpoint = read_net_checkpoint(ckpt_file)
@@ -270,16 +279,14 @@ def _is_rank_zero() -> bool:
 @contextmanager
 def preempted_as_exit() -> Iterator[None]:
     """Turn Lightning's SIGTERM stop (a ``SystemExit`` with code None, which would exit 0) into ``Preempted``
-    (exit 143), naming the checkpoint saved on the way out and how to resume from it."""
+    (exit 143), naming the checkpoint saved on the way out and how to resume from it (``resume_advice``: as the
+    running command says)."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
         yield
     except SIGTERMException as err:
-        saved = getattr(err, "checkpoint", None)
-        where = f"saved {saved}; resume with the same command and --ckpt_path {saved}" if saved else (
-            "no checkpoint was written yet; start again")  # fmt: skip
-        raise Preempted(f"SIGTERM received: {where}") from err
+        raise Preempted(f"SIGTERM received: {resume_advice(getattr(err, 'checkpoint', None))}") from err
 
 
 class NetJob(Job):
@@ -311,8 +318,8 @@ class NetJob(Job):
         self.trainer.callbacks.remove(callback)
 
     def train(self) -> None:
-        with preempted_as_exit():
-            self.trainer.fit(self.model, datamodule=self.datamodule)
+        with preempted_as_exit():  # ckpt_path: resolved to a file by ``before_instantiate_classes``
+            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.cli.config.get("ckpt_path"))
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
         run = {"val": self.trainer.validate, "test": self.trainer.test}[check_split(split)]

@@ -25,9 +25,11 @@ import pandas as pd
 from ensemble import console
 from ensemble.io import atomic_write
 from ensemble.metrics.calibration import apply_temperature, fit_temperature
+from ensemble.metrics.config import TradingConfig
 from ensemble.training.artifacts import PROB_COLUMNS
 from ensemble.training.calibration import Temperature
 from ensemble.training.family import build
+from ensemble.walkforward.outputs import rebook
 
 FINAL = "final"
 
@@ -75,10 +77,12 @@ def run_final(config: dict[str, Any], out: Path, finished: Path | None, temperat
     return job.run_dir, "done"
 
 
-def adopt_final(out: Path, run: Path) -> dict[str, Any]:
+def adopt_final(out: Path, run: Path, horizon: int, trading: TradingConfig) -> dict[str, Any]:
     """Copy the final run's ``predictions/test.parquet`` to ``<out>/predictions/test.parquet``; its ``test/*``
-    metrics, for the walk-forward's metrics.json."""
+    metrics and ``trading/test``, for the walk-forward's metrics.json, its trading metrics booked again with
+    ``trading`` when the run booked them with another section (``outputs.rebook``)."""
     source = run / "predictions" / "test.parquet"
     atomic_write(out / "predictions" / "test.parquet", lambda p: shutil.copyfile(source, p))
-    recorded = json.loads((run / "metrics.json").read_text())
-    return {k: v for k, v in recorded.items() if k.startswith("test/")}
+    recorded = rebook(json.loads((run / "metrics.json").read_text()), "test", pd.read_parquet(source), horizon,
+                      trading)  # fmt: skip
+    return {k: v for k, v in recorded.items() if k.startswith("test/") or k == "trading/test"}

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from ensemble import console
+from ensemble.data.constants import SPLITS
+from ensemble.data.contract import DataContractError
 from ensemble.data.folds import Fold, cut_folds
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import valid_ends
@@ -31,6 +33,30 @@ def span_data(config: dict[str, Any]) -> SplitData:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(SplitData, "data")
     return parser.instantiate_classes(parser.parse_object({"data": config.get("data") or {}})).data
+
+
+def check_data_files(data: SplitData) -> None:
+    """Every split file a walk-forward reads (train, val, test: the span's, and the final model's holdout) exists,
+    before anything is stamped, loaded or written; the demo data is made when ``data.root`` is its folder.
+
+    Raises:
+        DataContractError: a missing file or folder, in one line naming it and ``data.root``.
+    """
+    _ = data.roles  # reads train's schema; the demo's root is filled first (``SplitData._ensure_demo``)
+    for split in SPLITS:
+        if not data.path(split).is_file():
+            raise DataContractError(f"{data.path(split)}: {split} split file not found (data.root='{data.root}')")
+
+
+def check_fold_config(config: dict[str, Any], span: Any, fold: Fold) -> None:
+    """Build (do not run) fold ``fold``'s job as every fold builds its own, without a run folder: a bad model,
+    trainer or trading value fails here, in one line, before the walk-forward writes anything.
+
+    Raises:
+        ConfigError (or another ``EnsembleError``): what the family's own build raises.
+    """
+    with console.muted():
+        build(config, {"trainer.logger": False}, windows=_fold_windows(span, fold))
 
 
 def _fold_windows(span: Any, fold: Fold) -> tuple[Any, dict[str, torch.Tensor]]:

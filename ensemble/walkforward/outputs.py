@@ -12,6 +12,7 @@ from ensemble.ensembling.blend import split_metrics
 from ensemble.errors import EnsembleError
 from ensemble.io import atomic_write, write_json, write_parquet
 from ensemble.metrics.config import TradingConfig
+from ensemble.metrics.suite import books_on_trading
 from ensemble.training.artifacts import PROB_COLUMNS
 
 _W = 16  # a metric column's width: fits "-12.345±67.890"
@@ -57,14 +58,28 @@ def stitch_oof(runs: dict[int, Path], expected: dict[int, int]) -> pd.DataFrame:
     return oof.reset_index(drop=True)
 
 
-def fold_metrics(runs: dict[int, Path]) -> pd.DataFrame:
-    """One row per fold: its run's ``test/*`` metrics (its test block), keyed by metric name."""
+def fold_metrics(runs: dict[int, Path], oof: pd.DataFrame, horizon: int, trading: TradingConfig) -> pd.DataFrame:
+    """One row per fold: its run's ``test/*`` metrics (its test block), keyed by metric name. A fold whose run
+    booked its block with another ``trading`` section than ``trading`` (the walk-forward re-run at another cost)
+    has its trading metrics booked again (``rebook``) from its rows of ``oof``."""
     rows = {}
     for fold, run in sorted(runs.items()):
-        recorded = json.loads((run / "metrics.json").read_text())
+        recorded = rebook(json.loads((run / "metrics.json").read_text()), "test", oof[oof["fold"] == fold], horizon,
+                          trading)  # fmt: skip
         rows[fold] = {k.split("/", 1)[1]: v for k, v in recorded.items()
                       if k.startswith("test/") and isinstance(v, int | float)}  # fmt: skip
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("fold")
+
+
+def rebook(recorded: dict, split: str, frame: pd.DataFrame, horizon: int, trading: TradingConfig) -> dict:
+    """A run's ``recorded`` metrics of ``split``, with its trading metrics (``books_on_trading``) computed again on
+    its predictions ``frame`` when the run booked them with another section than ``trading`` (its
+    ``trading/<split>``); the classification metrics are the run's own. ``trading/<split>`` is then ``trading``."""
+    if recorded.get(f"trading/{split}") == trading.as_dict():
+        return recorded
+    scored = split_metrics(split, frame, frame[list(PROB_COLUMNS)].to_numpy(np.float64), horizon, trading)
+    return {**recorded, **{k: v for k, v in scored.items() if books_on_trading(k)},
+            f"trading/{split}": trading.as_dict()}  # fmt: skip
 
 
 # per-fold columns that are settings or duplicates, not measurements: no mean/std/min for them
@@ -72,11 +87,11 @@ NOT_SPREAD = ["partial", "bars_per_year", "loss"]  # loss is log_loss under the 
 
 
 def summarise(oof: pd.DataFrame, per_fold: pd.DataFrame, horizon: int, trading: TradingConfig) -> dict[str, float]:
-    """``oof/<metric>``: the metric suite on the stitched predictions, booked as ``trading`` says (the fold runs'
-    own section); ``folds/<metric>/{mean,std,min}`` over the folds' own test-block metrics (std: sample standard
-    deviation, ddof=1)."""
+    """``oof/<metric>``: the metric suite on the stitched predictions, booked as ``trading`` says (recorded as
+    ``trading/oof``, as a run records ``trading/val``); ``folds/<metric>/{mean,std,min}`` over the folds' own
+    test-block metrics (``fold_metrics``; std: sample standard deviation, ddof=1)."""
     probs = oof[list(PROB_COLUMNS)].to_numpy(np.float64)
-    scored = split_metrics("oof", oof, probs, horizon, trading)
+    scored = {**split_metrics("oof", oof, probs, horizon, trading), "trading/oof": trading.as_dict()}
     spread = {}
     for name in per_fold.columns.difference(NOT_SPREAD):
         values = per_fold[name].astype(float)

@@ -4,13 +4,13 @@ views of that one panel, then stitch the out-of-fold predictions.
 Crash safety: a fold is finished once its run's ``metrics.json`` holds its test-block metrics. A re-run skips
 finished folds and resumes the fold a stop or kill left unfinished from its last checkpoint (other unfinished
 runs are deleted), so a walk-forward stopped in fold 3 goes on in fold 3 where it stopped; seeded folds make the
-result equal to an uninterrupted run's. ``walkforward.json`` fingerprints
-the config and the ``wf`` settings: a re-run with others is refused instead of mixing folds of two setups.
+result equal to an uninterrupted run's. A SIGTERM stop says to re-run the same command. ``walkforward.json``
+(``record.py``) holds what trained the folds: a re-run with another config is refused instead of mixing folds of two
+setups, and one with another ``trading`` section books the stored predictions again without refitting.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,16 +20,18 @@ import pandas as pd
 import yaml
 
 from ensemble import console
-from ensemble.errors import ConfigError
-from ensemble.experiments.cells import cell_lock, fingerprint
-from ensemble.io import atomic_write, write_json
+from ensemble.errors import ConfigError, resumed_by
+from ensemble.experiments.cells import cell_lock
+from ensemble.io import atomic_write
 from ensemble.launchers import Launcher, Progress
-from ensemble.training.config import changed_keys, get_dotted, model_short_name
+from ensemble.training.config import get_dotted, model_short_name
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.final import FINAL, adopt_final, oof_temperature, run_final
 from ensemble.walkforward.fold import (
     Fold,
+    check_data_files,
+    check_fold_config,
     finished_fold,
     fold_outcome,
     fold_resume_point,
@@ -50,8 +52,9 @@ from ensemble.walkforward.outputs import (
 )
 from ensemble.walkforward.parallel import run_folds
 from ensemble.walkforward.plots import write_plots
+from ensemble.walkforward.record import RECORD, cell_fingerprint, check_record, make_record, stamp, write_record
 
-RECORD = "walkforward.json"
+__all__ = ["RECORD", "WalkForwardResult", "cell_fingerprint", "run_walkforward", "walkforward_cell"]
 
 
 @dataclass
@@ -75,34 +78,6 @@ def output_dir(config: dict[str, Any], wf: WalkForward) -> Path:
     return Path(wf.out) if wf.out else Path("walkforward") / (wf.name or default_name(config))
 
 
-def _stamp(path: Path) -> list[int]:
-    """[size in bytes, mtime in ns] of a split file: a rewritten file (new labels upstream) changes it."""
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def _check_record(out: Path, config: dict[str, Any], wf: WalkForward, files: dict[str, list[int]]) -> None:
-    """Write ``walkforward.json`` on the first run; refuse a re-run with another config, other settings, or split
-    files rewritten since (``files``: split -> ``_stamp``), which would mix folds of two data sets."""
-    record = {"fingerprint": cell_fingerprint(config, wf), "wf": wf.record(), "config": _defining(config),
-              "files": files}
-    path = out / RECORD
-    if path.is_file():
-        before = json.loads(path.read_text())
-        changed = [s for s, stamp in files.items() if before.get("files", {}).get(s, stamp) != stamp]
-        if changed:
-            raise ConfigError(f"{out}: the {changed[0]} split file changed since this walk-forward ran its folds; "
-                              f"delete {out} (or give another --wf.name / --wf.out) to run it on the new data")
-        if before["fingerprint"] != record["fingerprint"]:
-            keys = [f"wf.{k}" for k in changed_keys(before.get("wf", {}), record["wf"])] + changed_keys(
-                before.get("config", {}), record["config"])  # fmt: skip
-            what = f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} changed" if keys else "another config"
-            raise ConfigError(f"{out}: this walk-forward ran its folds with other settings ({what}); give another "
-                              f"--wf.name, or delete {out}")  # fmt: skip
-        return
-    write_json(path, record)
-
-
 def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | None = None,
                     launcher: Launcher | None = None, threads: int | None = None,
                     fold_output: bool = False) -> WalkForwardResult:  # fmt: skip
@@ -122,15 +97,29 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
             folds that failed in their own processes).
     """
     if config.get("ckpt_path"):
-        raise ConfigError("ckpt_path: a walk-forward trains every fold from scratch; drop --ckpt_path")
+        raise ConfigError("ckpt_path: a walk-forward trains every fold from scratch (a re-run of the same command "
+                          "resumes a stopped one); drop --ckpt_path")  # fmt: skip
     if config.get("test") is False:
         raise ConfigError("test: a walk-forward scores every fold on its test block; drop --test false")
     out = output_dir(config, wf)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"wf.out: {out} is a file, not a folder")
     name = wf.name or default_name(config)
-    with cell_lock(out):
-        data = span_data(config)
-        _check_record(out, config, wf, {s: _stamp(data.path(s)) for s in wf.splits})
-        span, folds = load_folds(config, data, wf)
+    # every check before the folder, its lock or its record is written: a start that fails on a bad value leaves
+    # nothing behind that would refuse the corrected command
+    data = span_data(config)
+    check_data_files(data)
+    record = make_record(config, wf, {s: stamp(data.path(s)) for s in wf.splits})
+    check_record(out, record)
+    span, folds = load_folds(config, data, wf)
+    check_fold_config(config, span, folds[0])
+    with cell_lock(out), resumed_by(_rerun_advice):
+        rejudged = check_record(out, record)  # again, under the lock: another process may have written it since
+        write_record(out, record)
+        if rejudged:
+            console.say(f"walk-forward {name}: {', '.join(rejudged)} changed since its folds ran; trading settings "
+                        "train nothing, so finished folds are kept and their stored out-of-fold predictions are "
+                        "booked again (no refit)")  # fmt: skip
         if launcher is None or launcher.settings.kind == "sequential":
             with Progress(len(folds), label="folds", bar=progress) as bar:
                 runs = _run_folds_here(config, wf, out, span, folds, bar, threads, fold_output)
@@ -139,16 +128,16 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         rows = [fold_row(span, fold, wf.refit_every, runs[fold.number]) for fold in folds]
         write_folds_csv(out, rows)
         oof = stitch_oof(runs, {f.number: len(f.test) for f in folds})
-        per_fold = fold_metrics(runs)
         trading = trading_section(config)
         if trading.bars_per_year is None:  # as the fold runs annualised: inferred from the train timestamps
             trading = replace(trading, bars_per_year=data.bars_per_year)
+        per_fold = fold_metrics(runs, oof, data.horizon, trading)
         metrics = summarise(oof, per_fold, data.horizon, trading)
         if wf.span == "trainval":  # the final model, judged on the untouched test split
             started = time.perf_counter()
             final, status = run_final(config, out, finished_fold(out / "runs" / FINAL), oof_temperature(oof, runs),
                                       muted=not fold_output)
-            metrics.update(adopt_final(out, final))
+            metrics.update(adopt_final(out, final, data.horizon, trading))
             print(f"walk-forward final model: {status} in {time.perf_counter() - started:.0f}s ({final})", flush=True)
         atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
         write_results(out, oof, metrics, wf.record())
@@ -194,11 +183,10 @@ def walkforward_cell(settings: dict[str, Any], out: str, config: dict[str, Any])
     run_walkforward(config, WalkForward(**{**settings, "out": out}), progress=False, fold_output=True)
 
 
-def cell_fingerprint(config: dict[str, Any], wf: WalkForward) -> str:
-    """What ``walkforward.json`` records for ``config`` and ``wf``: an experiment cell's folder name."""
-    return fingerprint({**_defining(config), "wf": wf.record()})
+def _rerun_advice(saved: str | None) -> str:
+    """What a SIGTERM stop in a fold (or the final model) says: re-run the same command, which skips the finished
+    folds and resumes this one from its last checkpoint (``--ckpt_path`` is refused here)."""
+    where = f"saved {saved}; " if saved else "no checkpoint was written yet; "
+    then = "resumes the stopped fold from it" if saved else "starts the stopped fold again"
+    return f"{where}re-run the same command to go on: it skips the finished folds and {then}"
 
-
-def _defining(config: dict[str, Any]) -> dict[str, Any]:
-    """What defines a walk-forward's runs in ``config``: all but where they land (tracking, ckpt_path)."""
-    return {k: v for k, v in config.items() if k not in ("tracking", "ckpt_path")}

@@ -15,7 +15,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ensemble import console
 from ensemble.data.split_data import SplitData
-from ensemble.errors import ConfigError, EnsembleError, Preempted
+from ensemble.errors import ConfigError, EnsembleError, Preempted, resume_advice
 from ensemble.io import atomic_write
 from ensemble.metrics.calibration import calibrate_probs
 from ensemble.models.trees import TreeModel
@@ -168,7 +168,7 @@ class TreeJob(Job):
                 raise
         if stopped:
             last = meta_path(self._run_dir / "checkpoints", "last")
-            where = f"resume with the same command and --ckpt_path {last}" if last.is_file() else "start again"
+            where = resume_advice(str(last) if last.is_file() else None)
             raise Preempted(f"SIGTERM received: stopped after round {self.model.num_rounds}; {where}")
 
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
