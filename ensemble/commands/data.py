@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--size", type=float, default=1.0, help="multiplies the number of symbols (10 -> ~870k rows)")
     strength = demo.add_mutually_exclusive_group()  # --signal strong --no-signal contradict each other: refused
     strength.add_argument("--signal", choices=("default", "strong", "none"), default=None,  # None: "default"
-                          help="default: realistic (test Sharpe of a few units); strong: for tests that must learn fast")
+                          help="default: realistic (a Sharpe of a few units); strong: for tests that must learn fast")
     strength.add_argument("--no-signal", action="store_true", help="pure noise (the same as --signal none)")
     summary = cmds.add_parser("summary", help="validate splits and print rows, symbols and windows per split")
     summary.add_argument("--root", default=DEFAULT_DEMO_ROOT)

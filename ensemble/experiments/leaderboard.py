@@ -54,8 +54,9 @@ WALKFORWARD_TERMINAL = ["model", "horizon", "kind", "status", "folds", "oof_log_
                         "oof_f1_macro", "test_f1_macro", "test_sharpe_net", "dsr", "champion", "oracle",
                         "test_minus_oracle", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
 # the columns the terminal shows, in this order: net Sharpe beside gross, net being the number a decision rests on
-TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared", "val_f1_macro",
-            "test_f1_macro", "test_sharpe", "test_sharpe_net", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
+TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared",
+            "val_f1_macro", "test_f1_macro", "test_sharpe", "test_sharpe_net", "best_member", "beats_best_member",
+            "fit_on"]  # fmt: skip
 
 
 def row(model: str, horizon: int, kind: str, run_dir: Path | None, status: str, error: str = "",
