@@ -1,8 +1,10 @@
-"""What defines a study, stored with it: the model, the metric and its direction, and the search space.
+"""What defines a study, stored with it: the model, the metric and its direction, the search space, and the data
+every trial reads (data root, label horizon, window length, feature names).
 
 A study resumed on the same storage and name must be the same study: trials sampled from another space (a key
 that was an int and is now categorical) make Optuna fail every new trial, and trials of another metric or model
-are not comparable with the old ones. The definition is kept as the study's user attribute ``definition``
+are not comparable with the old ones; nor are trials of another horizon, window length, feature set or data
+folder (their val metrics are of other labels or other rows). The definition is kept as the study's user attribute ``definition``
 (Optuna's ``Study.set_user_attr``, stored in the study's storage beside its trials), and a resume that
 changes it is refused before the first trial, naming what changed.
 """
@@ -10,6 +12,7 @@ changes it is refused before the first trial, naming what changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -21,11 +24,30 @@ from ensemble.tuning.space import SearchSpace
 ATTR = "definition"
 
 
-def study_definition(model: str, metric: str, direction: str, space: SearchSpace) -> dict[str, Any]:
-    """The JSON-able definition of a study: model short name, metric, direction, and each search-space key's
-    Optuna distribution (as ``optuna.distributions.distribution_to_json`` writes it)."""
-    return {"model": model, "metric": metric, "direction": direction,
+# the keys compared one by one, besides the search space; a definition stored before the data keys were added
+# lacks them, and is compared on the keys it has (the resume then stores the full definition)
+KEYS = ("model", "metric", "direction", "horizon", "seq_len", "features", "data_root")
+
+
+def study_definition(model: str, metric: str, direction: str, space: SearchSpace,
+                     data: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The JSON-able definition of a study: model short name, metric, direction, each search-space key's
+    Optuna distribution (as ``optuna.distributions.distribution_to_json`` writes it), and ``data``: the trials'
+    ``horizon`` (bars), ``seq_len`` (bars), ``features`` (sorted names) and ``data_root`` (absolute folder)."""
+    return {"model": model, "metric": metric, "direction": direction, **(data or {}),
             "search_space": {k: distribution_to_json(d) for k, d in sorted(space.distributions.items())}}  # fmt: skip
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 6:
+        return f"{len(value)} names [{', '.join(map(str, value[:3]))}, ...]"
+    return str(value)
+
+
+def _feature_change(old: list[str], new: list[str]) -> str:
+    gone, added = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+    parts = [f"{_short(gone)} removed" if gone else "", f"{_short(added)} added" if added else ""]
+    return f"features changed ({'; '.join(p for p in parts if p)})"
 
 
 def _show(text: str) -> str:
@@ -33,8 +55,8 @@ def _show(text: str) -> str:
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    changed = [f"{k} was '{old.get(k)}', now '{new[k]}'" for k in ("model", "metric", "direction")
-               if old.get(k) != new[k]]  # fmt: skip
+    changed = [_feature_change(old[k], new[k]) if k == "features" else f"{k} was '{old[k]}', now '{new[k]}'"
+               for k in KEYS if k in old and k in new and old[k] != new[k]]  # fmt: skip
     before, now = old.get("search_space") or {}, new["search_space"]
     for key in sorted(set(before) | set(now)):
         if key not in now:
@@ -68,7 +90,7 @@ def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
         more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
         raise ConfigError(
             f"study '{study.study_name}' was made with another definition: {'; '.join(changes[:3])}"
-            f"{more}; resume it with its own settings, or start a new study with --tune.study_name"
+            f"{more}; resume it with its own settings, or start a new study with another --tune.study_name"
         )
-    if old is None:
+    if old != definition:  # a new study, or one whose stored definition predates some of these keys
         study.set_user_attr(ATTR, definition)
