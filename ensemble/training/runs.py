@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -93,15 +94,52 @@ def claim_run_dir(base: Path) -> Path:
 NET_CHECKPOINTS = {"last": "last.ckpt", "best": "best*.ckpt"}
 
 
+# keys of the ``model`` section that are not the trained model's hyper-parameters: how it was optimised (a run
+# evaluated or resumed with another learning rate is the same model) and the threads it used; and what the data
+# and the checkpoint link into the model (num_features, seq_len, horizon, trading, monitor...: compared as the
+# data's own keys, or not part of what was trained)
+_NOT_HYPER = frozenset({"optimizer", "scheduler", "n_jobs", "num_features", "num_classes", "seq_len", "horizon",
+                        "bars_per_year", "feature_names", "trading", "monitor"})
+
+
+def model_hyperparameters(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trained model's hyper-parameters in a run config, flattened to dotted keys below ``model.init_args``
+    (``net.hidden_size``, ``num_leaves``; ``net`` itself holds the backbone's class), with values as JSON reads
+    them (tuples as lists); the optimiser, scheduler, tree threads and data-linked sizes are left out."""
+    model = config.get("model") if isinstance(config, Mapping) else None
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping) and "class_path" in node:
+            out[prefix or "class"] = str(node["class_path"]).rsplit(".", 1)[-1]
+            node = node.get("init_args") or {}
+        if not isinstance(node, Mapping):
+            return
+        for key, value in node.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key in _NOT_HYPER:
+                continue
+            if isinstance(value, Mapping) and "class_path" in value:
+                walk(value, name)
+            else:
+                out[name] = json.loads(json.dumps(value, default=str))
+
+    walk(model, "")
+    return out
+
+
 @dataclass(frozen=True)
 class RunKey:
     """What a run must share with a config for ``--ckpt_path best|last`` to pick it: the model's short name,
-    the label horizon, the window length and (when known) the feature names, in any order."""
+    the label horizon, the window length, (when known) the feature names, in any order, and the model's
+    hyper-parameters (``model_hyperparameters``, as canonical JSON; a run of another ``hidden_size`` would not
+    load into this config's model)."""
 
     model: str
     horizon: int
     seq_len: int
     features: frozenset[str] | None = None
+    hyper: str | None = None
 
     @classmethod
     def of(cls, config: Mapping[str, Any], features: Sequence[str] | None = None) -> RunKey:
@@ -109,10 +147,18 @@ class RunKey:
         from ensemble.training.config import get_dotted, model_short_name
 
         horizon, seq_len = int(get_dotted(config, "data.horizon", 5)), int(get_dotted(config, "data.seq_len", 1))
-        return cls(model_short_name(config), horizon, seq_len, None if features is None else frozenset(features))
+        hyper = json.dumps(model_hyperparameters(config), sort_keys=True)
+        return cls(model_short_name(config), horizon, seq_len, None if features is None else frozenset(features),
+                   hyper)  # fmt: skip
 
     def describe(self) -> str:
         return f"{self.model}, horizon {self.horizon}, seq_len {self.seq_len}"
+
+    def hyper_differences(self, other: RunKey) -> list[str]:
+        """``key other-value (this: value)`` for each hyper-parameter ``other`` has otherwise than this key."""
+        mine, theirs = json.loads(self.hyper or "{}"), json.loads(other.hyper or "{}")
+        return [f"{k} {theirs.get(k, 'unset')} (this config: {mine.get(k, 'unset')})"
+                for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]  # fmt: skip
 
 
 def _recorded_key(run: Path) -> RunKey | None:
@@ -125,26 +171,56 @@ def _recorded_key(run: Path) -> RunKey | None:
         return None
 
 
-def _existing_runs(base: Path, model: str) -> list[str]:
-    """``name/version_N (horizon H, seq_len L)`` of the runs of ``model`` under ``base`` and beside it."""
+def _names(features: Sequence[str]) -> str:
+    shown = ", ".join(list(features)[:4]) + (", ..." if len(features) > 4 else "")
+    return f"{len(features)} features {shown}"
+
+
+def _describe_run(run: Path, key: RunKey, wanted: RunKey, newest: Path | None,
+                  features_of: Callable[[Path], Sequence[str]] | None) -> str:  # fmt: skip
+    """``lstm_h5/version_0 (lstm, horizon 5, seq_len 30, 4 features f0, ...; net.hidden_size 8 (this config:
+    16))``: what a run was trained on, and how its model differs from the config's."""
+    parts = [key.model, f"horizon {key.horizon}", f"seq_len {key.seq_len}"]
+    if newest is not None and features_of is not None:
+        try:
+            names = list(features_of(newest))
+        except EnsembleError:
+            names = None  # a damaged checkpoint: the run is listed without its features
+        if names is not None:
+            same = wanted.features is None or frozenset(names) == wanted.features
+            parts.append(_names(names) + ("" if same else " (not this config's)"))
+    text = ", ".join(parts)
+    differ = wanted.hyper_differences(key) if key.model == wanted.model else []
+    if differ:
+        text += "; " + ", ".join(differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
+    return f"{run.parent.name}/{run.name} ({text})"
+
+
+def _existing_runs(base: Path, wanted: RunKey, pattern: str,
+                   features_of: Callable[[Path], Sequence[str]] | None) -> list[str]:  # fmt: skip
+    """Every run under ``base`` and beside it (any model), described by ``_describe_run``; this model's first."""
     beside = sorted(p for p in base.parent.iterdir() if p.is_dir() and p != base) if base.parent.is_dir() else []
-    out = []
+    mine, others = [], []
     for family in [base, *beside]:
         for _, run in run_versions(family):
             key = _recorded_key(run)
-            if key is not None and key.model == model:
-                out.append(f"{run.relative_to(base.parent)} (horizon {key.horizon}, seq_len {key.seq_len})")
-    return out
+            if key is None:
+                continue
+            found = [f for f in (run / "checkpoints").glob(pattern) if f.is_file()]
+            newest = max(found, key=lambda f: f.stat().st_mtime) if found else None
+            (mine if key.model == wanted.model else others).append(_describe_run(run, key, wanted, newest, features_of))
+    return mine + others
 
 
-def _no_match(ckpt: str, base: Path, wanted: RunKey) -> RunNotFoundError:
-    runs = _existing_runs(base, wanted.model)
-    listed = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "") if runs else "none"
+def _no_match(ckpt: str, base: Path, wanted: RunKey, pattern: str,
+              features_of: Callable[[Path], Sequence[str]] | None) -> RunNotFoundError:  # fmt: skip
+    runs = _existing_runs(base, wanted, pattern, features_of)
+    listed = "; ".join(runs[:5]) + (f"; and {len(runs) - 5} more" if len(runs) > 5 else "") if runs else "none"
     return RunNotFoundError(
         f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint of this config ({wanted.describe()}"
-        f"{', its features' if wanted.features else ''}); {wanted.model} runs in {base.parent}: {listed}; choose one "
-        "with --ckpt_path <its checkpoint file>, or with the --tracking.name, --data.horizon and --data.seq_len it "
-        "was trained with"
+        f"{', its features' if wanted.features else ''}, its model hyper-parameters); runs in {base.parent}: "
+        f"{listed}; choose one with --ckpt_path <its checkpoint file>, or with the --tracking.name, --data.horizon, "
+        "--data.seq_len and model options it was trained with"
     )
 
 
@@ -177,8 +253,8 @@ def find_run_checkpoint(
             any_found, newest = True, max(found, key=lambda f: f.stat().st_mtime)
             if wanted is None or _matches(run, newest, wanted, features_of):
                 return newest, run
-        if wanted is not None and (any_found or _existing_runs(base, wanted.model)):
-            raise _no_match(ckpt, base, wanted)
+        if wanted is not None and (any_found or _existing_runs(base, wanted, patterns[ckpt], features_of)):
+            raise _no_match(ckpt, base, wanted, patterns[ckpt], features_of)
         raise RunNotFoundError(f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint; train one first")
     path = marker(Path(ckpt))
     if not path.exists():
@@ -195,6 +271,8 @@ def _matches(run: Path, ckpt: Path, wanted: RunKey, features_of: Callable[[Path]
     key = _recorded_key(run)
     if key is None or (key.model, key.horizon, key.seq_len) != (wanted.model, wanted.horizon, wanted.seq_len):
         return False
+    if wanted.hyper is not None and key.hyper != wanted.hyper:
+        return False  # another architecture (or tree settings): would not load, or is not this config's model
     return wanted.features is None or features_of is None or frozenset(features_of(ckpt)) == wanted.features
 
 
@@ -295,6 +373,7 @@ def discard_if_unused(run_dir: Path | None) -> None:
 # ``--ckpt_path`` in every family's help: what ``best`` and ``last`` resolve to (``Family.find_checkpoint``)
 CKPT_PATH_HELP = (
     "a checkpoint file, or 'best' / 'last': the best (by checkpoint.monitor) or the last checkpoint of the newest "
-    "run under <tracking.save_dir>/<tracking.name> whose model, horizon, seq_len and features match this config; "
+    "run under <tracking.save_dir>/<tracking.name> whose model and its hyper-parameters (not the optimizer), "
+    "horizon, seq_len and features match this config; "
     "fit resumes from it, validate/test/predict evaluate it"
 )
