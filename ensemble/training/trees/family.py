@@ -20,6 +20,7 @@ from ensemble.io import atomic_write
 from ensemble.metrics.calibration import calibrate_probs
 from ensemble.models.trees import TreeModel
 from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
+from ensemble.training.config import check_one_monitor
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, on_sigterm
 from ensemble.training.runs import (
     CKPT_PATH_HELP,
@@ -88,6 +89,7 @@ class TreeJob(Job):
         self.subcommand, self.parser, self.namespace = subcommand, parser, config
         self.config = config.as_dict()
         check_trading(config)
+        check_one_monitor(self.config.get("checkpoint") or {}, (self.config.get("trainer") or {}).get("callbacks"))
         self.evaluate_test = bool(config.test)
         self.calibrate = bool(config.calibrate)
         if config.seed_everything is not False:
