@@ -116,8 +116,8 @@ def test_evaluation_lands_in_the_checkpoints_own_run_without_touching_the_fit(tm
     assert main(["test", *args, "--ckpt_path", best]) == 0  # succeeds: replaces it whole
     assert not (evaluation / "marker").exists() and (evaluation / "metrics.json").is_file()
     assert main(["predict", *args, "--ckpt_path", best]) == 0  # predict: the same place
-    assert (run / "eval" / f"predict-{Path(best).stem}" / "predictions" / "predict.parquet").is_file()
-    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted([evaluation.name, f"predict-{Path(best).stem}"])
+    assert (run / "eval" / f"predict-test-{Path(best).stem}" / "predictions" / "predict.parquet").is_file()
+    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted([evaluation.name, f"predict-test-{Path(best).stem}"])
     capsys.readouterr()
     assert main(["test", *args]) == 2  # an evaluation of no checkpoint: nothing to write where
     assert "needs --ckpt_path" in _error_lines(capsys)[0]

@@ -248,9 +248,9 @@ def _callback_monitors(callbacks: Any) -> list[tuple[str, str | None, str | None
 def check_callback_modes(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
     """``check_monitor_mode`` for ``checkpoint`` (``monitor``, ``mode``) and every early-stopping or checkpoint
     callback of a config's ``trainer.callbacks``; then one monitor: every ``EarlyStopping`` must watch the
-    checkpoint's metric in its mode (``check_one_monitor``). Early stopping on one metric while the best checkpoint is chosen on another
-    stops at a point unrelated to the checkpoint kept (or keeps an epoch the stopping rule never judged), so the
-    pair is refused rather than one silently overriding the other.
+    checkpoint's metric in its mode (``check_one_monitor``). Early stopping on one metric while the best
+    checkpoint is chosen on another stops at a point unrelated to the checkpoint kept (or keeps an epoch the
+    stopping rule never judged), so the pair is refused rather than one silently overriding the other.
 
     Raises:
         ConfigError: a wrong mode (naming the key, metric and mode to set), or an EarlyStopping whose monitor

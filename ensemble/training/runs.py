@@ -321,9 +321,17 @@ EVAL_DIR = "eval"
 EVAL_SPLITS = {"validate": "val", "test": "test", "predict": "predict"}  # subcommand -> its eval folder's prefix
 
 
+def eval_split(subcommand: str, predict_split: str) -> str:
+    """The eval folder's prefix of ``subcommand``: ``val``, ``test``, or for ``predict`` the split it ran on
+    (``predict-val``, ``predict-test``), so predicting val and then test never overwrite each other."""
+    prefix = EVAL_SPLITS[subcommand]
+    return f"{prefix}-{predict_split}" if subcommand == "predict" else prefix
+
+
 def eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
     """Where an evaluation of ``ckpt`` on ``split`` (val, test, predict) writes, inside the checkpoint's run:
-    ``<run>/eval/<split>-<checkpoint>`` (``eval/test-best-03``, ``eval/val-last``), never over the fit's own
+    ``<run>/eval/<split>-<checkpoint>`` (``eval/test-best-03``, ``eval/val-last``, ``eval/predict-val-best``:
+    ``eval_split``), never over the fit's own
     artifacts; a repeated evaluation of the same checkpoint and split replaces its folder once it succeeds."""
     name = Path(Path(ckpt).name.removesuffix(".meta.json")).stem  # best-03.ckpt, best.txt, best.meta.json
     return run / EVAL_DIR / f"{split}-{name}"

@@ -4,9 +4,9 @@ every trial reads (data root, label horizon, window length, feature names).
 A study resumed on the same storage and name must be the same study: trials sampled from another space (a key
 that was an int and is now categorical) make Optuna fail every new trial, and trials of another metric or model
 are not comparable with the old ones; nor are trials of another horizon, window length, feature set or data
-folder (their val metrics are of other labels or other rows). The definition is kept as the study's user attribute ``definition``
-(Optuna's ``Study.set_user_attr``, stored in the study's storage beside its trials), and a resume that
-changes it is refused before the first trial, naming what changed.
+folder (their val metrics are of other labels or other rows). The definition is kept as the study's user
+attribute ``definition`` (Optuna's ``Study.set_user_attr``, stored in the study's storage beside its trials), and
+a resume that changes it is refused before the first trial, naming what changed.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import optuna
