@@ -66,8 +66,9 @@ def test_checkpoint_reads_reordered_splits_in_its_order_when_told(tmp_path, fit_
             "--ckpt_path", "best"]
     capsys.readouterr()
     assert main(argv) == 2
-    assert "same names in another order" in capsys.readouterr().err
-    assert main([*argv, "--data.feature_order", "[f0, f1, f2, f3]"]) == 0
+    err = capsys.readouterr().err
+    assert "same features in another order" in err and '--data.feature_order "[f0, f1, f2, f3]"' in err, err
+    assert main([*argv, "--data.feature_order", "[f0, f1, f2, f3]"]) == 0  # the fix the message gives
     (evaluation,) = (run / "eval").glob("test-best*")
     got = pd.read_parquet(evaluation / "predictions" / "test.parquet")
     pd.testing.assert_frame_equal(got, want, atol=1e-6)
