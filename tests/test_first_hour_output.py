@@ -275,6 +275,10 @@ def test_partial_validation_is_flagged_in_metrics_json_and_the_table(fit_args, t
     out = capsys.readouterr().out
     header = next(ln for ln in out.splitlines() if ln.startswith("metric"))
     assert header.split() == ["metric", "val", "(partial)", "test"] and "evaluated on part of the val split" in out
+    assert "< 1" not in out and "a fraction under 1.0, or fewer batches than it has" in out  # an int limit too
+    assert main(["validate", *fit_args(data__batch_size=16, trainer__limit_val_batches=2), "--ckpt_path", "best"]) == 0
+    out = capsys.readouterr().out  # an integer limit: two batches of several
+    assert "(partial)" in out and "< 1" not in out, out
     assert main(["validate", *fit_args(), "--ckpt_path", "best"]) == 0  # the whole split: not partial
     out = capsys.readouterr().out
     assert next(ln for ln in out.splitlines() if ln.startswith("metric")).split() == ["metric", "val"]
