@@ -160,8 +160,9 @@ def oof_blend(run_dirs: list[Path], method: str, out: Path, name: str | None = N
               trading: TradingConfig | None = None, options: dict[str, dict[str, Any]] | None = None,
               guard: bool = True, root: Path | None = None) -> Path:  # fmt: skip
     """``fit_oof_blend``, scored and written as a candidate folder ``<out>/<name>/version_N`` (name default
-    ``ensemble_<method>_h<horizon>``); its path. ``root``: the experiment folder that holds the blend and its members; its
-    ``blend.json`` then names them relative to the blend's folder (``record_members``), so they move together.
+    ``ensemble_<method>_h<horizon>``); its path. ``root``: the experiment folder that holds the blend and its
+    members; its ``blend.json`` then names them relative to the blend's folder (``record_members``), so they move
+    together.
 
     Raises:
         As ``fit_oof_blend``; nothing is written when it raises.
