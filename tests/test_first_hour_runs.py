@@ -103,7 +103,7 @@ def test_timezone_survives_every_output(tmp_path, fit_args, name):
     predict = ["predict", *fit_args(config=f"configs/{name}.yaml", **RUNS[name]), "--data.root", str(root),
                "--ckpt_path", "last", "--data.predict_split", "val"]
     assert main(predict) == 0
-    predicted = run / "eval" / "predict-test-last" / "predictions" / "predict.parquet"
+    predicted = run / "eval" / "predict-val-last" / "predictions" / "predict.parquet"
     _joins_back(pd.read_parquet(predicted), frames["val"], f"{name} predict")
     export = tmp_path / "export"
     assert main(["export", "--run", str(run), "--out", str(export)]) == 0
