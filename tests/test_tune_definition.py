@@ -86,3 +86,17 @@ def test_user_n_jobs_is_kept_in_best_config(tmp_path, fit_args, capsys):
                  config="configs/lightgbm.yaml", space=TREE_SPACE)  # fmt: skip
     assert main(["tune", *args]) == 0
     assert yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())["model"]["init_args"]["n_jobs"] == 1
+
+
+@pytest.mark.parametrize("stored", ["without data keys", "none"])
+def test_older_study_is_checked_against_its_trials_runs(tmp_path, fit_args, capsys, stored):
+    """A study stored before its definition held the data (or any definition): its trials' run records tell the
+    horizon it was tuned at, so a resume at another horizon is still refused."""
+    assert main(["tune", *_args(tmp_path, fit_args)]) == 0
+    study = optuna.load_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    definition = study.user_attrs["definition"]
+    old = {k: definition[k] for k in ("model", "metric", "direction", "search_space")}
+    study.set_user_attr("definition", old if stored != "none" else None)  # None: as before definitions existed
+    capsys.readouterr()
+    assert main(["tune", *_args(tmp_path, fit_args, "--data.horizon", "20")]) == 2
+    assert "horizon was '5', now '20'" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -68,13 +69,31 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _from_trials(study: optuna.Study, new: dict[str, Any]) -> list[str]:
-    """Changes seen in a study made before definitions were stored: its trials' distributions against the space."""
+def _trial_data(study: optuna.Study) -> dict[str, Any]:
+    """The horizon and seq_len a study's first trial with a run was trained with (its config.yaml, the fit's
+    record), for a study stored before its definition held them; empty when no trial's record can be read."""
+    import yaml
+
+    for trial in study.get_trials(deepcopy=False):
+        run = trial.user_attrs.get("run_dir")
+        try:
+            data = (yaml.safe_load((Path(run) / "config.yaml").read_text()) or {}).get("data") or {} if run else None
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # a trial whose run folder was moved or deleted: the next one may tell
+        if isinstance(data, dict) and "horizon" in data:
+            return {k: int(data[k]) for k in ("horizon", "seq_len") if data.get(k) is not None}
+    return {}
+
+
+def _from_trials(study: optuna.Study, new: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
+    """Changes seen in a study stored before (part of) its definition was: ``old`` as stored (None: nothing),
+    completed by its trials' distributions and their runs' horizon and seq_len."""
     seen: dict[str, str] = {}
     for trial in study.get_trials(deepcopy=False):
         for key, dist in trial.distributions.items():
             seen.setdefault(key, distribution_to_json(dist))
-    return [c for c in _changes({**new, "search_space": seen}, new) if "added" not in c]
+    known = {**_trial_data(study), **(old or {"search_space": seen})}
+    return [c for c in _changes({**new, **known}, new) if old is not None or "added" not in c]
 
 
 def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
@@ -85,7 +104,8 @@ def check_definition(study: optuna.Study, definition: dict[str, Any]) -> None:
             search-space keys added, removed or with another distribution).
     """
     old = study.user_attrs.get(ATTR)
-    changes = _changes(old, definition) if old is not None else _from_trials(study, definition)
+    whole = old is not None and all(k in old for k in KEYS)
+    changes = _changes(old, definition) if whole else _from_trials(study, definition, old)
     if changes:
         more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
         raise ConfigError(
