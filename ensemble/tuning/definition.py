@@ -26,7 +26,8 @@ ATTR = "definition"
 
 
 # the keys compared one by one, besides the search space; a definition stored before the data keys were added
-# lacks them, and is compared on the keys it has (the resume then stores the full definition)
+# lacks them: its trials' run records give the horizon and seq_len (``_trial_data``), and the resume then stores
+# the full definition
 KEYS = ("model", "metric", "direction", "horizon", "seq_len", "features", "data_root")
 
 
