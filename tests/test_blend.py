@@ -198,7 +198,7 @@ def test_blend_options_are_checked_and_recorded(members, capsys):
     assert "--caruana.* apply to --method caruana" in capsys.readouterr().err and not out.exists()
     assert main(["blend", "--runs", *map(str, runs[:2]), "--method", "caruana", "--caruana.size", "5",
                  "--caruana.bags", "2", "--caruana.seed", "3", "--out", str(out)]) == 0  # fmt: skip
-    (run,) = (out / "ensemble_caruana").iterdir()
+    (run,) = (out / "ensemble_caruana_h5").iterdir()  # the horizon in the default name, as lstm_h5
     record = json.loads((run / "blend.json").read_text())
     assert record["options"] == {"size": 5, "bags": 2, "seed": 3} and record["state"]["seed"] == 3
     mean_run = blend(runs, "mean", out)  # a val blend records its options as an out-of-fold blend does

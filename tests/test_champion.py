@@ -251,7 +251,8 @@ def test_trials_count_grid_cells_blends_and_the_tuned_studys_complete_and_pruned
     for state in (states.PRUNED,) * 3 + (states.FAIL,):
         study.add_trial(optuna.trial.create_trial(state=state))
     best = write_best_config(study, tmp_path / "tune" / "best.yaml")
-    assert read_tune_record(best) == {"study": "lgbm", "complete": 4, "pruned": 3, "failed": 1, "best_trial": 0}
+    assert read_tune_record(best) == {"study": "lgbm", "complete": 4, "pruned": 3, "failed": 1, "best_trial": 0,
+                                      "objective before calibration": 1.0}  # a study without a stored metric
     assert yaml.safe_load(best.read_text())["data"] == {"horizon": 5}  # still a plain config
     plain = tmp_path / "lightgbm.yaml"
     plain.write_text("model: {}\n")

@@ -84,7 +84,7 @@ def test_validate_test_predict_from_checkpoint(tmp_path, fit_args):
     assert main(["validate", *fit_args(), "--ckpt_path", str(next((run / "checkpoints").glob("best-*")))]) == 0
     assert (next((run / "eval").glob("val-best-*")) / "metrics.json").is_file()
     assert main(["predict", *fit_args(), "--ckpt_path", "last"]) == 0
-    pred = pd.read_parquet(run / "eval/predict-last/predictions/predict.parquet")
+    pred = pd.read_parquet(run / "eval/predict-test-last/predictions/predict.parquet")
     assert list(pred.columns) == PRED_COLUMNS and len(pred) == len(before)
     assert {p: p.read_bytes() for p in fit_files} == fit_files  # the fit's own artifacts, byte for byte
     assert [p.name for p in run.parent.iterdir()] == [run.name]  # no other run was claimed

@@ -262,7 +262,7 @@ def test_a_monitor_in_the_wrong_mode_is_refused_before_training(fit_args, splits
     assert main(tree) == 2
     assert "ModelCheckpoint watches val/f1_macro, where higher is better, in mode 'min'" in capsys.readouterr().err
     assert not (tmp_path / "t" / "xgboost_h5" / "version_0" / "checkpoints").exists()  # refused before round 1
-    own = '[{class_path: lightning.pytorch.callbacks.EarlyStopping, init_args: {monitor: val/loss, mode: min}}]'
+    own = '[{class_path: lightning.pytorch.callbacks.EarlyStopping, init_args: {monitor: val/log_loss, mode: min}}]'
     assert main(["fit", *fit_args(epochs=1), "--trainer.callbacks", own]) == 0  # the right modes train
 
 
@@ -275,6 +275,10 @@ def test_partial_validation_is_flagged_in_metrics_json_and_the_table(fit_args, t
     out = capsys.readouterr().out
     header = next(ln for ln in out.splitlines() if ln.startswith("metric"))
     assert header.split() == ["metric", "val", "(partial)", "test"] and "evaluated on part of the val split" in out
+    assert "< 1" not in out and "a fraction under 1.0, or fewer batches than it has" in out  # an int limit too
+    assert main(["validate", *fit_args(data__batch_size=16, trainer__limit_val_batches=2), "--ckpt_path", "best"]) == 0
+    out = capsys.readouterr().out  # an integer limit: two batches of several
+    assert "(partial)" in out and "< 1" not in out, out
     assert main(["validate", *fit_args(), "--ckpt_path", "best"]) == 0  # the whole split: not partial
     out = capsys.readouterr().out
     assert next(ln for ln in out.splitlines() if ln.startswith("metric")).split() == ["metric", "val"]

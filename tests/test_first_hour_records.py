@@ -116,8 +116,9 @@ def test_evaluation_lands_in_the_checkpoints_own_run_without_touching_the_fit(tm
     assert main(["test", *args, "--ckpt_path", best]) == 0  # succeeds: replaces it whole
     assert not (evaluation / "marker").exists() and (evaluation / "metrics.json").is_file()
     assert main(["predict", *args, "--ckpt_path", best]) == 0  # predict: the same place
-    assert (run / "eval" / f"predict-{Path(best).stem}" / "predictions" / "predict.parquet").is_file()
-    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted([evaluation.name, f"predict-{Path(best).stem}"])
+    assert (run / "eval" / f"predict-test-{Path(best).stem}" / "predictions" / "predict.parquet").is_file()
+    predicted = f"predict-test-{Path(best).stem}"
+    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted([evaluation.name, predicted])
     capsys.readouterr()
     assert main(["test", *args]) == 2  # an evaluation of no checkpoint: nothing to write where
     assert "needs --ckpt_path" in _error_lines(capsys)[0]
@@ -132,7 +133,8 @@ def test_best_is_the_newest_run_of_this_horizon_and_window(tmp_path, fit_args, n
     assert main(["test", *_args(fit_args, name), "--ckpt_path", "best"]) == 2  # h5 asked, only h20 exists
     err = _error_lines(capsys)
     assert len(err) == 1, err
-    assert f"{name}_h20/version_0 (horizon 20, seq_len 5)" in err[0] and "--ckpt_path <its checkpoint file>" in err[0]
+    listed = f"{name}_h20/version_0 ({name}, horizon 20, seq_len 5, 4 features f0, f1, f2, f3)"
+    assert listed in err[0] and "--ckpt_path <its checkpoint file>" in err[0], err[0]
 
     # one run name for every horizon and window: best|last still picks the run trained like this config
     mine = {"tracking__name": "mine"}

@@ -66,8 +66,9 @@ def test_checkpoint_reads_reordered_splits_in_its_order_when_told(tmp_path, fit_
             "--ckpt_path", "best"]
     capsys.readouterr()
     assert main(argv) == 2
-    assert "same names in another order" in capsys.readouterr().err
-    assert main([*argv, "--data.feature_order", "[f0, f1, f2, f3]"]) == 0
+    err = capsys.readouterr().err
+    assert "same features in another order" in err and '--data.feature_order "[f0, f1, f2, f3]"' in err, err
+    assert main([*argv, "--data.feature_order", "[f0, f1, f2, f3]"]) == 0  # the fix the message gives
     (evaluation,) = (run / "eval").glob("test-best*")
     got = pd.read_parquet(evaluation / "predictions" / "test.parquet")
     pd.testing.assert_frame_equal(got, want, atol=1e-6)
@@ -102,7 +103,7 @@ def test_timezone_survives_every_output(tmp_path, fit_args, name):
     predict = ["predict", *fit_args(config=f"configs/{name}.yaml", **RUNS[name]), "--data.root", str(root),
                "--ckpt_path", "last", "--data.predict_split", "val"]
     assert main(predict) == 0
-    predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
+    predicted = run / "eval" / "predict-val-last" / "predictions" / "predict.parquet"
     _joins_back(pd.read_parquet(predicted), frames["val"], f"{name} predict")
     export = tmp_path / "export"
     assert main(["export", "--run", str(run), "--out", str(export)]) == 0

@@ -208,8 +208,8 @@ def test_tune_workers_share_one_study(tmp_path, fit_args, capsys):
     # workers' epochs, and no bar off a terminal
     printed = capsys.readouterr()
     lines = [line for line in printed.out.splitlines() if line.startswith("[")]
-    found = [re.match(r"^\[([1-3])/3\] trial ([0-2]): complete in \d+s, val/log_loss (\d\.\d{4}) \(worker ([01])\)$",
-                      line) for line in lines]  # fmt: skip
+    found = [re.match(r"^\[([1-3])/3\] trial ([0-2]): complete in \d+s, val/log_loss before calibration "
+                      r"(\d\.\d{4}) \(worker ([01])\)$", line) for line in lines]  # fmt: skip
     assert len(lines) == 3 and all(found), printed.out
     assert sorted(int(m[2]) for m in found) == [0, 1, 2] and [m[1] for m in found] == ["1", "2", "3"]
     for match in found:
@@ -226,6 +226,7 @@ def test_tune_workers_share_one_study(tmp_path, fit_args, capsys):
     runs = {yaml.safe_load((Path(t.user_attrs["run_dir"]) / "config.yaml").read_text())["model"]["init_args"]["n_jobs"]
             for t in study.trials}  # fmt: skip
     assert runs == {1}
+    assert "n_jobs" not in yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())["model"]["init_args"]
 
 
 def test_fit_threads_reaches_torch_and_the_tree_library(tmp_path, splits, capsys):

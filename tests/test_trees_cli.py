@@ -100,7 +100,7 @@ def test_validate_test_predict_from_checkpoints(splits, tmp_path):
     assert trading_of(again) == trading_of(json.loads(fit_metrics))
     assert again["calibration/temperature"] == json.loads(fit_metrics)["calibration/temperature"]  # applied again
     assert main(cli("xgboost", splits, tmp_path, "--ckpt_path", "last", command="predict")) == 0
-    predicted = run / "eval" / "predict-last" / "predictions" / "predict.parquet"
+    predicted = run / "eval" / "predict-test-last" / "predictions" / "predict.parquet"
     assert list(pd.read_parquet(predicted).columns) == PREDICTION_COLUMNS
     assert (run / "metrics.json").read_bytes() == fit_metrics  # the fit's own record is left alone
     assert not (tmp_path / "xgboost_h5" / "version_1").exists()  # evaluations land in the checkpoint's run

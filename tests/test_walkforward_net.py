@@ -37,7 +37,7 @@ def test_tree_and_net_walk_the_same_folds_and_blend(tmp_path, fit_args, splits, 
     pd.testing.assert_frame_equal(pd.read_csv(lstm / "folds.csv")[columns], pd.read_csv(tree / "folds.csv")[columns])
     capsys.readouterr()
     assert main(["blend", "--runs", str(tree), str(lstm), "--method", "weighted", "--out", str(tmp_path / "b")]) == 0
-    (run,) = (tmp_path / "b" / "ensemble_weighted").iterdir()
+    (run,) = (tmp_path / "b" / "ensemble_weighted_h5").iterdir()
     blended = pd.read_parquet(run / "oof.parquet")
     record = json.loads((run / "blend.json").read_text())
     assert sorted(blended.fold.unique()) == [2, 3] and record["fit_on"] == "oof"

@@ -68,7 +68,8 @@ def run(argv: list[str]) -> int:
                         "regression on their log-probabilities), caruana (greedy selection), best (the best member "
                         "alone) (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", default="lightning_logs", help="where the blend's run folder goes (default: %(default)s)")
-    p.add_argument("--name", default=None, help="run name (default: ensemble_<method>)")
+    p.add_argument("--name", default=None,
+                   help="run name (default: ensemble_<method>_h<horizon>, e.g. ensemble_weighted_h5)")
     for method, flags in METHOD_FLAGS.items():
         for key, (kind, text) in flags.items():
             p.add_argument(f"--{method}.{key}", dest=f"{method}_{key}", type=kind, default=None,

@@ -24,7 +24,9 @@ from ensemble.tuning.study import TuneConfig
 HELP = {
     "n_trials": "trials this process runs (several processes on one storage share the study)",
     "search_space": "YAML of config keys -> distributions (default: search_spaces/<model>.yaml beside the config)",
-    "study_name": "study name; re-running the same name on the same storage resumes it (default: the model)",
+    "study_name": "study name; re-running the same name on the same storage resumes it, if the model, metric, "
+                  "search space, data root, horizon, seq_len and features are the same (default: <model>_h<horizon>, "
+                  "e.g. lstm_h5)",
     "storage": "sqlite:///optuna.db (default), journal:PATH, or any RDB URL such as postgresql://user@host/db",
     "metric": "the val metric to optimise (default val/log_loss; e.g. val/f1_macro, val/sharpe); checkpoints and "
               "early stopping follow it",
@@ -65,7 +67,7 @@ def run(argv: list[str]) -> int:
     import optuna
 
     from ensemble.training.threads import check_threads, default_threads
-    from ensemble.tuning.study import tune
+    from ensemble.tuning.study import objective_label, study_metric, tune
     from ensemble.tuning.workers import threaded_base, tune_in_workers
 
     known, base_args = parser().parse_known_args(argv)
@@ -83,7 +85,6 @@ def run(argv: list[str]) -> int:
     base = config_from_flags(base_args)
     if console.level() < console.NORMAL:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # --quiet: not even a line per trial
-    console.say(f"Seed set to {base.get('seed_everything', 0)} for every trial")  # once; the trials are muted
     config_dir = configs[-1].parent if configs else None
     ran: list = []
     if known.workers > 1:
@@ -96,11 +97,13 @@ def run(argv: list[str]) -> int:
             optuna.logging.set_verbosity(previous)
         ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
     else:
-        study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir, ran)
+        study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir, ran,
+                     record_base=base)  # best.yaml: the user's config, not the trials' thread settings
     done = [t for t in study.trials if t.value is not None]
     print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
     if done:
-        print(f"best trial {study.best_trial.number}: {study.best_value:.5f}  params {study.best_params}")
+        label = objective_label(study_metric(study))  # not metrics.json's calibrated val metrics
+        print(f"best trial {study.best_trial.number}: {label} {study.best_value:.5f}  params {study.best_params}")
     return _report_failures(ran)
 
 

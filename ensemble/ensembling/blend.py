@@ -128,6 +128,12 @@ def align(run_dirs: list[Path], split: str, file: str | None = None) -> Aligned:
     return Aligned(parts[0][[*KEYS, "label", "fwd_return", *kept[1:]]], probs)
 
 
+def blend_name(method: str, horizon: int) -> str:
+    """A blend's default run name, ``ensemble_weighted_h5``: the method and the horizon, as a model run's
+    ``lstm_h5``, so blends of another horizon never share a folder of versions."""
+    return f"ensemble_{method}_h{horizon}"
+
+
 def split_metrics(split: str, frame: pd.DataFrame, probs: np.ndarray, horizon: int, trading: TradingConfig) -> dict:
     """The metric suite of ``probs`` (N, 3) on the aligned rows ``frame``, booked as ``trading`` says."""
     return score_probabilities(split, probs, frame["label"].to_numpy() + 1, utc_ns(frame["datetime"]),
@@ -214,7 +220,7 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
         df["prediction"] = (probs.argmax(axis=1) - 1).astype(np.int8)
         df = df[[*KEYS, "label", *PROB_COLUMNS, "prediction", "fwd_return"]]
         scored.append((split, df, split_metrics(split, df, probs, horizon, trading)))
-    run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))
+    run_dir = claim_run_dir(out / (name or blend_name(method, horizon)))
     members = [record_path(r, run_dir, root) if root is not None else str(r) for r in run_dirs]
     record = {"method": method, "members": members, "horizon": horizon, "fit_on": "val",
               "options": (options or {}).get(method, {}), "weights": getattr(model, "weights_", np.array([])).tolist()}

@@ -24,6 +24,7 @@ from ensemble.ensembling.blend import (
     Aligned,
     BlendError,
     align,
+    blend_name,
     check_members,
     make_method,
     members_trading,
@@ -159,8 +160,9 @@ def oof_blend(run_dirs: list[Path], method: str, out: Path, name: str | None = N
               trading: TradingConfig | None = None, options: dict[str, dict[str, Any]] | None = None,
               guard: bool = True, root: Path | None = None) -> Path:  # fmt: skip
     """``fit_oof_blend``, scored and written as a candidate folder ``<out>/<name>/version_N`` (name default
-    ``ensemble_<method>``); its path. ``root``: the experiment folder that holds the blend and its members; its
-    ``blend.json`` then names them relative to the blend's folder (``record_members``), so they move together.
+    ``ensemble_<method>_h<horizon>``); its path. ``root``: the experiment folder that holds the blend and its
+    members; its ``blend.json`` then names them relative to the blend's folder (``record_members``), so they move
+    together.
 
     Raises:
         As ``fit_oof_blend``; nothing is written when it raises.
@@ -169,7 +171,8 @@ def oof_blend(run_dirs: list[Path], method: str, out: Path, name: str | None = N
     metrics = {**_score("oof", fitted.oof, fitted), "fit_on": "oof", "folds": int(fitted.oof["fold"].nunique()),
                "rows": len(fitted.oof)}  # fmt: skip
     test_stage = (fitted.test, _score("test", fitted.test, fitted)) if fitted.test is not None else None
-    run_dir = claim_run_dir(out / (name or f"ensemble_{method}"))  # all scored first: an error leaves no folder
+    # all scored first: an error leaves no folder
+    run_dir = claim_run_dir(out / (name or blend_name(method, fitted.horizon)))
     record = record_members(fitted.record, run_dir, root)
     _write(run_dir, record, fitted.horizon, fitted.trading, fitted.oof, metrics, test_stage)
     return run_dir

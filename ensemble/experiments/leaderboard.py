@@ -48,7 +48,8 @@ NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished 
         "uniform (p = 1/3 each, log loss ln 3 = 1.0986), class_prior (always the train split's class shares; its "
         "F1 from their arg-max) and random_prior (labels drawn at random in those shares: expected F1 in closed "
         "form, the prior's log loss), scored on the same rows; a run ranked below them does worse than a guess. "
-        "val_partial: val metrics of part of the split (trainer.limit_val_batches < 1).")
+        "val_partial: val metrics of part of the split (trainer.limit_val_batches: a fraction under 1.0, or fewer "
+        "batches than the split has).")
 # the columns the terminal shows of a walk-forward experiment's board (those it has), in this order
 WALKFORWARD_TERMINAL = ["model", "horizon", "kind", "status", "folds", "oof_log_loss_shared", "test_log_loss_shared",
                         "oof_f1_macro", "test_f1_macro", "test_sharpe_net", "dsr", "champion", "oracle",

@@ -229,11 +229,10 @@ def check_monitor_mode(monitor: str | None, mode: str | None, key: str) -> None:
                           f"set its mode: {wanted}")
 
 
-def check_callback_modes(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
-    """``check_monitor_mode`` for ``checkpoint`` (``monitor``, ``mode``) and every early-stopping or checkpoint
-    callback of a config's ``trainer.callbacks`` (``{class_path, init_args}`` dicts, parsed namespaces or
-    instances); a mode left out is their default, ``min``."""
-    check_monitor_mode(checkpoint.get("monitor"), checkpoint.get("mode", "min"), "checkpoint")
+def _callback_monitors(callbacks: Any) -> list[tuple[str, str | None, str | None]]:
+    """``(class name, monitor, mode)`` of every callback in ``trainer.callbacks`` (``{class_path, init_args}``
+    dicts, parsed namespaces or instances); a mode left out of a dict is the default, ``min``."""
+    out = []
     for callback in callbacks or []:
         callback = callback.as_dict() if hasattr(callback, "as_dict") else callback
         if isinstance(callback, Mapping):
@@ -242,8 +241,44 @@ def check_callback_modes(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
         else:
             name, monitor = type(callback).__name__, getattr(callback, "monitor", None)
             mode = getattr(callback, "mode", None)
+        out.append((name.rsplit(".", 1)[-1], monitor, mode))
+    return out
+
+
+def check_callback_modes(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
+    """``check_monitor_mode`` for ``checkpoint`` (``monitor``, ``mode``) and every early-stopping or checkpoint
+    callback of a config's ``trainer.callbacks``; then one monitor: every ``EarlyStopping`` must watch the
+    checkpoint's metric in its mode (``check_one_monitor``). Early stopping on one metric while the best
+    checkpoint is chosen on another stops at a point unrelated to the checkpoint kept (or keeps an epoch the
+    stopping rule never judged), so the pair is refused rather than one silently overriding the other.
+
+    Raises:
+        ConfigError: a wrong mode (naming the key, metric and mode to set), or an EarlyStopping whose monitor
+            or mode differs from the checkpoint's, naming both and the keys to set.
+    """
+    check_monitor_mode(checkpoint.get("monitor"), checkpoint.get("mode", "min"), "checkpoint")
+    for name, monitor, mode in _callback_monitors(callbacks):
         if name.endswith(("EarlyStopping", "Checkpoint")):
-            check_monitor_mode(monitor, mode, name.rsplit(".", 1)[-1])
+            check_monitor_mode(monitor, mode, name)
+    check_one_monitor(checkpoint, callbacks)
+
+
+def check_one_monitor(checkpoint: Mapping[str, Any], callbacks: Any) -> None:
+    """Every ``EarlyStopping`` in ``callbacks`` watches ``checkpoint``'s monitor in its mode (see
+    ``check_callback_modes``).
+
+    Raises:
+        ConfigError: naming the callback's and the checkpoint's monitor and mode, and the keys to set.
+    """
+    watched, kept = checkpoint.get("monitor"), checkpoint.get("mode", "min")
+    for name, monitor, mode in _callback_monitors(callbacks):
+        if name.endswith("EarlyStopping") and watched is not None and (monitor, mode) != (watched, kept):
+            raise ConfigError(
+                f"{name} watches {monitor} (mode {mode}) but the checkpoint keeps the best {watched} (mode {kept}); "
+                "they must watch one metric: set checkpoint.monitor/mode and the EarlyStopping callback's "
+                f"init_args monitor/mode to the same (e.g. --checkpoint.monitor {monitor} --checkpoint.mode {mode}), "
+                "or drop early stopping with --trainer.callbacks '[]'"
+            )
 
 
 def check_modes(model: Mapping[str, Any], checkpoint: Mapping[str, Any], callbacks: Any) -> None:

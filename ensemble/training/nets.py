@@ -53,6 +53,7 @@ from ensemble.training.runs import (
     default_run_name,
     discard_if_unused,
     eval_dir,
+    eval_split,
     run_base,
     run_name_of,
     stage_eval_dir,
@@ -208,8 +209,9 @@ class EnsembleCLI(LightningCLI):
                 run_dir = self._claimed = claim_run_dir(run_base(sub.tracking.save_dir, sub.tracking.name))
             if self.subcommand in EVAL_SPLITS and run_dir is not None:  # into the checkpoint's run, beside the fit
                 make = stage_eval_dir if _is_rank_zero() else eval_dir  # rank 0's folder is broadcast as log_dir
-                self._eval_dir = make(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
-                final = self._eval_final = eval_dir(run_dir, EVAL_SPLITS[self.subcommand], sub.ckpt_path)
+                split = eval_split(self.subcommand, sub.data.predict_split)
+                self._eval_dir = make(run_dir, split, sub.ckpt_path)
+                final = self._eval_final = eval_dir(run_dir, split, sub.ckpt_path)
                 name = f"{run_name_of(run_dir)}/{run_dir.name}/{final.relative_to(run_dir)}"
                 config["logger"] = run_loggers(sub.tracking, None, folder=self._eval_dir, run_name=name)
             else:

@@ -64,8 +64,10 @@ def metrics_table(results: Mapping[str, Any], splits: Sequence[str] | None = Non
     partial = [s for s in splits if results.get(f"{s}/{PARTIAL}")]
     header = ["metric", *(f"{s} (partial)" if s in partial else s for s in splits)]
     rows = [[n, *(format_cell(n, results.get(f"{s}/{n}")) for s in splits)] for n in names]
-    notes = [f"({s} (partial): evaluated on part of the {s} split, trainer.limit_{s}_batches < 1; "
-             "not the split's metrics)" for s in partial]  # fmt: skip
+    # the limit is a fraction (0.5) or a batch count (3): "below the whole split" is right for both
+    notes = [f"({s} (partial): evaluated on part of the {s} split, trainer.limit_{s}_batches below the whole "
+             "split (a fraction under 1.0, or fewer batches than it has); not the split's metrics)"
+             for s in partial]  # fmt: skip
     return "\n".join([render(header, rows), *notes])
 
 

@@ -6,12 +6,12 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ensemble.errors import EnsembleError
 from ensemble.io import remove_partial_writes
+from ensemble.training.run_keys import RunKey, describe_run, recorded_key
 
 _VERSION_RE = re.compile(r"^version_(\d+)$")
 
@@ -93,58 +93,31 @@ def claim_run_dir(base: Path) -> Path:
 NET_CHECKPOINTS = {"last": "last.ckpt", "best": "best*.ckpt"}
 
 
-@dataclass(frozen=True)
-class RunKey:
-    """What a run must share with a config for ``--ckpt_path best|last`` to pick it: the model's short name,
-    the label horizon, the window length and (when known) the feature names, in any order."""
-
-    model: str
-    horizon: int
-    seq_len: int
-    features: frozenset[str] | None = None
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any], features: Sequence[str] | None = None) -> RunKey:
-        """The key of a run config (``model`` and ``data`` sections, as a run's config.yaml holds them)."""
-        from ensemble.training.config import get_dotted, model_short_name
-
-        horizon, seq_len = int(get_dotted(config, "data.horizon", 5)), int(get_dotted(config, "data.seq_len", 1))
-        return cls(model_short_name(config), horizon, seq_len, None if features is None else frozenset(features))
-
-    def describe(self) -> str:
-        return f"{self.model}, horizon {self.horizon}, seq_len {self.seq_len}"
-
-
-def _recorded_key(run: Path) -> RunKey | None:
-    """The key of a run from its config.yaml (the fit's record), or None when it has none or it is unreadable."""
-    from ensemble.training.config import read_yaml
-
-    try:
-        return RunKey.of(read_yaml(run / "config.yaml"))
-    except (EnsembleError, TypeError, ValueError):  # not a run's record: never the run asked for
-        return None
-
-
-def _existing_runs(base: Path, model: str) -> list[str]:
-    """``name/version_N (horizon H, seq_len L)`` of the runs of ``model`` under ``base`` and beside it."""
+def _existing_runs(base: Path, wanted: RunKey, pattern: str,
+                   features_of: Callable[[Path], Sequence[str]] | None) -> list[str]:  # fmt: skip
+    """Every run under ``base`` and beside it (any model), described by ``_describe_run``; this model's first."""
     beside = sorted(p for p in base.parent.iterdir() if p.is_dir() and p != base) if base.parent.is_dir() else []
-    out = []
+    mine, others = [], []
     for family in [base, *beside]:
         for _, run in run_versions(family):
-            key = _recorded_key(run)
-            if key is not None and key.model == model:
-                out.append(f"{run.relative_to(base.parent)} (horizon {key.horizon}, seq_len {key.seq_len})")
-    return out
+            key = recorded_key(run)
+            if key is None:
+                continue
+            found = [f for f in (run / "checkpoints").glob(pattern) if f.is_file()]
+            newest = max(found, key=lambda f: f.stat().st_mtime) if found else None
+            (mine if key.model == wanted.model else others).append(describe_run(run, key, wanted, newest, features_of))
+    return mine + others
 
 
-def _no_match(ckpt: str, base: Path, wanted: RunKey) -> RunNotFoundError:
-    runs = _existing_runs(base, wanted.model)
-    listed = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "") if runs else "none"
+def _no_match(ckpt: str, base: Path, wanted: RunKey, pattern: str,
+              features_of: Callable[[Path], Sequence[str]] | None) -> RunNotFoundError:  # fmt: skip
+    runs = _existing_runs(base, wanted, pattern, features_of)
+    listed = "; ".join(runs[:5]) + (f"; and {len(runs) - 5} more" if len(runs) > 5 else "") if runs else "none"
     return RunNotFoundError(
         f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint of this config ({wanted.describe()}"
-        f"{', its features' if wanted.features else ''}); {wanted.model} runs in {base.parent}: {listed}; choose one "
-        "with --ckpt_path <its checkpoint file>, or with the --tracking.name, --data.horizon and --data.seq_len it "
-        "was trained with"
+        f"{', its features' if wanted.features else ''}, its model hyper-parameters); runs in {base.parent}: "
+        f"{listed}; choose one with --ckpt_path <its checkpoint file>, or with the --tracking.name, --data.horizon, "
+        "--data.seq_len and model options it was trained with"
     )
 
 
@@ -177,8 +150,8 @@ def find_run_checkpoint(
             any_found, newest = True, max(found, key=lambda f: f.stat().st_mtime)
             if wanted is None or _matches(run, newest, wanted, features_of):
                 return newest, run
-        if wanted is not None and (any_found or _existing_runs(base, wanted.model)):
-            raise _no_match(ckpt, base, wanted)
+        if wanted is not None and (any_found or _existing_runs(base, wanted, patterns[ckpt], features_of)):
+            raise _no_match(ckpt, base, wanted, patterns[ckpt], features_of)
         raise RunNotFoundError(f"ckpt_path={ckpt}: no run under {base} has a '{ckpt}' checkpoint; train one first")
     path = marker(Path(ckpt))
     if not path.exists():
@@ -192,9 +165,11 @@ def find_run_checkpoint(
 
 
 def _matches(run: Path, ckpt: Path, wanted: RunKey, features_of: Callable[[Path], Sequence[str]] | None) -> bool:
-    key = _recorded_key(run)
+    key = recorded_key(run)
     if key is None or (key.model, key.horizon, key.seq_len) != (wanted.model, wanted.horizon, wanted.seq_len):
         return False
+    if wanted.hyper is not None and key.hyper != wanted.hyper:
+        return False  # another architecture (or tree settings): would not load, or is not this config's model
     return wanted.features is None or features_of is None or frozenset(features_of(ckpt)) == wanted.features
 
 
@@ -243,9 +218,17 @@ EVAL_DIR = "eval"
 EVAL_SPLITS = {"validate": "val", "test": "test", "predict": "predict"}  # subcommand -> its eval folder's prefix
 
 
+def eval_split(subcommand: str, predict_split: str) -> str:
+    """The eval folder's prefix of ``subcommand``: ``val``, ``test``, or for ``predict`` the split it ran on
+    (``predict-val``, ``predict-test``), so predicting val and then test never overwrite each other."""
+    prefix = EVAL_SPLITS[subcommand]
+    return f"{prefix}-{predict_split}" if subcommand == "predict" else prefix
+
+
 def eval_dir(run: Path, split: str, ckpt: str | Path) -> Path:
     """Where an evaluation of ``ckpt`` on ``split`` (val, test, predict) writes, inside the checkpoint's run:
-    ``<run>/eval/<split>-<checkpoint>`` (``eval/test-best-03``, ``eval/val-last``), never over the fit's own
+    ``<run>/eval/<split>-<checkpoint>`` (``eval/test-best-03``, ``eval/val-last``, ``eval/predict-val-best``:
+    ``eval_split``), never over the fit's own
     artifacts; a repeated evaluation of the same checkpoint and split replaces its folder once it succeeds."""
     name = Path(Path(ckpt).name.removesuffix(".meta.json")).stem  # best-03.ckpt, best.txt, best.meta.json
     return run / EVAL_DIR / f"{split}-{name}"
@@ -295,6 +278,7 @@ def discard_if_unused(run_dir: Path | None) -> None:
 # ``--ckpt_path`` in every family's help: what ``best`` and ``last`` resolve to (``Family.find_checkpoint``)
 CKPT_PATH_HELP = (
     "a checkpoint file, or 'best' / 'last': the best (by checkpoint.monitor) or the last checkpoint of the newest "
-    "run under <tracking.save_dir>/<tracking.name> whose model, horizon, seq_len and features match this config; "
+    "run under <tracking.save_dir>/<tracking.name> whose model and its hyper-parameters (not the optimizer), "
+    "horizon, seq_len and features match this config; "
     "fit resumes from it, validate/test/predict evaluate it"
 )

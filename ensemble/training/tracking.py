@@ -14,9 +14,9 @@ class Tracking:
 
     Args:
         save_dir: the folder that holds every run (``<save_dir>/<name>/version_N``).
-        name: the run family's folder; default the model's short name (``lstm``, ``xgboost``). Plain folder
-            names joined by ``/`` (tuning names trials ``<study>/trial_N``); never absolute, never ``..``, so a
-            run cannot land outside ``save_dir`` (``runs.check_name``).
+        name: the run family's folder; default the model's short name and the horizon (``lstm_h5``,
+            ``xgboost_h20``). Plain folder names joined by ``/`` (tuning names trials ``<study>/trial_N``); never
+            absolute, never ``..``, so a run cannot land outside ``save_dir``.
         mlflow: also log to MLflow.
         mlflow_uri: the MLflow tracking store (``sqlite:///mlflow.db``, or a server URL).
         experiment: the MLflow experiment name.

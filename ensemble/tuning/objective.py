@@ -19,7 +19,10 @@ from ensemble.tuning.space import SearchSpace, SearchSpaceError
 # quiet trials: the study reports progress; the user's own config still wins over these. ``best.yaml`` drops
 # them again (``trial_only``), with the other keys a trial sets that a refit of the best config must not keep.
 TRIAL_DEFAULTS = {"trainer": {"enable_progress_bar": False, "enable_model_summary": False}}
-TRIAL_ONLY = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "test", "tracking.parent_run_id")
+# ``model.init_args.n_jobs``: the tree threads ``--threads``/``--tune.workers`` gave each parallel trial, a
+# resource setting of the study, not of the model a user refits
+TRIAL_ONLY = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "test", "tracking.parent_run_id",
+              "model.init_args.n_jobs")
 
 
 def trial_config(base: Mapping[str, Any], params: Mapping[str, Any], metric: str, direction: str,
@@ -57,9 +60,12 @@ def trial_only(config: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, 
 _MISSING = object()
 
 
-def check_keys(base: Mapping[str, Any], space: SearchSpace) -> None:
+def check_keys(base: Mapping[str, Any], space: SearchSpace) -> Any:
     """Before trial 1 (no training, no run folder): build the run config alone, so its own errors are named
     as such, then with a whole point of the space; only if that fails, key by key, to name the bad key.
+
+    Returns:
+        The job ``base`` alone builds (its ``datamodule`` tells what data every trial reads).
 
     Raises:
         ConfigError: the run config itself is invalid (not the search space's fault).
@@ -67,10 +73,10 @@ def check_keys(base: Mapping[str, Any], space: SearchSpace) -> None:
     """
     quiet = {"trainer.logger": False}
     with _lightning_quiet():  # checks, not runs: no "GPU available" lines per check
-        build(base, quiet)  # raises ConfigError about the run flags or config file
+        job = build(base, quiet)  # raises ConfigError about the run flags or config file
         try:
             build(base, {**space.first_point(), **quiet})
-            return
+            return job
         except EnsembleError:
             pass
         for key, value in space.first_point().items():

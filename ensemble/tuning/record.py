@@ -17,9 +17,15 @@ from ensemble.errors import ConfigError
 PREFIX = "# tuned: "
 
 
-def tune_record_line(study: str, complete: int, pruned: int, failed: int, best_trial: int) -> str:
-    """The comment line (with its newline) for a study's counts of complete, pruned and failed trials."""
-    record = {"study": study, "complete": complete, "pruned": pruned, "failed": failed, "best_trial": best_trial}
+def tune_record_line(study: str, complete: int, pruned: int, failed: int, best_trial: int,
+                     objective: str | None = None, best_value: float | None = None) -> str:  # fmt: skip
+    """The comment line (with its newline) for a study's counts of complete, pruned and failed trials, and the
+    best trial's value under the key ``objective`` names (``val/log_loss before calibration``: the value the
+    study compared, not metrics.json's calibrated one)."""
+    record: dict[str, Any] = {"study": study, "complete": complete, "pruned": pruned, "failed": failed,
+                              "best_trial": best_trial}  # fmt: skip
+    if objective is not None:
+        record[objective] = best_value
     return PREFIX + json.dumps(record, sort_keys=True) + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import optuna
 import yaml
 
+from ensemble import console
 from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.io import atomic_write
 from ensemble.metrics.suite import metric_mode
@@ -123,6 +125,26 @@ def default_space(base: dict[str, Any], config_dir: Path | None) -> str:
     return str(Path("configs/search_spaces") / name)
 
 
+def data_definition(datamodule: Any) -> dict[str, Any]:
+    """What a study's trials read, for its definition: the label ``horizon`` and window ``seq_len`` (bars), the
+    sorted ``features`` names and the absolute ``data_root`` (the same folder named from elsewhere is the same)."""
+    return {"horizon": int(datamodule.horizon), "seq_len": int(datamodule.seq_len),
+            "features": sorted(datamodule.feature_names), "data_root": str(Path(datamodule.root).resolve())}
+
+
+def objective_label(metric: str) -> str:
+    """What a study's value is: the checkpoint monitor's best value during training, before the temperature
+    that ``calibrate`` fits on val afterwards (metrics.json's ``val/*`` are after it; its
+    ``calibration/val_log_loss_before`` is the number a ``val/log_loss`` study compares)."""
+    return f"{metric} before calibration"
+
+
+def announce_seed(base: Mapping[str, Any]) -> None:
+    """The seed line, once per ``ensemble tune``, printed only when the study really starts (not when its
+    settings or a resume are refused)."""
+    console.say(f"Seed set to {base.get('seed_everything', 0)} for every trial")  # once; the trials are muted
+
+
 def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None
                ) -> tuple[optuna.Study, SearchSpace, dict[str, Any]]:  # fmt: skip
     """Check the settings, then create the study (or load it: several workers share one) and, with MLflow,
@@ -141,14 +163,15 @@ def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = 
         raise ConfigError(f"--tune.direction must be maximize or minimize, got '{cfg.direction}'")
     pruner = make_pruner(cfg.pruner)  # a bad name fails before any model is built
     space = SearchSpace.from_yaml(cfg.search_space or default_space(base, config_dir))
-    check_keys(base, space)  # before trial 1: a bad key fails now, named
+    data = data_definition(check_keys(base, space).datamodule)  # before trial 1: a bad key fails now, named
     storage = open_storage(cfg.storage, cfg.heartbeat, cfg.retries)
-    cfg.study_name = cfg.study_name or Path(space.source).stem
+    # lstm_h5: a study of another horizon never resumes this one by default (as run folders are named)
+    cfg.study_name = cfg.study_name or f"{Path(space.source).stem}_h{data['horizon']}"
     study = optuna.create_study(
         study_name=cfg.study_name, storage=storage, direction=cfg.direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed), pruner=pruner,
     )
-    check_definition(study, study_definition(model_short_name(base), cfg.metric, cfg.direction, space))
+    check_definition(study, study_definition(model_short_name(base), cfg.metric, cfg.direction, space, data))
     trial_base = base
     if Tracking(**(base.get("tracking") or {})).mlflow:  # trials become child runs of the study's run
         parent = study.user_attrs.get("mlflow_parent_run_id")
@@ -161,7 +184,7 @@ def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = 
 
 def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
          ran: list[optuna.trial.FrozenTrial] | None = None, report: bool = True,
-         worker: int | None = None) -> optuna.Study:  # fmt: skip
+         worker: int | None = None, record_base: dict[str, Any] | None = None) -> optuna.Study:  # fmt: skip
     """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config) in this process.
 
     Args:
@@ -172,17 +195,21 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
         report: finish the study's MLflow run and write its outputs (a worker of ``--tune.workers`` leaves
             that to the process that started it).
         worker: the number of this ``--tune.workers`` worker, recorded with each trial it runs.
+        record_base: the user's run config, before the study's resource settings (tree threads) were added to
+            ``base``; best.yaml keeps its settings (default: ``base``).
 
     Raises:
         ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault.
     """
     study, space, trial_base = open_study(cfg, base, config_dir)
+    if report:  # a worker of --tune.workers: its parent said it
+        announce_seed(base)
     # a raising trial is recorded as failed with its error, and the study goes on
     study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg, worker=worker),
                    n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True,
                    callbacks=[lambda _, trial: ran.append(trial)] if ran is not None else None)
     if report:
-        finish_study(study, cfg, base)
+        finish_study(study, cfg, record_base if record_base is not None else base)
     return study
 
 
@@ -197,6 +224,11 @@ def finish_study(study: optuna.Study, cfg: TuneConfig, base: dict[str, Any]) -> 
         write_best_config(study, out / "best.yaml", base)
 
 
+def study_metric(study: optuna.Study) -> str:
+    """The metric a study optimises, from its stored definition (``objective`` for a study without one)."""
+    return str((study.user_attrs.get("definition") or {}).get("metric", "objective"))
+
+
 def write_best_config(study: optuna.Study, path: Path, base: dict[str, Any] | None = None) -> Path | None:
     """The full run config of the best trial that has a run (trials added by hand have none), renamed so
     refitting it lands beside the study, without the switches only a trial sets (quiet output, no test, the
@@ -209,9 +241,10 @@ def write_best_config(study: optuna.Study, path: Path, base: dict[str, Any] | No
     cfg = trial_only(yaml.safe_load((Path(best.user_attrs["run_dir"]) / "config.yaml").read_text()), base or {})
     cfg.setdefault("tracking", {})["name"] = f"{study.study_name}/best"
     cfg.pop("ckpt_path", None)
-    header = f"# best of study '{study.study_name}': trial {best.number}, value {best.value}\n"
+    label = objective_label(study_metric(study))
+    header = f"# best of study '{study.study_name}': trial {best.number}, {label} {best.value}\n"
     count = collections.Counter(t.state for t in study.trials)
     states = optuna.trial.TrialState
     header += tune_record_line(study.study_name, count[states.COMPLETE], count[states.PRUNED], count[states.FAIL],
-                               best.number)  # what an experiment running this config counts as tried
+                               best.number, label, best.value)  # what an experiment running this config counts as tried
     return atomic_write(path, lambda p: p.write_text(header + yaml.safe_dump(cfg, sort_keys=False)))

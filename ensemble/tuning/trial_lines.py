@@ -2,8 +2,8 @@
 the workers run (their own output goes to their ``worker_<i>.log``), in the launchers' one format
 (``ensemble.launchers.progress.cell_line``):
 
-    [2/6] trial 3: complete in 12s, val/log_loss 1.0931 (worker 1)
-    [3/6] trial 4: pruned in 5s, val/log_loss 1.1020 (worker 0, at step 1)
+    [2/6] trial 3: complete in 12s, val/log_loss before calibration 1.0931 (worker 1)
+    [3/6] trial 4: pruned in 5s, val/log_loss before calibration 1.1020 (worker 0, at step 1)
     [4/6] trial 5: failed in 2s (worker 1: ValueError: ...)
 """
 

@@ -28,7 +28,15 @@ from ensemble.launchers.progress import Progress
 from ensemble.training.config import resolve_config
 from ensemble.training.family import on_sigterm
 from ensemble.training.threads import apply_threads, check_threads, thread_overrides
-from ensemble.tuning.study import TuneConfig, finish_study, open_storage, open_study, tune
+from ensemble.tuning.study import (
+    TuneConfig,
+    announce_seed,
+    finish_study,
+    objective_label,
+    open_storage,
+    open_study,
+    tune,
+)
 from ensemble.tuning.trial_lines import TrialLines
 
 IN_MEMORY = ("sqlite:", "sqlite:///:memory:")  # SQLAlchemy's in-memory SQLite URLs, trailing slashes stripped
@@ -80,6 +88,7 @@ def tune_in_workers(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | No
         raise ConfigError(f"--tune.storage {cfg.storage} is in memory: each of the {cfg.workers} worker processes "
                           "would get its own study; use a file (sqlite:///optuna.db) or a server all can open")
     study = open_study(cfg, base, config_dir)[0]  # checks everything and creates the study once
+    announce_seed(base)
     out = Path(cfg.out or Path("tune") / str(cfg.study_name))
     out.mkdir(parents=True, exist_ok=True)
     spawn = multiprocessing.get_context("spawn")
@@ -95,7 +104,7 @@ def tune_in_workers(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | No
     stop: list[bool] = []
     terminate = lambda: (stop.append(True), [p.terminate() for _, p in procs])  # noqa: E731
     with on_sigterm(terminate), Progress(cfg.n_trials, label="trials") as progress:
-        watch = TrialLines(study, cfg.metric, progress)
+        watch = TrialLines(study, objective_label(cfg.metric), progress)  # the value before calibration
         for _, proc in procs:
             proc.start()
         while any(proc.is_alive() for _, proc in procs):  # a line per trial as the workers finish them

@@ -20,15 +20,16 @@ from ensemble.io import atomic_write
 from ensemble.metrics.calibration import calibrate_probs
 from ensemble.models.trees import TreeModel
 from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
+from ensemble.training.config import check_one_monitor
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, on_sigterm
 from ensemble.training.runs import (
     CKPT_PATH_HELP,
-    EVAL_SPLITS,
     RunKey,
     claim_run_dir,
     commit_eval_dir,
     default_run_name,
     discard_if_unused,
+    eval_split,
     run_base,
     run_name_of,
     stage_eval_dir,
@@ -88,6 +89,7 @@ class TreeJob(Job):
         self.subcommand, self.parser, self.namespace = subcommand, parser, config
         self.config = config.as_dict()
         check_trading(config)
+        check_one_monitor(self.config.get("checkpoint") or {}, (self.config.get("trainer") or {}).get("callbacks"))
         self.evaluate_test = bool(config.test)
         self.calibrate = bool(config.calibrate)
         if config.seed_everything is not False:
@@ -200,7 +202,8 @@ class TreeJob(Job):
             return
         claimed = self._run_dir is None  # a checkpoint outside any run: its evaluation gets a run of its own
         run = self._run_dir = self._run_dir or claim_run_dir(run_base(self.tracking.save_dir, self.tracking.name))
-        out = stage_eval_dir(run, EVAL_SPLITS[self.subcommand], self.ckpt)  # beside the fit's artifacts
+        split = eval_split(self.subcommand, self.datamodule.predict_split)
+        out = stage_eval_dir(run, split, self.ckpt)  # beside the fit's artifacts
         try:
             self._attach(out, None, eval_of=run)
             if self.subcommand == "predict":
