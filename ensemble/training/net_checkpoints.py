@@ -7,6 +7,8 @@ builds. A damaged or hostile file is one line naming the file, never a library's
 Writing: Lightning's own writer streams into the final name (through fsspec), so a full disk leaves a
 truncated ``last.ckpt`` that looks complete. ``AtomicCheckpointIO`` writes a temp file in the checkpoint's
 own folder and ``os.replace``s it, which is atomic on one filesystem.
+
+Stopping: ``preempted_as_exit`` turns Lightning's SIGTERM stop into exit 143, naming the checkpoint saved.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ensemble.errors import Preempted, resume_advice
 from ensemble.io import atomic_write
 from ensemble.training.runs import CheckpointError
 from ensemble.training.trust import check_import_paths
@@ -169,3 +173,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise CheckpointError(
                 f"{path}: could not write the checkpoint ({cause.strerror or cause}); the previous file is kept"
             ) from err
+
+
+def with_atomic_checkpoints(plugins: Any) -> list[Any]:
+    """The trainer's plugins plus ``AtomicCheckpointIO``, unless the user chose a ``CheckpointIO`` already."""
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    given = [] if plugins is None else list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    return given if any(isinstance(p, CheckpointIO) for p in given) else [*given, AtomicCheckpointIO()]
+
+
+@contextmanager
+def preempted_as_exit() -> Iterator[None]:
+    """Turn Lightning's SIGTERM stop (a ``SystemExit`` with code None, which would exit 0) into ``Preempted``
+    (exit 143), naming the checkpoint saved on the way out and how to resume from it (``resume_advice``: as the
+    running command says)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        yield
+    except SIGTERMException as err:
+        raise Preempted(f"SIGTERM received: {resume_advice(getattr(err, 'checkpoint', None))}") from err

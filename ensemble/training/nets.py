@@ -10,8 +10,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +22,7 @@ from ensemble import console
 from ensemble.data import WindowDataModule
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import WindowLoader
-from ensemble.errors import ConfigError, EnsembleError, Preempted, resume_advice
+from ensemble.errors import ConfigError, EnsembleError
 from ensemble.models.classifier import checkpoint_temperature
 from ensemble.training.calibration import CALIBRATE_HELP, note_temperature
 from ensemble.training.callbacks import (
@@ -36,10 +35,11 @@ from ensemble.training.callbacks import (
 from ensemble.training.config import check_modes
 from ensemble.training.family import TEST_HELP, ExportError, Family, Job, Predictor, Windows, check_split, fit_cost
 from ensemble.training.net_checkpoints import (
-    AtomicCheckpointIO,
     check_same_model,
     check_same_weights,
+    preempted_as_exit,
     read_net_checkpoint,
+    with_atomic_checkpoints,
     write_net_temperature,
 )
 from ensemble.training.results import print_predictions, print_results
@@ -216,7 +216,7 @@ class EnsembleCLI(LightningCLI):
                 config["logger"] = run_loggers(sub.tracking, None, folder=self._eval_dir, run_name=name)
             else:
                 config["logger"] = run_loggers(sub.tracking, run_dir.name if run_dir is not None else None)
-        config["plugins"] = _with_atomic_checkpoints(config.get("plugins"))
+        config["plugins"] = with_atomic_checkpoints(config.get("plugins"))
         return super()._instantiate_trainer(config, callbacks)
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -266,29 +266,8 @@ class EnsembleCLI(LightningCLI):
             print_predictions(run_dir, self.trainer.ckpt_path)
 
 
-def _with_atomic_checkpoints(plugins: Any) -> list[Any]:
-    """The trainer's plugins plus ``AtomicCheckpointIO``, unless the user chose a ``CheckpointIO`` already."""
-    from lightning.pytorch.plugins.io import CheckpointIO
-
-    given = [] if plugins is None else list(plugins) if isinstance(plugins, list | tuple) else [plugins]
-    return given if any(isinstance(p, CheckpointIO) for p in given) else [*given, AtomicCheckpointIO()]
-
-
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-
-
-@contextmanager
-def preempted_as_exit() -> Iterator[None]:
-    """Turn Lightning's SIGTERM stop (a ``SystemExit`` with code None, which would exit 0) into ``Preempted``
-    (exit 143), naming the checkpoint saved on the way out and how to resume from it (``resume_advice``: as the
-    running command says)."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    try:
-        yield
-    except SIGTERMException as err:
-        raise Preempted(f"SIGTERM received: {resume_advice(getattr(err, 'checkpoint', None))}") from err
 
 
 class NetJob(Job):
