@@ -42,7 +42,7 @@ def blended(tmp_path_factory):
     blends = {}
     for method in ("stacked", "caruana"):
         assert main(["blend", "--runs", *map(str, runs), "--method", method, "--out", str(root / "runs")]) == 0
-        blends[method] = root / "runs" / f"ensemble_{method}" / "version_0"
+        blends[method] = root / "runs" / f"ensemble_{method}_h5" / "version_0"
     return splits, runs, blends
 
 
@@ -235,7 +235,7 @@ def test_a_zero_weight_member_is_neither_exported_nor_run(blended, tmp_path, met
     splits, runs, _ = blended
     unused = _wrong_member(runs[1], tmp_path / "wrong")
     assert main(["blend", "--runs", str(runs[0]), str(unused), "--method", method, "--out", str(tmp_path)]) == 0
-    (run,) = (tmp_path / f"ensemble_{method}").iterdir()
+    (run,) = (tmp_path / f"ensemble_{method}_h5").iterdir()
     state = json.loads((run / "blend.json").read_text())["state"]
     assert state["weights"][1] == 0 and state["weights"][0] == 1.0
     export = tmp_path / "export"

@@ -118,7 +118,7 @@ def test_quiet_holds_for_test_blend_and_errors(fit_args, tmp_path, capsys):
         assert main(["--quiet", "fit", *args]) == 0
         runs.append(tmp_path / "runs" / "lightgbm_h5" / f"version_{seed}")
     capsys.readouterr()
-    assert main(["--quiet", "test", *fit_args(config="configs/lightgbm.yaml"), "--ckpt_path", "best"]) == 0
+    assert main(["--quiet", "test", *fit_args(config="configs/lightgbm.yaml"), *LGB_TINY, "--ckpt_path", "best"]) == 0
     out = capsys.readouterr()
     assert out.err == "" and _is_table(out.out.splitlines(), ("test",)), out.out
     assert main(["--quiet", "blend", "--runs", *map(str, runs), "--method", "mean", "--out", str(tmp_path / "b")]) == 0
@@ -188,7 +188,8 @@ def test_predict_help_shows_the_export_form_and_how_best_and_last_resolve(capsys
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--from SOURCE", "--input INPUT", "--out OUT", "--ckpt_path CKPT_PATH"):
         assert option in text
-    assert "newest run under <tracking.save_dir>/<tracking.name> whose model, horizon, seq_len and features" in text
+    assert ("newest run under <tracking.save_dir>/<tracking.name> whose model and its hyper-parameters (not the "
+            "optimizer), horizon, seq_len and features match this config") in text
 
 
 @pytest.mark.parametrize(("argv", "prefix"), [
