@@ -198,7 +198,7 @@ def test_cli_blends_walkforward_folders(tmp_path, capsys):
     runs = _members(tmp_path, rng, _labels(rng))
     assert main(["blend", "--runs", *map(str, runs[:2]), "--method", "caruana", "--caruana.size", "7",
                  "--caruana.init", "2", "--out", str(tmp_path / "out")]) == 0  # fmt: skip
-    (run,) = (tmp_path / "out" / "ensemble_caruana").iterdir()
+    (run,) = (tmp_path / "out" / f"ensemble_caruana_h{H}").iterdir()
     record = _record(run)
     assert record["fit_on"] == "oof" and record["options"] == {"size": 7, "init": 2}
     text = capsys.readouterr().out
@@ -219,7 +219,7 @@ def test_cli_val_blend_says_fit_on_val(tmp_path, capsys):
     assert main(["blend", "--runs", *map(str, runs), "--method", "weighted", "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
     assert sum("fit_on: val" in line for line in text.splitlines()) == 1
-    (run,) = (tmp_path / "out" / "ensemble_weighted").iterdir()
+    (run,) = (tmp_path / "out" / "ensemble_weighted_h5").iterdir()
     assert _record(run)["options"] == {}  # as an out-of-fold blend's record
     assert _record(run)["fit_on"] == "val" and json.loads((run / "metrics.json").read_text())["fit_on"] == "val"
     assert row("ensemble_weighted", 5, "blend", run, "done")["fit_on"] == "val"  # the leaderboard marks it

@@ -147,7 +147,7 @@ def test_walkforward_experiment_blends_out_of_fold(tmp_path, splits, capsys, mon
     members = [str(exp / r) for r in board[board.kind == "walkforward"].run_dir]
     capsys.readouterr()
     assert main(["blend", "--runs", *members, "--method", "weighted", "--out", str(tmp_path / "cli")]) == 0
-    (run,) = (tmp_path / "cli" / "ensemble_weighted").iterdir()
+    (run,) = (tmp_path / "cli" / "ensemble_weighted_h5").iterdir()
     weighted = exp / blends[blends.model == "ensemble_weighted"].run_dir.iloc[0]
     pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"), pd.read_parquet(weighted / "oof.parquet"))
     # a re-run reuses what finished: the cells and the blends (a blend.json with the same method, members,
