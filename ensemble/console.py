@@ -39,6 +39,9 @@ UNACTIONABLE_WARNINGS = (
     r"RetryHeartbeatStaleTrialCallback is experimental",
     r"Argument ``heartbeat_interval`` is an experimental feature",
     r"Argument ``grace_period`` is an experimental feature",
+    # an evaluation is staged in its own folder under the run (eval/.<split>-<ckpt>.partial-PID), so the
+    # checkpoint's recorded dirpath always differs from it; only the best path, which is what we use, is reloaded
+    r"The dirpath has changed from",
 )
 # Lightning's LitLogger advertisement; and its seed line, which comes before the config is even checked (so a
 # bad flag would print two lines, not one): the seed is in the run's config.yaml, and tune prints it once

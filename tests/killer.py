@@ -2,6 +2,8 @@
 marker file and stalls, so the test can SIGKILL (or SIGTERM) the process mid-training. They change nothing
 in the training itself. A stall ends early once the trainer has seen a SIGTERM, as real work would."""
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -127,3 +129,24 @@ class StallInFold(StallAt):
         in_fold = trainer.log_dir is not None and Path(trainer.log_dir).parent.name == f"fold_{self.fold}"
         if in_fold and not self.marker.exists():
             super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+
+class SigtermOnTestInFold(Callback):
+    """Sends this process a SIGTERM as walk-forward fold ``fold``'s run starts (``when="start"``) or has finished
+    (``when="end"``) evaluating its test block, after its fit, once: ``marker`` is written first, and a re-run with
+    the marker present evaluates straight through."""
+
+    def __init__(self, marker: str, fold: int = 1, when: str = "start") -> None:
+        self.marker, self.fold, self.when = Path(marker), fold, when
+
+    def _signal(self, trainer, when: str) -> None:
+        in_fold = trainer.log_dir is not None and Path(trainer.log_dir).parent.name == f"fold_{self.fold}"
+        if when == self.when and in_fold and not self.marker.exists():
+            self.marker.write_text("signalled")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._signal(trainer, "start")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._signal(trainer, "end")

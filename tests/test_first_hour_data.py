@@ -86,6 +86,20 @@ def test_duplicate_column_names_file_and_column(tmp_path, fit_args, capsys):
     assert "val_scaled.parquet: column 'f1' appears 2 times" in line, line
 
 
+def test_a_row_index_pandas_stored_is_not_a_feature(tmp_path):
+    """A filtered frame written without index=False carries its old row numbers as ``__index_level_0__`` (a time
+    trend, absent from any new input): it is pandas' metadata, never a feature; a named index is the same."""
+    frames = make_frames()
+    want = _loaded(write_frames(tmp_path / "plain", frames)).feature_names
+    root = tmp_path / "indexed"
+    root.mkdir()
+    for split, df in frames.items():
+        kept = df.set_index(pd.Index(np.random.default_rng(0).permutation(len(df)) + 7))  # not a range: stored
+        (kept.set_index(kept.index.rename("row")) if split == "test" else kept).to_parquet(root / SPLIT_FILES[split])
+    assert "__index_level_0__" in pq.read_schema(root / SPLIT_FILES["train"]).names
+    assert _loaded(root).feature_names == want == ["f0", "f1", "f2", "f3"]
+
+
 @pytest.mark.parametrize(
     "layout", [pa.string_view(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())], ids=str
 )

@@ -88,6 +88,8 @@ def test_unactionable_notes_are_dropped_by_message_only():
             warnings.warn("Checkpoint directory /x/checkpoints exists and is not empty.", UserWarning, stacklevel=1)
             warnings.warn("`something else` is deprecated", FutureWarning, stacklevel=1)
             warnings.warn("Checkpoint directory is missing", UserWarning, stacklevel=1)
+            warnings.warn("The dirpath has changed from '/r/checkpoints' to '/r/eval/.test-best.partial-1/checkpoints',"
+                          " therefore `best_model_score` ... won't be reloaded.", UserWarning, stacklevel=1)
         logger.setLevel(logging.INFO)
         logger.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
         logger.info("GPU available: False, used: False")

@@ -42,3 +42,18 @@ def test_a_failed_start_leaves_nothing_that_refuses_the_fixed_command(tmp_path, 
         assert not out.exists(), sorted(p.name for p in out.iterdir())  # no walkforward.json, no .lock
     assert walkforward(out, splits, "--wf.folds", "2", "--wf.span", "all") == 0
     assert (out / "walkforward.json").is_file() and (out / "oof.parquet").is_file()
+
+
+def test_a_bad_value_in_the_holdout_is_one_line_before_any_fold(tmp_path, splits, capsys):
+    """The test split is the final model's holdout, not walked over by the folds: a NaN there is refused at the
+    start, as fit refuses it, not after every fold has trained."""
+    import pandas as pd
+
+    test = pd.read_parquet(splits / "test_scaled.parquet")
+    test.loc[7, "f2"] = float("nan")
+    test.to_parquet(splits / "test_scaled.parquet", index=False)
+    out = tmp_path / "wf"
+    assert walkforward(out, splits, "--wf.folds", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert "test_scaled.parquet" in err and "'f2'" in err and "\n" not in err, err
+    assert not out.exists()  # no fold ran, nothing written

@@ -5,6 +5,7 @@ interrupted fold in its own run folder from its last checkpoint, and a SIGTERM s
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).parents[1]
 
@@ -102,3 +104,33 @@ def test_a_net_job_built_from_python_resumes_from_ckpt_path(tmp_path, splits):
     assert resumed.run_dir == first.run_dir  # a fresh fit would have claimed version_1
     assert resumed.trainer.current_epoch == 2 and not (first.run_dir.parent / "version_1").exists()
     assert "test/f1_macro" in json.loads((first.run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(("when", "said"), [
+    ("start", "saved *fold_1/version_0/checkpoints/last.ckpt; re-run the same command to go on: it skips the "
+              "finished folds and resumes the stopped fold from it"),
+    ("end", "1 of 2 folds finished; re-run the same command to go on: it skips the finished folds and starts the "
+            "next fold"),
+])  # fmt: skip
+def test_a_sigterm_while_a_fold_evaluates_stops_the_walkforward(tmp_path, splits, when, said):
+    """Lightning stops a fit on SIGTERM inside its training loop, and an evaluation before its last batch (a
+    SystemExit that exited 0 and silently: now 143 with the stop line); one that lands after fold 1's evaluation
+    loop is remembered and stops the walk-forward before fold 2 starts, not forgotten."""
+    signalled = tmp_path / "signalled"
+    out = tmp_path / "wf"
+    cmd = [sys.executable, "-m", "ensemble.cli", "walkforward", "--config", str(ROOT / "configs" / "lstm.yaml"),
+           "--data.root", str(splits), "--data.seq_len", "5", "--data.batch_size", "16", "--trainer.max_epochs", "1",
+           "--trainer.accelerator", "cpu", "--trainer.enable_model_summary", "false",
+           "--model.init_args.net.init_args.hidden_size", "8", "--wf.folds", "2", "--wf.val_bars", "3",
+           "--wf.span", "all", "--wf.out", str(out),
+           "--trainer.callbacks+=killer.SigtermOnTestInFold", f"--trainer.callbacks.marker={signalled}",
+           f"--trainer.callbacks.when={when}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert signalled.exists() and done.returncode == 143, done.stderr
+    assert fnmatch.fnmatch(done.stderr.strip().splitlines()[-1], f"ensemble: stopped: SIGTERM received: {said}")
+    assert not (out / "runs" / "fold_2").exists()  # fold 2 never started
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "[2/2] fold_2: done" in again.stdout
+    assert ("[1/2] fold_1: skipped (finished earlier)" in again.stdout) == (when == "end")

@@ -66,6 +66,14 @@ def is_string(dtype: pa.DataType) -> bool:
     return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype)
 
 
+def pandas_index_columns(schema: pa.Schema) -> set[str]:
+    """The columns pandas stored as the frame's index when it wrote the file (``to_parquet`` without
+    ``index=False``: ``__index_level_0__`` for a filtered frame's row numbers), from the schema's pandas metadata;
+    empty for a file pandas did not write."""
+    meta = schema.pandas_metadata or {}
+    return {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+
+
 def detect_roles(
     schema: pa.Schema,
     path: str | Path,
@@ -99,8 +107,12 @@ def detect_roles(
     excluded: list[str] = []
     features: list[str] = []
     by_kind = {"label": labels, "fwd_return": fwd, "sample_weight": weights}
+    index = pandas_index_columns(schema)
     for name in names:
         if name in (datetime_col, symbol_col):
+            continue
+        if name in index:  # pandas' stored row index (a file written without index=False): a row number, no feature
+            excluded.append(name)
             continue
         if any(fnmatchcase(name, p) for p in FORWARD_PATTERNS):
             match = _HORIZON_RE.match(name)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ensemble.errors import ConfigError, EnsembleError, one_line
+from ensemble.errors import ConfigError, EnsembleError, Preempted, one_line
 from ensemble.training.config import ConfigSource, family_name, resolve_config
 
 if TYPE_CHECKING:
@@ -58,6 +58,37 @@ def on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StopRequest:
+    """A SIGTERM remembered until the next safe point of a loop of jobs (walk-forward folds, tuning trials).
+
+    Lightning stops a fit on SIGTERM only inside its training loop: one that lands while a job evaluates,
+    predicts or writes its artifacts only sets that finished Trainer's flag, and the loop would go on to the next
+    job. Inside ``with StopRequest() as stop:``, ``stop.check(advice)`` raises ``Preempted`` (exit 143) at the
+    loop's next safe point. Lightning calls an existing SIGTERM handler besides its own, so a signal during a fit
+    is seen here too; a tree fit's own ``on_sigterm`` stops that fit itself.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._block: Any = None
+
+    def __enter__(self) -> StopRequest:
+        self._block = on_sigterm(self._set)
+        self._block.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._block.__exit__(*exc)
+
+    def _set(self) -> None:
+        self.seen = True
+
+    def check(self, advice: str) -> None:
+        """Raise ``Preempted("SIGTERM received: <advice>")`` when a SIGTERM arrived since the block began."""
+        if self.seen:
+            raise Preempted(f"SIGTERM received: {advice}")
 
 
 def fit_cost(started: float) -> dict[str, float]:

@@ -305,8 +305,9 @@ class NetJob(Job):
     def evaluate(self, split: str, ckpt: str | None) -> dict[str, float]:
         run = {"val": self.trainer.validate, "test": self.trainer.test}[check_split(split)]
         results: dict[str, float] = {}
-        for out in run(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False):
-            results.update(out)
+        with preempted_as_exit():  # Lightning's evaluation loop stops on SIGTERM too (exit 143, not 0)
+            for out in run(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False):
+                results.update(out)
         return {**results, **self.partial(split)}
 
     def partial(self, split: str) -> dict[str, bool]:
@@ -315,7 +316,8 @@ class NetJob(Job):
         return {f"{split}/partial": bool(writer.partial.get(split))} if writer is not None else {}
 
     def predict(self, ckpt: str | None = None) -> Any:
-        outputs = self.trainer.predict(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        with preempted_as_exit():
+            outputs = self.trainer.predict(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
         return torch.cat([out["probs"] for out in outputs]).numpy()
 
     def best_checkpoint(self) -> str | None:

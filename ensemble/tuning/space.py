@@ -52,7 +52,8 @@ class SearchSpace:
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         path = Path(path)
         if not path.is_file():
-            raise SearchSpaceError(f"{path}: search space file not found")
+            raise SearchSpaceError(f"{path}: search space file not found; give one with --tune.search_space FILE "
+                                   "(a YAML of dotted config keys to distributions, as configs/search_spaces/)")
         spec = yaml.safe_load(path.read_text()) or {}
         if not isinstance(spec, dict):
             raise SearchSpaceError(f"{path}: a search space is a mapping of config keys to distributions")

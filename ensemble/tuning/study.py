@@ -18,6 +18,7 @@ from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.io import atomic_write
 from ensemble.metrics.suite import metric_mode
 from ensemble.training.config import model_short_name, resolve_config
+from ensemble.training.family import StopRequest
 from ensemble.training.tracking import Tracking, finish_run, parent_run
 from ensemble.tuning.definition import check_definition, study_definition
 from ensemble.tuning.objective import check_keys, run_trial, trial_config, trial_only
@@ -204,10 +205,18 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
     study, space, trial_base = open_study(cfg, base, config_dir)
     if report:  # a worker of --tune.workers: its parent said it
         announce_seed(base)
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if ran is not None:
+            ran.append(trial)
+        if stop.seen:  # a SIGTERM while the trial evaluated: no new trial starts
+            study.stop()
+
     # a raising trial is recorded as failed with its error, and the study goes on
-    study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg, worker=worker),
-                   n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True,
-                   callbacks=[lambda _, trial: ran.append(trial)] if ran is not None else None)
+    with StopRequest() as stop:
+        study.optimize(functools.partial(objective, base=trial_base, space=space, cfg=cfg, worker=worker),
+                       n_trials=cfg.n_trials, catch=(Exception,), gc_after_trial=True, callbacks=[after_trial])
+        stop.check(f"study {study.study_name!r} stopped after {len(study.trials)} trials; re-run the same command "
+                   "to go on (the study resumes from its storage)")  # fmt: skip
     if report:
         finish_study(study, cfg, record_base if record_base is not None else base)
     return study

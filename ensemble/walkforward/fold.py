@@ -17,6 +17,7 @@ from ensemble import console
 from ensemble.data.constants import SPLITS
 from ensemble.data.contract import DataContractError
 from ensemble.data.folds import Fold, cut_folds
+from ensemble.data.panel import load_split
 from ensemble.data.split_data import SplitData
 from ensemble.data.windows import valid_ends
 from ensemble.experiments.cells import finished_runs, resume_point
@@ -46,6 +47,18 @@ def check_data_files(data: SplitData) -> None:
     for split in SPLITS:
         if not data.path(split).is_file():
             raise DataContractError(f"{data.path(split)}: {split} split file not found (data.root='{data.root}')")
+
+
+def check_holdout(data: SplitData, span_splits: tuple[str, ...]) -> None:
+    """Load the splits the folds do not walk over (test, the final model's holdout) as a fit loads them: a NaN,
+    inf or out-of-range value there is one line now, not after every fold has trained.
+
+    Raises:
+        DataContractError: the value, naming file, column, symbol and row.
+    """
+    for split in SPLITS:
+        if split not in span_splits:
+            load_split(data.path(split), data.roles, data.horizon)
 
 
 def check_fold_config(config: dict[str, Any], span: Any, fold: Fold) -> None:

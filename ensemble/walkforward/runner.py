@@ -25,6 +25,7 @@ from ensemble.experiments.cells import cell_lock
 from ensemble.io import atomic_write
 from ensemble.launchers import Launcher, Progress
 from ensemble.training.config import get_dotted, model_short_name
+from ensemble.training.family import StopRequest
 from ensemble.training.trading import trading_section
 from ensemble.walkforward.config import WalkForward
 from ensemble.walkforward.final import FINAL, adopt_final, oof_temperature, run_final
@@ -32,6 +33,7 @@ from ensemble.walkforward.fold import (
     Fold,
     check_data_files,
     check_fold_config,
+    check_holdout,
     finished_fold,
     fold_outcome,
     fold_resume_point,
@@ -112,8 +114,9 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
     record = make_record(config, wf, {s: stamp(data.path(s)) for s in wf.splits})
     check_record(out, record)
     span, folds = load_folds(config, data, wf)
+    check_holdout(data, wf.splits)
     check_fold_config(config, span, folds[0])
-    with cell_lock(out), resumed_by(_rerun_advice):
+    with cell_lock(out), resumed_by(_rerun_advice), StopRequest() as stop:
         rejudged = check_record(out, record)  # again, under the lock: another process may have written it since
         write_record(out, record)
         if rejudged:
@@ -122,7 +125,7 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
                         "booked again (no refit)")  # fmt: skip
         if launcher is None or launcher.settings.kind == "sequential":
             with Progress(len(folds), label="folds", bar=progress) as bar:
-                runs = _run_folds_here(config, wf, out, span, folds, bar, threads, fold_output)
+                runs = _run_folds_here(config, wf, out, span, folds, bar, threads, fold_output, stop)
         else:
             runs = run_folds(config, wf, out, span, folds, launcher, name)
         rows = [fold_row(span, fold, wf.refit_every, runs[fold.number]) for fold in folds]
@@ -134,6 +137,7 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
         per_fold = fold_metrics(runs, oof, data.horizon, trading)
         metrics = summarise(oof, per_fold, data.horizon, trading)
         if wf.span == "trainval":  # the final model, judged on the untouched test split
+            stop.check(f"every fold is finished, the final model was not started; {_rerun_advice(None, 'final')}")
             started = time.perf_counter()
             final, status = run_final(config, out, finished_fold(out / "runs" / FINAL), oof_temperature(oof, runs),
                                       muted=not fold_output)
@@ -152,11 +156,13 @@ def run_walkforward(config: dict[str, Any], wf: WalkForward, progress: bool | No
 
 
 def _run_folds_here(config: dict[str, Any], wf: WalkForward, out: Path, span: Any, folds: list[Fold],
-                    progress: Progress, threads: int | None, fold_output: bool) -> dict[int, Path]:  # fmt: skip
+                    progress: Progress, threads: int | None, fold_output: bool, stop: StopRequest,
+                    ) -> dict[int, Path]:  # fmt: skip
     """Run (or skip, when finished) each fold in this process, in order, a ``progress`` line each; fold number ->
-    its finished run."""
+    its finished run. A SIGTERM that arrived since (``stop``) ends the loop before the next fold starts."""
     runs: dict[int, Path] = {}
     for fold in folds:
+        stop.check(f"{len(runs)} of {len(folds)} folds finished; {_rerun_advice(None, 'next')}")
         refit_from = refit_fold(fold.number, wf.refit_every)
         started = time.perf_counter()
         run = finished_fold(out / "runs" / f"fold_{fold.number}", config)
@@ -183,9 +189,13 @@ def walkforward_cell(settings: dict[str, Any], out: str, config: dict[str, Any])
     run_walkforward(config, WalkForward(**{**settings, "out": out}), progress=False, fold_output=True)
 
 
-def _rerun_advice(saved: str | None) -> str:
+def _rerun_advice(saved: str | None, between: str | None = None) -> str:
     """What a SIGTERM stop in a fold (or the final model) says: re-run the same command, which skips the finished
-    folds and resumes this one from its last checkpoint (``--ckpt_path`` is refused here)."""
+    folds and resumes this one from its last checkpoint (``--ckpt_path`` is refused here). ``between``: the stop
+    came between jobs, before the ``next`` fold or the ``final`` model started."""
+    if between is not None:
+        return f"re-run the same command to go on: it skips the finished folds and starts the {between} " + (
+            "fold" if between == "next" else "model")  # fmt: skip
     where = f"saved {saved}; " if saved else "no checkpoint was written yet; "
     then = "resumes the stopped fold from it" if saved else "starts the stopped fold again"
     return f"{where}re-run the same command to go on: it skips the finished folds and {then}"
