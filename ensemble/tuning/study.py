@@ -205,6 +205,7 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
     study, space, trial_base = open_study(cfg, base, config_dir)
     if report:  # a worker of --tune.workers: its parent said it
         announce_seed(base)
+
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if ran is not None:
             ran.append(trial)
