@@ -59,6 +59,9 @@ def test_every_metric_is_invariant_to_the_row_order(panel, config):
     for key, value in first.items():
         # The classification metrics accumulate in float32 (torchmetrics): rounding depends on the order.
         tol = 1e-9 if key.split("/")[1] in trading else 1e-6
+        if math.isnan(value):  # undefined either way (an IC IR over fewer than two cross-sections)
+            assert math.isnan(shuffled[key]), key
+            continue
         assert shuffled[key] == pytest.approx(value, rel=tol, abs=1e-12), key
 
 

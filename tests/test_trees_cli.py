@@ -246,7 +246,7 @@ def test_mlflow_run_has_params_metrics_and_artifacts(splits, tmp_path):
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
     assert run.info.run_name == "lightgbm_h5/version_0"
-    assert run.data.params["horizon"] == "5" and run.data.params["num_leaves"] == "15"
+    assert run.data.params["horizon"] == "5" and run.data.params["num_leaves"] == "7"  # configs/lightgbm.yaml
     local = json.loads((tmp_path / "runs/lightgbm_h5/version_0/metrics.json").read_text())
     for key in ("val/f1_macro", "test/f1_macro", "test/sharpe", "test/log_loss"):
         assert abs(run.data.metrics[key] - local[key]) < 1e-6, key
