@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).parents[1]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
 
 
 def _wait_for(marker: Path, proc: subprocess.Popen) -> None:
@@ -28,6 +29,15 @@ def _wait_for(marker: Path, proc: subprocess.Popen) -> None:
         time.sleep(0.1)
 
 
+def _walkforward(splits: Path, out: Path, epochs: int, folds: int, *extra: str) -> list[str]:
+    """The command line of a tiny LSTM walk-forward (seq_len 5, 8 hidden units) over ``splits`` into ``out``."""
+    return [sys.executable, "-m", "ensemble.cli", "walkforward", "--config", str(ROOT / "configs" / "lstm.yaml"),
+            "--data.root", str(splits), "--data.seq_len", "5", "--data.batch_size", "16", "--trainer.max_epochs",
+            str(epochs), "--trainer.accelerator", "cpu", "--trainer.enable_model_summary", "false",
+            "--model.init_args.net.init_args.hidden_size", "8", "--wf.folds", str(folds), "--wf.val_bars", "3",
+            "--wf.span", "all", "--wf.out", str(out), *extra]  # fmt: skip
+
+
 def _fingerprints(run: Path) -> dict[str, int]:
     """mtime (ns) of every file of a finished run: a retrained or re-evaluated run rewrites them."""
     return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in sorted(run.rglob("*")) if p.is_file()}
@@ -36,19 +46,14 @@ def _fingerprints(run: Path) -> dict[str, int]:
 def test_killed_net_walkforward_resumes_with_the_same_command(tmp_path, splits):
     killed, stopped = tmp_path / "killed", tmp_path / "stopped"
     out = tmp_path / "wf"
-    cmd = [sys.executable, "-m", "ensemble.cli", "walkforward", "--config", str(ROOT / "configs" / "lstm.yaml"),
-           "--data.root", str(splits), "--data.seq_len", "5", "--data.batch_size", "16", "--trainer.max_epochs", "2",
-           "--trainer.accelerator", "cpu", "--trainer.enable_model_summary", "false",
-           "--model.init_args.net.init_args.hidden_size", "8", "--wf.folds", "3", "--wf.val_bars", "3",
-           "--wf.span", "all", "--wf.out", str(out),
+    cmd = _walkforward(splits, out, 2, 3,
            "--trainer.callbacks+=killer.StallInFold", f"--trainer.callbacks.marker={killed}",
            "--trainer.callbacks.fold=2",
            "--trainer.callbacks+=killer.StallInFold", f"--trainer.callbacks.marker={stopped}",
-           "--trainer.callbacks.fold=3"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
+           "--trainer.callbacks.fold=3")  # fmt: skip
 
     # 1. SIGKILL at epoch 1 of fold 2: fold 1 finished, fold 2 holds its epoch-0 last.ckpt
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for(killed, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -58,7 +63,7 @@ def test_killed_net_walkforward_resumes_with_the_same_command(tmp_path, splits):
     assert (out / "runs" / "fold_2" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
     # 2. the same command: fold 1 skipped, fold 2 resumed; SIGTERM at epoch 1 of fold 3 stops it, exit 143
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(stopped, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=300)
@@ -72,7 +77,7 @@ def test_killed_net_walkforward_resumes_with_the_same_command(tmp_path, splits):
     assert _fingerprints(fold_1) == before
 
     # 3. the same command again: folds 1 and 2 skipped, fold 3 resumed from its SIGTERM checkpoint
-    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped (finished earlier)") == 2 and "[3/3] fold_3: done" in again.stdout
     assert "fold_3: resuming its interrupted run from" in again.stdout
@@ -118,19 +123,14 @@ def test_a_sigterm_while_a_fold_evaluates_stops_the_walkforward(tmp_path, splits
     loop is remembered and stops the walk-forward before fold 2 starts, not forgotten."""
     signalled = tmp_path / "signalled"
     out = tmp_path / "wf"
-    cmd = [sys.executable, "-m", "ensemble.cli", "walkforward", "--config", str(ROOT / "configs" / "lstm.yaml"),
-           "--data.root", str(splits), "--data.seq_len", "5", "--data.batch_size", "16", "--trainer.max_epochs", "1",
-           "--trainer.accelerator", "cpu", "--trainer.enable_model_summary", "false",
-           "--model.init_args.net.init_args.hidden_size", "8", "--wf.folds", "2", "--wf.val_bars", "3",
-           "--wf.span", "all", "--wf.out", str(out),
+    cmd = _walkforward(splits, out, 1, 2,
            "--trainer.callbacks+=killer.SigtermOnTestInFold", f"--trainer.callbacks.marker={signalled}",
-           f"--trainer.callbacks.when={when}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+           f"--trainer.callbacks.when={when}")  # fmt: skip
+    done = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert signalled.exists() and done.returncode == 143, done.stderr
     assert fnmatch.fnmatch(done.stderr.strip().splitlines()[-1], f"ensemble: stopped: SIGTERM received: {said}")
     assert not (out / "runs" / "fold_2").exists()  # fold 2 never started
-    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "[2/2] fold_2: done" in again.stdout
     assert ("[1/2] fold_1: skipped (finished earlier)" in again.stdout) == (when == "end")
