@@ -228,13 +228,21 @@ def record_cell(run_dir: Path, config: Mapping[str, Any]) -> None:
     write_json(run_dir / CELL_RECORD, {"fingerprint": fingerprint(config), "config": dict(config)})
 
 
-def check_writable(folder: Path) -> str | None:
-    """None if this process can create ``folder`` and write in it, else why not (one line)."""
+def check_writable(folder: Path, leave_nothing: bool = False) -> str | None:
+    """None if this process can create ``folder`` and write in it, else why not (one line).
+
+    ``leave_nothing``: remove again the folders the probe had to create, so a run refused after the check
+    leaves no empty folder behind; only where no other process can be creating folders inside them (the
+    experiment's own check, before any cell starts), as a removal would race with them.
+    """
+    made = [p for p in (folder, *folder.parents) if not p.exists()] if leave_nothing else []  # innermost first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-probe-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
+        for path in made:
+            path.rmdir()
     except OSError as err:
         return (f"{folder}: cannot write there ({err.strerror or err}); on a cluster the "
                 "experiment's out must be a filesystem every node shares")  # fmt: skip

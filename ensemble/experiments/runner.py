@@ -180,7 +180,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
     launcher = make_launcher(exp.launcher, exp.threads)  # a bad setting, too
     out = Path(exp.out or Path("experiments") / exp.name)
     runs = out / "runs"
-    if (why := check_writable(out)) is not None:
+    if (why := check_writable(out, leave_nothing=True)) is not None:  # a refusal below leaves no empty folder
         raise ConfigError(why)
     tracking = Tracking(mlflow_uri=exp.mlflow_uri, experiment=exp.mlflow_experiment)
     parent = parent_run(tracking, f"experiment:{exp.name}") if exp.mlflow else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -87,6 +88,8 @@ def claim_run_dir(base: Path) -> Path:
             return candidate
         except FileExistsError:
             n += 1
+        except FileNotFoundError:  # a failed start of another run removed the emptied ``base`` just now
+            base.mkdir(parents=True, exist_ok=True)
 
 
 # a tag's checkpoint file(s) in ``checkpoints/``, as glob patterns; the nets' are Lightning's
@@ -267,12 +270,18 @@ def run_name_of(folder: Path) -> str:
 
 def discard_if_unused(run_dir: Path | None) -> None:
     """Delete a run folder this process claimed for a run that failed before its first checkpoint, so a
-    failed start leaves no half run behind (a run with a checkpoint is kept: it can be resumed)."""
+    failed start leaves no half run behind (a run with a checkpoint is kept: it can be resumed), and its
+    ``<name>`` folder with it when that holds nothing else."""
     if run_dir is None or not run_dir.is_dir():
         return
     ckpts = run_dir / "checkpoints"
     if not (ckpts.is_dir() and any(ckpts.iterdir())):
         shutil.rmtree(run_dir)
+        try:
+            run_dir.parent.rmdir()
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):  # not empty: other runs live there, keep it
+                raise
 
 
 # ``--ckpt_path`` in every family's help: what ``best`` and ``last`` resolve to (``Family.find_checkpoint``)
