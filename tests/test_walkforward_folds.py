@@ -182,3 +182,19 @@ def test_no_train_target_hint_fits_the_mode(mode):
     with pytest.raises(DataContractError, match="no train target") as err:
         cut_folds(panel, np.ones(12, bool), 2, spec)
     assert ("wf.train_bars" in str(err.value)) == (mode == "rolling"), str(err.value)
+
+
+def test_a_window_longer_than_the_first_fold_is_blamed_on_seq_len_not_purging():
+    """Labelled rows that would give the first fold its training targets, all taken by the input window's warm-up
+    (a row needs seq_len bars of its own symbol behind it): the line names data.seq_len, not purging."""
+    n, h = 60, 2
+    panel = panel_of([np.arange(n) * HOUR, np.arange(n) * HOUR], [np.zeros(n, dtype=np.int64)] * 2)
+    labelled = np.ones(2 * n, bool)
+    pos = np.tile(np.arange(n), 2)
+    spec = FoldSpec(folds=2, val_bars=2)
+    assert len(cut_folds(panel, labelled, h, spec, labelled)) == 2  # the labelled rows alone make both folds
+    with pytest.raises(DataContractError, match="no train target") as err:
+        cut_folds(panel, pos >= 20, h, spec, labelled)  # seq_len 21: the first fold's window is bars 20-19
+    assert "data.seq_len" in str(err.value) and "purging" not in str(err.value), str(err.value)
+    with pytest.raises(DataContractError, match="after purging"):  # no labelled row would do: purging is the cause
+        cut_folds(panel, labelled, 25, spec, labelled)

@@ -146,14 +146,12 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
     # expanding mode already trains on every bar before the block: only a longer first group or less taken off helps
     train_hint = "use fewer folds or a longer wf.train_bars" if spec.mode == "rolling" else (
         "use fewer folds, a smaller wf.val_bars / wf.val_fraction, or a shorter horizon / wf.embargo")
-    folds = []
-    for k in range(1, spec.folds + 1):
-        start, end = int(cuts[k]), int(cuts[k + 1])
-        before = time < start
+    def parts(targets: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(train, val, in_window) masks of the fold whose block starts at ``start``, rows of ``targets``."""
         # per symbol: b = bars before the block (the block's first bar), lo = the window's first bar
-        b = np.bincount(symbol, weights=before, minlength=n_symbols).astype(np.int64)
+        b = np.bincount(symbol, weights=time < start, minlength=n_symbols).astype(np.int64)
         lo = np.maximum(b - spec.train_bars, 0) if spec.mode == "rolling" else np.zeros_like(b)
-        in_window = eligible & (pos >= lo[symbol]) & (pos < b[symbol])
+        in_window = targets & (pos >= lo[symbol]) & (pos < b[symbol])
         n_val = (np.full_like(b, spec.val_bars) if spec.val_bars is not None
                  else np.round(spec.val_fraction * np.bincount(symbol, weights=in_window, minlength=n_symbols)))
         # inner val: each symbol's last n_val targets whose label window ends before the block (missing labels
@@ -162,18 +160,27 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
         val = can_val & (_count_from_end(can_val, symbol, n_symbols) <= np.maximum(n_val, 1)[symbol])
         v = b - gap
         np.minimum.at(v, symbol[val], pos[val])
-        train = in_window & (pos + gap < v[symbol])
+        return in_window & (pos + gap < v[symbol]), val, in_window
+
+    folds = []
+    for k in range(1, spec.folds + 1):
+        start, end = int(cuts[k]), int(cuts[k + 1])
+        train, val, in_window = parts(eligible, start)
         test = eligible & (time >= start) & (time < end)
         fold = Fold(k, np.flatnonzero(train), np.flatnonzero(val), np.flatnonzero(test),
                     int(in_window.sum() - train.sum() - val.sum()), start,
                     None if k == spec.folds else end)  # fmt: skip
-        for part, hint in (("train", train_hint),
-                           ("val", "raise wf.val_bars / wf.val_fraction, or use fewer folds")):  # fmt: skip
-            if getattr(fold, part).size == 0:
+        for i, (part, hint) in enumerate((("train", train_hint),
+                                          ("val", "raise wf.val_bars / wf.val_fraction, or use fewer folds"))):
+            if getattr(fold, part).size:
+                continue
+            where = f"walk-forward fold {k} (test block from {format_time(start, panel.tz)}): no {part} target"
+            if clock is not None and parts(clock, start)[i].any():  # labelled rows would do: the warm-up took them
                 raise DataContractError(
-                    f"walk-forward fold {k} (test block from {format_time(start, panel.tz)}): no {part} target "
-                    f"is left after purging h={horizon} and embargo={spec.embargo} bars; {hint}"
-                )
+                    f"{where} has a full input window behind it (data.seq_len bars of its own symbol); use a "
+                    "shorter data.seq_len or fewer folds")  # fmt: skip
+            raise DataContractError(f"{where} is left after purging h={horizon} and embargo={spec.embargo} bars; "
+                                    f"{hint}")
         folds.append(fold)
     return folds
 
