@@ -41,11 +41,11 @@ def test_final_model_temperature_is_fitted_on_the_out_of_fold_rows(tmp_path):
     # by hand: undo each fold's own T (fold 2 reused fold 1's model, and its T), then fit one T on all the rows
     uncalibrated = []
     for fold in folds.itertuples():
-        t_fold = json.loads((Path(fold.run_dir) / "metrics.json").read_text())["calibration/temperature"]
+        t_fold = json.loads((out / fold.run_dir / "metrics.json").read_text())["calibration/temperature"]
         part = oof[oof.fold == fold.fold]
         uncalibrated.append(apply_temperature(part[PROBS].to_numpy(np.float64), 1.0 / t_fold))
         if fold.fold == 2:
-            assert t_fold == json.loads((Path(folds.run_dir[0]) / "metrics.json").read_text())[
+            assert t_fold == json.loads((out / folds.run_dir[0] / "metrics.json").read_text())[
                 "calibration/temperature"]  # fmt: skip
     expected = fit_temperature(np.vstack(uncalibrated), oof.sort_values("fold", kind="stable")["label"] + 1)
 

@@ -18,8 +18,8 @@ def test_lstm_walkforward(tmp_path, fit_args):
     oof = pd.read_parquet(out / "oof.parquet")
     assert len(oof) == folds.test_rows.sum() and not oof.duplicated(["datetime", "symbol"]).any()
     for run in folds.run_dir:  # the usual artifacts of a net run, its checkpoints included
-        assert (Path(run) / "predictions" / "test.parquet").is_file()
-        assert list((Path(run) / "checkpoints").glob("*.ckpt"))
+        assert (out / run / "predictions" / "test.parquet").is_file()
+        assert list((out / run / "checkpoints").glob("*.ckpt"))
     assert "oof/f1_macro" in json.loads((out / "metrics.json").read_text())
 
 

@@ -45,7 +45,7 @@ def test_walkforward_outputs_keep_the_timezone_and_a_fold_export_predicts_as_the
 
     # the last fold's run, exported, then predicted from the raw split files by a user
     fold = pd.read_csv(Path(members[0]) / "folds.csv").iloc[-1]
-    run = Path(fold.run_dir)
+    run = Path(members[0]) / fold.run_dir  # relative to the walk-forward folder
     export = tmp_path / "fold_export"
     assert main(["export", "--run", str(run), "--out", str(export)]) == 0
     stats = json.loads((export / "metadata.json").read_text())["normalizer"]

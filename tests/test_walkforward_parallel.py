@@ -66,7 +66,7 @@ def test_local_folds_equal_sequential_with_refit_folds_first(tmp_path, splits, c
     assert_same(tmp_path / "seq", tmp_path / "local")
     folds = pd.read_csv(tmp_path / "local" / "folds.csv")
     assert folds["refit_from"].tolist() == [1, 1, 3]
-    fold_2 = json.loads((Path(folds.run_dir[1]) / "metrics.json").read_text())
+    fold_2 = json.loads((tmp_path / "local" / folds.run_dir[1] / "metrics.json").read_text())
     assert fold_2["checkpoint/test"].startswith(str(tmp_path / "local" / "runs" / "fold_1"))  # fold 1's model
     # one line per fold with its out-of-fold metric (the refit folds 1 and 3 first, then fold 2), the same as
     # sequential's apart from order and timings; nothing from the folds' own training, and no bar off a terminal

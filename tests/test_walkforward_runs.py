@@ -45,12 +45,13 @@ def test_outputs(tmp_path, splits, capsys):
         part = oof[oof.fold == fold.fold]
         assert len(part) == fold.test_rows and str(part.datetime.min()) == fold.test_start.replace("T", " ")[:19]
     metrics = json.loads((out / "metrics.json").read_text())
-    per_fold = [json.loads((Path(r) / "metrics.json").read_text())["test/f1_macro"] for r in folds.run_dir]
+    assert not any(Path(r).is_absolute() for r in folds.run_dir)  # relative to out: the folder can move
+    per_fold = [json.loads((out / r / "metrics.json").read_text())["test/f1_macro"] for r in folds.run_dir]
     assert metrics["folds/f1_macro/mean"] == pytest.approx(np.mean(per_fold))
     assert metrics["folds/f1_macro/std"] == pytest.approx(np.std(per_fold, ddof=1))
     assert metrics["folds/f1_macro/min"] == pytest.approx(min(per_fold)) and "oof/log_loss" in metrics
     # fold 2 reused fold 1's model: same checkpoint file, no checkpoints of its own
-    assert json.loads((Path(folds.run_dir[1]) / "metrics.json").read_text())["checkpoint/test"].startswith(str(out))
+    assert json.loads((out / folds.run_dir[1] / "metrics.json").read_text())["checkpoint/test"].startswith(str(out))
     assert {p.name for p in (out / "plots").iterdir()} == {"metrics_per_fold.png", "oof_equity_curve.png"}
     text = capsys.readouterr().out
     assert re.search(r"\[3/3\] fold_3: done in \d+s, oof/\w+ \d\.\d{4}", text)  # a line per fold, its oof metric

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ensemble.ensembling.blend import split_metrics
 from ensemble.errors import EnsembleError
-from ensemble.io import atomic_write, write_json, write_parquet
+from ensemble.io import atomic_write, record_path, write_json, write_parquet
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.suite import books_on_trading
 from ensemble.training.artifacts import PROB_COLUMNS
@@ -24,8 +24,10 @@ class WalkForwardError(EnsembleError):
 
 
 def write_folds_csv(out: Path, rows: list[dict]) -> Path:
-    """``folds.csv``: one row per fold (clock, rows per part, rows purged, refit_from, run_dir)."""
-    frame = pd.DataFrame(rows)
+    """``folds.csv``: one row per fold (clock, rows per part, rows purged, refit_from, run_dir). ``run_dir`` is
+    relative to ``out`` (``record_path``), so the walk-forward folder reads the same from any working directory
+    and after a move."""
+    frame = pd.DataFrame([{**r, "run_dir": record_path(r["run_dir"], out)} for r in rows])
     return atomic_write(out / "folds.csv", lambda p: frame.to_csv(p, index=False))
 
 
