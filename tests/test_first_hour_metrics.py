@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import balanced_accuracy_score
 
 from ensemble.metrics import MetricSuite
-from ensemble.metrics.classification import BalancedAccuracy
+from ensemble.metrics.classification import ClassificationMetrics
 
 
 def _sklearn(target: np.ndarray, pred: np.ndarray) -> float:
@@ -28,11 +28,11 @@ def test_balanced_accuracy_matches_sklearn_absent_classes_included(rows, batches
     target = np.array([t for t, _ in rows])
     pred = np.array([p for _, p in rows])
     probs = torch.nn.functional.one_hot(torch.tensor(pred), 3).float() * 0.5 + 0.25  # argmax is pred
-    metric = BalancedAccuracy(3)
+    metric = ClassificationMetrics()
     for part in np.array_split(np.arange(len(rows)), batches):  # several updates, as batches arrive
         if len(part):
             metric.update(probs[part], torch.tensor(target[part]))
-    assert float(metric.compute()) == pytest.approx(_sklearn(target, pred), abs=1e-6)
+    assert float(metric.compute()["balanced_accuracy"]) == pytest.approx(_sklearn(target, pred), abs=1e-6)
 
 
 def test_suite_val_balanced_accuracy_with_every_label_long():
@@ -54,10 +54,11 @@ def test_states_merge_as_ranks_sync():
     """Under DDP each state is reduced with its dist_reduce_fx; ``merge_state`` applies the same reduction."""
     g = torch.Generator().manual_seed(1)
     probs, target = torch.randn(90, 3, generator=g), torch.randint(0, 2, (90,), generator=g)  # class 2 absent
-    whole, rank0, rank1 = BalancedAccuracy(3), BalancedAccuracy(3), BalancedAccuracy(3)
+    whole, rank0, rank1 = ClassificationMetrics(), ClassificationMetrics(), ClassificationMetrics()
     whole.update(probs, target)
     rank0.update(probs[:37], target[:37])
     rank1.update(probs[37:], target[37:])
     rank0.merge_state(rank1)
-    assert float(rank0.compute()) == pytest.approx(float(whole.compute()))
-    assert float(whole.compute()) == pytest.approx(_sklearn(target.numpy(), probs.argmax(1).numpy()))
+    assert rank0.compute() == pytest.approx(whole.compute())  # every metric, not only balanced accuracy
+    want = _sklearn(target.numpy(), probs.argmax(1).numpy())
+    assert float(whole.compute()["balanced_accuracy"]) == pytest.approx(want)

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ensemble.metrics import ExpectedCalibrationError, MetricSuite, SharpeRatio, TradingConfig
+from ensemble.metrics import ClassificationMetrics, MetricSuite, SharpeRatio, TradingConfig
 
 HORIZON, BARS_PER_YEAR = 3, 252.0
 CONFIGS = {
@@ -56,10 +56,10 @@ def single_process() -> tuple[dict[str, dict[str, float]], list[list[int]], floa
         suite.update(probs, target, time, ret, symbol=symbol)
     sharpe = SharpeRatio(HORIZON, BARS_PER_YEAR)
     sharpe.update(time, probs.argmax(1) - 1, ret)
-    ece = ExpectedCalibrationError(3)
+    ece = ClassificationMetrics()
     ece.update(probs, target)
     metrics = {name: suite.compute() for name, suite in every.items()}
-    return metrics, every["argmax"].confusion_matrix().tolist(), float(sharpe.compute()), float(ece.compute())
+    return metrics, every["argmax"].confusion_matrix().tolist(), float(sharpe.compute()), float(ece.compute()["ece"])
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:
@@ -73,7 +73,7 @@ def worker(rank: int, port: int, out_dir: str) -> None:
                 suite.update(probs[part], target[part], time[part], ret[part], symbol=symbol[part])
         # A rank that saw no rows at all must still sync (int64 time state on every rank).
         sharpe = SharpeRatio(HORIZON, BARS_PER_YEAR)
-        ece = ExpectedCalibrationError(3)  # per-row list states: an empty rank must gather too
+        ece = ClassificationMetrics()  # a rank that saw no rows still syncs its sums
         if rank == 0:
             sharpe.update(time, probs.argmax(1) - 1, ret)
             ece.update(probs, target)
@@ -83,7 +83,7 @@ def worker(rank: int, port: int, out_dir: str) -> None:
                 "metrics": {name: suite.compute() for name, suite in every.items()},
                 "confmat": every["argmax"].confusion_matrix().tolist(),
                 "sharpe_one_rank": float(sharpe.compute()),
-                "ece_one_rank": float(ece.compute()),
+                "ece_one_rank": float(ece.compute()["ece"]),
             }
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(result, f)

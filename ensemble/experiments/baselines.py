@@ -56,7 +56,7 @@ def train_class_prior(run_dir: Path, config: dict | None = None) -> np.ndarray:
     return counts / counts.sum()
 
 
-_CLASSIFICATION = tuple(classification_metrics(CLASS_NAMES).keys())  # accuracy, f1 (f1_short, ...), log_loss, ...
+_CLASSIFICATION = classification_metrics(CLASS_NAMES).names  # accuracy, f1 (f1_short, ...), log_loss, ...
 
 
 def baseline_probs(name: str, prior: np.ndarray, n: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from ensemble.data.calendar import infer_bars_per_year
 from ensemble.metrics.classification import (
     CLASS_NAMES,
     BrierScore,
-    ExpectedCalibrationError,
+    ClassificationMetrics,
     LogLoss,
     classification_metrics,
 )
@@ -26,7 +26,7 @@ from ensemble.metrics.trading import (
 __all__ = [
     "CLASS_NAMES",
     "BrierScore",
-    "ExpectedCalibrationError",
+    "ClassificationMetrics",
     "Exposure",
     "LogLoss",
     "MaxDrawdown",

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassCalibrationError,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
-from torchmetrics.wrappers import ClasswiseWrapper
+from torchmetrics import Metric
 
 CLASS_NAMES: tuple[str, ...] = ("short", "flat", "long")
+
+
+def nll_sum(probs: Tensor, target: Tensor, eps: float = 1e-7) -> Tensor:
+    """float64 sum over rows of -log p[y], p clamped to [eps, 1]. probs: (B, C); target: (B,) class ids."""
+    # float64 first: under mixed precision probs may arrive as half, and the log of a half underflows
+    return -probs.double().gather(1, target.long()[:, None]).clamp(eps, 1.0).log().sum()
+
+
+def brier_sum(probs: Tensor, target: Tensor) -> Tensor:
+    """float64 sum over rows of sum_c (p_c - 1[y = c])^2. probs: (B, C); target: (B,) class ids."""
+    p = probs.double()  # a half-precision square of a small difference would round to 0
+    # sum_c (p_c - 1[y = c])^2 = sum_c p_c^2 - 2 p_y + 1, without building the one-hot matrix
+    return (p * p).sum() - 2 * torch.take_along_dim(p, target.long()[:, None], dim=1).sum() + target.numel()
 
 
 class LogLoss(Metric):
@@ -27,20 +32,18 @@ class LogLoss(Metric):
     def __init__(self, eps: float = 1e-7, **kwargs) -> None:
         super().__init__(**kwargs)
         self.eps = eps
-        self.add_state("nll_sum", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """preds: (B, C) class probabilities; target: (B,) class indices."""
-        # Upcast first: under mixed precision probs may arrive as half and log of a half underflows.
-        p = preds.float().gather(1, target.long().unsqueeze(1)).squeeze(1).clamp(self.eps, 1.0)
-        self.nll_sum += -p.log().sum()
+        self.nll_sum += nll_sum(preds, target, self.eps)
         self.count += target.numel()
 
     def compute(self) -> Tensor:
         if self.count == 0:
             return torch.zeros((), device=self.nll_sum.device)
-        return self.nll_sum / self.count
+        return (self.nll_sum / self.count).float()
 
 
 class BrierScore(Metric):
@@ -61,10 +64,7 @@ class BrierScore(Metric):
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """preds: (B, C) class probabilities; target: (B,) class indices."""
-        p = preds.double()  # a half-precision square of a small difference would round to 0
-        # sum_c (p_c - 1[y = c])^2 = sum_c p_c^2 - 2 p_y + 1, without building the one-hot matrix
-        p_true = torch.take_along_dim(p, target.long()[:, None], dim=1)
-        self.sq_sum += (p * p).sum() - 2 * p_true.sum() + target.numel()
+        self.sq_sum += brier_sum(preds, target)
         self.rows += target.numel()
 
     def compute(self) -> Tensor:
@@ -73,89 +73,86 @@ class BrierScore(Metric):
         return (self.sq_sum / self.rows).float()
 
 
-class ExpectedCalibrationError(MulticlassCalibrationError):
-    """torchmetrics' top-label calibration error, fed probabilities clamped to [0, 1].
+class ClassificationMetrics(Metric):
+    """Every classification metric of the suite, from one set of counts and sums.
 
-    torchmetrics reads a batch holding any value outside [0, 1] as logits and softmaxes the whole batch;
-    a probability one rounding step above 1 (a blend's weighted mean) must not turn the ECE into nonsense.
-    No rows give 0, as every metric of the suite, rather than torchmetrics' error.
-    """
+    ``update(probs (B, C), target (B,))`` adds to a (C, C) confusion matrix (rows true, columns the arg-max), the
+    log-loss and Brier sums and the calibration bins; ``compute()`` returns ``{name: 0-d tensor}`` for
+    ``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``precision_<class>``, ``recall_<class>``,
+    ``f1_<class>``, ``log_loss``, ``ece`` and ``brier`` (``names``). Every state is a sum, so the result under
+    DDP equals the one over all rows; no rows give 0 for every metric.
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """preds: (B, C) class probabilities; target: (B,) class indices."""
-        super().update(preds.float().clamp(0.0, 1.0), target)
+    One metric rather than a collection of torchmetrics' own: they cost 2.5x more per evaluation, mostly in
+    building and syncing nine metrics over the same arg-max (docs/benchmarks.md), and give the same numbers
+    (tests/test_metrics.py checks each against them):
 
-    def compute(self) -> Tensor:
-        rows = self.confidences if isinstance(self.confidences, list) else [self.confidences]
-        if sum(r.numel() for r in rows) == 0:  # none here, or none on any rank after a sync
-            return torch.zeros((), device=self.device)
-        return super().compute()
-
-
-class BalancedAccuracy(Metric):
-    """Mean recall over the classes present in the target, as scikit-learn's ``balanced_accuracy_score``.
-
-    A class with no true rows has no recall: it is left out of the mean rather than counted as 0 (which
-    is what torchmetrics' macro recall does for a class that is predicted but absent). Per-class counts
-    are summed across processes, so the result under DDP equals the one over all rows.
+    - precision, recall, F1 per class as torchmetrics' ``average=None`` with a 0 for a zero denominator;
+      ``f1_macro`` as its ``average="macro"``: the mean over the classes that were true or predicted at least
+      once; ``accuracy`` the share of rows whose arg-max is the target;
+    - ``balanced_accuracy``: mean recall over the classes present in the target (scikit-learn's
+      ``balanced_accuracy_score``);
+    - ``log_loss``: mean -log p[y], p clamped to [1e-7, 1]; ``brier``: the multiclass Brier score (Brier 1950),
+      mean over rows of sum_c (p_c - 1[y = c])^2, in [0, 2];
+    - ``ece``: expected calibration error of the top label (Guo et al. 2017, eq. 3), sum over bins of
+      (rows in bin / N) |accuracy - mean confidence|, with torchmetrics' bins: ``n_bins`` equal-width bins
+      [k/n, (k+1)/n) and a confidence of exactly 1 in a bin of its own. Probabilities are clamped to [0, 1]
+      first: a blend's weighted mean can land one rounding step above 1.
     """
 
     is_differentiable = False
-    higher_is_better = True
     full_state_update = False
 
-    def __init__(self, num_classes: int, **kwargs) -> None:
+    def __init__(self, class_names: tuple[str, ...] = CLASS_NAMES, n_bins: int = 15, eps: float = 1e-7,
+                 **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.num_classes = num_classes
-        self.add_state("hits", default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("support", default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.class_names, self.eps = tuple(class_names), eps
+        c = len(self.class_names)
+        self.add_state("confusion", default=torch.zeros(c, c, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("squared", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        # per calibration bin: summed top-label confidence, rows whose top label is right (sum over bins of
+        # (rows / N) |hits / rows - confidence / rows| needs no row count)
+        self.add_state("bins", default=torch.zeros(2, n_bins + 1, dtype=torch.float64), dist_reduce_fx="sum")
+        self.edges = torch.linspace(0, 1, n_bins + 1)  # float32, as torchmetrics bins float32 confidences
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The metric names ``compute`` returns, in its order."""
+        per_class = [f"{kind}_{name}" for kind in ("precision", "recall", "f1") for name in self.class_names]
+        return ("accuracy", "balanced_accuracy", "f1_macro", *per_class, "log_loss", "ece", "brier")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """preds: (B, C) class probabilities (or scores); target: (B,) class indices."""
-        target = target.long()
-        hit = preds.argmax(dim=1) == target
-        self.support += torch.bincount(target, minlength=self.num_classes)
-        self.hits += torch.bincount(target[hit], minlength=self.num_classes)
+        """preds: (B, C) class probabilities; target: (B,) class indices."""
+        c, target = len(self.class_names), target.long()
+        pred = preds.detach().argmax(dim=1)  # the first of tied maxima, as torchmetrics
+        confidence = preds.detach().float().clamp(0.0, 1.0).amax(dim=1)
+        self.confusion += torch.bincount(target * c + pred, minlength=c * c).view(c, c)
+        self.nll += nll_sum(preds.detach(), target, self.eps)
+        self.squared += brier_sum(preds.detach(), target)
+        index = torch.bucketize(confidence, self.edges.to(confidence.device), right=True) - 1
+        n = self.bins.shape[1]
+        self.bins += torch.stack([torch.bincount(index, weights=confidence.double(), minlength=n),
+                                  torch.bincount(index, weights=(pred == target).double(), minlength=n)])  # fmt: skip
 
-    def compute(self) -> Tensor:
-        present = self.support > 0
-        if not present.any():
-            return torch.zeros((), device=self.hits.device)
-        return (self.hits[present].double() / self.support[present]).mean().float()
+    def compute(self) -> dict[str, Tensor]:
+        cm = self.confusion.double()
+        tp, predicted, true = cm.diagonal(), cm.sum(dim=0), cm.sum(dim=1)
+        rows = cm.sum()
+
+        def ratio(a: Tensor, b: Tensor) -> Tensor:  # 0 where b is 0, as torchmetrics' zero_division=0
+            return torch.where(b > 0, a / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(a))
+
+        def mean_where(x: Tensor, keep: Tensor) -> Tensor:
+            return x[keep].mean() if bool(keep.any()) else torch.zeros((), dtype=x.dtype, device=x.device)
+
+        precision, recall, f1 = ratio(tp, predicted), ratio(tp, true), ratio(2 * tp, predicted + true)
+        confidence, hits = self.bins
+        values = [ratio(tp.sum(), rows), mean_where(recall, true > 0), mean_where(f1, predicted + true > 0),
+                  *precision, *recall, *f1, ratio(self.nll, rows), ratio((hits - confidence).abs().sum(), rows),
+                  ratio(self.squared, rows)]  # fmt: skip
+        return {name: v.float() for name, v in zip(self.names, values, strict=True)}
 
 
-def classification_metrics(class_names: tuple[str, ...] = CLASS_NAMES) -> MetricCollection:
-    """Accuracy, balanced accuracy, macro F1, per-class precision/recall/F1, log loss, ECE and Brier score.
-
-    Every metric takes ``update(probs (B, C), target (B,))``; per-class scores come out as flat scalars
-    named ``precision_short``, ``recall_flat``, ``f1_long``, ...
-
-    ``ece``: expected calibration error of the top label (Guo et al. 2017, eq. 3) with 15 equal-width
-    confidence bins and the L1 norm, sum over bins of (rows in bin / N) |accuracy - mean confidence|;
-    torchmetrics' ``MulticlassCalibrationError`` via ``ExpectedCalibrationError`` (bins [k/15, (k+1)/15),
-    a confidence of exactly 1 in its own last bin; per-row confidences are gathered across processes).
-    ``brier``: ``BrierScore``.
-    """
-    n = len(class_names)
-    labels = list(class_names)
-
-    def per_class(metric: Metric, name: str) -> ClasswiseWrapper:
-        return ClasswiseWrapper(metric, labels=labels, prefix=f"{name}_")
-
-    return MetricCollection(
-        {
-            "accuracy": MulticlassAccuracy(n, average="micro"),
-            "balanced_accuracy": BalancedAccuracy(n),
-            "f1_macro": MulticlassF1Score(n, average="macro"),
-            "precision": per_class(MulticlassPrecision(n, average=None), "precision"),
-            "recall": per_class(MulticlassRecall(n, average=None), "recall"),
-            "f1": per_class(MulticlassF1Score(n, average=None), "f1"),
-            "log_loss": LogLoss(),
-            "ece": ExpectedCalibrationError(n, n_bins=15, norm="l1"),
-            "brier": BrierScore(),
-        },
-        # No compute groups: a ClasswiseWrapper in one keeps a stale cached result after later updates
-        # (torchmetrics 1.9 invalidates the wrapper's cache, not the wrapped metric's), and no two plain
-        # metrics here share state since balanced accuracy has its own.
-        compute_groups=False,
-    )
+def classification_metrics(class_names: tuple[str, ...] = CLASS_NAMES) -> ClassificationMetrics:
+    """The suite's classification metrics for ``class_names``: ``ClassificationMetrics``."""
+    return ClassificationMetrics(class_names)

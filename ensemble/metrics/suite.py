@@ -6,7 +6,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ensemble.metrics.book import size_positions
 from ensemble.metrics.classification import CLASS_NAMES, classification_metrics
@@ -61,7 +60,6 @@ class MetricSuite(torch.nn.Module):
         self.trading_config = trading or TradingConfig()
         self.classification = classification_metrics(CLASS_NAMES)
         self.trading = trading_metrics(horizon, bars_per_year, self.trading_config)
-        self.confmat = MulticlassConfusionMatrix(len(CLASS_NAMES))
 
     def update(self, probs: Tensor, target: Tensor, time: Tensor, fwd_return: Tensor,
                symbol: Tensor | None = None) -> None:
@@ -76,7 +74,6 @@ class MetricSuite(torch.nn.Module):
                              "the top-k book follow each symbol")
         probs, target = probs.detach(), target.detach()
         self.classification.update(probs, target)
-        self.confmat.update(probs, target)
         score = probs[:, 2] - probs[:, 0]  # p_long - p_short: ranks the top-k book and feeds the IC
         position = size_positions(probs, self.trading_config)
         self.trading.update(time, position, fwd_return.detach(), symbol.detach(), score)
@@ -87,9 +84,9 @@ class MetricSuite(torch.nn.Module):
 
     def confusion_matrix(self) -> Tensor:
         """(3, 3) counts; rows are true classes, columns predicted ones."""
-        return self.confmat.compute()
+        with self.classification.sync_context():  # the sum over every process under DDP
+            return self.classification.confusion.clone()
 
     def reset(self) -> None:
         self.classification.reset()
         self.trading.reset()
-        self.confmat.reset()
