@@ -102,6 +102,9 @@ def test_tuning_workers_trials_are_one_line_each_once(capsys):
                    "[2/3] trial 1: pruned, val/log_loss 1.1500 (worker 0, at step 1)",
                    "[3/3] trial 2: failed (worker 0: ValueError: x)"]  # fmt: skip
     assert trial_outcome(study.trials[0], "val/log_loss").value == pytest.approx(1.0931)
+    # one-process tune: this process ran every trial, so no worker is named
+    assert [trial_outcome(t, "val/log_loss", here=True).note for t in study.trials] == ["", "at step 1",
+                                                                                      "ValueError: x"]
 
 
 def _read_until_quiet(fd: int, quiet_s: float = 1.0) -> str:

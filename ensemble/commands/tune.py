@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> int:
     import optuna
 
+    from ensemble.launchers.progress import Progress
     from ensemble.training.threads import check_threads, default_threads
     from ensemble.tuning.study import objective_label, study_metric, tune
     from ensemble.tuning.workers import threaded_base, tune_in_workers
@@ -97,8 +98,14 @@ def run(argv: list[str]) -> int:
             optuna.logging.set_verbosity(previous)
         ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
     else:
-        study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir, ran,
-                     record_base=base)  # best.yaml: the user's config, not the trials' thread settings
+        previous = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the line per trial is ours, as with --tune.workers
+        try:
+            with Progress(known.n_trials, label="trials") as progress:
+                study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir,
+                             ran, record_base=base, progress=progress)  # best.yaml: the user's config, not threads
+        finally:
+            optuna.logging.set_verbosity(previous)
     done = [t for t in study.trials if t.value is not None]
     print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
     if done:

@@ -16,6 +16,7 @@ import yaml
 from ensemble import console
 from ensemble.errors import ConfigError, EnsembleError, one_line
 from ensemble.io import atomic_write
+from ensemble.launchers.progress import Progress
 from ensemble.metrics.suite import metric_mode
 from ensemble.training.config import model_short_name, resolve_config
 from ensemble.training.family import StopRequest
@@ -25,6 +26,7 @@ from ensemble.tuning.objective import check_keys, run_trial, trial_config, trial
 from ensemble.tuning.record import tune_record_line
 from ensemble.tuning.report import study_subject, write_report
 from ensemble.tuning.space import SearchSpace
+from ensemble.tuning.trial_lines import trial_outcome, wall_s
 
 
 class StorageError(EnsembleError):
@@ -185,7 +187,8 @@ def open_study(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = 
 
 def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
          ran: list[optuna.trial.FrozenTrial] | None = None, report: bool = True,
-         worker: int | None = None, record_base: dict[str, Any] | None = None) -> optuna.Study:  # fmt: skip
+         worker: int | None = None, record_base: dict[str, Any] | None = None,
+         progress: Progress | None = None) -> optuna.Study:  # fmt: skip
     """Run ``cfg.n_trials`` trials of the study over ``base`` (a resolved run config) in this process.
 
     Args:
@@ -198,6 +201,7 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
         worker: the number of this ``--tune.workers`` worker, recorded with each trial it runs.
         record_base: the user's run config, before the study's resource settings (tree threads) were added to
             ``base``; best.yaml keeps its settings (default: ``base``).
+        progress: prints a line per finished trial, in ``--tune.workers``' format (``trial_lines``).
 
     Raises:
         ConfigError, SearchSpaceError, StorageError: before trial 1, naming the setting at fault.
@@ -209,6 +213,9 @@ def tune(cfg: TuneConfig, base: dict[str, Any], config_dir: Path | None = None,
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if ran is not None:
             ran.append(trial)
+        if progress is not None:
+            progress.finish(f"trial {trial.number}", trial_outcome(trial, objective_label(cfg.metric), here=True),
+                            wall_s(trial))
         if stop.seen:  # a SIGTERM while the trial evaluated: no new trial starts
             study.stop()
 

@@ -17,19 +17,21 @@ _STATES = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState
            optuna.trial.TrialState.FAIL: "failed"}  # fmt: skip
 
 
-def trial_outcome(trial: optuna.trial.FrozenTrial, metric: str) -> Outcome:
+def trial_outcome(trial: optuna.trial.FrozenTrial, metric: str, here: bool = False) -> Outcome:
     """What a finished trial's line says: its state, its ``metric`` value (a pruned trial's last reported one;
     none for a failed trial) and the worker that ran it (``worker`` user attr; a process not started by this
-    command has none), with a failed trial's error."""
+    command has none), with a failed trial's error. ``here``: this process ran it (one-process ``tune``), so
+    no worker is named."""
     state = _STATES[trial.state]
     worker = trial.user_attrs.get("worker")
-    note = f"worker {worker}" if worker is not None else "another process"
+    note = "" if here else f"worker {worker}" if worker is not None else "another process"
     value = trial.value
     if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
         step = max(trial.intermediate_values)
-        value, note = trial.intermediate_values[step], f"{note}, at step {step}"
+        value, note = trial.intermediate_values[step], ", ".join(filter(None, (note, f"at step {step}")))
     if trial.state == optuna.trial.TrialState.FAIL:
-        return Outcome(state, note=f"{note}: {trial.user_attrs.get('error', 'no value (non-finite metric)')}")
+        error = trial.user_attrs.get("error", "no value (non-finite metric)")
+        return Outcome(state, note=f"{note}: {error}" if note else error)
     return Outcome(state, metric, value, note)
 
 
