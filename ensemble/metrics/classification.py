@@ -82,9 +82,9 @@ class ClassificationMetrics(Metric):
     ``f1_<class>``, ``log_loss``, ``ece`` and ``brier`` (``names``). Every state is a sum, so the result under
     DDP equals the one over all rows; no rows give 0 for every metric.
 
-    One metric rather than a collection of torchmetrics' own: they cost 2.5x more per evaluation, mostly in
-    building and syncing nine metrics over the same arg-max (docs/benchmarks.md), and give the same numbers
-    (tests/test_metrics.py checks each against them):
+    One metric rather than a collection of torchmetrics' own: those cost 4x more per evaluation (9.5 ms against
+    2.3 on the demo's test split, docs/benchmarks.md), mostly in building nine metrics over the same arg-max, and
+    give the same numbers (tests/test_classification_reference.py checks each against them):
 
     - precision, recall, F1 per class as torchmetrics' ``average=None`` with a 0 for a zero denominator;
       ``f1_macro`` as its ``average="macro"``: the mean over the classes that were true or predicted at least
