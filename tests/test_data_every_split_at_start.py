@@ -31,3 +31,17 @@ def test_bad_test_value_fails_before_training(tmp_path, fit_args, capsys, column
     assert not list(runs.rglob("*")) if runs.exists() else True  # no half run, nor its emptied <name>_h5 folder
     line = _cli_error(capsys, ["test", *fit_args(config=config), "--ckpt_path", "last"])
     assert "no run" in line and "train one first" in line, line
+
+
+def test_a_refused_start_removes_the_folders_its_claim_made(tmp_path, fit_args, capsys):
+    """A new tracking.save_dir and a nested tracking.name: every folder the refused fit created goes with it, and a
+    folder that was there before stays."""
+    frames = make_frames()
+    frames["test"].loc[4, "f2"] = np.nan
+    root = write_frames(tmp_path / "bad_test", frames)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    args = [*fit_args(config="configs/lightgbm.yaml"), "--data.root", str(root),
+            "--tracking.save_dir", str(kept / "new_logs"), "--tracking.name", "grp/sub/run1"]  # fmt: skip
+    assert "null in feature column 'f2'" in _cli_error(capsys, ["fit", *args])
+    assert kept.is_dir() and not list(kept.iterdir())

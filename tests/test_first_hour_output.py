@@ -432,3 +432,16 @@ def test_baselines_are_scored_on_the_same_rows_and_never_chosen(tmp_path):
     assert board.loc[["uniform", "class_prior"], "test_f1_macro"].notna().all()  # the whole suite, not log loss only
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "| uniform | 5 | baseline |" in md and "worse than a guess" in md
+
+
+def test_a_failed_trial_is_our_line_not_optunas_traceback(fit_args, tmp_path):
+    """One-process tune: a trial that raises is reported on stdout in one line; Optuna's WARNING with the
+    traceback stays off stderr (as with --tune.workers, where it goes to the worker's log)."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"model.init_args.num_leaves": {"type": "categorical", "choices": [1]}}))
+    out = _cli("tune", *_piped(fit_args, config="configs/lightgbm.yaml"), *LGB_TINY, "--tune.n_trials", "1",
+               "--tune.search_space", str(space), "--tune.storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+               "--tune.study_name", "s", "--tune.out", str(tmp_path / "out"))  # fmt: skip
+    assert out.returncode == 1
+    assert "[1/1] trial 0: failed" in out.stdout and "study 's': 1 trial, 0 finished" in out.stdout, out.stdout
+    assert "Traceback" not in out.stderr and "Trial 0 failed" not in out.stderr, out.stderr

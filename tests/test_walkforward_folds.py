@@ -196,5 +196,7 @@ def test_a_window_longer_than_the_first_fold_is_blamed_on_seq_len_not_purging():
     with pytest.raises(DataContractError, match="no train target") as err:
         cut_folds(panel, pos >= 20, h, spec, labelled)  # seq_len 21: the first fold's window is bars 20-19
     assert "data.seq_len" in str(err.value) and "purging" not in str(err.value), str(err.value)
+    with pytest.raises(DataContractError, match=r"data.seq_len or fewer folds, or a smaller wf.embargo \(now 3 bars\)"):
+        cut_folds(panel, pos >= 20, h, FoldSpec(folds=2, val_bars=2, embargo=3), labelled)  # both take targets
     with pytest.raises(DataContractError, match="after purging"):  # no labelled row would do: purging is the cause
         cut_folds(panel, labelled, 25, spec, labelled)

@@ -99,7 +99,9 @@ def run(argv: list[str]) -> int:
         ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
     else:
         previous = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the line per trial is ours, as with --tune.workers
+        # the line per trial is ours, as with --tune.workers; a failed trial's is too (Optuna logs it, with its
+        # traceback, as a WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         try:
             with Progress(known.n_trials, label="trials") as progress:
                 study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir,
@@ -107,7 +109,8 @@ def run(argv: list[str]) -> int:
         finally:
             optuna.logging.set_verbosity(previous)
     done = [t for t in study.trials if t.value is not None]
-    print(f"study '{study.study_name}': {len(study.trials)} trials, {len(done)} finished")
+    n = len(study.trials)
+    print(f"study '{study.study_name}': {n} trial{'s' * (n != 1)}, {len(done)} finished")
     if done:
         label = objective_label(study_metric(study))  # not metrics.json's calibrated val metrics
         print(f"best trial {study.best_trial.number}: {label} {study.best_value:.5f}  params {study.best_params}")

@@ -178,7 +178,8 @@ def cut_folds(panel: SplitPanel, eligible: np.ndarray, horizon: int, spec: FoldS
             if clock is not None and parts(clock, start)[i].any():  # labelled rows would do: the warm-up took them
                 raise DataContractError(
                     f"{where} has a full input window behind it (data.seq_len bars of its own symbol); use a "
-                    "shorter data.seq_len or fewer folds")  # fmt: skip
+                    "shorter data.seq_len or fewer folds"
+                    + (f", or a smaller wf.embargo (now {spec.embargo} bars)" if spec.embargo else ""))  # fmt: skip
             raise DataContractError(f"{where} is left after purging h={horizon} and embargo={spec.embargo} bars; "
                                     f"{hint}")
         folds.append(fold)

@@ -76,15 +76,21 @@ def default_run_name(config: Mapping[str, Any]) -> str:
     return f"{key.model}_h{key.horizon}"
 
 
+# claimed run folder -> the folders above it its claim created (``tracking.save_dir``, a nested ``tracking.name``)
+_MADE: dict[Path, list[Path]] = {}
+
+
 def claim_run_dir(base: Path) -> Path:
     """Create ``base/version_N`` with the next free N. ``mkdir`` is atomic, so two runs started
     at the same moment never share a directory."""
+    made = [p for p in (base, *base.parents) if not p.exists()]  # innermost first: ``discard_if_unused`` undoes them
     base.mkdir(parents=True, exist_ok=True)
     n = (run_versions(base)[-1][0] + 1) if run_versions(base) else 0
     while True:
         candidate = base / f"version_{n}"
         try:
             candidate.mkdir()
+            _MADE[candidate] = made
             return candidate
         except FileExistsError:
             n += 1
@@ -270,18 +276,21 @@ def run_name_of(folder: Path) -> str:
 
 def discard_if_unused(run_dir: Path | None) -> None:
     """Delete a run folder this process claimed for a run that failed before its first checkpoint, so a
-    failed start leaves no half run behind (a run with a checkpoint is kept: it can be resumed), and its
-    ``<name>`` folder with it when that holds nothing else."""
+    failed start leaves no half run behind (a run with a checkpoint is kept: it can be resumed), and the emptied
+    folders above it with it: its ``<name>`` folder, and any folder its claim created (a new ``tracking.save_dir``,
+    the parts of a nested ``tracking.name``) that holds nothing else."""
     if run_dir is None or not run_dir.is_dir():
         return
     ckpts = run_dir / "checkpoints"
     if not (ckpts.is_dir() and any(ckpts.iterdir())):
         shutil.rmtree(run_dir)
-        try:
-            run_dir.parent.rmdir()
-        except OSError as err:
-            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):  # not empty: other runs live there, keep it
-                raise
+        for folder in _MADE.pop(run_dir, None) or [run_dir.parent]:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):  # not empty: other runs live there, keep it
+                    raise
+                break
 
 
 # ``--ckpt_path`` in every family's help: what ``best`` and ``last`` resolve to (``Family.find_checkpoint``)
