@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -36,6 +37,28 @@ def remove_partial_writes(run_dir: Path) -> list[Path]:
     for path in leftovers:
         path.unlink()
     return leftovers
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first: what a ``mkdir(parents=True)``
+    of it would create, for ``remove_empty_folders`` to undo."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first, as ``missing_folders`` gives them) while they are empty; stop at the
+    first that holds anything, which another run may be using.
+
+    Raises:
+        OSError: any failure other than a folder that is not empty.
+    """
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            return
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -88,26 +88,22 @@ def run(argv: list[str]) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # --quiet: not even a line per trial
     config_dir = configs[-1].parent if configs else None
     ran: list = []
-    if known.workers > 1:
-        started = datetime.now()
-        previous = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created": the parent's lines are its own
-        try:
+    previous = optuna.logging.get_verbosity()
+    try:
+        if known.workers > 1:
+            started = datetime.now()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created": the parent's lines are its own
             study = tune_in_workers(TuneConfig(**vars(known)), base, config_dir, threads)
-        finally:
-            optuna.logging.set_verbosity(previous)
-        ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
-    else:
-        previous = optuna.logging.get_verbosity()
-        # the line per trial is ours, as with --tune.workers; a failed trial's is too (Optuna logs it, with its
-        # traceback, as a WARNING)
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        try:
+            ran = [t for t in study.trials if t.datetime_start is not None and t.datetime_start >= started]
+        else:
+            # the line per trial is ours, as with --tune.workers; a failed trial's is too (Optuna logs it, with its
+            # traceback, as a WARNING)
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
             with Progress(known.n_trials, label="trials") as progress:
                 study = tune(TuneConfig(**vars(known)), threaded_base(base, threads or default_threads(1)), config_dir,
                              ran, record_base=base, progress=progress)  # best.yaml: the user's config, not threads
-        finally:
-            optuna.logging.set_verbosity(previous)
+    finally:
+        optuna.logging.set_verbosity(previous)
     done = [t for t in study.trials if t.value is not None]
     n = len(study.trials)
     print(f"study '{study.study_name}': {n} trial{'s' * (n != 1)}, {len(done)} finished")

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from ensemble.errors import ConfigError
-from ensemble.io import write_json
+from ensemble.io import missing_folders, remove_empty_folders, write_json
 from ensemble.launchers.base import STOPPING as _STOPPING
 from ensemble.launchers.base import (
     CellResult,
@@ -235,17 +235,17 @@ def check_writable(folder: Path, leave_nothing: bool = False) -> str | None:
     leaves no empty folder behind; only where no other process can be creating folders inside them (the
     experiment's own check, before any cell starts), as a removal would race with them.
     """
-    made = [p for p in (folder, *folder.parents) if not p.exists()] if leave_nothing else []  # innermost first
+    made = missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-probe-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
-        for path in made:
-            path.rmdir()
     except OSError as err:
         return (f"{folder}: cannot write there ({err.strerror or err}); on a cluster the "
                 "experiment's out must be a filesystem every node shares")  # fmt: skip
+    if leave_nothing:
+        remove_empty_folders(made)
     return None
 
 

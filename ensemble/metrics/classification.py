@@ -123,12 +123,12 @@ class ClassificationMetrics(Metric):
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """preds: (B, C) class probabilities; target: (B,) class indices."""
-        c, target = len(self.class_names), target.long()
-        pred = preds.detach().argmax(dim=1)  # the first of tied maxima, as torchmetrics
-        confidence = preds.detach().float().clamp(0.0, 1.0).amax(dim=1)
+        c, target, probs = len(self.class_names), target.long(), preds.detach()
+        pred = probs.argmax(dim=1)  # the first of tied maxima, as torchmetrics
+        confidence = probs.float().clamp(0.0, 1.0).amax(dim=1)
         self.confusion += torch.bincount(target * c + pred, minlength=c * c).view(c, c)
-        self.nll += nll_sum(preds.detach(), target, self.eps)
-        self.squared += brier_sum(preds.detach(), target)
+        self.nll += nll_sum(probs, target, self.eps)
+        self.squared += brier_sum(probs, target)
         index = torch.bucketize(confidence, self.edges.to(confidence.device), right=True) - 1
         n = self.bins.shape[1]
         self.bins += torch.stack([torch.bincount(index, weights=confidence.double(), minlength=n),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.errors import EnsembleError
-from ensemble.io import remove_partial_writes
+from ensemble.io import missing_folders, remove_empty_folders, remove_partial_writes
 from ensemble.training.run_keys import RunKey, describe_run, recorded_key
 
 _VERSION_RE = re.compile(r"^version_(\d+)$")
@@ -83,7 +82,7 @@ _MADE: dict[Path, list[Path]] = {}
 def claim_run_dir(base: Path) -> Path:
     """Create ``base/version_N`` with the next free N. ``mkdir`` is atomic, so two runs started
     at the same moment never share a directory."""
-    made = [p for p in (base, *base.parents) if not p.exists()]  # innermost first: ``discard_if_unused`` undoes them
+    made = missing_folders(base)  # ``discard_if_unused`` undoes them
     base.mkdir(parents=True, exist_ok=True)
     n = (run_versions(base)[-1][0] + 1) if run_versions(base) else 0
     while True:
@@ -284,13 +283,7 @@ def discard_if_unused(run_dir: Path | None) -> None:
     ckpts = run_dir / "checkpoints"
     if not (ckpts.is_dir() and any(ckpts.iterdir())):
         shutil.rmtree(run_dir)
-        for folder in _MADE.pop(run_dir, None) or [run_dir.parent]:  # innermost first
-            try:
-                folder.rmdir()
-            except OSError as err:
-                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):  # not empty: other runs live there, keep it
-                    raise
-                break
+        remove_empty_folders(_MADE.pop(run_dir, None) or [run_dir.parent])
 
 
 # ``--ckpt_path`` in every family's help: what ``best`` and ``last`` resolve to (``Family.find_checkpoint``)
