@@ -54,6 +54,12 @@ def test_average_ranks_within_groups_match_scipy():
         for g in (0, 1):
             m = (group == g).numpy()
             assert ranks[m].tolist() == pytest.approx(stats.rankdata(x[m].numpy()) - 1)
+    # Without ties (continuous values) the ranks are the positions: the fast path, still scipy's.
+    x = torch.randn(len(group), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ranks = group_ranks(group, x)
+    for g in (0, 1):
+        m = (group == g).numpy()
+        assert ranks[m].tolist() == pytest.approx(stats.rankdata(x[m].numpy()) - 1)
     # A ragged panel (one wide group, many narrow ones) takes the global sort: same ranks.
     group = torch.cat([torch.zeros(50, dtype=torch.long), torch.arange(1, 400)])
     x = torch.randn(len(group), generator=torch.Generator().manual_seed(0), dtype=torch.float64).round(decimals=1)

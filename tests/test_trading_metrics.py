@@ -227,3 +227,26 @@ def test_one_row_per_symbol_and_time():
     rows = (torch.zeros(2, dtype=torch.long), torch.ones(2), torch.ones(2) * 0.01, torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="share a"):
         run(rows, TradingConfig(), horizon=1)
+
+
+@pytest.mark.parametrize("book", ["per_symbol", "topk"])
+def test_the_dense_grid_and_the_row_sorts_give_the_same_book(book, monkeypatch):
+    # A panel with gaps (symbols missing at some timestamps, one closed mid-way), tied scores and shuffled
+    # rows: the grid path and the ragged path (sorts over the rows) must agree (to summation order).
+    rng = np.random.default_rng(3)
+    t, s = np.meshgrid(np.arange(40), np.arange(7), indexing="ij")
+    keep = rng.random(t.shape) > 0.25
+    keep[25:, 4] = False  # symbol 4 leaves the panel for good
+    perm = rng.permutation(int(keep.sum()))
+    time = torch.tensor(t[keep][perm] * HOUR)
+    symbol = torch.tensor(s[keep][perm] * 3 + 11)  # sparse codes: the grid compacts them
+    score = torch.tensor(rng.integers(-3, 4, len(perm)) / 3.0)  # many ties
+    position = torch.tensor(rng.integers(-1, 2, len(perm)), dtype=torch.float64)
+    ret = torch.tensor(rng.normal(0, 0.01, len(perm)))
+    config = TradingConfig(book=book, k=2)
+    grid = book_series(time, symbol, position, score, ret, 3, config)
+    monkeypatch.setattr("ensemble.metrics.book.panel_grid", lambda *args: None)
+    rows = book_series(time, symbol, position, score, ret, 3, config)
+    for a, b in zip(grid, rows, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert float(grid.turnover.sum()) > 0 and float(grid.weight.abs().sum()) > 0

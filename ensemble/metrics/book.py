@@ -2,7 +2,10 @@
 
 The conventions (weights, tranches, costs) are written once, at the top of ``metrics/trading.py``; this file
 implements them with sorts and ``index_add`` only, so its cost grows as N log N with no Python loop per row,
-symbol or timestamp.
+symbol or timestamp. A near-rectangular panel (most symbols at most timestamps) is laid out as a dense
+(timestamps x symbols) grid, where "the same symbol h timestamps earlier" is a shift and a cross-section is a
+row; a ragged one, whose grid would be mostly empty, takes sorts over the rows instead. Both give the same
+numbers (``tests/test_trading_metrics.py`` checks one against the other).
 """
 
 from __future__ import annotations
@@ -45,6 +48,48 @@ def size_positions(probs: Tensor, config: TradingConfig) -> Tensor:
     return side
 
 
+DUPLICATE_ROWS = "two rows share a (time, symbol): pass one row per symbol and timestamp"
+
+
+class Grid(NamedTuple):
+    """Rows placed in a dense (T, S) grid of sorted timestamps x symbols."""
+
+    cell: Tensor  # (N,) flat index g * S + s of each row, s the symbol's rank among those present
+    n_times: int  # T
+    n_symbols: int  # S
+
+    def dense(self, values: Tensor, fill: float) -> Tensor:
+        """(T, S, *rest) grid of per-row ``values`` (N, *rest), ``fill`` where a symbol has no row."""
+        out = values.new_full((self.n_times * self.n_symbols, *values.shape[1:]), fill)
+        out[self.cell] = values
+        return out.view(self.n_times, self.n_symbols, *values.shape[1:])
+
+
+def panel_grid(group: Tensor, symbol: Tensor, n_times: int) -> Grid | None:
+    """The rows' dense grid, or None for a ragged panel (a grid of over 4N + 1024 cells) or no rows.
+
+    group: (N,) timestamp index in [0, T); symbol: (N,) int64 codes.
+
+    Raises:
+        ValueError: two rows with the same (time, symbol).
+    """
+    n = len(symbol)
+    if n == 0:
+        return None
+    code = symbol - symbol.min()
+    span = int(code.max()) + 1
+    if span > 4 * n + 1024:  # sparse codes: counting them would cost more than the sorts it saves
+        return None
+    present = torch.bincount(code, minlength=span) > 0
+    n_symbols = int(present.sum())
+    if n_times * n_symbols > 4 * n + 1024:
+        return None
+    cell = group * n_symbols + (torch.cumsum(present, dim=0) - 1)[code]
+    if int(torch.bincount(cell, minlength=n_times * n_symbols).max()) > 1:
+        raise ValueError(DUPLICATE_ROWS)
+    return Grid(cell, n_times, n_symbols)
+
+
 def _within_group_order(group: Tensor, score: Tensor, symbol: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Rows ordered by (group, score, symbol): (order, rank within the group, group size), per sorted row.
 
@@ -59,19 +104,26 @@ def _within_group_order(group: Tensor, score: Tensor, symbol: Tensor) -> tuple[T
     return order, torch.arange(len(g), device=g.device) - start[g], size[g]
 
 
-def book_weights(group: Tensor, symbol: Tensor, position: Tensor, score: Tensor, config: TradingConfig
-                 ) -> Tensor:
+def book_weights(group: Tensor, symbol: Tensor, position: Tensor, score: Tensor, config: TradingConfig,
+                 grid: Grid | None = None) -> Tensor:
     """(N,) weight of each row in the book, per unit of capital.
 
     ``per_symbol``: position / N_t, N_t = rows at the row's timestamp (flat rows count as cash).
     ``topk``: +1/(2k) for the k highest scores at the timestamp, -1/(2k) for the k lowest, 0 otherwise;
-    a timestamp with fewer than 2k rows is flat.
+    a timestamp with fewer than 2k rows is flat. ``grid``: the rows' ``panel_grid`` when known (else made here).
     """
     if config.book == "per_symbol":
         n = torch.bincount(group).to(position.dtype)
         return position / n[group]
     k = config.k
-    order, rank, size = _within_group_order(group, score, symbol)
+    grid = grid if grid is not None else panel_grid(group, symbol, int(group.max()) + 1 if len(group) else 0)
+    if grid is None:
+        order, rank, size = _within_group_order(group, score, symbol)
+    else:  # a stable sort of each timestamp's row of the grid: columns are in symbol order, absent cells last
+        _, where = torch.sort(grid.dense(score.double(), torch.inf), dim=1, stable=True)
+        columns = torch.arange(grid.n_symbols, device=where.device).expand_as(where)
+        rank = torch.empty_like(where).scatter_(1, where, columns).view(-1)[grid.cell]
+        order, size = slice(None), torch.bincount(group)[group]  # rank and size are already in row order
     leg = torch.where(rank >= size - k, 1.0, torch.where(rank < k, -1.0, 0.0)).to(position.dtype)
     leg = torch.where(size >= 2 * k, leg, torch.zeros_like(leg))
     weight = torch.empty_like(leg)
@@ -79,23 +131,32 @@ def book_weights(group: Tensor, symbol: Tensor, position: Tensor, score: Tensor,
     return weight
 
 
-def rebalance_turnover(group: Tensor, symbol: Tensor, weight: Tensor, horizon: int, n_times: int) -> Tensor:
+def rebalance_turnover(group: Tensor, symbol: Tensor, weight: Tensor, horizon: int, n_times: int,
+                       grid: Grid | None = None) -> Tensor:
     """(T, K) turnover at each timestamp's rebalance: sum over symbols of |w(t_g, s) - w(t_{g-h}, s)|.
 
     ``weight``: (N,) or (N, K) weights of K books over the same rows (one sort serves them all); a (N,)
     weight gives a (T,) result. The previous weight is the same tranche's, h timestamps earlier (0 before
     its first rebalance, or when the symbol had no row then). A symbol held at t_{g-h} with no row at t_g
-    is closed at t_g, when g < T: the book is marked to market at the end, not liquidated.
+    is closed at t_g, when g < T: the book is marked to market at the end, not liquidated. ``grid``: the rows'
+    ``panel_grid`` when known; without one a near-rectangular panel gets one here.
 
     Raises:
         ValueError: two rows with the same (time, symbol).
     """
+    grid = grid if grid is not None else panel_grid(group, symbol, n_times)
+    w2 = weight if weight.dim() == 2 else weight[:, None]
+    if grid is not None:  # absent cells hold 0: no weight before the first rebalance, a close where a row is gone
+        dense = grid.dense(w2, 0.0)
+        previous = torch.zeros_like(dense)
+        previous[horizon:] = dense[:-horizon]
+        turnover = (dense - previous).abs().sum(dim=1)
+        return turnover if weight.dim() == 2 else turnover[:, 0]
     key = symbol.long() * (n_times + horizon) + group  # unique per (symbol, timestamp)
     key, order = torch.sort(key)
     if bool((key[1:] == key[:-1]).any()):
-        raise ValueError("two rows share a (time, symbol): pass one row per symbol and timestamp")
-    w, g = weight[order], group[order]
-    w2 = w if w.dim() == 2 else w[:, None]
+        raise ValueError(DUPLICATE_ROWS)
+    w2, g = w2[order], group[order]
 
     def lookup(shift: int) -> tuple[Tensor, Tensor]:  # (found, index into the sorted rows) of key + shift
         # A symbol with a row at every timestamp has it exactly `shift` rows away: try that first, and
@@ -113,7 +174,7 @@ def rebalance_turnover(group: Tensor, symbol: Tensor, weight: Tensor, horizon: i
     has_next, _ = lookup(horizon)
     closed = ~has_next & (g + horizon < n_times)
     turnover.index_add_(0, g[closed] + horizon, w2[closed].abs())
-    return turnover if w.dim() == 2 else turnover[:, 0]
+    return turnover if weight.dim() == 2 else turnover[:, 0]
 
 
 def book_series(time: Tensor, symbol: Tensor, position: Tensor, score: Tensor, fwd_return: Tensor,
@@ -128,8 +189,9 @@ def book_series(time: Tensor, symbol: Tensor, position: Tensor, score: Tensor, f
     def per_time(v: Tensor) -> Tensor:
         return torch.zeros(n_times, dtype=v.dtype, device=v.device).index_add_(0, group, v)
 
-    weight = book_weights(group, symbol, position, score, config)
+    grid = panel_grid(group, symbol, n_times)
+    weight = book_weights(group, symbol, position, score, config, grid)
     bench = 1.0 / torch.bincount(group, minlength=n_times).to(weight.dtype)[group]
-    turnover = rebalance_turnover(group, symbol, torch.stack([weight, bench], dim=1), horizon, n_times)
+    turnover = rebalance_turnover(group, symbol, torch.stack([weight, bench], dim=1), horizon, n_times, grid)
     return BookSeries(times, group, weight, per_time(weight * fwd_return), turnover[:, 0],
                       per_time(bench * fwd_return), turnover[:, 1])

@@ -176,15 +176,17 @@ def group_ranks(group: Tensor, x: Tensor) -> Tensor:
     dense = torch.full((len(x), len(size), width), torch.inf, dtype=torch.float64, device=x.device)
     dense[:, g, col] = x[:, order].double()  # padding sorts last and never counts below a real value
     ordered, where = torch.sort(dense, dim=-1)
-    # A run of equal values spans positions [first, last]; each of its members gets (first + last) / 2.
     pos = torch.arange(width, device=x.device).expand_as(ordered)
     new_run = torch.ones_like(ordered, dtype=torch.bool)
     new_run[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-    first = torch.cummax(torch.where(new_run, pos, torch.zeros_like(pos)), dim=-1).values
-    end_run = torch.ones_like(new_run)
-    end_run[..., :-1] = new_run[..., 1:]
-    last = torch.where(end_run, pos, torch.full_like(pos, width)).flip(-1).cummin(dim=-1).values.flip(-1)
-    ranks = torch.empty_like(ordered).scatter_(-1, where, (first + last).to(torch.float64) / 2)
+    if bool((new_run | torch.isinf(ordered)).all()):  # no ties among real values (the usual case for floats)
+        ranks = torch.empty_like(ordered).scatter_(-1, where, pos.to(torch.float64))
+    else:  # a run of equal values spans positions [first, last]; each of its members gets (first + last) / 2
+        first = torch.cummax(torch.where(new_run, pos, torch.zeros_like(pos)), dim=-1).values
+        end_run = torch.ones_like(new_run)
+        end_run[..., :-1] = new_run[..., 1:]
+        last = torch.where(end_run, pos, torch.full_like(pos, width)).flip(-1).cummin(dim=-1).values.flip(-1)
+        ranks = torch.empty_like(ordered).scatter_(-1, where, (first + last).to(torch.float64) / 2)
     out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
     out[:, order] = ranks[:, g, col]
     return out
