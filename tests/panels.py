@@ -20,7 +20,7 @@ def make_frames(
     """Three consecutive, non-overlapping splits; rows are time-major (symbols interleaved)."""
     rng = np.random.default_rng(seed)
     total = sum(rows)
-    times = pd.date_range("2021-01-01", periods=total, freq="h")
+    times = pd.date_range("2021-01-01", periods=total, freq="B")  # weekdays, as the demo: 252 bars a year
     frames, start = {}, 0
     for split, n in zip(SPLIT_FILES, rows, strict=True):
         parts = []

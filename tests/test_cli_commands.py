@@ -37,7 +37,7 @@ def test_data_demo_writes_the_splits_and_summary_counts_them(tmp_path, capsys):
     assert printed == ["train", str(out / "train_scaled.parquet"), "val", str(out / "val_scaled.parquet"),
                        "test", str(out / "test_scaled.parquet")]
     info = json.loads((out / "demo_info.json").read_text())
-    assert info["seed"] == 3 and info["n_symbols"] == 1  # --size 0.1 of 10 symbols
+    assert info["seed"] == 3 and info["n_symbols"] == 5  # --size 0.1 of 50 symbols
     for split, rows in info["rows"].items():
         assert len(pd.read_parquet(out / f"{split}_scaled.parquet", columns=["symbol"])) == rows
 

@@ -28,11 +28,12 @@ from ensemble.data.demo import (
 )
 
 SMALL = {"n_symbols": 3, "n_bars": 800, "seed": 1}
-MEDIUM = {"n_symbols": 4, "n_bars": 4000, "seed": 0}
+MEDIUM = {"n_symbols": 4, "n_bars": 8000, "seed": 0}  # 16,000 train rows
 # A single-row model "has signal" when its val macro-F1 clears both of these. The majority-class baseline
 # alone is not enough: it scores ~0.18, while any non-constant guess scores ~1/3 by chance.
 MAJORITY_MARGIN = 0.05
 CHANCE_F1 = 1 / 3 + 0.04
+SIGNAL_MARGIN = 0.05  # over the no-signal twin, which scores ~0.31 (flat, the rarest class, is rarely guessed)
 
 
 def _tables(paths: dict) -> dict[str, pa.Table]:
@@ -64,12 +65,12 @@ def test_deterministic_per_seed_and_chunking(small, tmp_path, monkeypatch):
 
 
 def test_row_counts(small):
-    assert split_lengths(12440) == (8708, 1866, 1866)
-    assert demo_row_counts() == {"train": 87080, "val": 18660, "test": 18660}
-    assert demo_row_counts(size=10)["train"] == 870800
+    assert split_lengths(4320) == (2160, 648, 1512)  # 50/15/35
+    assert demo_row_counts() == {"train": 108000, "val": 32400, "test": 75600}  # 50 symbols
+    assert demo_row_counts(size=10)["train"] == 1080000
     assert demo_row_counts(size=0.01) == demo_row_counts(n_symbols=1)
     counts = {split: pq.ParquetFile(path).metadata.num_rows for split, path in small.items()}
-    assert counts == {"train": 3 * 560, "val": 3 * 120, "test": 3 * 120} == demo_row_counts(3, 800)
+    assert counts == {"train": 3 * 400, "val": 3 * 120, "test": 3 * 280} == demo_row_counts(3, 800)
 
 
 def test_schema_and_roles(small):
@@ -96,7 +97,7 @@ def test_schema_and_roles(small):
         assert list(roles.features) == names and roles.horizons == list(DEMO_HORIZONS), split
     info = json.loads((small["train"].parent / "demo_info.json").read_text())
     assert info["feature_names"] == names and info["horizons"] == list(DEMO_HORIZONS)
-    assert (info["seed"], info["signal"], info["bars_per_year"]) == (1, "default", 8760)
+    assert (info["seed"], info["signal"], info["bars_per_year"]) == (1, "default", 252)
     assert info["signal_b"] == list(SIGNAL_B)
 
 
@@ -135,11 +136,14 @@ def test_labels_purged_and_splits_ordered(small):
                 null = g[f"label_h{h}"].isna().to_numpy()
                 assert not null[:-h].any() and null[-h:].all(), (split, symbol, h)
                 assert (g[f"fwd_return_h{h}"].isna().to_numpy() == null).all()
-    assert tables["train"]["datetime"].min() == np.datetime64("2020-01-01T00:00")
+    assert tables["train"]["datetime"].min() == np.datetime64("2008-01-01")  # a Tuesday
+    assert (tables["train"]["datetime"].dt.dayofweek < 5).all()  # weekdays only
     for early, late in (("train", "val"), ("val", "test")):
         last = tables[early].groupby("symbol")["datetime"].max()
         first = tables[late].groupby("symbol")["datetime"].min()
-        assert (last < first).all() and ((first - last) == np.timedelta64(1, "h")).all()
+        assert (last < first).all()
+        days = (x.to_numpy().astype("datetime64[D]") for x in (last, first))
+        assert (np.busday_count(*days) == 1).all()  # the next weekday
 
 
 def test_labels_never_read_past_their_segment():
@@ -176,7 +180,7 @@ def test_features_are_past_only():
     np.testing.assert_array_equal(before[:, : t + 1], after[:, : t + 1])
     # the check can see: later rows do move, except the calendar (timestamps were left alone)
     same = [n for n, f, g in zip(names, before[:, -1], after[:, -1], strict=True) if np.array_equal(f, g)]
-    assert same == ["hour_sin", "hour_cos", "dow_sin", "dow_cos"]
+    assert same == ["doy_sin", "doy_cos", "dow_sin", "dow_cos"]
 
 
 def _macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
@@ -218,9 +222,9 @@ def _val_scores(tables: dict[str, pa.Table], h: int) -> tuple[float, float]:
 @pytest.mark.parametrize("h", DEMO_HORIZONS)
 def test_signal_is_learnable_only_in_signal_mode(medium, h):
     f1, majority = _val_scores(medium["strong"], h)
-    assert f1 >= majority + MAJORITY_MARGIN and f1 >= CHANCE_F1, (f1, majority)
-    f1, majority = _val_scores(medium["none"], h)
-    assert f1 < CHANCE_F1, (f1, majority)
+    chance = _val_scores(medium["none"], h)[0]  # the same draws without the drift: what noise scores
+    assert f1 >= majority + MAJORITY_MARGIN and f1 >= chance + SIGNAL_MARGIN, (f1, majority, chance)
+    assert chance < CHANCE_F1, chance
 
 
 def _max_abs_corr(table: pa.Table, target: np.ndarray) -> float:
@@ -237,8 +241,11 @@ def test_no_signal_labels_independent_of_features(medium, h):
 
     signal, noise = medium["strong"]["train"], medium["none"]["train"]
     assert _max_abs_corr(signal, label(signal)) > 0.15  # the check can see a real signal
-    assert _max_abs_corr(noise, label(noise)) < 0.08
-    assert _max_abs_corr(noise, np.abs(label(noise))) < 0.08  # whether a barrier is hit: no vol-regime leak
+    # Overlapping h-bar labels on persistent features: the largest of 107 chance correlations grows with h
+    # (0.07-0.08 at h = 20 over seeds 0-2, each time a different feature), so the bound does too.
+    bound = 0.08 if h <= 5 else 0.10
+    assert _max_abs_corr(noise, label(noise)) < bound
+    assert _max_abs_corr(noise, np.abs(label(noise))) < bound  # whether a barrier is hit: no vol-regime leak
 
 
 def test_rejects_splits_shorter_than_the_horizon(tmp_path):

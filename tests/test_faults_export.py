@@ -115,7 +115,7 @@ def test_rows_without_a_prediction_are_reported_per_symbol(finished, tmp_path, c
     assert side.loc["S0", "reason"].startswith("warm-up") and side.loc["S2", "reason"].startswith("too short")
     for symbol, n in (("S0", 4), ("S2", 3)):  # the reported rows are exactly the ones missing from preds
         rows = frame[frame.symbol == symbol].head(n).datetime
-        assert str(rows.min()) == side.loc[symbol, "first_datetime"]
-        assert str(rows.max()) == side.loc[symbol, "last_datetime"]
+        assert pd.Timestamp(side.loc[symbol, "first_datetime"]) == rows.min()
+        assert pd.Timestamp(side.loc[symbol, "last_datetime"]) == rows.max()
     line = [ln for ln in capsys.readouterr().out.splitlines() if "rows without one" in ln]
     assert len(line) == 1 and "S2 3 too short (3 rows < seq_len 5)" in line[0] and "S0 4 warm-up" in line[0]

@@ -63,28 +63,28 @@ def test_bars_per_year_null_is_inferred_printed_once_and_stored(splits, tmp_path
     build(CONFIGS / "xgboost.yaml", overrides).fit()
     build(CONFIGS / "xgboost.yaml", overrides)  # a second job of the same data (a tuning trial): not again
     err = capsys.readouterr().err
-    assert err.count("trading.bars_per_year not set: 8760 bars a year, inferred from the timestamps of") == 1
+    assert err.count("trading.bars_per_year not set: 252 bars a year, inferred from the timestamps of") == 1
     metrics = _metrics(sorted((tmp_path).glob("*/version_0"))[0])
-    assert metrics["val/bars_per_year"] == metrics["test/bars_per_year"] == 8760  # the test panels are hourly 24/7
+    assert metrics["val/bars_per_year"] == metrics["test/bars_per_year"] == 252  # the test panels are weekdays
 
 
 def test_given_bars_per_year_wins_and_scales_sharpe_by_its_square_root(splits, tmp_path):
-    # the test panels are hourly 24/7 (8760 inferred); a given value within 2x of it is the user's convention
-    slow = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "a", bars_per_year=4380)).fit()
-    fast = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "b", bars_per_year=17520)).fit()
-    assert slow["test/bars_per_year"] == 4380
+    # the test panels are daily on weekdays (252 inferred); a given value within 2x of it is the user's convention
+    slow = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "a", bars_per_year=126)).fit()
+    fast = build(CONFIGS / "xgboost.yaml", _tree_overrides(splits, tmp_path / "b", bars_per_year=504)).fit()
+    assert slow["test/bars_per_year"] == 126
     assert fast["test/sharpe"] == pytest.approx(2 * slow["test/sharpe"], rel=1e-9)
 
 
 @pytest.mark.parametrize("config", ["xgboost", "lstm"])
 def test_bars_per_year_contradicting_the_data_is_refused(config, splits, tmp_path, capsys):
-    """A bundled config's 8760 copied onto daily bars would inflate every Sharpe ~5.9x: refused in one line."""
+    """An hourly 24/7 config's 8760 copied onto daily bars would inflate every Sharpe ~5.9x: refused in one line."""
     argv = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--data.root", str(splits),
-            "--tracking.save_dir", str(tmp_path), "--trading.bars_per_year", "252"]  # fmt: skip
+            "--tracking.save_dir", str(tmp_path), "--trading.bars_per_year", "8760"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "trading.bars_per_year is 252, but the timestamps of" in err[0]
-    assert "give 8760 bars a year" in err[0] and "trading.bars_per_year: null" in err[0]
+    assert len(err) == 1 and "trading.bars_per_year is 8760, but the timestamps of" in err[0]
+    assert "give 252 bars a year" in err[0] and "trading.bars_per_year: null" in err[0]
     assert not list(tmp_path.glob("*/version_*"))
 
 
@@ -181,7 +181,7 @@ def test_experiment_trading_section_reaches_every_cell_and_fit_args_win(tmp_path
     for model in ("lstm", "lightgbm"):
         config = cell_config(exp, model, 5, tmp_path, None)
         assert config["trading"]["cost_bps"] == 12 and config["trading"]["book"] == "topk"
-        assert config["trading"]["k"] == 2 and config["trading"]["bars_per_year"] == 8760  # the config's own
+        assert config["trading"]["k"] == 2 and config["trading"]["bars_per_year"] == 252  # the config's own
 
 
 @pytest.mark.parametrize("config", ["xgboost", "lstm"])

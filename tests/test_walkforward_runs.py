@@ -91,7 +91,7 @@ def leak_splits(root: Path, h: int = 10, block: int = 100, regimes=(0, 1, 1, 2, 
     Regimes change exactly at the walk-forward's block boundaries (6 folds over 7 groups), and the only useful
     feature is the clock, so a model can only predict a block from the labels of the bars just before it."""
     n_span, n_test = block * len(regimes), 40
-    times = pd.date_range("2022-01-01", periods=n_span + n_test, freq="h")
+    times = pd.date_range("2022-01-01", periods=n_span + n_test, freq="B")  # weekdays: the configs state 252 a year
     cuts = block_bounds(times[:n_span].asi8, np.ones(n_span, bool), len(regimes) - 1)
     regime = np.asarray(regimes)[np.minimum(np.searchsorted(cuts, times.asi8, side="right") - 1, len(regimes) - 1)]
     rng = np.random.default_rng(0)

@@ -1,15 +1,18 @@
 """Deterministic demo splits in exactly the production shape (the README's data contract).
 
-Simulation (hourly, 24/7): r_{t+1} = mu_t + beta_i * m_{t+1} + e_{t+1}, with a common market factor m and an
-idiosyncratic part e, each GARCH(1,1) with Student-t shocks (vol clustering, fat tails, correlated symbols).
-The hidden signal mu_t = sigma_{t+1} * (b1 * z1_t + b2 * (z2_t - z2_{t-5})) is in units of ex-ante vol; z1
-(persistent AR(1)) and z2 are observed as the innocuous features ``flow_imbalance`` and ``basis_spread``.
-A single row reveals the z1 part; the z2 part needs a window of >= 6 bars.
+Simulation (daily bars on weekdays; 50 symbols x 4,320 bars, about 17 years, by default):
+r_{t+1} = mu_t + beta_i * m_{t+1} + e_{t+1}, with a common market factor m and an idiosyncratic part e, each
+GARCH(1,1) with Student-t shocks (vol clustering, fat tails, correlated symbols). The hidden signal
+mu_t = sigma_{t+1} * (b1 * z1_t + b2 * (z2_t - z2_{t-5})) is in units of ex-ante vol; z1 (persistent AR(1))
+and z2 are observed as the innocuous features ``flow_imbalance`` and ``basis_spread``. A single row reveals
+the z1 part; the z2 part needs a window of >= 6 bars. The simulation itself is clock-free (a bar is a bar);
+only the timestamps and ``BARS_PER_YEAR`` make it daily.
 
 Signal strength (``signal``): ``True`` / ``"default"`` is realistic: b = ``SIGNAL_B``, small enough that a
-well-fitted model reaches a gross test Sharpe of a few units at the demo's own ``BARS_PER_YEAR`` and a rank IC
-of a few hundredths (a stronger demo reads as a bug to a quant). ``"strong"`` (``SIGNAL_B_STRONG``) is for
-tests that need a model to learn in a few epochs. ``False`` / ``"none"``: b1 = b2 = 0.
+well-fitted model reaches a gross test Sharpe of 1-3 at the demo's own ``BARS_PER_YEAR`` (252) and a rank IC
+of about 0.08, the levels of a real daily equity signal (a stronger demo reads as a bug to a quant).
+``"strong"`` (``SIGNAL_B_STRONG``) is for tests that need a model to learn in a few epochs. ``False`` /
+``"none"``: b1 = b2 = 0.
 
 Labels: triple barrier at +-k_H * sqrt(H) * sigma_t(H), with sigma_t(H)^2 the simulator's own ex-ante GARCH
 forecast of the mean variance over the next H bars. Not an EWMA: a lagging estimate would let vol features
@@ -44,21 +47,26 @@ from ensemble.data.rolling import rstd as _rstd
 from ensemble.data.rolling import rsum as _rsum
 
 DEMO_HORIZONS = (5, 20)
-BARS_PER_YEAR = 8760  # hourly bars, 24/7
-START = np.datetime64("2020-01-01T00:00", "ns")
-SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-SIGNAL_B = (0.03, 0.015)  # (b1, b2) of the default demo: realistic (see tests/test_demo_realism.py)
+BARS_PER_YEAR = 252  # daily bars on weekdays
+START = np.datetime64("2008-01-01", "D")  # the first written bar is the first weekday on or after it
+N_SYMBOLS, N_BARS = 50, 4320  # the default demo: 50 symbols x 17 years
+# 50/15/35: a test split of 6 years, so one split's annual Sharpe has a standard error of about 0.41 (Lo 2002);
+# with 15% (0.7 years at 4320 bars) one split could not tell a Sharpe of 0.5 from 4.
+SPLIT_FRACTIONS = (0.50, 0.15, 0.35)
+SIGNAL_B = (0.039, 0.0195)  # (b1, b2) of the default demo: realistic (see tests/test_demo_realism.py)
 SIGNAL_B_STRONG = (0.20, 0.10)  # learnable in a few epochs, far from perfect (see tests/test_demo_data.py)
 SIGNALS = {"none": (0.0, 0.0), "default": SIGNAL_B, "strong": SIGNAL_B_STRONG}
 SIGNAL_FEATURES = ("flow_imbalance", "basis_spread")
 BURN_IN = 400  # unwritten pre-history, so every rolling window is already full at the first row
 WINDOWS = (6, 12, 24, 48, 96, 168, 336)
 GARCH_A, GARCH_B = 0.05, 0.93  # shared by market and idiosyncratic parts: closed-form multi-bar forecast
-MKT_VAR = 0.005**2  # market factor's long-run hourly variance
+MKT_VAR = 0.002**2  # market factor's long-run variance per bar: ~6% of a typical symbol's (docs/benchmarks.md)
 T_DOF = 6.0  # Student-t shocks: fat tails with finite kurtosis
-BARRIER_K = 0.96  # continuous-monitoring barrier; per horizon minus the discrete-monitoring correction
+# Continuous-monitoring barrier; per horizon minus the discrete-monitoring correction. 0.88 makes flat the
+# rarest class (about 28%), so the arg-max of a weak forecast is a side, not flat almost everywhere.
+BARRIER_K = 0.88
 CHUNK_SYMBOLS = 8  # symbols per generation chunk (and parquet row group)
-STATS_SYMBOLS = 32  # symbols whose train rows give the scaling statistics
+STATS_SYMBOLS = 64  # symbols whose train rows give the scaling statistics
 # "Alternative data" block: AR(1) series, persistence per column; two of them carry the signal.
 ALT = (("funding_rate", 0.97), ("flow_imbalance", 0.97), ("open_interest_chg", 0.5),
        ("basis_spread", 0.9), ("sentiment_score", 0.995))
@@ -91,16 +99,16 @@ def signal_strength(signal: bool | str) -> tuple[str, tuple[float, float]]:
 
 
 def split_lengths(n_bars: int) -> tuple[int, int, int]:
-    """Bars per symbol in train / val / test (70/15/15, chronological)."""
+    """Bars per symbol in train / val / test (``SPLIT_FRACTIONS``: 50/15/35, chronological)."""
     n_train, n_val = round(n_bars * SPLIT_FRACTIONS[0]), round(n_bars * SPLIT_FRACTIONS[1])
     return n_train, n_val, n_bars - n_train - n_val
 
 
-def demo_symbol_count(n_symbols: int = 10, size: float = 1.0) -> int:
+def demo_symbol_count(n_symbols: int = N_SYMBOLS, size: float = 1.0) -> int:
     return max(1, round(n_symbols * size))
 
 
-def demo_row_counts(n_symbols: int = 10, n_bars: int = 12440, size: float = 1.0) -> dict[str, int]:
+def demo_row_counts(n_symbols: int = N_SYMBOLS, n_bars: int = N_BARS, size: float = 1.0) -> dict[str, int]:
     """Rows per split file, by arithmetic only."""
     n_sym = demo_symbol_count(n_symbols, size)
     return {split: n_sym * n for split, n in zip(SPLITS, split_lengths(n_bars), strict=True)}
@@ -178,7 +186,8 @@ def simulate_bars(seed: int, symbols: Sequence[int], n_bars: int, signal: bool |
     hl = np.maximum(np.abs(ret), 1.6 * sd * np.exp(0.25 * extra[..., -2] - 0.03))
     var_bar = beta**2 * MKT_VAR + idio_var
     log_volume = 10.0 + 0.8 * np.log(v[:n] / var_bar) + 0.3 * np.abs(ret) / sd + 0.3 * extra[..., -1]
-    time = START + (np.arange(n) - BURN_IN) * np.timedelta64(1, "h")
+    days = np.busday_offset(START, np.arange(n) - BURN_IN, roll="forward")  # weekdays; the burn-in before START
+    time = days.astype("datetime64[ns]")
     return Bars(time, ret, mkt, hl, log_volume, alt, noise, v[1:], var_bar)
 
 
@@ -242,8 +251,10 @@ def bar_features(b: Bars) -> tuple[list[str], np.ndarray]:
         put(f"rel_mom_{w}", _rsum(r, w) - _rsum(m, w))
     for j, (name, _) in enumerate(ALT):
         put(name, b.alt[..., j])
-    hours = b.time.astype("datetime64[h]").astype(np.int64)[:, None]
-    for unit, phase in (("hour", hours % 24 / 24), ("dow", (hours // 24 + 3) % 7 / 7)):  # 1970-01-01: Thursday
+    days = b.time.astype("datetime64[D]")
+    day_of_year = (days - days.astype("datetime64[Y]")).astype(np.int64)[:, None]
+    weekday = (days.astype(np.int64)[:, None] + 3) % 7  # 1970-01-01 was a Thursday
+    for unit, phase in (("doy", day_of_year / 365.25), ("dow", weekday / 7)):
         put(f"{unit}_sin", np.sin(2 * np.pi * phase))
         put(f"{unit}_cos", np.cos(2 * np.pi * phase))
     for j in range(b.noise.shape[-1]):
@@ -333,15 +344,15 @@ def _train_stats(seed: int, n_symbols: int, n_bars: int, signal: bool | str, kee
     return mean, np.where(std > 0, std, 1.0)
 
 
-def make_demo_splits(out: str | Path, *, seed: int = 0, n_symbols: int = 10, n_bars: int = 12440,
+def make_demo_splits(out: str | Path, *, seed: int = 0, n_symbols: int = N_SYMBOLS, n_bars: int = N_BARS,
                      size: float = 1.0, signal: bool | str = True, n_features: int = 107,
                      horizons: tuple[int, ...] = DEMO_HORIZONS) -> dict[str, Path]:
     """Write ``{out}/{train,val,test}_scaled.parquet`` and ``demo_info.json``; return the split paths.
 
     ``size`` multiplies the number of symbols. ``signal``: True/"default" (realistic), "strong" (for tests
     that need fast learning) or False/"none" (labels independent of features); see :func:`signal_strength`.
-    Deterministic for a given seed; files appear atomically. The bars are hourly and 24/7: annualise with
-    ``BARS_PER_YEAR`` = 8760 (also written to ``demo_info.json``).
+    Deterministic for a given seed; files appear atomically. The bars are daily, on weekdays: annualise with
+    ``BARS_PER_YEAR`` = 252 (also written to ``demo_info.json``).
 
     Raises:
         ValueError: splits too short for the horizons, or an unknown ``signal``.

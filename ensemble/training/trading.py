@@ -99,8 +99,8 @@ def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str,
     """Say on stderr which annualisation the trading metrics use when the config does not set one; refuse a set
     value that contradicts the data's own clock.
 
-    A bundled config states the demo's hourly 8760; copied onto daily bars it would annualise every Sharpe by
-    sqrt(8760 / 252), about 5.9x too high, without a word. Beyond ``BARS_PER_YEAR_TOLERANCE`` either way, a given
+    A bundled config states the demo's daily 252; copied onto hourly 24/7 bars it would annualise every Sharpe
+    by sqrt(252 / 8760), about 5.9x too low, without a word. Beyond ``BARS_PER_YEAR_TOLERANCE`` either way, a given
     value is refused; within it (252 against 365 for daily bars, a 6.5- against a 7-bar session) it is the
     user's convention and wins.
 
