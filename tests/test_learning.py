@@ -54,10 +54,13 @@ def test_lstm_finds_demo_signal_but_not_noise(tmp_path, horizon):
     make_demo_splits(tmp_path / "noise", signal=False, **sizes)
     signal = _fit(tmp_path, tmp_path / "signal", "signal", "--data.horizon", str(horizon))
     noise = _fit(tmp_path, tmp_path / "noise", "noise", "--data.horizon", str(horizon))
-    assert signal["val/f1_macro"] > CHANCE + MARGIN, signal["val/f1_macro"]
-    assert signal["test/f1_macro"] > CHANCE + MARGIN, signal["test/f1_macro"]
+    # Against the noise twin (same draws, no drift), not against 1/3: flat is the demo's rarest label, so even a
+    # good model rarely predicts it, and macro-F1 counts its F1 of ~0 (the signal model scores ~0.37 here).
+    for split in ("val", "test"):
+        assert signal[f"{split}/f1_macro"] > noise[f"{split}/f1_macro"] + 0.03, (signal, noise)  # 0.047 here
+        assert signal[f"{split}/log_loss"] < noise[f"{split}/log_loss"]
+        assert signal[f"{split}/rank_ic"] > 0.1 > abs(noise[f"{split}/rank_ic"])
     assert noise["val/f1_macro"] < CHANCE + MARGIN, noise["val/f1_macro"]
-    assert signal["val/log_loss"] < noise["val/log_loss"]
 
 
 def _planted(tmp_path, shift: int):
