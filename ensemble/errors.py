@@ -41,6 +41,19 @@ _NOISE = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected 
           "Problem with given class_path")
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _TYPE = re.compile(r"Expected a <class '([\w.]+)'>\. Got value: (.*)")
+_LITERAL = re.compile(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)")
+
+
+def _reason(text: str) -> str:
+    """jsonargparse's type message in our words: ``expected int, got 'abc'``, ``must be one of a, b, got 'c'``,
+    ``expected a finite float, got 'nan'`` (a NaN or infinite float is refused as a value, not as a type)."""
+    if m := _LITERAL.fullmatch(text):
+        choices = ", ".join(c.strip().strip("'\"") for c in m.group(1).split(","))
+        return f"must be one of {choices}, got '{m.group(2)}'"
+    if (m := _TYPE.fullmatch(text)) and m.group(1) == "float" and m.group(2).strip().lower().lstrip("+-") in (
+            "nan", "inf", "infinity"):
+        return f"expected a finite float, got '{m.group(2)}'"
+    return _TYPE.sub(r"expected \1, got '\2'", text)
 
 
 def one_line(err: BaseException) -> str:
@@ -53,7 +66,7 @@ def one_line(err: BaseException) -> str:
     useful = [ln for ln in lines if not ln.strip(" -").startswith(_NOISE)] or lines
     depth = [len(ln) - len(ln.lstrip(" -")) for ln in useful]
     deepest = max(range(len(useful)), key=lambda i: (depth[i], i))
-    reason = _TYPE.sub(r"expected \1, got '\2'", useful[deepest].strip(" -"))
+    reason = _reason(useful[deepest].strip(" -"))
     given = [ln.strip().removeprefix("Given value: ") for ln in lines if ln.strip().startswith("Given value: ")]
     if given and (bare := re.fullmatch(r"Expected a <class '([\w.]+)'>", reason)):  # a union: name the value too
         reason = f"expected {bare.group(1)}, got '{given[-1]}'"

@@ -214,3 +214,21 @@ def test_help_texts(capsys):
         main(["register", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "MLflow tracking and registry store (default: sqlite:///mlflow.db)" in text
+
+
+def test_a_member_that_predicted_fewer_rows_is_named_with_the_rows_the_blend_was_judged_on(members, capsys):
+    root, runs, _ = members
+    for split in ("val", "test"):  # the weak member predicted symbol A only (trained on a smaller universe)
+        path = runs[1] / "predictions" / f"{split}.parquet"
+        frame = pd.read_parquet(path)
+        frame[frame.symbol == "A"].to_parquet(path)
+    blend(runs, "mean", root / "blends")
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("blend judged on")]
+    half = f"{N // 2:,}"
+    assert [ln.split(",")[0] for ln in lines] == ["blend judged on the val rows every member predicted",
+                                                   "blend judged on the test rows every member predicted"]
+    assert f"{half} rows (1 symbol)" in lines[1] and f"{runs[1]}: {half} (1)" in lines[1]
+    assert f"{runs[0]}: {N:,} (2)" in lines[1]
+    capsys.readouterr()
+    blend(runs[::2], "mean", root / "blends")  # members that predicted the same rows: no line
+    assert "blend judged on" not in capsys.readouterr().out

@@ -275,3 +275,16 @@ def test_contradicting_signal_flags_are_one_line(signal, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--no-signal" in err[0] and "--signal" in err[0], err
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--size", "0"), ("--size", "-1"), ("--size", "nan"), ("--size", "x"),
+                                             ("--seed", "-3"), ("--seed", "1.5")])
+def test_a_bad_size_or_seed_is_one_line_and_writes_nothing(flag, value, tmp_path, capsys):
+    from ensemble.cli import main
+
+    assert main(["data", "demo", "--out", str(tmp_path / "d"), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"argument {flag}: must be" in err[0] and repr(value) in err[0], err
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(ValueError, match="size must be a number > 0"):  # the Python API refuses it too
+        make_demo_splits(tmp_path / "d", size=0)

@@ -135,8 +135,9 @@ def test_terminal_board_shows_net_sharpe_beside_gross():
     from ensemble.experiments.leaderboard import terminal_table
 
     board = pd.DataFrame([{"model": "lightgbm", "horizon": 5, "kind": "member", "status": "done",
-                           "test_sharpe": 1.2345, "test_sharpe_net": -0.4321, "run_dir": "x"}])
+                           "test_sharpe": 1.2345, "test_sharpe_net": -0.4321, "test_rank_ic": 0.0567, "run_dir": "x"}])
     header, *rest = terminal_table(board).splitlines()
     assert "test_sharpe" in header and "test_sharpe_net" in header
     assert header.index("test_sharpe_net") > header.index("test_sharpe ")  # net right after gross
-    assert "-0.4321" in "\n".join(rest) and "1.2345" in "\n".join(rest)
+    assert header.index("test_rank_ic") > header.index("test_sharpe_net")  # then the signal's rank IC
+    assert "-0.4321" in "\n".join(rest) and "1.2345" in "\n".join(rest) and "0.0567" in "\n".join(rest)

@@ -20,7 +20,8 @@ HORIZON, BARS_PER_YEAR = 3, 252.0
 CONFIGS = {
     "argmax": TradingConfig(cost_bps=5, slippage_bps=2),
     "prob_diff": TradingConfig(sizing="prob_diff", cost_bps=10),
-    "threshold_topk": TradingConfig(sizing="threshold", threshold=0.4, book="topk", k=2, benchmark="none"),
+    "threshold": TradingConfig(sizing="threshold", threshold=0.4),
+    "topk": TradingConfig(book="topk", k=2, benchmark="none"),
 }
 
 

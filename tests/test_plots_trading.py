@@ -42,7 +42,7 @@ def test_equity_figure_shows_gross_net_benchmark_and_drawdown_with_units():
     fig = equity_curve_figure(times, gross, "lightgbm h=5 test: equity", net=net, benchmark=bench)
     top, bottom = fig.axes
     assert top.get_title() == "lightgbm h=5 test: equity"
-    assert top.get_ylabel() == "cumulative return (%)" and bottom.get_ylabel() == "drawdown (%)"
+    assert top.get_ylabel() == "cumulative return (%)" and bottom.get_ylabel() == "drawdown of net (%)"
     assert bottom.get_xlabel() == "time (UTC)"
     lines = {line.get_label(): line.get_ydata() for line in top.lines if not line.get_label().startswith("_")}
     assert list(lines) == ["gross", "net of costs", "benchmark (equal weight, net)"]
@@ -54,6 +54,15 @@ def test_equity_figure_shows_gross_net_benchmark_and_drawdown_with_units():
     only_gross = equity_curve_figure(times, gross, "t")  # the old call still works
     assert [line.get_label() for line in only_gross.axes[0].lines if not line.get_label().startswith("_")] == [
         "gross"]
+    assert only_gross.axes[1].get_ylabel() == "drawdown (%)"  # of gross, the only curve
+
+
+def test_the_equity_title_names_the_cost_and_the_book():
+    assert TradingConfig().describe() == "5 bps, arg-max, per-symbol book"
+    assert TradingConfig(cost_bps=5, slippage_bps=2, book="topk", k=10).describe() == "7 bps, top-10 book"
+    assert TradingConfig(sizing="prob_diff", cost_bps=0).describe() == "0 bps, p_long - p_short, per-symbol book"
+    threshold = TradingConfig(sizing="threshold", threshold=0.45)
+    assert threshold.describe() == "5 bps, arg-max if p >= 0.45, per-symbol book"
 
 
 def test_ic_figure_plots_ic_per_timestamp_and_its_rolling_mean():

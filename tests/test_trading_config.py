@@ -35,7 +35,13 @@ def test_every_problem_comes_in_one_line_and_options_that_do_not_apply_are_not_j
     assert str(err.value) == ("trading.cost_bps must be >= 0, got -1; trading.benchmark must be one of equal_weight, "
                               "none, got 'spx'; trading.threshold must lie in (1/3, 1), got 2.0")
     TradingConfig(sizing="argmax", threshold=2.0, k=0)  # neither read by an arg-max per-symbol book
-    TradingConfig(book="topk", k=2, sizing="threshold", threshold=0.1)  # topk ranks the score: no threshold
+    TradingConfig(book="topk", k=2, threshold=0.1)  # topk ranks the score: an unread threshold is not judged
+    # ... but a sizing the top-k book ignores is refused, not silently dropped, and its threshold is judged too
+    with pytest.raises(ValueError) as err:
+        TradingConfig(book="topk", k=2, sizing="threshold", threshold=2.0)
+    assert str(err.value) == ("trading.sizing does not apply to book: topk (equal-weight legs ranked by p_long - "
+                              "p_short); leave it argmax, got 'threshold'; trading.threshold must lie in (1/3, 1), "
+                              "got 2.0")
     with pytest.raises(ValueError, match=r"^trading.k must be an integer >= 1, got 0$"):
         TradingConfig(book="topk", k=0)
 

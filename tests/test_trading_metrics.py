@@ -159,7 +159,10 @@ def test_suite_sizes_positions_from_probabilities():
     suite = MetricSuite("test", 1, 4.0, TradingConfig(sizing="prob_diff", cost_bps=0))
     suite.update(probs, probs.argmax(1), torch.arange(4) * HOUR, ret, symbol=torch.zeros(4, dtype=torch.long))
     pnl = (probs[:, 2] - probs[:, 0]).double() * ret.double()
-    assert suite.compute()["test/sharpe"] == pytest.approx(float(pnl.mean() / pnl.std()) * 2, rel=1e-6)
+    out = suite.compute()
+    assert out["test/sharpe"] == pytest.approx(float(pnl.mean() / pnl.std()) * 2, rel=1e-6)
+    # exposure is the mean |position| (0.6, 0.3, 0.4, 0.1), not the share of non-zero rows (1.0)
+    assert out["test/exposure"] == pytest.approx(0.35) and out["test/n_trades"] == 4
 
 
 def test_topk_is_long_the_top_and_short_the_bottom_score():

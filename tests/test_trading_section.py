@@ -108,6 +108,8 @@ def test_old_data_bars_per_year_names_its_new_place(splits, tmp_path, capsys):
     ("cost_bps", "-1", "trading.cost_bps must be >= 0, got -1"),
     ("threshold", "0.2", "trading.threshold must lie in (1/3, 1), got 0.2"),
     ("k", "0", "trading.k must be an integer >= 1, got 0"),
+    ("sizing", "kelly", "trading.sizing: must be one of argmax, prob_diff, threshold, got 'kelly'"),
+    ("cost_bps", "nan", "trading.cost_bps: expected a finite float, got 'nan'"),
 ])  # fmt: skip
 def test_bad_trading_values_are_one_line_naming_the_key(config, flag, value, message, splits, tmp_path, capsys):
     applies = {"threshold": ["--trading.sizing", "threshold"], "k": ["--trading.book", "topk"]}.get(flag, [])
@@ -196,3 +198,8 @@ def test_a_topk_book_too_big_for_the_universe_is_refused_before_training(config,
     assert f"trading.k must be <= half the symbols ({symbols // 2} of {symbols}), got {symbols}" in err[0]
     assert "train_scaled.parquet" in err[0]
     assert not list(tmp_path.glob("*/version_*"))  # refused before any run folder
+    # Both checks against the data come in one line: fixing k does not reveal a bad bars_per_year next.
+    assert main([*argv, "--trading.bars_per_year", "8760"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trading.k must be <= half the symbols" in err[0], err
+    assert "; trading.bars_per_year is 8760, but the timestamps of" in err[0]

@@ -296,3 +296,16 @@ def test_pruning_callback_stops_a_trial(splits, tmp_path):
     job = family.build(config)
     with pytest.raises(optuna.TrialPruned, match="epoch 0"):
         job.fit(train_callbacks=[family.pruning_callback(trial, "val/f1_macro")])
+
+
+def test_a_booster_that_can_add_no_tree_says_so_in_a_line_not_a_python_warning(splits, tmp_path, capsys):
+    argv = ["fit", "--config", str(CONFIGS / "lightgbm.yaml"), "--data.root", str(splits),
+            "--tracking.save_dir", str(tmp_path), "--model.init_args.min_data_in_leaf", "100000"]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    assert not [w for w in caught if "no tree" in str(w.message)]  # a Python warning prints its source path
+    out = capsys.readouterr()
+    line = [ln for ln in (out.out + out.err).splitlines() if "added no tree" in ln]
+    assert line == ["lightgbm added no tree in epoch 1 (no split passes its limits, e.g. min_data_in_leaf): "
+                    "training stops at 1 round"], line

@@ -38,6 +38,9 @@ def test_rerun_at_another_cost_rebooks_without_refitting(tmp_path, splits, capsy
         assert dear[key] == pytest.approx(cheap[key], rel=1e-12, abs=1e-12), key
     for key in ("oof/sharpe_net", "test/sharpe_net", "folds/sharpe_net/mean"):
         assert dear[key] < cheap[key], key  # 40 bps cost more than 5 on a book that trades
+    # the summary the re-run prints shows the re-booked net Sharpe, not only the unchanged gross one
+    assert "Sharpe net" in text and f"{dear['oof/sharpe_net']:.4f}" in text
+    assert f"{cheap['oof/sharpe_net']:.4f}" not in text
 
     # the same walk-forward trained at 40 bps from the start: the same numbers, to float noise
     assert walkforward(fresh, splits, *wf, "--trading.cost_bps", "40") == 0

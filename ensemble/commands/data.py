@@ -8,16 +8,35 @@ from ensemble.commands.parsing import OneLineParser
 from ensemble.data.constants import DEFAULT_DEMO_ROOT
 
 
+def _positive(text: str) -> float:
+    """``--size``: a finite number > 0 (argparse prints the line naming the flag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0 (NumPy's seeds are)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return int(text)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="make demo data or summarise splits")
     cmds = data.add_subparsers(dest="data_command", required=True)
     demo = cmds.add_parser("demo", help="write deterministic demo splits in the production shape")
     demo.add_argument("--out", default=DEFAULT_DEMO_ROOT, help="output folder (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--size", type=float, default=1.0, help="multiplies the number of symbols (10 -> ~870k rows)")
+    demo.add_argument("--seed", type=_seed, default=0)
+    demo.add_argument("--size", type=_positive, default=1.0,
+                      help="multiplies the number of symbols, 50 by default (10: 500 symbols, ~2.2M rows)")
     strength = demo.add_mutually_exclusive_group()  # --signal strong --no-signal contradict each other: refused
     strength.add_argument("--signal", choices=("default", "strong", "none"), default=None,  # None: "default"
-                          help="default: realistic (a Sharpe of a few units); strong: for tests that must learn fast")
+                          help="default: realistic (a test Sharpe of 1-3); strong: for tests that must learn fast")
     strength.add_argument("--no-signal", action="store_true", help="pure noise (the same as --signal none)")
     summary = cmds.add_parser("summary", help="validate splits and print rows, symbols and windows per split")
     summary.add_argument("--root", default=DEFAULT_DEMO_ROOT)

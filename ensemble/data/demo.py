@@ -355,8 +355,13 @@ def make_demo_splits(out: str | Path, *, seed: int = 0, n_symbols: int = N_SYMBO
     ``BARS_PER_YEAR`` = 252 (also written to ``demo_info.json``).
 
     Raises:
-        ValueError: splits too short for the horizons, or an unknown ``signal``.
+        ValueError: splits too short for the horizons, an unknown ``signal``, a ``size`` that is not > 0, fewer
+            than one symbol, or a negative ``seed``.
     """
+    if not (isinstance(size, int | float) and 0 < size < float("inf")):
+        raise ValueError(f"size must be a number > 0 (it multiplies the {n_symbols} symbols), got {size}")
+    if n_symbols < 1 or seed < 0:
+        raise ValueError(f"n_symbols must be >= 1 and seed >= 0, got n_symbols={n_symbols}, seed={seed}")
     signal_name, signal_b = signal_strength(signal)
     out, n_sym, lengths = Path(out), demo_symbol_count(n_symbols, size), split_lengths(n_bars)
     if min(lengths) <= max(horizons):

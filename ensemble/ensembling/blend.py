@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ensemble import console
 from ensemble.ensembling.methods import METHODS, OPTIONS
 from ensemble.errors import ConfigError, EnsembleError, unknown_key
 from ensemble.io import atomic_write, locate, record_path, write_json
@@ -39,10 +40,23 @@ class Aligned:
 
     frame: pd.DataFrame  # datetime, symbol, label, fwd_return
     probs: np.ndarray  # (M, N, 3)
+    member_rows: tuple[tuple[int, int], ...] = ()  # (rows, symbols) each member predicted in the split
 
     @property
     def labels(self) -> np.ndarray:
         return self.frame["label"].to_numpy() + 1  # -1/0/1 -> 0/1/2
+
+    def say_shared(self, run_dirs: list[Path], split: str) -> None:
+        """One line when members predicted different rows, so a blend judged on a fraction of a member's rows (a
+        member trained on fewer symbols, say) never passes unseen; nothing when every member predicted them all.
+        Longer windows alone (a few warm-up rows) also show here, with their counts."""
+        if all(rows == len(self.frame) for rows, _ in self.member_rows):
+            return
+        symbols = self.frame["symbol"].nunique()
+        shared = f"{len(self.frame):,} rows ({symbols} symbol{'' if symbols == 1 else 's'})"
+        each = ", ".join(f"{run}: {rows:,} ({symbols})" for run, (rows, symbols) in zip(run_dirs, self.member_rows,
+                                                                                       strict=True))
+        console.say(f"blend judged on the {split} rows every member predicted, {shared}; members predicted {each}")
 
 
 def make_method(method: str, options: dict[str, dict[str, Any]] | None = None, **fixed: Any) -> Callable[[], Any]:
@@ -125,7 +139,8 @@ def align(run_dirs: list[Path], split: str, file: str | None = None) -> Aligned:
                 raise BlendError(f"{run}: its {split} {column}s differ from {run_dirs[0]}'s on the same rows; blend "
                                  f"runs of one data set, horizon and fold plan only")  # fmt: skip
     probs = np.stack([p[list(PROB_COLUMNS)].to_numpy(np.float64) for p in parts])
-    return Aligned(parts[0][[*KEYS, "label", "fwd_return", *kept[1:]]], probs)
+    counts = tuple((len(df), int(df["symbol"].nunique())) for df in frames)
+    return Aligned(parts[0][[*KEYS, "label", "fwd_return", *kept[1:]]], probs, counts)
 
 
 def blend_name(method: str, horizon: int) -> str:
@@ -170,12 +185,15 @@ def members_trading(run_dirs: list[Path], configs: list[dict], given: dict | Non
         trading = TradingConfig(**sections[0])
     except ConfigError as err:  # a given value out of range: every problem of the section at once
         raise BlendError("; ".join([*problems, str(err)])) from err
+    mismatches = []
     for run, section in zip(run_dirs[1:], sections[1:], strict=True):
         for key in sorted(trading.applicable(), key=list(section).index):  # keys the book does not read may differ
             if section[key] != sections[0][key]:
-                problems.append(f"{run}: trading.{key} is {section[key]}, but {run_dirs[0]} has {sections[0][key]}")
+                mismatches.append(f"{run}: trading.{key} is {section[key]}, but {run_dirs[0]} has {sections[0][key]}")
+    if mismatches:  # the hint is for members that disagree, not for a given value the data contradict
+        problems += [*mismatches, "blend runs booked alike, or set --trading.<key>"]
     if problems:
-        raise BlendError("; ".join(problems) + "; blend runs booked alike, or set --trading.<key>")
+        raise BlendError("; ".join(problems))
     return trading
 
 
@@ -215,6 +233,7 @@ def blend(run_dirs: list[Path], method: str, out: Path, name: str | None = None,
     tested = all((r / "predictions" / "test.parquet").is_file() for r in run_dirs)
     scored = []  # every split scored before the run folder is claimed: a bad setting leaves no folder behind
     for split, data in (("val", val), *((("test", align(run_dirs, "test")),) if tested else ())):
+        data.say_shared(run_dirs, split)
         probs = model.predict_proba(data.probs)
         df = data.frame.assign(**{c: probs[:, i].astype(np.float32) for i, c in enumerate(PROB_COLUMNS)})
         df["prediction"] = (probs.argmax(axis=1) - 1).astype(np.int8)

@@ -129,6 +129,9 @@ def fit_oof_blend(run_dirs: list[Path], method: str, trading: TradingConfig | No
                          "the other members have; re-run its walk-forward")  # fmt: skip
     tested = not missing
     test = align(run_dirs, "test") if tested else None
+    for split, data in (("oof", oof), ("test", test)):
+        if data is not None:
+            data.say_shared(run_dirs, split)
     time, labels, fold = utc_ns(oof.frame["datetime"]), oof.labels, oof.frame["fold"].to_numpy()
     if len(np.unique(fold)) < 2:
         raise BlendError(f"{run_dirs[0]}: an out-of-fold blend needs at least two folds (fold 1 only fits)")

@@ -52,12 +52,13 @@ NOTE = ("Sorted by val_log_loss_shared: val log loss on the rows every finished 
         "batches than the split has).")
 # the columns the terminal shows of a walk-forward experiment's board (those it has), in this order
 WALKFORWARD_TERMINAL = ["model", "horizon", "kind", "status", "folds", "oof_log_loss_shared", "test_log_loss_shared",
-                        "oof_f1_macro", "test_f1_macro", "test_sharpe_net", "dsr", "champion", "oracle",
+                        "oof_f1_macro", "test_f1_macro", "test_sharpe_net", "test_rank_ic", "dsr", "champion", "oracle",
                         "test_minus_oracle", "best_member", "beats_best_member", "fit_on"]  # fmt: skip
-# the columns the terminal shows, in this order: net Sharpe beside gross, net being the number a decision rests on
+# the columns the terminal shows, in this order: net Sharpe beside gross, net being the number a decision rests on,
+# and the rank IC, the first number a quant reads of a signal
 TERMINAL = ["model", "horizon", "kind", "status", "val_log_loss_shared", "test_log_loss_shared",
-            "val_f1_macro", "test_f1_macro", "test_sharpe", "test_sharpe_net", "best_member", "beats_best_member",
-            "fit_on"]  # fmt: skip
+            "val_f1_macro", "test_f1_macro", "test_sharpe", "test_sharpe_net", "test_rank_ic", "best_member",
+            "beats_best_member", "fit_on"]  # fmt: skip
 
 
 def row(model: str, horizon: int, kind: str, run_dir: Path | None, status: str, error: str = "",

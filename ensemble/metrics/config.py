@@ -32,7 +32,7 @@ class TradingConfig:
         book: ``per_symbol``: equal-weight book of every symbol, each sized as above;
             ``topk``: at each timestamp long the ``k`` symbols with the highest score p_long - p_short and
             short the ``k`` lowest, each at 1/(2k) of capital (dollar-neutral, gross exposure 1);
-            ``sizing`` does not apply.
+            ``sizing`` does not apply, and any but ``argmax`` is refused.
         k: names per leg of the ``topk`` book; at most half the symbols (checked by :meth:`check_symbols`).
         benchmark: ``equal_weight``: long every symbol at 1/N (same universe, same cost convention);
             ``none``: no excess return or information ratio is reported.
@@ -58,7 +58,8 @@ class TradingConfig:
 
     def problems(self) -> list[str]:
         """Every bad value, one phrase each naming its key; ``threshold`` is judged only under
-        ``sizing: threshold`` and ``k`` only under ``book: topk``, the settings that read them."""
+        ``sizing: threshold`` and ``k`` only under ``book: topk``, the settings that read them. A ``topk`` book
+        refuses any sizing but the default ``argmax``, which it does not read either."""
         out = []
         for key in ("cost_bps", "slippage_bps"):
             value = getattr(self, key)
@@ -67,8 +68,11 @@ class TradingConfig:
         for key, allowed in (("sizing", SIZINGS), ("book", BOOKS), ("benchmark", BENCHMARKS)):
             if getattr(self, key) not in allowed:
                 out.append(f"trading.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        if "threshold" in self.applicable() and not (
-                isinstance(self.threshold, int | float) and 1 / 3 < self.threshold < 1):
+        if self.book == "topk" and self.sizing != "argmax" and self.sizing in SIZINGS:
+            # a silent no-op would read as if the sizing had shaped the book
+            out.append(f"trading.sizing does not apply to book: topk (equal-weight legs ranked by p_long - p_short); "
+                       f"leave it argmax, got {self.sizing!r}")
+        if self.sizing == "threshold" and not (isinstance(self.threshold, int | float) and 1 / 3 < self.threshold < 1):
             out.append(f"trading.threshold must lie in (1/3, 1), got {self.threshold}")
         if "k" in self.applicable() and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
             out.append(f"trading.k must be an integer >= 1, got {self.k}")
@@ -107,6 +111,15 @@ class TradingConfig:
     def as_dict(self) -> dict[str, Any]:
         """The section as plain values, for checkpoints, run configs and metrics.json."""
         return dict(vars(self))
+
+    def describe(self) -> str:
+        """A few words for figure titles, e.g. ``5 bps, arg-max, per-symbol book`` or ``7 bps, top-10 book``."""
+        cost = f"{self.cost_bps + self.slippage_bps:g} bps"
+        if self.book == "topk":
+            return f"{cost}, top-{self.k} book"
+        sizing = {"argmax": "arg-max", "prob_diff": "p_long - p_short",
+                  "threshold": f"arg-max if p >= {self.threshold:g}"}[self.sizing]  # fmt: skip
+        return f"{cost}, {sizing}, per-symbol book"
 
     @property
     def cost_rate(self) -> float:

@@ -47,8 +47,10 @@ Means over periods are averaged over the phases; annualised returns are arithmet
 * ``max_drawdown``: of the gross additive equity [0, cumsum(R_j)...] per phase (>= 0).
 * ``excess_return`` = mean(R_net - B_net) * P and ``information_ratio`` = Sharpe of R_net - B_net, B the
   benchmark charged under the same convention (entry, exits, 1/N_t changes). Absent with benchmark ``none``.
-* Per row: a trade is a row with a non-zero position (``topk``: +-1 for a row in a leg); ``n_trades``,
-  ``exposure`` = trades / rows, ``win_rate`` = share of trades with position * fwd_return > 0,
+* Per row: a trade is a row with a non-zero position (``topk``: +-1 for a row in a leg); ``n_trades`` counts
+  them (position-bars, not position changes: ``turnover`` measures those), ``exposure`` = mean |position|
+  over rows (trades / rows for -1/0/+1 positions, mean |p_long - p_short| under ``prob_diff``),
+  ``win_rate`` = share of trades with position * fwd_return > 0,
   ``profit_factor`` = trade gains / |trade losses| (0 without gains, inf with gains and no losses).
 * ``ic`` / ``rank_ic``: per timestamp, the Pearson / Spearman correlation across symbols of score and
   fwd_return, averaged over timestamps; ``icir`` / ``rank_icir``: their mean / std (ddof=1), not
@@ -110,7 +112,11 @@ def equity_curve(time: Tensor, position: Tensor, fwd_return: Tensor, horizon: in
 
 
 def trade_stats(position: Tensor, fwd_return: Tensor) -> dict[str, float]:
-    """win_rate, profit_factor, n_trades and exposure of rows (N,), a trade being a non-zero position."""
+    """win_rate, profit_factor, n_trades and exposure of rows (N,), a trade being a non-zero position.
+
+    ``exposure`` is the mean |position| over the rows: the share of rows held for -1/0/+1 positions, and the
+    mean |p_long - p_short| under ``prob_diff`` sizing (a book a few percent invested must not read as 1.0).
+    """
     trades = position != 0
     pnl = _wide(position[trades]) * _wide(fwd_return[trades])
     gains, losses = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
@@ -118,7 +124,7 @@ def trade_stats(position: Tensor, fwd_return: Tensor) -> dict[str, float]:
         "win_rate": float((pnl > 0).sum()) / len(pnl) if len(pnl) else 0.0,
         "profit_factor": 0.0 if gains == 0 else (math.inf if losses == 0 else gains / losses),
         "n_trades": float(len(pnl)),
-        "exposure": len(pnl) / len(position) if len(position) else 0.0,
+        "exposure": float(position.abs().mean()) if len(position) else 0.0,
     }
 
 
@@ -308,7 +314,8 @@ class NumTrades(_TradeStat):
 
 
 class Exposure(_TradeStat):
-    """Fraction of rows holding a non-zero position."""
+    """Mean |position| over rows: the share of rows held for -1/0/+1 positions, mean |p_long - p_short| under
+    ``prob_diff``."""
 
     key = "exposure"
 

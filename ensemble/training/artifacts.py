@@ -191,7 +191,8 @@ def write_stage(
     figures = {
         "confusion_matrix": confusion_matrix_figure(cm, f"{name}: confusion matrix"),
         "equity_curve": equity_curve_figure(
-            curves.times.numpy().astype("datetime64[ns]"), curves.gross.numpy(), f"{name}: equity",
+            curves.times.numpy().astype("datetime64[ns]"), curves.gross.numpy(),
+            f"{name}: equity ({(trading or TradingConfig()).describe()})",
             net=curves.net.numpy(),
             benchmark=None if (trading and trading.benchmark == "none") else curves.benchmark.numpy(),
         ),

@@ -56,7 +56,7 @@ def equity_curve_figure(times: np.ndarray, gross: np.ndarray, title: str, net: n
     equity = np.asarray(net if net is not None else gross, dtype=float)
     drawdown = 100 * (np.maximum.accumulate(np.maximum(equity, 0.0)) - equity)  # from the start's 0 too
     dd_ax.fill_between(t, 0, -drawdown, color="C3", alpha=0.4, lw=0)
-    dd_ax.set_ylabel("drawdown (%)")
+    dd_ax.set_ylabel("drawdown of net (%)" if net is not None else "drawdown (%)")
     dd_ax.set_xlabel(f"time ({TIME_ZONE_LABEL})")
     fig.autofmt_xdate()
     fig.tight_layout()

@@ -116,12 +116,18 @@ def announce_bars_per_year(trading: TradingConfig, inferred: float, source: str,
         ConfigError: ``trading.bars_per_year`` differs from ``inferred`` by more than the tolerance, or
             ``trading.k`` is more than half of ``symbols`` (naming ``source``).
     """
+    problems = []  # both data checks in one line: fixing k should not reveal bars_per_year next
     if symbols is not None:
         try:
             trading.check_symbols(symbols)
         except ConfigError as err:
-            raise ConfigError(f"{err} in {source}") from err
-    check_bars_per_year(trading.bars_per_year, inferred, f"the timestamps of {source}")
+            problems.append(f"{err} in {source}")
+    try:
+        check_bars_per_year(trading.bars_per_year, inferred, f"the timestamps of {source}")
+    except ConfigError as err:
+        problems.append(str(err))
+    if problems:
+        raise ConfigError("; ".join(problems))
     if show and trading.bars_per_year is None and (str(source), inferred) not in _ANNOUNCED:
         _ANNOUNCED.add((str(source), inferred))
         print(f"trading.bars_per_year not set: {inferred:g} bars a year, inferred from the timestamps of {source} "

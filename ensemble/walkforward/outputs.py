@@ -16,7 +16,8 @@ from ensemble.metrics.suite import books_on_trading
 from ensemble.training.artifacts import PROB_COLUMNS
 
 _W = 16  # a metric column's width: fits "-12.345±67.890"
-SUMMARY_METRICS = {"f1_macro": "macro-F1", "log_loss": "log loss", "sharpe": "Sharpe", "max_drawdown": "max DD"}
+SUMMARY_METRICS = {"f1_macro": "macro-F1", "log_loss": "log loss", "sharpe": "Sharpe", "sharpe_net": "Sharpe net",
+                   "max_drawdown": "max DD"}
 
 
 class WalkForwardError(EnsembleError):

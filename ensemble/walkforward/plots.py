@@ -60,7 +60,7 @@ def oof_equity_figure(oof: pd.DataFrame, horizon: int, boundaries: list[int], ti
 def write_plots(out: Path, per_fold: pd.DataFrame, metrics: dict[str, float], oof: pd.DataFrame, horizon: int,
                 boundaries: list[int], name: str, trading: TradingConfig | None = None) -> list[Path]:  # fmt: skip
     """``plots/metrics_per_fold.png`` and ``plots/oof_equity_curve.png``."""
-    equity_title = f"{name}: out-of-fold equity, fold boundaries dotted"
+    equity_title = f"{name}: out-of-fold equity ({(trading or TradingConfig()).describe()}), fold boundaries dotted"
     figures = {"metrics_per_fold": metrics_per_fold_figure(per_fold, metrics, f"{name}: metrics per fold"),
                "oof_equity_curve": oof_equity_figure(oof, horizon, boundaries, equity_title, trading)}  # fmt: skip
     paths = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,10 @@ class TreeTrainer:
         while self.current_epoch < self.max_epochs and not self.should_stop:
             model.boost(self.rounds_per_epoch)
             if model.num_rounds == self.global_step:  # LightGBM stops adding trees once no split is allowed
-                warnings.warn(f"{model.name} added no tree in epoch {self.current_epoch}: stopping", stacklevel=2)
+                # not an error: no split is allowed any more (e.g. min_data_in_leaf on few rows); say it plainly
+                console.say(f"{model.name} added no tree in epoch {self.current_epoch} (no split passes its limits, "
+                            f"e.g. min_data_in_leaf): training stops at {model.num_rounds} "
+                            f"round{'' if model.num_rounds == 1 else 's'}")
                 break
             self.global_step = model.num_rounds
             self.callback_metrics = model.score(model.val_proba(), val, "val")
