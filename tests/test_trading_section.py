@@ -110,6 +110,7 @@ def test_old_data_bars_per_year_names_its_new_place(splits, tmp_path, capsys):
     ("k", "0", "trading.k must be an integer >= 1, got 0"),
     ("sizing", "kelly", "trading.sizing: must be one of argmax, prob_diff, threshold, got 'kelly'"),
     ("cost_bps", "nan", "trading.cost_bps: expected a finite float, got 'nan'"),
+    ("cots_bps", "3", "--trading.cots_bps: unknown trading key (did you mean 'cost_bps'?); known: cost_bps, "),
 ])  # fmt: skip
 def test_bad_trading_values_are_one_line_naming_the_key(config, flag, value, message, splits, tmp_path, capsys):
     applies = {"threshold": ["--trading.sizing", "threshold"], "k": ["--trading.book", "topk"]}.get(flag, [])

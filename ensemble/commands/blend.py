@@ -19,6 +19,7 @@ from ensemble.errors import ConfigError, unknown_key
 from ensemble.metrics.config import TradingConfig
 from ensemble.training.results import print_results
 from ensemble.training.runs import check_name
+from ensemble.training.trading import check_trading_flags
 
 # --<method>.<option> flags: every option of ensembling.methods.OPTIONS, with its type and help
 METHOD_FLAGS = {
@@ -31,21 +32,21 @@ METHOD_FLAGS = {
 }  # fmt: skip
 
 
-def check_dotted_flags(argv: list[str], trading: list[str]) -> None:
+def check_dotted_flags(argv: list[str]) -> None:
     """Raise ConfigError for a ``--<method>.<option>`` or ``--trading.<key>`` flag whose option is unknown: one line
     naming the flag, the closest known option and all of them (argparse would only say "unrecognized arguments").
 
     Raises:
         ConfigError: an unknown option of a blend method or of the trading section.
     """
+    check_trading_flags(argv)  # the trading keys, as fit checks them
     for arg in argv:
         if not arg.startswith("--") or "." not in arg:
             continue
         section, _, key = arg[2:].split("=", 1)[0].partition(".")
-        known = list(METHOD_FLAGS.get(section, {})) if section in METHODS else trading if section == "trading" else None
-        if known is not None and key not in known:
-            what = "trading key" if section == "trading" else f"{section} option"
-            raise ConfigError(f"ensemble blend: {unknown_key(f'--{section}.{key}', known, what)}")
+        known = METHOD_FLAGS.get(section, {})
+        if section in METHODS and key not in known:
+            raise ConfigError(f"ensemble blend: {unknown_key(f'--{section}.{key}', known, f'{section} option')}")
 
 
 def add_trading_flags(parser: OneLineParser) -> dict[str, str]:
@@ -75,7 +76,7 @@ def run(argv: list[str]) -> int:
             p.add_argument(f"--{method}.{key}", dest=f"{method}_{key}", type=kind, default=None,
                            help=f"{method}: {text}")  # fmt: skip
     trading_flags = add_trading_flags(p)
-    check_dotted_flags(argv, list(trading_flags))
+    check_dotted_flags(argv)
     args = p.parse_args(argv)
     if args.name is not None:
         check_name(args.name, "--name")  # it names <out>/<name>/version_N

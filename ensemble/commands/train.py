@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ensemble.training.config import config_from_flags
-from ensemble.training.trading import check_moved_flags
+from ensemble.training.trading import check_trading_flags
 
 
 def run(subcommand: str, argv: list[str]) -> int:
@@ -17,7 +17,7 @@ def run(subcommand: str, argv: list[str]) -> int:
         from ensemble.commands.export import predict_from_parser
 
         print(PREDICT_HELP.format(export=predict_from_parser().format_help()), flush=True)
-    check_moved_flags(argv)
+    check_trading_flags(argv)
     argv, threads = _pop_threads(argv)
     model = _model_sections(argv)
     argv += _apply_threads(model, threads)

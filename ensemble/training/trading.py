@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, unknown_key
 from ensemble.metrics.config import TradingConfig
 
 _ANNOUNCED: set[tuple[str, float]] = set()  # once per process: a tuning study builds one job per trial
@@ -63,16 +63,22 @@ def check_moved_keys(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{old} moved to {new}; move the key in your config (null infers it from the data)")
 
 
-def check_moved_flags(argv: list[str]) -> None:
-    """Refuse a ``--section.key`` flag whose key moved (``--data.bars_per_year``), naming its new place.
+def check_trading_flags(argv: list[str]) -> None:
+    """Refuse a ``--section.key`` flag whose key moved (``--data.bars_per_year``), naming its new place, and a
+    ``--trading.<key>`` that is no trading key, naming the closest one (the parser would only say "unrecognized
+    arguments").
 
     Raises:
-        ConfigError: e.g. ``--data.bars_per_year moved to --trading.bars_per_year``.
+        ConfigError: e.g. ``--data.bars_per_year moved to --trading.bars_per_year``, or ``--trading.cots_bps:
+            unknown trading key (did you mean 'cost_bps'?); known: ...``.
     """
     for arg in argv:
         key = arg.split("=", 1)[0].removeprefix("--")
         if key in MOVED_KEYS:
             raise ConfigError(f"--{key} moved to --{MOVED_KEYS[key]} (null infers it from the data)")
+        section, dot, name = key.partition(".")
+        if arg.startswith("--") and section == "trading" and dot and name not in TradingConfig.__dataclass_fields__:
+            raise unknown_key(f"--{key}", TradingConfig.__dataclass_fields__, "trading key")
 
 
 def check_bars_per_year(given: float | None, inferred: float | None, source: str) -> None:
