@@ -14,11 +14,11 @@ from ensemble.metrics import MetricSuite, TradingConfig
 from ensemble.metrics.book import book_series, size_positions
 from ensemble.metrics.stats import masked_mean, phase_matrix, sharpe
 
-CONFIGS = st.builds(
-    TradingConfig,
-    cost_bps=st.floats(0.5, 50), slippage_bps=st.floats(0, 10),
-    sizing=st.sampled_from(["argmax", "prob_diff", "threshold"]), threshold=st.floats(0.34, 0.9),
-    book=st.sampled_from(["per_symbol", "topk"]), k=st.integers(1, 2),
+COSTS = {"cost_bps": st.floats(0.5, 50), "slippage_bps": st.floats(0, 10)}
+CONFIGS = st.one_of(  # a top-k book reads no sizing (any but arg-max is refused)
+    st.builds(TradingConfig, **COSTS, sizing=st.sampled_from(["argmax", "prob_diff", "threshold"]),
+              threshold=st.floats(0.34, 0.9), book=st.just("per_symbol")),
+    st.builds(TradingConfig, **COSTS, book=st.just("topk"), k=st.integers(1, 2)),
 )
 
 
@@ -36,7 +36,9 @@ def panels(draw) -> dict:
     probs = rng.dirichlet(np.ones(3), n)
     probs[rng.random(n) < 0.2] = [0.3, 0.3, 0.4]  # ties in the score across symbols
     ret = rng.normal(0, 0.02, n)
-    ret[rng.random(n) < 0.1] = np.nan
+    missing = rng.random(n) < 0.1
+    missing[:n_sym] = False  # a NaN return drops its row: the first timestamp keeps every symbol in the universe
+    ret[missing] = np.nan
     return {"rows": (torch.tensor(probs), torch.tensor(rng.integers(0, 3, n)), torch.tensor(time[keep]),
                      torch.tensor(ret), torch.tensor(symbol[keep])), "horizon": horizon, "seed": seed}
 
