@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -141,3 +142,21 @@ def test_terminal_board_shows_net_sharpe_beside_gross():
     assert header.index("test_sharpe_net") > header.index("test_sharpe ")  # net right after gross
     assert header.index("test_rank_ic") > header.index("test_sharpe_net")  # then the signal's rank IC
     assert "-0.4321" in "\n".join(rest) and "1.2345" in "\n".join(rest) and "0.0567" in "\n".join(rest)
+
+
+def test_the_chart_legends_never_cover_a_bar():
+    from ensemble.experiments.leaderboard import chart
+
+    rng = np.random.default_rng(0)
+    rows = [{"model": m, "horizon": 5, "kind": k, "status": "done", "val_f1_macro": 0.36 + 0.02 * rng.random(),
+             "test_f1_macro": 0.36, "val_log_loss_shared": 1.09, "test_log_loss_shared": 1.093,
+             "val_ic": 0.08, "test_ic": 0.07 + 0.01 * rng.random()}
+            for m, k in (("lightgbm", "member"), ("xgboost", "member"), ("lstm", "member"), ("gru", "member"),
+                         ("ensemble_caruana", "blend"), ("uniform", "baseline"))]  # fmt: skip
+    fig = chart(pd.DataFrame(rows))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_height()]
+        assert bars and not any(legend.overlaps(bar) for bar in bars), ax.get_title()

@@ -214,9 +214,9 @@ def _bars(ax, part: pd.DataFrame, columns: tuple[str, str], chance: float, chanc
     ax.set_xlabel("run (member, blend or baseline)")
 
 
-def _legend(ax, chance_label: str, first: str = "val", headroom: bool = False) -> None:
-    """The chart's legend; ``headroom``: raise the top of the value axis and lay the legend in two columns
-    there, above the bars."""
+def _legend(ax, chance_label: str, first: str = "val") -> None:
+    """The chart's legend, in two columns above the bars: the top of the value axis is raised to make room, so
+    it never covers a bar (``loc="best"`` did, on a panel full of bars)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -225,12 +225,9 @@ def _legend(ax, chance_label: str, first: str = "val", headroom: bool = False) -
                Patch(facecolor="white", edgecolor="black", hatch=_HATCH["blend"], label="blend"),
                Patch(facecolor="0.75", edgecolor="black", hatch=_HATCH[BASELINE], label="baseline (a guess)"),
                Line2D([], [], color="black", linestyle="--", label=chance_label)]  # fmt: skip
-    if headroom:
-        lo, hi = ax.get_ylim()
-        ax.set_ylim(lo, hi + 0.5 * (hi - lo))
-        ax.legend(handles=handles, fontsize=7, loc="upper right", ncol=2)
-        return
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.5 * (hi - lo))
+    ax.legend(handles=handles, fontsize=7, loc="upper right", ncol=2)
 
 
 def chart(df: pd.DataFrame):
@@ -356,12 +353,12 @@ def walkforward_chart(df: pd.DataFrame):
                           "\u2605 champion: chosen out-of-fold; oracle: best member on test, with hindsight",
                           fontsize=9)  # fmt: skip
         loss_ax.set_ylabel("log loss (nats per row)")
-        _legend(loss_ax, uniform, "out-of-fold", headroom=True)
+        _legend(loss_ax, uniform, "out-of-fold")
         chance = f"chance: a guess at the class shares (macro-F1 {CHANCE_F1:.3f})"
         _bars(f1_ax, part, ("oof_f1_macro", "test_f1_macro"), CHANCE_F1, chance)
         f1_ax.set_title(f"h={h}: macro-F1, out-of-fold and test (higher is better)", fontsize=9)
         f1_ax.set_ylabel("macro-F1 (0 to 1)")
-        _legend(f1_ax, chance, "out-of-fold", headroom=True)
+        _legend(f1_ax, chance, "out-of-fold")
         ranked = part[part.kind != BASELINE]
         x = np.arange(len(ranked))
         dsr_ax.bar(x, ranked["dsr"].astype(float).fillna(0.0), color="C2", edgecolor="black", linewidth=0.5,
