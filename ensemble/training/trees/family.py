@@ -166,6 +166,8 @@ class TreeJob(Job):
                 self.trainer.fit(self.model, self.datamodule, self.ckpt)
             except EnsembleError:
                 if fresh:
+                    for logger in self.trainer.loggers:  # their writer threads stop before the folder goes
+                        logger.finalize("failed")
                     discard_if_unused(self._run_dir)
                 raise
         if stopped:

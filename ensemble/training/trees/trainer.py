@@ -127,9 +127,10 @@ class TreeTrainer:
         self.global_step, self.current_epoch, self.should_stop = model.num_rounds, state.get("epoch", -1) + 1, False
         for callback in self.callbacks:
             callback.load_state_dict(state.get("callbacks", {}).get(type(callback).__name__) or callback.state_dict())
+        # a refused monitor fails before any logger writes into the run folder
+        check_monitors(self.callbacks, model.score(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val"))
         for logger in self.loggers:
             logger.log_hyperparams({**model.hparams(), "rounds_per_epoch": self.rounds_per_epoch})
-        check_monitors(self.callbacks, model.score(np.full((len(val.y), NUM_CLASSES), 1 / NUM_CLASSES), val, "val"))
         if self.enable_model_summary:
             console.say(f"{model.name} on {self.device}: train/val {len(train.y)}/{len(val.y)} rows x "
                         f"{train.X.shape[1]} columns, from round {model.num_rounds}\n  {model.library_params()}")
