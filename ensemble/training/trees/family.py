@@ -152,6 +152,12 @@ class TreeJob(Job):
             text = self.parser.dump(self.namespace, skip_none=False)
             atomic_write(folder / "config.yaml", lambda p: p.write_text(text))
 
+    def _close_loggers(self) -> None:
+        """Finalize the trainer's loggers as failed, so their writer threads (TensorBoard's) stop before a failed
+        run's folder is removed: a file they write under ``rmtree`` would make it fail."""
+        for logger in self.trainer.loggers:
+            logger.finalize("failed")
+
     def train(self) -> None:
         fresh = self._run_dir is None
         self.start()
@@ -166,8 +172,7 @@ class TreeJob(Job):
                 self.trainer.fit(self.model, self.datamodule, self.ckpt)
             except EnsembleError:
                 if fresh:
-                    for logger in self.trainer.loggers:  # their writer threads stop before the folder goes
-                        logger.finalize("failed")
+                    self._close_loggers()
                     discard_if_unused(self._run_dir)
                 raise
         if stopped:
@@ -213,6 +218,7 @@ class TreeJob(Job):
             else:
                 results = getattr(self.trainer, self.subcommand)(self.model, self.datamodule, self.ckpt)
         except EnsembleError:
+            self._close_loggers()
             shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no folder behind
             if claimed:
                 discard_if_unused(run)
