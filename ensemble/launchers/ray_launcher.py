@@ -154,9 +154,12 @@ class RayLauncher(Launcher):
                         ray.cancel(ref)
                     ray.wait(list(pending), num_returns=len(pending), timeout=60)
                     raise stopped_run([CellStopped(s.key, True, STOPPING[0]) for s in pending.values()])
-            finally:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
+            finally:  # force only the tasks still running: force-cancelling one that has just finished trips
+                # a Ray check (task_manager.cc, "it != submissible_tasks_.end()") that kills this driver
+                if pending:
+                    _, running = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                    for ref in running:
+                        ray.cancel(ref, force=True)
             return [results[spec.key] for spec in specs]
         finally:
             if ours:
