@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ensemble.metrics.book import book_series, size_positions
 from ensemble.metrics.config import TradingConfig
-from ensemble.metrics.stats import cross_sectional_corr, group_ranks
+from ensemble.metrics.stats import cross_sectional_ics
 
 
 class EquityCurves(NamedTuple):
@@ -55,7 +55,4 @@ def ic_series(time: Tensor, probs: Tensor, fwd_return: Tensor) -> ICSeries:
     time, _, probs, fwd_return = _rows(time, torch.zeros_like(time), probs, fwd_return)
     times, group = torch.unique(time, sorted=True, return_inverse=True)
     score = probs[:, 2] - probs[:, 0]
-    ic, valid = cross_sectional_corr(group, len(times), score, fwd_return)
-    ranks = group_ranks(group, torch.stack([score, fwd_return]))
-    rank_ic, _ = cross_sectional_corr(group, len(times), ranks[0], ranks[1])
-    return ICSeries(times, ic, rank_ic, valid)
+    return ICSeries(times, *cross_sectional_ics(group, len(times), score, fwd_return))

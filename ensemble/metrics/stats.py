@@ -228,3 +228,14 @@ def cross_sectional_corr(group: Tensor, n_groups: int, x: Tensor, y: Tensor) -> 
     valid = (n >= 3) & (sxx > 1e-20 * per_group(x * x)) & (syy > 1e-20 * per_group(y * y))
     denom = (sxx * syy).sqrt().where(valid, torch.ones_like(sxx))
     return torch.where(valid, sxy / denom, torch.zeros_like(sxy)), valid
+
+
+def cross_sectional_ics(group: Tensor, n_groups: int, score: Tensor, fwd_return: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per group (timestamp): the IC (Pearson) and rank IC (Spearman: Pearson of the average ranks) of ``score``
+    against ``fwd_return`` across its rows, and whether the group is valid (``cross_sectional_corr``'s rule):
+    ((G,) ic, (G,) rank_ic, (G,) bool valid)."""
+    ic, valid = cross_sectional_corr(group, n_groups, score, fwd_return)
+    ranks = group_ranks(group, torch.stack([score, fwd_return]))
+    rank_ic, _ = cross_sectional_corr(group, n_groups, ranks[0], ranks[1])
+    return ic, rank_ic, valid

@@ -79,8 +79,7 @@ from ensemble.data.calendar import infer_bars_per_year
 from ensemble.metrics.book import book_series
 from ensemble.metrics.config import TradingConfig
 from ensemble.metrics.stats import (
-    cross_sectional_corr,
-    group_ranks,
+    cross_sectional_ics,
     masked_mean,
     max_drawdown,
     phase_matrix,
@@ -253,9 +252,7 @@ class TradingMetrics(_TradingMetric):
     @staticmethod
     def _information_coefficients(group: Tensor, n_times: int, score: Tensor, fwd_return: Tensor
                                   ) -> dict[str, float]:
-        ic, valid = cross_sectional_corr(group, n_times, score, fwd_return)
-        ranks = group_ranks(group, torch.stack([score, fwd_return]))  # Spearman = Pearson of the ranks
-        rank_ic, _ = cross_sectional_corr(group, n_times, ranks[0], ranks[1])
+        ic, rank_ic, valid = cross_sectional_ics(group, n_times, score, fwd_return)
         out = {"ic_skipped": float(n_times - int(valid.sum()))}
         for name, values in (("ic", ic[valid]), ("rank_ic", rank_ic[valid])):
             # no cross-section (one symbol, or every timestamp skipped): undefined (NaN, written as null), not 0
